@@ -1,0 +1,187 @@
+//! The built-in endpoints (SPEC §2), registered on a [`Router`].
+//!
+//! Each handler shows one way of answering, and the table in `router.rs` says which asyncio idiom
+//! it stands for:
+//!
+//! - `/plaintext`, `/json`, `/healthz`, `/readyz`, `/`: answered on the reactor, instantly;
+//! - `/sleep?ms=N`: a reactor timer — waiting without blocking anyone;
+//! - `/cpu?ms=N`: real arithmetic on a pool worker — the reactor stays free;
+//! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::error::Error;
+use crate::http::{Method, Request, Response};
+use crate::router::{Context, Reply, Router};
+
+/// Longest `/sleep` (ms).
+pub const MAX_SLEEP_MS: u64 = 60_000;
+/// Longest `/cpu` burn (ms).
+pub const MAX_CPU_MS: u64 = 10_000;
+
+/// A router with every built-in endpoint.
+pub fn router() -> Router {
+    Router::new()
+        .route(Method::Get, "/", index)
+        .route(Method::Get, "/plaintext", |_, _| {
+            Response::text(200, "Hello, World!").into()
+        })
+        .route(Method::Get, "/json", |_, _| {
+            Response::json_static(200, r#"{"message":"Hello, World!"}"#).into()
+        })
+        .route(Method::Get, "/sleep", sleep)
+        .route(Method::Get, "/cpu", cpu)
+        .route(Method::Get, "/healthz", |_, _| {
+            Response::json_static(200, r#"{"status":"ok"}"#).into()
+        })
+        .route(Method::Get, "/readyz", |_, ctx| {
+            if ctx.draining {
+                Response::json_static(503, r#"{"status":"draining"}"#).into()
+            } else {
+                Response::json_static(200, r#"{"status":"ready"}"#).into()
+            }
+        })
+}
+
+/// `GET /`: what is here and how to call it.
+fn index(req: &mut Request<'_>, _ctx: &Context) -> Reply {
+    let host = req
+        .header("host")
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .unwrap_or("127.0.0.1:8888");
+    let mut text = String::from("evloop: an event-loop HTTP/1.1 server\n\n");
+    for (what, path) in [
+        ("plain text, answered on the reactor", "/plaintext"),
+        ("JSON, answered on the reactor", "/json"),
+        (
+            "wait 100 ms on a reactor timer (asyncio.sleep)",
+            "/sleep?ms=100",
+        ),
+        (
+            "burn 50 ms of CPU on a pool worker (run_in_threadpool)",
+            "/cpu?ms=50",
+        ),
+        (
+            "burn 50 ms on the reactor itself: blocks everyone (the anti-pattern)",
+            "/cpu?ms=50&mode=inline",
+        ),
+        ("liveness", "/healthz"),
+        ("readiness: 503 while draining", "/readyz"),
+    ] {
+        text.push_str(&format!("# {what}\ncurl -s 'http://{host}{path}'\n"));
+    }
+    Response::text_owned(200, text).into()
+}
+
+/// Parse the required integer query parameter `name` in `0..=max`.
+fn query_ms(req: &Request<'_>, name: &str, max: u64) -> Result<u64, Error> {
+    let value = req.query_param(name).ok_or_else(|| {
+        Error::BadQuery(format!("query parameter `{name}` is required (0–{max})"))
+    })?;
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| *ms <= max)
+        .ok_or_else(|| {
+            Error::BadQuery(format!(
+                "query parameter `{name}` must be an integer from 0 to {max}, got `{value}`"
+            ))
+        })
+}
+
+/// `GET /sleep?ms=N`: answer after N ms. The reactor arms a timer and goes on serving everyone
+/// else — `await asyncio.sleep(N / 1000)`.
+fn sleep(req: &mut Request<'_>, _ctx: &Context) -> Reply {
+    match query_ms(req, "ms", MAX_SLEEP_MS) {
+        Ok(ms) => Reply::After(
+            Duration::from_millis(ms),
+            Response::json_value(200, &json!({ "slept_ms": ms })),
+        ),
+        Err(err) => err.into(),
+    }
+}
+
+/// `GET /cpu?ms=N[&mode=inline]`: burn N ms of CPU on a worker (or, with `mode=inline`, on the
+/// reactor — the blocking mistake, on purpose).
+fn cpu(req: &mut Request<'_>, _ctx: &Context) -> Reply {
+    let ms = match query_ms(req, "ms", MAX_CPU_MS) {
+        Ok(ms) => ms,
+        Err(err) => return err.into(),
+    };
+    let budget = Duration::from_millis(ms);
+    match req.query_param("mode") {
+        None | Some("pool") => Reply::offload(move |job| {
+            let started = Instant::now();
+            burn(budget, || job.is_cancelled());
+            Response::json_value(
+                200,
+                &json!({
+                    "ms": ms,
+                    "worker": job.worker,
+                    "queued_us": job.queued.as_micros() as u64,
+                    "run_us": started.elapsed().as_micros() as u64,
+                }),
+            )
+        }),
+        Some("inline") => {
+            // Deliberately blocking: nothing else on this reactor runs until this returns.
+            let started = Instant::now();
+            burn(budget, || false);
+            Response::json_value(
+                200,
+                &json!({
+                    "ms": ms,
+                    "worker": null,
+                    "mode": "inline",
+                    "queued_us": 0,
+                    "run_us": started.elapsed().as_micros() as u64,
+                }),
+            )
+            .into()
+        }
+        Some(other) => Error::BadQuery(format!(
+            "query parameter `mode` must be `pool` or `inline`, got `{other}`"
+        ))
+        .into(),
+    }
+}
+
+/// Do real arithmetic for `budget` of wall time, checking `cancelled` about every 50 µs so a
+/// job whose client left stops promptly. Returns the arithmetic's result so the optimiser cannot
+/// remove it.
+pub fn burn(budget: Duration, cancelled: impl Fn() -> bool) -> u64 {
+    let started = Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    loop {
+        for _ in 0..20_000 {
+            // A 64-bit LCG step plus a xorshift: cheap, serial, impossible to vectorise away.
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x ^= x >> 29;
+        }
+        x = std::hint::black_box(x);
+        if started.elapsed() >= budget || cancelled() {
+            return x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burn lasts about as long as asked, and stops early when cancelled.
+    #[test]
+    fn burn_respects_budget_and_cancel() {
+        let started = Instant::now();
+        burn(Duration::from_millis(20), || false);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(20) && took < Duration::from_millis(500));
+        let started = Instant::now();
+        burn(Duration::from_secs(10), || true);
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
+}

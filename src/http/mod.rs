@@ -1,0 +1,19 @@
+//! HTTP/1.1 messages, without sockets: bytes in, requests out; responses in, bytes out.
+//!
+//! Nothing here knows about mio or the reactor (the h11 "bring your own I/O" design), which is
+//! why the parser can be fed arbitrary splits of a byte stream in a property test.
+//!
+//! - [`decoder`]: the incremental request decoder — head, then body — with every RFC 9112
+//!   framing rule that keeps request smuggling out;
+//! - [`chunked`]: the `Transfer-Encoding: chunked` body decoder;
+//! - [`request`]: the [`Request`] a handler sees;
+//! - [`response`]: the [`Response`] a handler returns, its encoder, and the cached `Date`.
+
+pub mod chunked;
+pub mod decoder;
+pub mod request;
+pub mod response;
+
+pub use decoder::{Decoded, HeadInfo, Limits, OwnedHead, RequestDecoder};
+pub use request::{Method, Request, Version};
+pub use response::{Body, ConnectionHeader, DateCache, Response};

@@ -1,0 +1,70 @@
+//! # evloop — an event loop you can read
+//!
+//! evloop is an HTTP/1.1 server built the way asyncio and uvicorn work underneath, with every
+//! part in view: **one reactor thread** owns every socket and never blocks; **a fixed pool of
+//! worker threads** runs the CPU-heavy jobs; finished jobs come back over a channel whose sender
+//! wakes the reactor.
+//!
+//! ## One turn of the reactor
+//!
+//! 1. `poll` for readiness, sleeping at most until the next timer deadline;
+//! 2. read the clock once for the turn (and refresh the cached `Date` header);
+//! 3. for each ready socket, *drive* its connection: read until `WouldBlock`, decode every
+//!    complete request, dispatch each to its handler, write every response that is ready — in
+//!    request order, in one `write`;
+//! 4. on the waker's event, take *every* finished job off the completion channel and file each
+//!    response with its connection;
+//! 5. fire expired timers (`/sleep`, timeouts) and drive what they touched;
+//! 6. on SIGINT/SIGTERM, drain: stop accepting, finish what was asked, exit.
+//!
+//! A handler decides where its work runs by what it returns (see [`router`]): the answer now
+//! (a plain `async def`), after a timer (`await asyncio.sleep`), or from the pool
+//! (`await run_in_threadpool(f)`).
+//!
+//! ## Layout
+//!
+//! - [`reactor`]: the loop — poll, accept, the waker, timers, signals, graceful drain;
+//! - [`connection`]: one HTTP/1.1 connection — buffers, pipeline order, backpressure, timeouts;
+//! - [`http`]: requests and responses without sockets — the incremental decoder, chunked
+//!   bodies, response encoding, the cached `Date`;
+//! - [`router`]: handlers, and `Reply` — inline, timer, or offloaded;
+//! - [`pool`]: the worker threads, the bounded job queue, completions and cancellation;
+//! - [`timer`]: one heap of deadlines;
+//! - [`slab`]: connection slots and generation-checked tokens;
+//! - [`endpoints`]: the built-in routes;
+//! - [`config`]: the command line and its defaults;
+//! - [`error`]: every failure, mapped to a status code in one place;
+//! - [`sys`]: the few `libc` calls (listen backlog, file limit, signals, thread priority) — the
+//!   only `unsafe` in the crate.
+//!
+//! `docs/ARCHITECTURE.md` tells the same story at length, following one request from `accept`
+//! to the last byte written.
+//!
+//! ## Using it as a library
+//!
+//! ```no_run
+//! use evloop::{config::Config, endpoints, reactor::Server};
+//!
+//! let server = Server::bind(Config { port: 0, ..Config::default() })?;
+//! println!("listening on {}", server.local_addr());
+//! let exit = server.run(endpoints::router())?;
+//! std::process::exit(exit.code());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Non-goals
+//!
+//! TLS, HTTP/2, WebSockets and compression belong to a production server, not to a reference
+//! event loop: they would add code without adding a single new idea about the loop.
+
+pub mod config;
+pub mod connection;
+pub mod endpoints;
+pub mod error;
+pub mod http;
+pub mod pool;
+pub mod reactor;
+pub mod router;
+pub mod slab;
+pub mod sys;
+pub mod timer;

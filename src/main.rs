@@ -1,0 +1,63 @@
+//! The `evloop` binary: parse the command line, bind, print one line, run until drained.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use evloop::config::Cli;
+use evloop::endpoints;
+use evloop::reactor::Server;
+
+fn main() -> ExitCode {
+    // Bad arguments: clap prints the error and usage and exits with status 2.
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let config = cli.config();
+
+    let server = match Server::bind(config.clone()) {
+        Ok(server) => server,
+        Err(err) => {
+            let why = if err.kind() == io::ErrorKind::AddrInUse {
+                "address already in use (is another server running on that port?)".to_string()
+            } else {
+                err.to_string()
+            };
+            eprintln!(
+                "evloop: cannot listen on {}:{}: {why}",
+                config.host, config.port
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(err) = server.handle_signals() {
+        eprintln!("evloop: cannot install signal handlers: {err}");
+        return ExitCode::from(1);
+    }
+
+    println!(
+        "evloop {} listening on http://{} (pool {}, queue {}, workers {})",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        config.pool,
+        config.queue,
+        config.workers
+    );
+    // Tests and scripts wait for this line; make sure it leaves the process now.
+    let _ = io::stdout().flush();
+
+    match server.run(endpoints::router()) {
+        Ok(exit) => ExitCode::from(exit.code() as u8),
+        Err(err) => {
+            eprintln!("evloop: reactor failed: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--log-level` sets the default; `RUST_LOG`, when set, overrides it.
+fn init_logging(level: &str) {
+    let env = env_logger::Env::default().default_filter_or(level);
+    env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .init();
+}

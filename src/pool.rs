@@ -1,0 +1,399 @@
+//! The worker pool: a fixed set of threads that run CPU-heavy jobs off the reactor.
+//!
+//! This is `run_in_threadpool` / `loop.run_in_executor(executor, ...)` of the notes, with every
+//! moving part in view:
+//!
+//! ```text
+//!  reactor ──try_send(Job)──▶ [bounded job queue] ──▶ evloop-worker-K runs the job
+//!     ▲                                                        │
+//!     └── poll() returns WAKER ◀── waker.wake() ◀── send(Completion) on the completion channel
+//! ```
+//!
+//! Rules this module keeps (each one is a bug somebody shipped):
+//!
+//! 1. **The reactor never blocks on the pool.** Jobs go in with `try_send`; a full queue is
+//!    reported at once as [`SubmitError::Full`] (the server answers 503 + `Retry-After`), never
+//!    waited out.
+//! 2. **Send, then wake.** A worker puts its completion on the channel *before* waking the
+//!    reactor, so the reactor can never wake, find nothing, and sleep through the result.
+//! 3. **Wakes coalesce; drain until empty.** Three completions may produce one `WAKER` event, so
+//!    the reactor calls [`Pool::try_completion`] until it returns `None`. To spare a `write(2)`
+//!    per completion, a worker only calls `wake()` when the `wake_pending` flag was clear
+//!    (libuv's `uv_async_send` does the same); the reactor clears the flag *before* draining, so a
+//!    completion sent after the drain always wakes it again.
+//! 4. **A panicking job costs one answer, not one worker.** Each job runs under `catch_unwind`;
+//!    the panic becomes [`Outcome::Panicked`] and the thread takes the next job.
+//! 5. **Cancellation is cooperative.** Every job carries a flag the reactor sets when the client
+//!    goes away. A queued job whose flag is set is skipped; a running job may poll
+//!    [`JobContext::is_cancelled`] and stop early.
+//!
+//! The pool knows nothing about HTTP: a job is a closure producing any `T`, and a [`Ticket`] is
+//! an opaque pair the reactor uses to find who asked.
+
+use std::any::Any;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use mio::Waker;
+
+/// Who is waiting for a job: the reactor's connection token and the request's sequence number on
+/// that connection. The pool only carries it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The connection's token (slot index and generation).
+    pub owner: usize,
+    /// The request's position in that connection's pipeline.
+    pub seq: u64,
+}
+
+/// What a running job can see of its surroundings.
+pub struct JobContext<'a> {
+    /// Which worker runs the job (`K` in `evloop-worker-K`).
+    pub worker: usize,
+    /// How long the job waited in the queue before a worker took it.
+    pub queued: Duration,
+    cancel: &'a AtomicBool,
+}
+
+impl JobContext<'_> {
+    /// True once the reactor has given up on this job (the client left or timed out). Long jobs
+    /// should check it between units of work and return early.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// The work itself: runs once, on a worker thread.
+pub type Work<T> = Box<dyn FnOnce(&JobContext<'_>) -> T + Send + 'static>;
+
+/// A job in the queue.
+struct Job<T> {
+    ticket: Ticket,
+    cancel: Arc<AtomicBool>,
+    enqueued: Instant,
+    work: Work<T>,
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// The job ran and returned a value.
+    Done(T),
+    /// The job panicked; the message is kept for the log.
+    Panicked(String),
+    /// The job was cancelled before a worker started it, and was skipped.
+    Cancelled,
+}
+
+/// A finished job, on its way back to the reactor.
+#[derive(Debug)]
+pub struct Completion<T> {
+    /// Who asked.
+    pub ticket: Ticket,
+    /// The result.
+    pub outcome: Outcome<T>,
+    /// Time spent waiting in the queue.
+    pub queued: Duration,
+    /// Time spent running (zero for a skipped job).
+    pub run: Duration,
+}
+
+/// Why a job could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// `--queue` jobs are already waiting: shed load (503) instead of queueing without bound.
+    Full,
+    /// The workers are gone (the pool is shutting down).
+    Closed,
+}
+
+/// A fixed pool of worker threads and the two channels that connect it to the reactor.
+pub struct Pool<T: Send + 'static> {
+    /// Bounded: its capacity is `--queue`. `None` once [`Pool::close`] has run.
+    jobs: Option<Sender<Job<T>>>,
+    /// Unbounded on purpose: a worker must never block on the reactor. Its length is bounded
+    /// anyway by jobs in flight (queue + workers).
+    completions: Receiver<Completion<T>>,
+    /// Set by the first worker that wakes the reactor, cleared by the reactor before it drains.
+    wake_pending: Arc<AtomicBool>,
+    /// Workers currently running a job.
+    busy: Arc<AtomicUsize>,
+    /// The threads, joined by [`Pool::join`].
+    threads: Vec<JoinHandle<()>>,
+    size: usize,
+}
+
+impl<T: Send + 'static> Pool<T> {
+    /// Start `size` threads named `evloop-worker-K` sharing a queue of `queue` jobs. `waker` wakes
+    /// the reactor's `poll`; `nice` lowers the workers' scheduling priority (0 leaves it alone).
+    pub fn start(size: usize, queue: usize, waker: Arc<Waker>, nice: i32) -> io::Result<Self> {
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<T>>(queue.max(1));
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completion<T>>();
+        let wake_pending = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::with_capacity(size);
+        for worker in 0..size {
+            let jobs = job_rx.clone();
+            let done = done_tx.clone();
+            let waker = Arc::clone(&waker);
+            let wake_pending = Arc::clone(&wake_pending);
+            let busy = Arc::clone(&busy);
+            let handle = std::thread::Builder::new()
+                .name(format!("evloop-worker-{worker}"))
+                .spawn(move || {
+                    if nice != 0 {
+                        crate::sys::lower_thread_priority(nice);
+                    }
+                    worker_loop(worker, jobs, done, &waker, &wake_pending, &busy)
+                })?;
+            threads.push(handle);
+        }
+        Ok(Pool {
+            jobs: Some(job_tx),
+            completions: done_rx,
+            wake_pending,
+            busy,
+            threads,
+            size,
+        })
+    }
+
+    /// Queue `work` for `ticket` without blocking. Returns the job's cancel flag: store it, and
+    /// set it when nobody wants the answer any more.
+    pub fn submit(&self, ticket: Ticket, work: Work<T>) -> Result<Arc<AtomicBool>, SubmitError> {
+        let Some(jobs) = &self.jobs else {
+            return Err(SubmitError::Closed);
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            ticket,
+            cancel: Arc::clone(&cancel),
+            enqueued: Instant::now(),
+            work,
+        };
+        match jobs.try_send(job) {
+            Ok(()) => Ok(cancel),
+            Err(TrySendError::Full(_)) => Err(SubmitError::Full),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Call once per `WAKER` event, before draining with [`Pool::try_completion`]: clearing the
+    /// flag first is what makes a completion sent during the drain wake the reactor again.
+    pub fn begin_drain(&self) {
+        self.wake_pending.store(false, Ordering::SeqCst);
+    }
+
+    /// The next finished job, if any. Never blocks.
+    pub fn try_completion(&self) -> Option<Completion<T>> {
+        match self.completions.try_recv() {
+            Ok(completion) => Some(completion),
+            // Empty: drained. Disconnected cannot happen while a worker lives, and the pool
+            // outlives its workers' senders only after `join`.
+            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => None,
+        }
+    }
+
+    /// Number of worker threads.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.jobs.as_ref().map_or(0, |jobs| jobs.len())
+    }
+
+    /// Workers running a job right now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Stop taking jobs: workers finish what is queued and exit.
+    pub fn close(&mut self) {
+        self.jobs = None;
+    }
+
+    /// Close the queue and wait for every worker to exit.
+    pub fn join(mut self) {
+        self.close();
+        for handle in self.threads.drain(..) {
+            // A worker never panics (jobs run under catch_unwind); if one did, there is nothing
+            // left to clean up.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// One worker thread: take a job, run it under `catch_unwind`, send the completion, wake.
+fn worker_loop<T>(
+    worker: usize,
+    jobs: Receiver<Job<T>>,
+    done: Sender<Completion<T>>,
+    waker: &Waker,
+    wake_pending: &AtomicBool,
+    busy: &AtomicUsize,
+) {
+    // `recv` returns Err once the reactor drops the sending half: the pool is closing.
+    while let Ok(job) = jobs.recv() {
+        let started = Instant::now();
+        let queued = started.saturating_duration_since(job.enqueued);
+        let outcome = if job.cancel.load(Ordering::Relaxed) {
+            // The client left while we were queued: skip the work entirely.
+            Outcome::Cancelled
+        } else {
+            busy.fetch_add(1, Ordering::Relaxed);
+            let ctx = JobContext {
+                worker,
+                queued,
+                cancel: &job.cancel,
+            };
+            let work = job.work;
+            let result = catch_unwind(AssertUnwindSafe(move || work(&ctx)));
+            busy.fetch_sub(1, Ordering::Relaxed);
+            match result {
+                Ok(value) => Outcome::Done(value),
+                Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+            }
+        };
+        let completion = Completion {
+            ticket: job.ticket,
+            outcome,
+            queued,
+            run: started.elapsed(),
+        };
+        // Rule 2: send first, then wake.
+        if done.send(completion).is_err() {
+            return; // The reactor is gone; nobody is listening.
+        }
+        if !wake_pending.swap(true, Ordering::SeqCst) {
+            if let Err(err) = waker.wake() {
+                log::error!("worker {worker}: waking the reactor failed: {err}");
+            }
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` carries a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a job panicked".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token};
+
+    const WAKER: Token = Token(1);
+
+    fn pool(size: usize, queue: usize) -> (Poll, Pool<u32>) {
+        let poll = Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).expect("waker"));
+        (poll, Pool::start(size, queue, waker, 0).expect("pool"))
+    }
+
+    /// Wait for `n` completions the way the reactor does: poll for the waker, drain until empty.
+    fn collect(poll: &mut Poll, pool: &Pool<u32>, n: usize) -> Vec<Completion<u32>> {
+        let mut events = Events::with_capacity(8);
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while out.len() < n && Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .expect("poll");
+            pool.begin_drain();
+            while let Some(c) = pool.try_completion() {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Completions come back through the waker, carrying the ticket they went out with.
+    #[test]
+    fn completions_wake_the_poller() {
+        let (mut poll, pool) = pool(2, 8);
+        for seq in 0..4 {
+            let ticket = Ticket { owner: 9, seq };
+            pool.submit(ticket, Box::new(move |_| seq as u32 * 10))
+                .expect("queued");
+        }
+        let mut got: Vec<(u64, u32)> = collect(&mut poll, &pool, 4)
+            .into_iter()
+            .map(|c| match c.outcome {
+                Outcome::Done(v) => (c.ticket.seq, v),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![(0, 0), (1, 10), (2, 20), (3, 30)]);
+    }
+
+    /// A panic is reported as an outcome and the same single worker runs the next job.
+    #[test]
+    fn a_panicking_job_does_not_kill_its_worker() {
+        let (mut poll, pool) = pool(1, 8);
+        let t = |seq| Ticket { owner: 1, seq };
+        pool.submit(t(0), Box::new(|_| panic!("boom")))
+            .expect("queued");
+        pool.submit(t(1), Box::new(|ctx| ctx.worker as u32 + 7))
+            .expect("queued");
+        let done = collect(&mut poll, &pool, 2);
+        assert!(matches!(&done[0].outcome, Outcome::Panicked(m) if m == "boom"));
+        assert!(matches!(done[1].outcome, Outcome::Done(7)));
+    }
+
+    /// A full queue is refused at once, and a cancelled queued job is skipped, not run.
+    #[test]
+    fn full_queue_is_refused_and_cancelled_jobs_are_skipped() {
+        let (mut poll, pool) = pool(1, 1);
+        let t = |seq| Ticket { owner: 1, seq };
+        let gate = Arc::new(AtomicBool::new(false));
+        let hold = Arc::clone(&gate);
+        // Occupy the only worker until `gate` opens.
+        pool.submit(
+            t(0),
+            Box::new(move |_| {
+                while !hold.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                0
+            }),
+        )
+        .expect("queued");
+        // Wait until the worker has taken job 0, so the queue slot is free again.
+        while pool.busy() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ran = Arc::new(AtomicBool::new(false));
+        let ran2 = Arc::clone(&ran);
+        let cancel = pool
+            .submit(
+                t(1),
+                Box::new(move |_| {
+                    ran2.store(true, Ordering::SeqCst);
+                    1
+                }),
+            )
+            .expect("queued");
+        assert_eq!(
+            pool.submit(t(2), Box::new(|_| 2)).unwrap_err(),
+            SubmitError::Full
+        );
+        cancel.store(true, Ordering::SeqCst);
+        gate.store(true, Ordering::SeqCst);
+        let done = collect(&mut poll, &pool, 2);
+        assert!(matches!(done[1].outcome, Outcome::Cancelled));
+        assert!(!ran.load(Ordering::SeqCst), "a cancelled job never runs");
+    }
+}

@@ -1,0 +1,208 @@
+//! The router: which handler answers which method and path, and *where* it runs.
+//!
+//! A handler is a plain function of the request. What it returns, a [`Reply`], says where the
+//! answer comes from — this is the choice the notes make between a coroutine, `asyncio.sleep`,
+//! and `await run_in_threadpool(...)`:
+//!
+//! | reply | runs | asyncio equivalent |
+//! |---|---|---|
+//! | [`Reply::Now`] | on the reactor, right away | a cheap `async def` that never awaits |
+//! | [`Reply::After`] | reactor timer, nothing blocks | `await asyncio.sleep(n)` |
+//! | [`Reply::Offload`] | a pool worker | `await run_in_threadpool(f)` |
+//!
+//! A handler that does heavy work *itself* and returns [`Reply::Now`] blocks every connection
+//! for as long as it runs — the classic mistake the notes warn about, kept on purpose as
+//! `mode=inline`. Handlers never see mio, sockets or the pool: only the request and a
+//! [`Context`].
+//!
+//! ```
+//! use evloop::http::Response;
+//! use evloop::router::{Reply, Router};
+//! use evloop::http::Method;
+//!
+//! let router = Router::new()
+//!     .route(Method::Get, "/hello", |_req, _ctx| Reply::Now(Response::text(200, "hi")))
+//!     .route(Method::Get, "/heavy", |_req, _ctx| {
+//!         Reply::offload(|job| Response::text_owned(200, format!("worker {}", job.worker)))
+//!     });
+//! # let _ = router;
+//! ```
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::http::{Method, Request, Response};
+use crate::pool::{JobContext, Work};
+
+/// What the reactor tells a handler about the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// True once a graceful shutdown has begun (`/readyz` answers 503).
+    pub draining: bool,
+}
+
+/// Where a handler's answer comes from.
+pub enum Reply {
+    /// The response is ready now.
+    Now(Response),
+    /// Send this response after a delay, without blocking anything: a reactor timer.
+    After(Duration, Response),
+    /// Run this closure on a pool worker; its return value is the response.
+    Offload(Work<Response>),
+}
+
+impl Reply {
+    /// Offload `work` to the pool.
+    pub fn offload<F>(work: F) -> Reply
+    where
+        F: FnOnce(&JobContext<'_>) -> Response + Send + 'static,
+    {
+        Reply::Offload(Box::new(work))
+    }
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply::Now(response)
+    }
+}
+
+impl From<Error> for Reply {
+    fn from(error: Error) -> Reply {
+        Reply::Now(error.into_response())
+    }
+}
+
+/// A request handler.
+pub type Handler = Box<dyn Fn(&mut Request<'_>, &Context) -> Reply + Send + Sync>;
+
+/// One registered route.
+struct Route {
+    method: Method,
+    path: String,
+    handler: Handler,
+}
+
+/// Exact-path routing with 404 and 405 built in.
+///
+/// Routes are few, so a linear scan of exact paths is both the fastest and the clearest
+/// structure; a server with hundreds of routes would use a radix tree (as `matchit` does).
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    /// A router with no routes: everything is 404.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Register `handler` for `method` and `path`. A `GET` route also answers `HEAD` (the
+    /// connection drops the body).
+    pub fn route<F>(mut self, method: Method, path: &str, handler: F) -> Router
+    where
+        F: Fn(&mut Request<'_>, &Context) -> Reply + Send + Sync + 'static,
+    {
+        self.routes.push(Route {
+            method,
+            path: path.to_string(),
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// Find the handler for `request` and call it. Unknown path: 404. Known path, other method:
+    /// 405 with `Allow` listing the methods that path has.
+    pub fn dispatch(&self, request: &mut Request<'_>, ctx: &Context) -> Reply {
+        let mut path_known = false;
+        let mut get_route = None;
+        for route in &self.routes {
+            if route.path != request.path {
+                continue;
+            }
+            path_known = true;
+            if route.method == request.method {
+                return (route.handler)(request, ctx);
+            }
+            if route.method == Method::Get && request.method == Method::Head {
+                get_route = Some(route);
+            }
+        }
+        if let Some(route) = get_route {
+            return (route.handler)(request, ctx);
+        }
+        if !path_known {
+            return Error::NotFound.into();
+        }
+        Error::MethodNotAllowed {
+            allow: self.allow(request.path),
+        }
+        .into()
+    }
+
+    /// The `Allow` value for `path`: its methods, plus `HEAD` wherever `GET` is.
+    fn allow(&self, path: &str) -> String {
+        let mut methods: Vec<&str> = Vec::new();
+        for route in self.routes.iter().filter(|r| r.path == path) {
+            methods.push(route.method.as_str());
+            if route.method == Method::Get {
+                methods.push(Method::Head.as_str());
+            }
+        }
+        methods.dedup();
+        methods.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Version;
+
+    fn request(method: Method, path: &str) -> Request<'_> {
+        Request {
+            method,
+            path,
+            query: "",
+            version: Version::Http11,
+            headers: &[],
+            body: Vec::new(),
+        }
+    }
+
+    fn status(reply: Reply) -> (u16, Vec<(&'static str, String)>) {
+        match reply {
+            Reply::Now(r) => (r.status, r.headers),
+            _ => panic!("expected an immediate reply"),
+        }
+    }
+
+    /// 404 for unknown paths, 405 with Allow for known paths, HEAD served by GET.
+    #[test]
+    fn routes_by_path_then_method() {
+        let router = Router::new()
+            .route(Method::Get, "/a", |_, _| Response::text(200, "a").into())
+            .route(Method::Post, "/a", |_, _| Response::text(201, "a").into());
+        let ctx = Context { draining: false };
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Get, "/a"), &ctx)).0,
+            200
+        );
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Head, "/a"), &ctx)).0,
+            200
+        );
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Post, "/a"), &ctx)).0,
+            201
+        );
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Get, "/b"), &ctx)).0,
+            404
+        );
+        let (code, headers) = status(router.dispatch(&mut request(Method::Delete, "/a"), &ctx));
+        assert_eq!(code, 405);
+        assert_eq!(headers, vec![("Allow", "GET, HEAD, POST".to_string())]);
+    }
+}

@@ -1,0 +1,151 @@
+//! Connection slots, and the tokens that name them.
+//!
+//! mio hands every event back with the [`mio::Token`] it was registered with. A token here packs
+//! two numbers into one `usize`: the **slot** (an index into a `Vec`, so lookup is O(1)) and the
+//! slot's **generation** (bumped every time the slot is freed).
+//!
+//! Why the generation: a connection closed early in a turn frees its slot, and the next accept may
+//! reuse it *in the same turn*. Events already sitting in mio's event buffer, job completions
+//! still in the channel, and timers in the heap all name the old token; with a generation they
+//! no longer match, so they can never reach the new connection (nginx uses an "instance" bit in
+//! `epoll_data` for the same reason).
+
+/// Bits of the token that hold the slot index.
+const SLOT_BITS: u32 = 32;
+/// Generations wrap below this, keeping the top of the token range free for the reactor's own
+/// tokens (listener, waker, signals).
+const GENERATION_MASK: u32 = 0x7fff_ffff;
+
+/// One slot: the value it holds now (if any) and its current generation.
+#[derive(Debug)]
+struct Entry<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+/// A vector of slots with a free list and generation-checked tokens.
+#[derive(Debug)]
+pub struct Slab<T> {
+    entries: Vec<Entry<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    /// An empty slab.
+    pub fn new() -> Self {
+        Slab::default()
+    }
+
+    /// The token the next [`Slab::insert`] will return (so a value can know its own token).
+    pub fn next_token(&self) -> usize {
+        match self.free.last() {
+            Some(&slot) => pack(slot, self.entries[slot as usize].generation),
+            None => pack(self.entries.len() as u32, 0),
+        }
+    }
+
+    /// Store `value` in a free slot and return its token.
+    pub fn insert(&mut self, value: T) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(slot) => {
+                let entry = &mut self.entries[slot as usize];
+                entry.value = Some(value);
+                pack(slot, entry.generation)
+            }
+            None => {
+                let slot = self.entries.len() as u32;
+                self.entries.push(Entry {
+                    generation: 0,
+                    value: Some(value),
+                });
+                pack(slot, 0)
+            }
+        }
+    }
+
+    /// The value for `token`, if that exact slot *and generation* is still live.
+    pub fn get_mut(&mut self, token: usize) -> Option<&mut T> {
+        let (slot, generation) = unpack(token);
+        match self.entries.get_mut(slot as usize) {
+            Some(entry) if entry.generation == generation => entry.value.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Remove the value for `token` and retire the token for good (the generation moves on).
+    pub fn remove(&mut self, token: usize) -> Option<T> {
+        let (slot, generation) = unpack(token);
+        let entry = self.entries.get_mut(slot as usize)?;
+        if entry.generation != generation {
+            return None;
+        }
+        let value = entry.value.take()?;
+        entry.generation = (entry.generation + 1) & GENERATION_MASK;
+        self.free.push(slot);
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// Tokens of every live value.
+    pub fn tokens(&self) -> Vec<usize> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.value.is_some())
+            .map(|(slot, e)| pack(slot as u32, e.generation))
+            .collect()
+    }
+
+    /// Live values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no value is live.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn pack(slot: u32, generation: u32) -> usize {
+    ((generation as usize) << SLOT_BITS) | slot as usize
+}
+
+fn unpack(token: usize) -> (u32, u32) {
+    (token as u32, (token >> SLOT_BITS) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reused slot gets a new token; the old token finds nothing.
+    #[test]
+    fn stale_tokens_never_reach_a_reused_slot() {
+        let mut slab = Slab::new();
+        let first = slab.insert("first");
+        assert_eq!(slab.remove(first), Some("first"));
+        let predicted = slab.next_token();
+        let second = slab.insert("second");
+        assert_eq!(predicted, second);
+        assert_ne!(first, second, "same slot, new generation");
+        assert_eq!(first as u32, second as u32, "the slot itself is reused");
+        assert_eq!(slab.get_mut(first), None);
+        assert_eq!(slab.remove(first), None);
+        assert_eq!(slab.get_mut(second), Some(&mut "second"));
+        assert_eq!(slab.len(), 1);
+        assert_eq!(slab.tokens(), vec![second]);
+    }
+}

@@ -1,0 +1,131 @@
+//! Deadlines: one binary heap for every timer in the process.
+//!
+//! Keep-alive, header, body and request timeouts, `/sleep`, and the accept back-off all end up
+//! here. The reactor asks [`Timers::next_deadline`] to compute its poll timeout (the way libuv
+//! computes `uv__next_timeout`), and after every poll pops what has expired.
+//!
+//! Cancellation is *lazy*: nothing is ever removed from the middle of the heap. Whoever owns a
+//! timer remembers which deadline it still wants, and when a stale entry pops the owner ignores it
+//! (or asks for a later one). This keeps pushing O(log n), popping O(log n) and cancelling O(1),
+//! and it means moving a keep-alive deadline further out after every response costs a field
+//! write, not a heap operation. A production server with millions of timers would use a hashed
+//! wheel (as the Linux kernel does); a heap is the clearer structure to read.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// What a deadline is for. The reactor decides what "expired" means for each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// The connection-level deadline (idle keep-alive, header, body or send timeout) of the
+    /// connection whose token is given.
+    Connection { token: usize },
+    /// The request with sequence number `seq` on connection `token` was deferred (`/sleep`) or
+    /// offloaded, and has either finished sleeping or run out of `--request-timeout`.
+    Request { token: usize, seq: u64 },
+    /// Accepting was paused (`EMFILE`, `--max-connections`); try again.
+    ResumeAccept,
+    /// The drain has run out of `--shutdown-timeout`.
+    ShutdownDeadline,
+}
+
+/// A min-heap of `(deadline, kind)`.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, TimerKind)>>,
+}
+
+impl Timers {
+    /// An empty set of timers.
+    pub fn new() -> Self {
+        Timers::default()
+    }
+
+    /// Arm a timer. Nothing is replaced: see the module docs on lazy cancellation.
+    pub fn insert(&mut self, at: Instant, kind: TimerKind) {
+        self.heap.push(Reverse((at, kind)));
+    }
+
+    /// The earliest armed deadline, stale or not.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// How long `poll` may sleep: until the next deadline, or forever without one. Rounded *up* to
+    /// the next millisecond, because epoll's timeout is in milliseconds and waking a little early
+    /// would cost a turn that finds nothing due.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        self.next_deadline().map(|at| {
+            let wait = at.saturating_duration_since(now);
+            let ms = wait.as_nanos().div_ceil(1_000_000);
+            Duration::from_millis(ms as u64)
+        })
+    }
+
+    /// Remove and return one timer whose deadline is at or before `now`.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<(Instant, TimerKind)> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(entry)| entry),
+            _ => None,
+        }
+    }
+
+    /// Armed timers, stale ones included.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timers pop in deadline order, and only once they are due.
+    #[test]
+    fn pops_in_deadline_order_only_when_due() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        timers.insert(t0 + Duration::from_millis(30), TimerKind::ResumeAccept);
+        timers.insert(
+            t0 + Duration::from_millis(10),
+            TimerKind::Connection { token: 7 },
+        );
+        timers.insert(
+            t0 + Duration::from_millis(20),
+            TimerKind::Request { token: 7, seq: 1 },
+        );
+        assert_eq!(timers.pop_expired(t0), None);
+        assert_eq!(
+            timers.poll_timeout(t0),
+            Some(Duration::from_millis(10)),
+            "poll sleeps exactly until the earliest deadline"
+        );
+        let late = t0 + Duration::from_millis(25);
+        assert_eq!(
+            timers.pop_expired(late).map(|e| e.1),
+            Some(TimerKind::Connection { token: 7 })
+        );
+        assert_eq!(
+            timers.pop_expired(late).map(|e| e.1),
+            Some(TimerKind::Request { token: 7, seq: 1 })
+        );
+        assert_eq!(timers.pop_expired(late), None);
+        assert_eq!(timers.len(), 1);
+    }
+
+    /// A deadline 0.2 ms away is waited for as 1 ms, never as 0 (which would spin).
+    #[test]
+    fn poll_timeout_rounds_up() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        timers.insert(t0 + Duration::from_micros(200), TimerKind::ResumeAccept);
+        assert_eq!(timers.poll_timeout(t0), Some(Duration::from_millis(1)));
+        assert_eq!(Timers::new().poll_timeout(t0), None);
+    }
+}
