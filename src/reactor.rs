@@ -200,6 +200,7 @@ impl Server {
             drain_idle_deadline: None,
             read_buf: vec![0; READ_BUFFER],
             out: Vec::with_capacity(READ_BUFFER),
+            ready: Vec::new(),
             touched: Vec::new(),
             again: Vec::new(),
             slowest: None,
@@ -249,6 +250,8 @@ struct Reactor {
     read_buf: Vec<u8>,
     /// The output buffer every connection borrows.
     out: Vec<u8>,
+    /// Connections with a socket event this turn (reused allocation).
+    ready: Vec<usize>,
     /// Connections a completion or timer touched this turn (driven once, in step 5).
     touched: Vec<usize>,
     /// Connections that yielded with input left; driven next turn.
@@ -280,7 +283,7 @@ impl Reactor {
             self.date.refresh(SystemTime::now());
 
             // 3. Events.
-            let mut tokens = std::mem::take(&mut self.touched);
+            let mut ready = std::mem::take(&mut self.ready);
             let (mut accept, mut wake, mut signal) = (false, false, false);
             for event in self.events.iter() {
                 match event.token() {
@@ -290,10 +293,11 @@ impl Reactor {
                     Token(token) => {
                         if let Some(conn) = self.connections.get_mut(token) {
                             // Read-closed and error are hints; the read that follows tells.
-                            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                conn.set_readable();
+                            let closing = event.is_read_closed() || event.is_error();
+                            if event.is_readable() || closing {
+                                conn.set_readable(closing);
                             }
-                            tokens.push(token);
+                            ready.push(token);
                         }
                         // else: a stale event for a connection closed earlier this turn (the
                         // generation in the token no longer matches).
@@ -301,10 +305,10 @@ impl Reactor {
                 }
             }
             // Socket events first: serve what clients sent before taking more clients.
-            for token in tokens.drain(..) {
+            for token in ready.drain(..) {
                 self.drive(token, Connection::drive);
             }
-            self.touched = tokens;
+            self.ready = ready;
             if wake {
                 self.drain_completions();
             }
@@ -378,7 +382,10 @@ impl Reactor {
             out: &mut self.out,
             slowest: &mut self.slowest,
         };
-        match step(conn, &mut services) {
+        let next = step(conn, &mut services);
+        // Whatever happened, the shared output buffer is empty for the next connection.
+        self.out.clear();
+        match next {
             Next::Wait => {}
             Next::Again => self.again.push(token),
             Next::Close => self.close(token),
@@ -518,13 +525,20 @@ impl Reactor {
         if let Some(mut listener) = self.listener.take() {
             deregister(self.poll.registry(), &mut listener);
         }
+        // Requests already received are decoded as before the signal (keep-alive intact), so
+        // a pipelined batch is answered in full; only then does the drain deadline apply.
+        let tokens = self.connections.tokens();
+        for &token in &tokens {
+            self.drive(token, Connection::begin_drain);
+        }
         self.drain_idle_deadline = Some(self.now + DRAIN_IDLE_GRACE);
         self.timers.insert(
             self.now + self.config.shutdown_timeout,
             TimerKind::ShutdownDeadline,
         );
-        for token in self.connections.tokens() {
-            self.drive(token, Connection::begin_drain);
+        // Drive once more so idle connections arm the drain deadline.
+        for token in tokens {
+            self.drive(token, Connection::drive);
         }
     }
 
