@@ -123,7 +123,9 @@ fn seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !(value > 0.0 && value <= 86_400.0) {
-        return Err(format!("`{text}` must be between 0 and 86400 seconds"));
+        return Err(format!(
+            "`{text}` must be more than 0 and at most 86400 seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(value))
 }

@@ -52,9 +52,13 @@ use crate::timer::{TimerKind, Timers};
 /// Most requests one connection may have waiting for their responses; past it, we stop reading
 /// from that connection until the oldest is answered (actix uses 16, evloop 32).
 pub const MAX_PIPELINE: usize = 32;
-/// Reads one `drive` may do before yielding to other connections; the reactor comes back to a
-/// connection that still has data on its next turn (edge-triggered fairness, no lost wake-up).
-const MAX_READS_PER_DRIVE: usize = 16;
+/// Passes (a read, or a batch of buffered requests) one `drive` may make before yielding to
+/// other connections; the reactor comes back to a connection that still has data on its next
+/// turn (edge-triggered fairness, no lost wake-up).
+const MAX_PASSES_PER_DRIVE: usize = 16;
+/// Encoded output at which decoding pauses to write: bounds the work one pass does and the
+/// memory a client that pipelines thousands of requests without reading can make us hold.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// How long a peer that stopped reading our output may hold the connection (nginx's
 /// `send_timeout` is 60 s).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,8 +156,9 @@ struct ResponseFraming {
     started: Instant,
     /// Time its job spent in the queue (access log).
     queued: Duration,
-    /// Method and path, kept only when the access log is on.
-    log: Option<Box<(Method, String)>>,
+    /// Method and path, kept only when the access log is on (`-` for a request the decoder
+    /// refused).
+    log: Option<Box<(&'static str, String)>>,
 }
 
 /// One client connection. Lives in the reactor's slab from accept to close.
@@ -182,6 +187,8 @@ pub struct Connection {
     read_closed: bool,
     /// An event said the peer's FIN or an error is pending: read to the end, short reads or not.
     peer_closing: bool,
+    /// Decoding stopped at [`OUTPUT_HIGH_WATER`] with complete requests still in `rbuf`.
+    more_buffered: bool,
     /// No more requests will be read: a response ends the connection.
     close_after: bool,
     /// We sent our last response and shut down our side; reading and discarding until EOF.
@@ -214,6 +221,7 @@ impl Connection {
             readable: false,
             read_closed: false,
             peer_closing: false,
+            more_buffered: false,
             close_after: false,
             lingering: None,
             head_started: None,
@@ -248,8 +256,7 @@ impl Connection {
 
     /// Make progress: decode, dispatch, collect, flush, read; repeat. See the module docs.
     pub fn drive(&mut self, sv: &mut Services<'_>) -> Next {
-        debug_assert!(sv.out.is_empty());
-        let mut reads = 0;
+        let mut passes = 0;
         loop {
             if self.lingering.is_some() {
                 return self.linger(sv);
@@ -271,14 +278,18 @@ impl Connection {
                     continue;
                 }
             }
-            if !self.readable || !self.may_read() {
+            let buffered = self.more_buffered && !self.rbuf.is_empty();
+            if !(self.readable || buffered) || !self.may_read() {
                 break;
             }
-            if reads == MAX_READS_PER_DRIVE {
+            if passes == MAX_PASSES_PER_DRIVE {
                 self.arm_deadline(sv);
                 return Next::Again;
             }
-            reads += 1;
+            passes += 1;
+            if buffered {
+                continue; // decode the rest of what we hold before reading more
+            }
             if let Err(err) = self.read_once(sv) {
                 log::debug!("{}: read failed: {err}", self.peer);
                 return Next::Close;
@@ -384,7 +395,12 @@ impl Connection {
     /// Decode and dispatch every complete request in `input`; return the bytes used.
     fn process(&mut self, input: &[u8], sv: &mut Services<'_>) -> usize {
         let mut pos = 0;
+        self.more_buffered = false;
         while self.may_decode() {
+            if sv.out.len() >= OUTPUT_HIGH_WATER {
+                self.more_buffered = pos < input.len();
+                break;
+            }
             let mut storage = header_storage();
             match self
                 .decoder
@@ -516,8 +532,9 @@ impl Connection {
             started: sv.now,
             queued: Duration::ZERO,
             log: match request {
-                Some(r) if sv.config.access_log => Some(Box::new((r.method, r.path.to_string()))),
-                _ => None,
+                _ if !sv.config.access_log => None,
+                Some(r) => Some(Box::new((r.method.as_str(), r.path.to_string()))),
+                None => Some(Box::new(("-", "-".to_string()))),
             },
         }
     }

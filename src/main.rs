@@ -3,14 +3,34 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use evloop::config::Cli;
 use evloop::endpoints;
 use evloop::reactor::Server;
 
 fn main() -> ExitCode {
-    // Bad arguments: clap prints the error and usage and exits with status 2.
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            err.exit()
+        }
+        Err(err) => {
+            // Bad arguments: the one-line error, the usage, status 2 (SPEC §1). clap only adds
+            // the usage for some kinds of error; print it for all.
+            let rendered = err.render().to_string();
+            eprint!("{rendered}");
+            if !rendered.contains("Usage:") {
+                eprintln!("\n{}", Cli::command().render_usage());
+            }
+            return ExitCode::from(2);
+        }
+    };
     init_logging(&cli.log_level);
     let config = cli.config();
 

@@ -206,13 +206,20 @@ impl Server {
             slowest: None,
             now: Instant::now(),
         };
-        let exit = reactor.run();
-        if exit.is_ok() {
-            // Every connection is gone; jobs still running belong to nobody and were
+        let exit = reactor.run()?;
+        match exit {
+            // Every connection is gone and every job answered; jobs of clients that left were
             // cancelled. Wait for the workers so the process exits with nothing half done.
-            reactor.pool.join();
+            Exit::Graceful => reactor.pool.join(),
+            // Out of time: cancel what is left and do not wait for it. The process is about to
+            // exit, which stops the workers wherever they are.
+            Exit::TimedOut => {
+                for token in reactor.connections.tokens() {
+                    reactor.close(token);
+                }
+            }
         }
-        exit
+        Ok(exit)
     }
 }
 

@@ -424,6 +424,10 @@ fn find_head_end(
 fn version_error(head: &[u8]) -> Error {
     let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
     let line = &head[..line_end];
+    // method SP request-target SP HTTP-version: anything but three parts is not a version issue.
+    if line.split(|&b| b == b' ').count() != 3 {
+        return Error::BadRequest("malformed request line");
+    }
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
