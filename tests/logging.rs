@@ -1,0 +1,97 @@
+//! What the server logs (SPEC §6): one access-log line per request with `--access-log`, and a
+//! warning naming the handler when a reactor turn runs long.
+
+mod common;
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{get, spawn_binary, Client, ServerProcess};
+
+/// Wait up to 3 s for the server's log to contain a line with every one of `parts`; return it.
+fn wait_for_log_line(server: &ServerProcess, parts: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let log = server.stderr();
+        if let Some(line) = log
+            .lines()
+            .find(|line| parts.iter().all(|part| line.contains(part)))
+        {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line containing {parts:?} in:\n{log}"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--access-log` writes one line per request on target `evloop::access` with the client
+/// address, method, path, status and byte count.
+#[test]
+fn access_log_records_each_request() {
+    let server = spawn_binary(&["--pool", "1", "--access-log"]);
+    let mut client = Client::connect(server.addr());
+    let local = client.stream().local_addr().unwrap().to_string();
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+    assert_eq!(client.request(get("/missing")).status, 404);
+
+    let line = wait_for_log_line(&server, &["evloop::access", "GET /plaintext 200"]);
+    assert!(line.contains(&local), "no client address in {line:?}");
+    wait_for_log_line(&server, &["evloop::access", "GET /missing 404"]);
+}
+
+/// Without `--access-log` no access line is written.
+#[test]
+fn no_access_log_by_default() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+    // A request whose log line would surely be out by now if there were one.
+    assert_eq!(client.request(get("/sleep?ms=100")).status, 200);
+    sleep(Duration::from_millis(100));
+    assert!(
+        !server.stderr().contains("evloop::access"),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// A handler that blocks the reactor (`mode=inline`) is reported as a slow turn naming it.
+#[test]
+fn slow_turn_is_logged_with_its_handler() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    assert_eq!(client.request(get("/cpu?ms=200&mode=inline")).status, 200);
+    let line = wait_for_log_line(&server, &["slow reactor turn", "/cpu"]);
+    assert!(line.contains("WARN"), "{line:?}");
+}
+
+/// Work on the pool never makes a slow turn: a 300 ms pool job logs no such warning.
+#[test]
+fn pool_work_makes_no_slow_turn() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    assert_eq!(client.request(get("/cpu?ms=300")).status, 200);
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+    sleep(Duration::from_millis(100));
+    assert!(
+        !server.stderr().contains("slow reactor turn"),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// A request refused before routing (413 from `Content-Length`, or a smuggling-shaped 400) is
+/// logged too: an operator needs to see refused and hostile requests, not only routed ones.
+#[test]
+
+fn access_log_records_refused_requests() {
+    let server = spawn_binary(&["--pool", "1", "--access-log", "--max-body", "10"]);
+    let mut client = Client::connect(server.addr());
+    client.send("POST /plaintext HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n");
+    let responses = client.responses_until_close(Duration::from_secs(3));
+    assert_eq!(responses[0].status, 413);
+    wait_for_log_line(&server, &["evloop::access", " 413 "]);
+}

@@ -1,0 +1,191 @@
+//! Graceful shutdown (SPEC §4.6): on SIGTERM/SIGINT readiness flips to 503, the listener closes,
+//! requests in flight finish with `Connection: close`, and the process exits 0; a second SIGINT
+//! exits at once (130); a drain that outlives `--shutdown-timeout` is aborted (exit 1).
+
+mod common;
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use evloop::config::Config;
+use evloop::endpoints;
+use evloop::reactor::{Exit, Server};
+
+use common::{
+    assert_between, connection_refused, get, spawn_binary, test_config, wait_until_refused, Client,
+};
+
+/// SIGTERM with requests in flight: each finishes with 200 and `Connection: close`, a request
+/// arriving on an idle connection during the drain is answered (readiness 503) rather than reset,
+/// new connections are refused, and the process exits 0.
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let mut server = spawn_binary(&["--pool", "2"]);
+    let addr = server.addr();
+
+    let mut idle = Client::connect(addr);
+    assert_eq!(idle.request(get("/readyz")).text(), r#"{"status":"ready"}"#);
+    let mut sleeping = Client::connect(addr);
+    assert_eq!(sleeping.request(get("/plaintext")).status, 200);
+    sleeping.send(get("/sleep?ms=700"));
+    let mut burning = Client::connect(addr);
+    burning.send(get("/cpu?ms=500"));
+    sleep(Duration::from_millis(100)); // both are dispatched
+
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert!(
+        wait_until_refused(addr, Duration::from_secs(2)),
+        "the listener stayed open after SIGTERM"
+    );
+
+    // The drain has begun: a request on the idle connection is answered, and says close.
+    idle.send(get("/readyz"));
+    let responses = idle.responses_until_close(Duration::from_secs(3));
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    assert_eq!(responses[0].status, 503);
+    assert_eq!(responses[0].text(), r#"{"status":"draining"}"#);
+    assert!(responses[0].says_close());
+
+    let slept = sleeping.responses_until_close(Duration::from_secs(3));
+    assert_eq!(slept.len(), 1, "{slept:?}");
+    assert_eq!(slept[0].status, 200);
+    assert_eq!(slept[0].text(), r#"{"slept_ms":700}"#);
+    assert!(slept[0].says_close(), "{:?}", slept[0]);
+
+    let burnt = burning.responses_until_close(Duration::from_secs(3));
+    assert_eq!(burnt.len(), 1, "{burnt:?}");
+    assert_eq!(burnt[0].status, 200);
+    assert_eq!(burnt[0].json()["ms"], 500);
+    assert!(burnt[0].says_close(), "{:?}", burnt[0]);
+
+    drop((idle, sleeping, burning));
+    assert_eq!(server.exit_code_within(Duration::from_secs(5)), 0);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "drain took {:?}",
+        signalled.elapsed()
+    );
+    assert!(connection_refused(addr));
+}
+
+/// Requests already pipelined when the drain begins are all answered, in order, the last one
+/// with `Connection: close`.
+#[test]
+fn pipelined_requests_are_answered_during_the_drain() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    client.send(format!(
+        "{}{}{}",
+        get("/sleep?ms=400"),
+        get("/plaintext"),
+        get("/json")
+    ));
+    sleep(Duration::from_millis(100));
+    server.signal(libc::SIGTERM);
+    let responses = client.responses_until_close(Duration::from_secs(3));
+    assert_eq!(responses.len(), 3, "{responses:?}");
+    assert_eq!(responses[0].text(), r#"{"slept_ms":400}"#);
+    assert_eq!(responses[1].text(), "Hello, World!");
+    assert_eq!(responses[2].text(), r#"{"message":"Hello, World!"}"#);
+    assert!(responses[2].says_close());
+    drop(client);
+    assert_eq!(server.exit_code_within(Duration::from_secs(5)), 0);
+}
+
+/// An idle server exits 0 promptly on SIGINT, and idle connections are closed without a byte.
+#[test]
+fn sigint_on_an_idle_server_exits_0() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut idle = Client::connect(server.addr());
+    assert_eq!(idle.request(get("/plaintext")).status, 200);
+    let signalled = Instant::now();
+    server.signal(libc::SIGINT);
+    idle.assert_closed_silently(Duration::from_secs(2));
+    assert_eq!(server.exit_code_within(Duration::from_secs(3)), 0);
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+}
+
+/// A second SIGINT during a drain exits at once with status 130, without waiting for the
+/// request still in flight.
+#[test]
+fn second_sigint_exits_at_once_with_130() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    client.send(get("/sleep?ms=10000"));
+    sleep(Duration::from_millis(100));
+    server.signal(libc::SIGINT);
+    assert!(wait_until_refused(server.addr(), Duration::from_secs(2)));
+    let second = Instant::now();
+    server.signal(libc::SIGINT);
+    assert_eq!(server.exit_code_within(Duration::from_secs(2)), 130);
+    assert!(second.elapsed() < Duration::from_secs(1));
+}
+
+/// A drain that outlives `--shutdown-timeout` (a 5 s sleep in flight, 0.5 s allowed) is aborted:
+/// exit status 1, soon after the timeout.
+#[test]
+fn shutdown_timeout_aborts_with_exit_1() {
+    let mut server = spawn_binary(&["--pool", "1", "--shutdown-timeout", "0.5"]);
+    let mut client = Client::connect(server.addr());
+    client.send(get("/sleep?ms=5000"));
+    sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.exit_code_within(Duration::from_secs(4)), 1);
+    assert_between(
+        "aborted drain",
+        signalled.elapsed(),
+        Duration::from_millis(450),
+        Duration::from_millis(2500),
+    );
+}
+
+/// The shutdown timeout also bounds a drain waiting on a pool job: with an 8 s `/cpu` running,
+/// the process still exits 1 soon after `--shutdown-timeout 0.5`.
+#[test]
+
+fn shutdown_timeout_aborts_a_running_job() {
+    let mut server = spawn_binary(&["--pool", "1", "--shutdown-timeout", "0.5"]);
+    let mut client = Client::connect(server.addr());
+    client.send(get("/cpu?ms=8000"));
+    sleep(Duration::from_millis(150));
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_timeout(Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    assert!(
+        took < Duration::from_millis(2500),
+        "exit 1 came {took:?} after SIGTERM with --shutdown-timeout 0.5"
+    );
+}
+
+/// A library user drains a server from another thread with its shutdown handle: the request in
+/// flight is answered with `Connection: close`, and `run` returns a graceful exit (status 0).
+#[test]
+fn shutdown_handle_drains_an_in_process_server() {
+    let server = Server::bind(Config {
+        port: 0,
+        ..test_config()
+    })
+    .expect("bind");
+    let addr = server.local_addr();
+    let handle = server.shutdown_handle();
+    let reactor = std::thread::spawn(move || server.run(endpoints::router()));
+
+    let mut client = Client::connect(addr);
+    client.send(get("/sleep?ms=300"));
+    sleep(Duration::from_millis(100));
+    handle.shutdown();
+    let responses = client.responses_until_close(Duration::from_secs(3));
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    assert_eq!(responses[0].text(), r#"{"slept_ms":300}"#);
+    assert!(responses[0].says_close());
+    drop(client);
+
+    let exit = reactor.join().expect("reactor thread").expect("run");
+    assert_eq!(exit, Exit::Graceful);
+    assert_eq!(exit.code(), 0);
+    assert!(connection_refused(addr));
+}
