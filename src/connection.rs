@@ -395,6 +395,7 @@ impl Connection {
     /// Decode and dispatch every complete request in `input`; return the bytes used.
     fn process(&mut self, input: &[u8], sv: &mut Services<'_>) -> usize {
         let mut pos = 0;
+        let mut dispatched = false;
         self.more_buffered = false;
         while self.may_decode() {
             if sv.out.len() >= OUTPUT_HIGH_WATER {
@@ -428,6 +429,7 @@ impl Connection {
                     pos += consumed;
                     self.head_started = None;
                     self.dispatch(info, request, sv);
+                    dispatched = true;
                 }
                 Ok(Decoded::Owned {
                     consumed,
@@ -439,6 +441,7 @@ impl Connection {
                     let mut headers = Vec::new();
                     let request = head.request(body, &mut headers);
                     self.dispatch(head.info, request, sv);
+                    dispatched = true;
                 }
                 Err(err) => {
                     self.reject(err, sv);
@@ -446,12 +449,17 @@ impl Connection {
                 }
             }
         }
+        if dispatched && !self.more_buffered && sv.drain_idle_deadline.is_some() {
+            // Draining: every request already received has been dispatched and will be
+            // answered; the last of them ends the connection (`Connection: close`).
+            self.close_after = true;
+        }
         pos
     }
 
     /// Hand a request to the router and file its reply.
     fn dispatch(&mut self, info: HeadInfo, mut request: Request<'_>, sv: &mut Services<'_>) {
-        let keep_alive = info.keep_alive && sv.drain_idle_deadline.is_none();
+        let keep_alive = info.keep_alive;
         if !keep_alive {
             self.close_after = true;
         }
@@ -541,10 +549,12 @@ impl Connection {
 
     /// File a response (or the promise of one) in request order. A ready response with nothing
     /// ahead of it is encoded at once — the hot path, which never touches the pipeline queue.
+    /// Not while draining: then whether a response is the last (and says `Connection: close`)
+    /// is only known once the whole batch is decoded, so every response waits in the queue.
     fn push(&mut self, state: SlotState, framing: ResponseFraming, sv: &mut Services<'_>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.pipeline.is_empty() {
+        if self.pipeline.is_empty() && sv.drain_idle_deadline.is_none() {
             match &state {
                 SlotState::Ready(response) => return self.encode(response, &framing, sv),
                 SlotState::Continue => return sv.out.extend_from_slice(CONTINUE),
@@ -719,10 +729,10 @@ impl Connection {
         }
     }
 
-    /// A graceful drain begins: requests already received are decoded (and will be answered),
-    /// then no more are read on a busy connection; the last response says `Connection: close`.
-    /// Idle connections stay open a moment (see the reactor) so a request already on the wire
-    /// is answered rather than reset.
+    /// A graceful drain begins (`sv.drain_idle_deadline` is set): requests already received
+    /// are decoded and will be answered, then no more are read on a busy connection; the last
+    /// response says `Connection: close`. Idle connections stay open until the drain deadline
+    /// so a request already on the wire is answered rather than reset.
     pub fn begin_drain(&mut self, sv: &mut Services<'_>) -> Next {
         if !self.rbuf.is_empty() && self.may_decode() {
             self.process_own_buffer(sv);

@@ -532,20 +532,13 @@ impl Reactor {
         if let Some(mut listener) = self.listener.take() {
             deregister(self.poll.registry(), &mut listener);
         }
-        // Requests already received are decoded as before the signal (keep-alive intact), so
-        // a pipelined batch is answered in full; only then does the drain deadline apply.
-        let tokens = self.connections.tokens();
-        for &token in &tokens {
-            self.drive(token, Connection::begin_drain);
-        }
         self.drain_idle_deadline = Some(self.now + DRAIN_IDLE_GRACE);
         self.timers.insert(
             self.now + self.config.shutdown_timeout,
             TimerKind::ShutdownDeadline,
         );
-        // Drive once more so idle connections arm the drain deadline.
-        for token in tokens {
-            self.drive(token, Connection::drive);
+        for token in self.connections.tokens() {
+            self.drive(token, Connection::begin_drain);
         }
     }
 

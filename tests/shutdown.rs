@@ -69,6 +69,36 @@ fn sigterm_drains_in_flight_requests_and_exits_0() {
     assert!(connection_refused(addr));
 }
 
+/// A pipelined batch that arrives on an idle connection *after* the drain began is answered in
+/// full: every request gets its response, in order, and only the last says `Connection: close`.
+#[test]
+fn a_batch_arriving_during_the_drain_is_answered_in_full() {
+    let mut server = spawn_binary(&["--pool", "2"]);
+    let addr = server.addr();
+    let mut client = Client::connect(addr);
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+    server.signal(libc::SIGTERM);
+    assert!(
+        wait_until_refused(addr, Duration::from_secs(2)),
+        "the listener stayed open after SIGTERM"
+    );
+    client.send(format!(
+        "{}{}{}",
+        get("/sleep?ms=50"),
+        get("/plaintext"),
+        get("/cpu?ms=5")
+    ));
+    let responses = client.responses_until_close(Duration::from_secs(3));
+    assert_eq!(responses.len(), 3, "{responses:?}");
+    assert_eq!(responses[0].text(), r#"{"slept_ms":50}"#);
+    assert_eq!(responses[1].text(), "Hello, World!");
+    assert_eq!(responses[2].json()["ms"], 5);
+    assert!(!responses[0].says_close() && !responses[1].says_close());
+    assert!(responses[2].says_close(), "{:?}", responses[2]);
+    drop(client);
+    assert_eq!(server.exit_code_within(Duration::from_secs(5)), 0);
+}
+
 /// Requests already pipelined when the drain begins are all answered, in order, the last one
 /// with `Connection: close`.
 #[test]
