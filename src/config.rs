@@ -37,7 +37,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Log one line per request on target `evloop::access`.
     pub access_log: bool,
-    /// Nice value added to worker threads so the reactor wins the CPU (0: leave alone).
+    /// Nice levels added to worker threads so the reactor wins the CPU when both want it
+    /// (0: same priority as the reactor).
     pub worker_nice: i32,
 }
 
@@ -58,7 +59,7 @@ impl Default for Config {
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(30),
             access_log: false,
-            worker_nice: 5,
+            worker_nice: 19,
         }
     }
 }
@@ -112,6 +113,9 @@ pub struct Cli {
     /// Log every request on target evloop::access.
     #[arg(long, env = "EVLOOP_ACCESS_LOG")]
     pub access_log: bool,
+    /// Nice levels added to the workers so the reactor always gets the CPU first (0: none).
+    #[arg(long, env = "EVLOOP_WORKER_NICE", default_value_t = 19, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub worker_nice: u8,
     /// error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, env = "EVLOOP_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "off"])]
     pub log_level: String,
@@ -153,7 +157,7 @@ impl Cli {
             },
             shutdown_timeout: self.shutdown_timeout,
             access_log: self.access_log,
-            worker_nice: defaults.worker_nice,
+            worker_nice: i32::from(self.worker_nice),
         }
     }
 }

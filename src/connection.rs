@@ -59,8 +59,8 @@ const MAX_PASSES_PER_DRIVE: usize = 16;
 /// Encoded output at which decoding pauses to write: bounds the work one pass does and the
 /// memory a client that pipelines thousands of requests without reading can make us hold.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
-/// How long a peer that stopped reading our output may hold the connection (nginx's
-/// `send_timeout` is 60 s).
+/// How long a peer may go without taking any of our pending output before we give up on it
+/// (nginx's `send_timeout`, also 60 s, is likewise measured between two successive writes).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long, after answering with `Connection: close`, we keep reading and discarding what the
 /// client still sends, so that closing does not reset the connection under the response
@@ -90,6 +90,8 @@ enum Deadline {
     Body,
     /// The peer is not reading what we wrote ([`SEND_TIMEOUT`]): close.
     Send,
+    /// The oldest job ran out of `--request-timeout`: 504.
+    Job,
     /// Lingering after `Connection: close` ([`LINGER_TIMEOUT`]): close.
     Linger,
 }
@@ -135,8 +137,12 @@ enum SlotState {
     /// `100 Continue` for a request whose body is still arriving: ready at once, but queued so it
     /// cannot overtake earlier responses.
     Continue,
-    /// A job is running for it; the flag cancels the job.
-    Waiting(Arc<AtomicBool>),
+    /// A job is running for it; the flag cancels the job. Past the deadline
+    /// (`--request-timeout` after dispatch) it is answered 504 instead.
+    Waiting {
+        cancel: Arc<AtomicBool>,
+        deadline: Instant,
+    },
     /// A timer (`/sleep`) releases this response.
     Deferred(Response),
     /// Ready to encode as soon as everything before it has been.
@@ -245,15 +251,6 @@ impl Connection {
         self.peer_closing |= closed_hint;
     }
 
-    /// True when no request is partly received or waiting for an answer.
-    pub fn is_idle(&self) -> bool {
-        self.pipeline.is_empty()
-            && self.rbuf.is_empty()
-            && self.wbuf.is_empty()
-            && !self.decoder.in_body()
-            && self.lingering.is_none()
-    }
-
     /// Make progress: decode, dispatch, collect, flush, read; repeat. See the module docs.
     pub fn drive(&mut self, sv: &mut Services<'_>) -> Next {
         let mut passes = 0;
@@ -318,9 +315,12 @@ impl Connection {
     }
 
     fn has_waiting_jobs(&self) -> bool {
-        self.pipeline
-            .iter()
-            .any(|slot| matches!(slot.state, SlotState::Waiting(_) | SlotState::Deferred(_)))
+        self.pipeline.iter().any(|slot| {
+            matches!(
+                slot.state,
+                SlotState::Waiting { .. } | SlotState::Deferred(_)
+            )
+        })
     }
 
     /// One `read` into the shared buffer. If we hold no partial request, the bytes are decoded
@@ -496,16 +496,11 @@ impl Connection {
                     seq,
                 };
                 match sv.pool.submit(ticket, work) {
-                    Ok(cancel) => {
-                        sv.timers.insert(
-                            sv.now + sv.config.request_timeout,
-                            TimerKind::Request {
-                                token: self.token,
-                                seq,
-                            },
-                        );
-                        SlotState::Waiting(cancel)
-                    }
+                    // No timer of its own: the connection's deadline covers its oldest job.
+                    Ok(cancel) => SlotState::Waiting {
+                        cancel,
+                        deadline: sv.now + sv.config.request_timeout,
+                    },
                     Err(SubmitError::Full) => SlotState::Ready(Error::QueueFull.into_response()),
                     Err(SubmitError::Closed) => {
                         SlotState::Ready(Error::Unavailable.into_response())
@@ -558,7 +553,7 @@ impl Connection {
             match &state {
                 SlotState::Ready(response) => return self.encode(response, &framing, sv),
                 SlotState::Continue => return sv.out.extend_from_slice(CONTINUE),
-                SlotState::Waiting(_) | SlotState::Deferred(_) => {}
+                SlotState::Waiting { .. } | SlotState::Deferred(_) => {}
             }
         }
         self.pipeline.push_back(Slot {
@@ -580,7 +575,9 @@ impl Connection {
             match slot.state {
                 SlotState::Continue => sv.out.extend_from_slice(CONTINUE),
                 SlotState::Ready(response) => self.encode(&response, &slot.framing, sv),
-                SlotState::Waiting(_) | SlotState::Deferred(_) => unreachable!("checked above"),
+                SlotState::Waiting { .. } | SlotState::Deferred(_) => {
+                    unreachable!("checked above")
+                }
             }
         }
         if self.pipeline.is_empty() && self.pipeline.capacity() > 0 {
@@ -634,6 +631,11 @@ impl Connection {
         sv.out.clear();
         let written = write_until_blocked(&mut self.stream, &self.wbuf[self.wpos..])?;
         self.wpos += written;
+        if written > 0 {
+            // The peer is reading, if slowly: the send timeout counts from its last progress
+            // (nginx's send_timeout is likewise between two successive writes).
+            self.write_stalled_since = Some(sv.now);
+        }
         if self.wpos == self.wbuf.len() {
             self.wbuf = Vec::new();
             self.wpos = 0;
@@ -676,7 +678,7 @@ impl Connection {
         else {
             return; // answered already (504) — the late result is dropped
         };
-        if !matches!(slot.state, SlotState::Waiting(_)) {
+        if !matches!(slot.state, SlotState::Waiting { .. }) {
             return;
         }
         slot.framing.queued = completion.queued;
@@ -690,7 +692,7 @@ impl Connection {
         });
     }
 
-    /// A request timer fired: a `/sleep` is over, or a job ran out of `--request-timeout`.
+    /// A `/sleep` timer fired: its response is ready.
     pub fn on_request_timer(&mut self, seq: u64) {
         let Some(slot) = self.pipeline.iter_mut().find(|slot| slot.seq == seq) else {
             return;
@@ -698,13 +700,25 @@ impl Connection {
         let state = std::mem::replace(&mut slot.state, SlotState::Continue);
         slot.state = match state {
             SlotState::Deferred(response) => SlotState::Ready(response),
-            SlotState::Waiting(cancel) => {
-                cancel.store(true, Ordering::Relaxed);
-                log::warn!("{}: request {seq} timed out; job cancelled", self.peer);
-                SlotState::Ready(Error::GatewayTimeout.into_response())
-            }
             other => other,
         };
+    }
+
+    /// Answer 504 for every job that has outlived `--request-timeout`, and cancel it.
+    fn expire_jobs(&mut self, now: Instant) {
+        for slot in &mut self.pipeline {
+            if let SlotState::Waiting { cancel, deadline } = &slot.state {
+                if *deadline <= now {
+                    cancel.store(true, Ordering::Relaxed);
+                    log::warn!(
+                        "{}: request {} timed out; job cancelled",
+                        self.peer,
+                        slot.seq
+                    );
+                    slot.state = SlotState::Ready(Error::GatewayTimeout.into_response());
+                }
+            }
+        }
     }
 
     /// The connection deadline timer fired at `at`. Returns what to do.
@@ -721,6 +735,10 @@ impl Connection {
                 Deadline::Header | Deadline::Body => {
                     log::debug!("{}: {kind:?} timeout; answering 408", self.peer);
                     self.reject(Error::RequestTimeout, sv);
+                    self.drive(sv)
+                }
+                Deadline::Job => {
+                    self.expire_jobs(sv.now);
                     self.drive(sv)
                 }
             },
@@ -746,7 +764,7 @@ impl Connection {
     /// Set every waiting job's cancel flag: called when the connection closes.
     pub fn cancel_jobs(&mut self) {
         for slot in &self.pipeline {
-            if let SlotState::Waiting(cancel) = &slot.state {
+            if let SlotState::Waiting { cancel, .. } = &slot.state {
                 cancel.store(true, Ordering::Relaxed);
             }
         }
@@ -774,8 +792,16 @@ impl Connection {
             return Some((since + SEND_TIMEOUT, Deadline::Send));
         }
         if !self.pipeline.is_empty() {
-            // Waiting for jobs or timers: each has its own request deadline.
-            return None;
+            // Waiting for jobs (their request deadline) or `/sleep` timers (their own timer).
+            return self
+                .pipeline
+                .iter()
+                .filter_map(|slot| match slot.state {
+                    SlotState::Waiting { deadline, .. } => Some(deadline),
+                    _ => None,
+                })
+                .min()
+                .map(|at| (at, Deadline::Job));
         }
         if self.decoder.in_body() {
             return Some((self.last_activity + config.body_timeout, Deadline::Body));

@@ -2,9 +2,10 @@
 //!
 //! Errors are values, not strings scattered through the code: the decoder, the router and the
 //! reactor each return an [`Error`], and [`Error::into_response`] turns it into the JSON body
-//! `{"error":"…","status":N}` the spec asks for. Whether the connection survives is decided here
-//! too ([`Error::closes_connection`]): after a framing error nothing more on that connection can be
-//! trusted, so it is answered and closed — the rule that makes request smuggling impossible.
+//! `{"error":"…","status":N}` the spec asks for. [`Error::closes_connection`] names the errors
+//! after which nothing more on a connection can be trusted; every error the request decoder
+//! returns is one of them, so the connection answers it and closes — the rule that makes request
+//! smuggling impossible. The others are answered and the connection carries on.
 
 use std::borrow::Cow;
 use std::fmt;

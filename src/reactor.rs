@@ -5,12 +5,13 @@
 //! ```text
 //!  ┌─▶ 1. poll(timeout = time until the next deadline, or 0 if a connection yielded)
 //!  │   2. read the clock once; refresh the cached Date header if the second changed
-//!  │   3. handle each event:
-//!  │        LISTENER  accept until WouldBlock (or until the connection cap)
+//!  │   3. handle the events, in this order:
+//!  │        sockets   mark each readable as the event says and drive its connection — serve
+//!  │                  what clients already sent before taking on anything new
 //!  │        WAKER     drain finished jobs until the channel is empty; file each response
 //!  │        SIGNAL    SIGINT/SIGTERM: begin the graceful drain
-//!  │        a socket  mark it readable and drive the connection
-//!  │   4. fire every expired timer (sleeps, request timeouts, connection deadlines, back-off)
+//!  │        LISTENER  accept until WouldBlock (or until the connection cap)
+//!  │   4. fire every expired timer (sleeps, connection deadlines, back-off, shutdown)
 //!  │   5. drive every connection touched by 3–4 once (so responses that became ready together
 //!  │      go out in one write) and the ones that yielded for fairness
 //!  │   6. warn if the turn took over 100 ms (asyncio's slow-callback warning)

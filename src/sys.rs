@@ -124,14 +124,26 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
-/// Lower the scheduling priority of the *calling thread* by `nice` steps (Linux threads have
-/// their own nice value). Workers call this so the reactor wins the CPU when both want it.
-pub fn lower_thread_priority(nice: i32) {
+/// Lower the scheduling priority of the *calling thread* by `steps` nice levels (Linux threads
+/// have their own nice value; the result is capped at 19). Workers call this so the reactor wins
+/// the CPU whenever both want it.
+pub fn lower_thread_priority(steps: i32) {
     // SAFETY: `gettid` has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    // SAFETY: reading our own thread's priority. -1 is also a valid nice value, so errno is
+    // cleared first and checked after, as getpriority(2) prescribes.
+    let current = unsafe {
+        *libc::__errno_location() = 0;
+        let value = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if value == -1 && *libc::__errno_location() != 0 {
+            0
+        } else {
+            value
+        }
+    };
     // SAFETY: adjusting our own thread's priority; failure (e.g. a seccomp filter) is harmless.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (current + steps).min(19));
     }
 }
 

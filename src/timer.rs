@@ -1,7 +1,7 @@
 //! Deadlines: one binary heap for every timer in the process.
 //!
-//! Keep-alive, header, body and request timeouts, `/sleep`, and the accept back-off all end up
-//! here. The reactor asks [`Timers::next_deadline`] to compute its poll timeout (the way libuv
+//! Keep-alive, header, body, send and request timeouts, `/sleep`, the accept back-off and the
+//! shutdown deadline all end up here. The reactor asks [`Timers::next_deadline`] to compute its poll timeout (the way libuv
 //! computes `uv__next_timeout`), and after every poll pops what has expired.
 //!
 //! Cancellation is *lazy*: nothing is ever removed from the middle of the heap. Whoever owns a
@@ -21,8 +21,9 @@ pub enum TimerKind {
     /// The connection-level deadline (idle keep-alive, header, body or send timeout) of the
     /// connection whose token is given.
     Connection { token: usize },
-    /// The request with sequence number `seq` on connection `token` was deferred (`/sleep`) or
-    /// offloaded, and has either finished sleeping or run out of `--request-timeout`.
+    /// The deferred response (`/sleep`) of request `seq` on connection `token` is due.
+    /// (Offloaded jobs need no timer of their own: the connection's deadline covers its oldest
+    /// job's `--request-timeout`.)
     Request { token: usize, seq: u64 },
     /// Accepting was paused (`EMFILE`, `--max-connections`); try again.
     ResumeAccept,

@@ -130,7 +130,7 @@ impl OwnedHead {
 pub enum Decoded<'a> {
     /// More bytes are needed. `consumed` bytes at the front of the input are done with.
     /// `send_continue` is true exactly once per request: when its head asked for
-    /// `Expect: 100-continue` and the body has not arrived yet.
+    /// `Expect: 100-continue` and the body has not fully arrived with the head.
     Incomplete {
         consumed: usize,
         send_continue: bool,

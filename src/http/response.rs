@@ -113,7 +113,16 @@ impl Response {
     ) -> usize {
         let start = out.len();
         let body = self.body.as_bytes();
-        out.extend_from_slice(status_line(self.status));
+        match status_line(self.status) {
+            Some(line) => out.extend_from_slice(line),
+            None => {
+                // A code without a phrase in our table: the reason phrase is optional
+                // (RFC 9112 §4: `status-line = HTTP-version SP status-code SP [ reason-phrase ]`).
+                out.extend_from_slice(b"HTTP/1.1 ");
+                out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
+                out.extend_from_slice(b" \r\n");
+            }
+        }
         out.extend_from_slice(b"Server: evloop\r\nDate: ");
         out.extend_from_slice(date.as_bytes());
         out.extend_from_slice(b"\r\nContent-Type: ");
@@ -143,30 +152,44 @@ impl Response {
 /// `Expect: 100-continue` (RFC 9110 §10.1.1).
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// The status line for `status`, from a static table. evloop always answers `HTTP/1.1`, also to
-/// HTTP/1.0 clients (RFC 9110 §6.2: a server sends its own highest version).
-fn status_line(status: u16) -> &'static [u8] {
-    match status {
+/// The status line for `status`, from a static table (`None` for codes not in it). evloop always
+/// answers `HTTP/1.1`, also to HTTP/1.0 clients (RFC 9110 §6.2: a server sends its own highest
+/// version).
+fn status_line(status: u16) -> Option<&'static [u8]> {
+    Some(match status {
         200 => b"HTTP/1.1 200 OK\r\n",
         201 => b"HTTP/1.1 201 Created\r\n",
+        202 => b"HTTP/1.1 202 Accepted\r\n",
         204 => b"HTTP/1.1 204 No Content\r\n",
+        301 => b"HTTP/1.1 301 Moved Permanently\r\n",
+        302 => b"HTTP/1.1 302 Found\r\n",
+        303 => b"HTTP/1.1 303 See Other\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
+        307 => b"HTTP/1.1 307 Temporary Redirect\r\n",
+        308 => b"HTTP/1.1 308 Permanent Redirect\r\n",
         400 => b"HTTP/1.1 400 Bad Request\r\n",
+        401 => b"HTTP/1.1 401 Unauthorized\r\n",
+        403 => b"HTTP/1.1 403 Forbidden\r\n",
         404 => b"HTTP/1.1 404 Not Found\r\n",
         405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
         408 => b"HTTP/1.1 408 Request Timeout\r\n",
+        409 => b"HTTP/1.1 409 Conflict\r\n",
+        410 => b"HTTP/1.1 410 Gone\r\n",
         413 => b"HTTP/1.1 413 Content Too Large\r\n",
         414 => b"HTTP/1.1 414 URI Too Long\r\n",
         415 => b"HTTP/1.1 415 Unsupported Media Type\r\n",
         417 => b"HTTP/1.1 417 Expectation Failed\r\n",
         422 => b"HTTP/1.1 422 Unprocessable Content\r\n",
+        429 => b"HTTP/1.1 429 Too Many Requests\r\n",
         431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
         500 => b"HTTP/1.1 500 Internal Server Error\r\n",
         501 => b"HTTP/1.1 501 Not Implemented\r\n",
+        502 => b"HTTP/1.1 502 Bad Gateway\r\n",
         503 => b"HTTP/1.1 503 Service Unavailable\r\n",
         504 => b"HTTP/1.1 504 Gateway Timeout\r\n",
         505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
-        _ => b"HTTP/1.1 500 Internal Server Error\r\n",
-    }
+        _ => return None,
+    })
 }
 
 /// The `Date` header value (IMF-fixdate, always 29 bytes), formatted at most once a second.
@@ -256,6 +279,14 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(text.contains("Content-Length: 2\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    /// A code outside the table keeps its number, with an empty reason phrase.
+    #[test]
+    fn unlisted_codes_keep_their_number() {
+        let mut out = Vec::new();
+        Response::text(418, "teapot").encode(&mut out, &fixed_date(), ConnectionHeader::Omit, true);
+        assert!(out.starts_with(b"HTTP/1.1 418 \r\nServer: evloop\r\n"));
     }
 
     /// The cached date only changes when the second does.
