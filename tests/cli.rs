@@ -75,7 +75,6 @@ fn bad_arguments_exit_2() {
 /// Every bad argument is followed by the usage line (SPEC §1: "a one-line error, usage, exit
 /// code 2"), invalid values as well as unknown flags.
 #[test]
-
 fn bad_arguments_print_usage() {
     for (args, _) in BAD_ARGUMENTS {
         let err = stderr(&run(args));

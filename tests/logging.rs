@@ -86,7 +86,6 @@ fn pool_work_makes_no_slow_turn() {
 /// A request refused before routing (413 from `Content-Length`, or a smuggling-shaped 400) is
 /// logged too: an operator needs to see refused and hostile requests, not only routed ones.
 #[test]
-
 fn access_log_records_refused_requests() {
     let server = spawn_binary(&["--pool", "1", "--access-log", "--max-body", "10"]);
     let mut client = Client::connect(server.addr());

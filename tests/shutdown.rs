@@ -174,7 +174,6 @@ fn shutdown_timeout_aborts_with_exit_1() {
 /// The shutdown timeout also bounds a drain waiting on a pool job: with an 8 s `/cpu` running,
 /// the process still exits 1 soon after `--shutdown-timeout 0.5`.
 #[test]
-
 fn shutdown_timeout_aborts_a_running_job() {
     let mut server = spawn_binary(&["--pool", "1", "--shutdown-timeout", "0.5"]);
     let mut client = Client::connect(server.addr());

@@ -179,7 +179,6 @@ fn bare_cr_in_request_line() {
 /// A space inside the request target makes the request line malformed: 400, not a claim that
 /// HTTP/1.1 is an unsupported version (RFC 9112 §3: an invalid request-line gets 400).
 #[test]
-
 fn space_inside_request_target() {
     assert_rejected_alone(b"GET /plain text HTTP/1.1\r\nHost: x\r\n\r\n");
 }

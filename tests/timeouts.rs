@@ -15,7 +15,6 @@ use common::{assert_between, get, spawn_binary, Client};
 /// Half a request head, then nothing: at `--header-timeout 0.5` the server answers 408 with
 /// `Connection: close` and closes; the server goes on serving other connections.
 #[test]
-
 fn incomplete_head_gets_408_at_the_header_deadline() {
     let server = spawn_binary(&["--pool", "1", "--header-timeout", "0.5"]);
     let mut client = Client::connect(server.addr());
@@ -42,7 +41,6 @@ fn incomplete_head_gets_408_at_the_header_deadline() {
 /// The header deadline runs from the first byte of a request, even after earlier requests on the
 /// same keep-alive connection.
 #[test]
-
 fn header_deadline_applies_to_later_requests_too() {
     let server = spawn_binary(&["--pool", "1", "--header-timeout", "0.5"]);
     let mut client = Client::connect(server.addr());
@@ -63,7 +61,6 @@ fn header_deadline_applies_to_later_requests_too() {
 /// A slowloris client sending one header byte every 100 ms cannot extend the header deadline:
 /// it gets 408 at `--header-timeout` after its first byte, while still sending.
 #[test]
-
 fn slowloris_cannot_extend_the_header_deadline() {
     let server = spawn_binary(&["--pool", "1", "--header-timeout", "1"]);
     let mut client = Client::connect(server.addr());
@@ -96,7 +93,6 @@ fn slowloris_cannot_extend_the_header_deadline() {
 
 /// A body that stalls mid-way gets 408 at `--body-timeout`.
 #[test]
-
 fn stalled_body_gets_408_at_the_body_deadline() {
     let server = spawn_binary(&["--pool", "1", "--body-timeout", "0.5"]);
     let mut client = Client::connect(server.addr());
