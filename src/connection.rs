@@ -45,8 +45,8 @@ use crate::http::{
     ConnectionHeader, DateCache, Decoded, HeadInfo, Method, Request, RequestDecoder, Response,
     Version,
 };
-use crate::pool::{Completion, Outcome, Pool, SubmitError, Ticket};
-use crate::router::{Context, Reply, Router};
+use crate::pool::{Completion, Outcome, Pool, SubmitError, Ticket, Work};
+use crate::router::{Context, Join, Reply, Router};
 use crate::timer::{TimerKind, Timers};
 
 /// Most requests one connection may have waiting for their responses; past it, we stop reading
@@ -105,7 +105,7 @@ pub struct Services<'a> {
     /// The handlers.
     pub router: &'a Router,
     /// The worker pool.
-    pub pool: &'a Pool<Response>,
+    pub pool: &'a Pool<Reply>,
     /// The reactor's timers.
     pub timers: &'a mut Timers,
     /// The cached `Date` header.
@@ -137,16 +137,46 @@ enum SlotState {
     /// `100 Continue` for a request whose body is still arriving: ready at once, but queued so it
     /// cannot overtake earlier responses.
     Continue,
-    /// A job is running for it; the flag cancels the job. Past the deadline
-    /// (`--request-timeout` after dispatch) it is answered 504 instead.
-    Waiting {
-        cancel: Arc<AtomicBool>,
-        deadline: Instant,
-    },
+    /// Jobs are running for it (one, or the parts of a gather).
+    Waiting(Pending),
     /// A timer (`/sleep`) releases this response.
     Deferred(Response),
     /// Ready to encode as soon as everything before it has been.
     Ready(Response),
+}
+
+/// The jobs a slot waits for.
+#[derive(Debug)]
+struct Pending {
+    /// One cancel flag per job still out: set them all when nobody wants the answer.
+    cancels: Vec<Arc<AtomicBool>>,
+    /// `--request-timeout` after dispatch: past it, the slot is answered 504 instead. The
+    /// deadline stays with the request through every job it chains to.
+    deadline: Instant,
+    /// For a [`Reply::Gather`]: the parts' responses as they arrive, and how to join them.
+    gather: Option<Gathering>,
+}
+
+/// The parts of a gathered request.
+struct Gathering {
+    parts: Vec<Option<Response>>,
+    join: Join,
+}
+
+impl std::fmt::Debug for Gathering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gathering")
+            .field("parts", &self.parts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    fn cancel(&self) {
+        for flag in &self.cancels {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Everything about a request that shapes its response, decided at dispatch.
@@ -315,12 +345,9 @@ impl Connection {
     }
 
     fn has_waiting_jobs(&self) -> bool {
-        self.pipeline.iter().any(|slot| {
-            matches!(
-                slot.state,
-                SlotState::Waiting { .. } | SlotState::Deferred(_)
-            )
-        })
+        self.pipeline
+            .iter()
+            .any(|slot| matches!(slot.state, SlotState::Waiting(_) | SlotState::Deferred(_)))
     }
 
     /// One `read` into the shared buffer. If we hold no partial request, the bytes are decoded
@@ -478,36 +505,8 @@ impl Connection {
         }
 
         let seq = self.next_seq;
-        let state = match reply {
-            Reply::Now(response) => SlotState::Ready(response),
-            Reply::After(delay, response) => {
-                sv.timers.insert(
-                    sv.now + delay,
-                    TimerKind::Request {
-                        token: self.token,
-                        seq,
-                    },
-                );
-                SlotState::Deferred(response)
-            }
-            Reply::Offload(work) => {
-                let ticket = Ticket {
-                    owner: self.token,
-                    seq,
-                };
-                match sv.pool.submit(ticket, work) {
-                    // No timer of its own: the connection's deadline covers its oldest job.
-                    Ok(cancel) => SlotState::Waiting {
-                        cancel,
-                        deadline: sv.now + sv.config.request_timeout,
-                    },
-                    Err(SubmitError::Full) => SlotState::Ready(Error::QueueFull.into_response()),
-                    Err(SubmitError::Closed) => {
-                        SlotState::Ready(Error::Unavailable.into_response())
-                    }
-                }
-            }
-        };
+        let deadline = sv.now + sv.config.request_timeout;
+        let state = file(self.token, reply, seq, deadline, sv);
         self.push(state, framing, sv);
     }
 
@@ -553,7 +552,7 @@ impl Connection {
             match &state {
                 SlotState::Ready(response) => return self.encode(response, &framing, sv),
                 SlotState::Continue => return sv.out.extend_from_slice(CONTINUE),
-                SlotState::Waiting { .. } | SlotState::Deferred(_) => {}
+                SlotState::Waiting(_) | SlotState::Deferred(_) => {}
             }
         }
         self.pipeline.push_back(Slot {
@@ -575,7 +574,7 @@ impl Connection {
             match slot.state {
                 SlotState::Continue => sv.out.extend_from_slice(CONTINUE),
                 SlotState::Ready(response) => self.encode(&response, &slot.framing, sv),
-                SlotState::Waiting { .. } | SlotState::Deferred(_) => {
+                SlotState::Waiting(_) | SlotState::Deferred(_) => {
                     unreachable!("checked above")
                 }
             }
@@ -669,27 +668,68 @@ impl Connection {
         Next::Wait
     }
 
-    /// A job finished. File its response; the reactor drives the connection afterwards.
-    pub fn complete(&mut self, completion: Completion<Response>) {
-        let Some(slot) = self
-            .pipeline
-            .iter_mut()
-            .find(|slot| slot.seq == completion.ticket.seq)
-        else {
-            return; // answered already (504) — the late result is dropped
+    /// A job finished. File what it returned — a response, or more work — with its request;
+    /// the reactor drives the connection afterwards.
+    pub fn complete(&mut self, completion: Completion<Reply>, sv: &mut Services<'_>) {
+        let Completion {
+            ticket,
+            outcome,
+            queued,
+            ..
+        } = completion;
+        let Some(slot) = self.pipeline.iter_mut().find(|slot| slot.seq == ticket.seq) else {
+            return; // the request was answered already (504): the late result is dropped
         };
-        if !matches!(slot.state, SlotState::Waiting { .. }) {
+        let SlotState::Waiting(pending) = &mut slot.state else {
             return;
-        }
-        slot.framing.queued = completion.queued;
-        slot.state = SlotState::Ready(match completion.outcome {
-            Outcome::Done(response) => response,
+        };
+        slot.framing.queued = slot.framing.queued.max(queued);
+        let outcome = match outcome {
+            Outcome::Done(reply) => Ok(reply),
             Outcome::Panicked(message) => {
                 log::error!("{}: job panicked: {message}", self.peer);
-                Error::JobPanicked.into_response()
+                Err(Error::JobPanicked)
             }
-            Outcome::Cancelled => Error::Unavailable.into_response(),
-        });
+            Outcome::Cancelled => Err(Error::Unavailable),
+        };
+        let Some(gathering) = &mut pending.gather else {
+            // A single job: what it returned is the request's next state.
+            slot.state = match outcome {
+                Ok(reply) => file(self.token, reply, slot.seq, pending.deadline, sv),
+                Err(err) => SlotState::Ready(err.into_response()),
+            };
+            return;
+        };
+        let response = match outcome {
+            Ok(Reply::Now(response)) => response,
+            Ok(_) => {
+                log::error!("{}: a gathered part must return a response", self.peer);
+                pending.cancel();
+                slot.state = SlotState::Ready(Error::JobPanicked.into_response());
+                return;
+            }
+            Err(err) => {
+                // One part failed: the request fails as a whole, and the other parts are
+                // cancelled (the join never sees half a result).
+                pending.cancel();
+                slot.state = SlotState::Ready(err.into_response());
+                return;
+            }
+        };
+        if let Some(part) = gathering.parts.get_mut(ticket.part) {
+            *part = Some(response);
+        }
+        if gathering.parts.iter().all(Option::is_some) {
+            let SlotState::Waiting(Pending {
+                gather: Some(gathering),
+                ..
+            }) = std::mem::replace(&mut slot.state, SlotState::Continue)
+            else {
+                unreachable!("matched Waiting with a gather above");
+            };
+            let parts = gathering.parts.into_iter().flatten().collect();
+            slot.state = SlotState::Ready(join(gathering.join, parts, &self.peer));
+        }
     }
 
     /// A `/sleep` timer fired: its response is ready.
@@ -707,9 +747,9 @@ impl Connection {
     /// Answer 504 for every job that has outlived `--request-timeout`, and cancel it.
     fn expire_jobs(&mut self, now: Instant) {
         for slot in &mut self.pipeline {
-            if let SlotState::Waiting { cancel, deadline } = &slot.state {
-                if *deadline <= now {
-                    cancel.store(true, Ordering::Relaxed);
+            if let SlotState::Waiting(pending) = &slot.state {
+                if pending.deadline <= now {
+                    pending.cancel();
                     log::warn!(
                         "{}: request {} timed out; job cancelled",
                         self.peer,
@@ -764,8 +804,8 @@ impl Connection {
     /// Set every waiting job's cancel flag: called when the connection closes.
     pub fn cancel_jobs(&mut self) {
         for slot in &self.pipeline {
-            if let SlotState::Waiting { cancel, .. } = &slot.state {
-                cancel.store(true, Ordering::Relaxed);
+            if let SlotState::Waiting(pending) = &slot.state {
+                pending.cancel();
             }
         }
     }
@@ -797,7 +837,7 @@ impl Connection {
                 .pipeline
                 .iter()
                 .filter_map(|slot| match slot.state {
-                    SlotState::Waiting { deadline, .. } => Some(deadline),
+                    SlotState::Waiting(ref pending) => Some(pending.deadline),
                     _ => None,
                 })
                 .min()
@@ -814,6 +854,94 @@ impl Connection {
             Some(drain) if drain < idle => (drain, Deadline::Idle),
             _ => (idle, Deadline::Idle),
         })
+    }
+}
+
+/// Turn a handler's (or a job's) reply into the state its slot waits in, starting any jobs it
+/// asks for. `deadline` is the request's `--request-timeout` deadline.
+fn file(
+    token: usize,
+    reply: Reply,
+    seq: u64,
+    deadline: Instant,
+    sv: &mut Services<'_>,
+) -> SlotState {
+    match reply {
+        Reply::Now(response) => SlotState::Ready(response),
+        Reply::After(delay, response) => {
+            sv.timers
+                .insert(sv.now + delay, TimerKind::Request { token, seq });
+            SlotState::Deferred(response)
+        }
+        Reply::Offload(work) => submit(token, vec![work], seq, deadline, None, sv),
+        Reply::Gather(parts, join) => {
+            let works = parts
+                .into_iter()
+                .map(|part| -> Work<Reply> { Box::new(move |job| Reply::Now(part(job))) })
+                .collect();
+            submit(token, works, seq, deadline, Some(join), sv)
+        }
+    }
+}
+
+/// Queue `works` (one job, or every part of a gather) for request `seq`. If any part cannot be
+/// queued, the parts already queued are cancelled and the request is answered 503 at once.
+fn submit(
+    token: usize,
+    works: Vec<Work<Reply>>,
+    seq: u64,
+    deadline: Instant,
+    join: Option<Join>,
+    sv: &mut Services<'_>,
+) -> SlotState {
+    let parts = works.len();
+    let mut pending = Pending {
+        cancels: Vec::with_capacity(parts),
+        deadline,
+        gather: None,
+    };
+    for (part, work) in works.into_iter().enumerate() {
+        match sv.pool.submit(
+            Ticket {
+                owner: token,
+                seq,
+                part,
+            },
+            work,
+        ) {
+            Ok(cancel) => pending.cancels.push(cancel),
+            Err(err) => {
+                pending.cancel();
+                let error = match err {
+                    SubmitError::Full => Error::QueueFull,
+                    SubmitError::Closed => Error::Unavailable,
+                };
+                return SlotState::Ready(error.into_response());
+            }
+        }
+    }
+    if let Some(join_parts) = join {
+        if parts == 0 {
+            return SlotState::Ready(join_parts(Vec::new()));
+        }
+        pending.gather = Some(Gathering {
+            parts: (0..parts).map(|_| None).collect(),
+            join: join_parts,
+        });
+    }
+    // No timer of its own: the connection's deadline covers its oldest request's deadline.
+    SlotState::Waiting(pending)
+}
+
+/// Run a gather's join on the reactor. It is user code on the loop's thread, so a panic in it
+/// is caught here: a 500 for that request, not the end of the server.
+fn join(join: Join, parts: Vec<Response>, peer: &SocketAddr) -> Response {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || join(parts))) {
+        Ok(response) => response,
+        Err(_) => {
+            log::error!("{peer}: a gather's join panicked");
+            Error::JobPanicked.into_response()
+        }
     }
 }
 

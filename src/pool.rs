@@ -41,14 +41,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use mio::Waker;
 
-/// Who is waiting for a job: the reactor's connection token and the request's sequence number on
-/// that connection. The pool only carries it back.
+/// Who is waiting for a job: the reactor's connection token, the request's sequence number on
+/// that connection, and which part of a gathered request this job is. The pool only carries it
+/// back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     /// The connection's token (slot index and generation).
     pub owner: usize,
     /// The request's position in that connection's pipeline.
     pub seq: u64,
+    /// The part, for a request answered by several jobs at once (0 otherwise).
+    pub part: usize,
 }
 
 /// What a running job can see of its surroundings.
@@ -324,7 +327,11 @@ mod tests {
     fn completions_wake_the_poller() {
         let (mut poll, pool) = pool(2, 8);
         for seq in 0..4 {
-            let ticket = Ticket { owner: 9, seq };
+            let ticket = Ticket {
+                owner: 9,
+                seq,
+                part: 0,
+            };
             pool.submit(ticket, Box::new(move |_| seq as u32 * 10))
                 .expect("queued");
         }
@@ -343,7 +350,11 @@ mod tests {
     #[test]
     fn a_panicking_job_does_not_kill_its_worker() {
         let (mut poll, pool) = pool(1, 8);
-        let t = |seq| Ticket { owner: 1, seq };
+        let t = |seq| Ticket {
+            owner: 1,
+            seq,
+            part: 0,
+        };
         pool.submit(t(0), Box::new(|_| panic!("boom")))
             .expect("queued");
         pool.submit(t(1), Box::new(|ctx| ctx.worker as u32 + 7))
@@ -357,7 +368,11 @@ mod tests {
     #[test]
     fn full_queue_is_refused_and_cancelled_jobs_are_skipped() {
         let (mut poll, pool) = pool(1, 1);
-        let t = |seq| Ticket { owner: 1, seq };
+        let t = |seq| Ticket {
+            owner: 1,
+            seq,
+            part: 0,
+        };
         let gate = Arc::new(AtomicBool::new(false));
         let hold = Arc::clone(&gate);
         // Occupy the only worker until `gate` opens.

@@ -34,9 +34,9 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::config::Config;
 use crate::connection::{Connection, Next, Services};
-use crate::http::{DateCache, Response};
+use crate::http::DateCache;
 use crate::pool::Pool;
-use crate::router::Router;
+use crate::router::{Reply, Router};
 use crate::slab::Slab;
 use crate::sys;
 use crate::timer::{TimerKind, Timers};
@@ -243,7 +243,7 @@ struct Reactor {
     listener: Option<TcpListener>,
     accepting: Accepting,
     connections: Slab<Connection>,
-    pool: Pool<Response>,
+    pool: Pool<Reply>,
     timers: Timers,
     date: DateCache,
     router: Router,
@@ -488,8 +488,11 @@ impl Reactor {
         self.pool.begin_drain();
         while let Some(completion) = self.pool.try_completion() {
             let token = completion.ticket.owner;
-            if let Some(conn) = self.connections.get_mut(token) {
-                conn.complete(completion);
+            if self.connections.get_mut(token).is_some() {
+                self.drive(token, |conn, sv| {
+                    conn.complete(completion, sv);
+                    Next::Wait
+                });
                 self.touched.push(token);
             }
             // else: the client left; its job was cancelled or finished for nobody.

@@ -9,6 +9,16 @@
 //! | [`Reply::Now`] | on the reactor, right away | a cheap `async def` that never awaits |
 //! | [`Reply::After`] | reactor timer, nothing blocks | `await asyncio.sleep(n)` |
 //! | [`Reply::Offload`] | a pool worker | `await run_in_threadpool(f)` |
+//! | [`Reply::Gather`] | several pool workers at once, joined on the reactor | `await asyncio.gather(run_in_threadpool(f), run_in_threadpool(g))` |
+//!
+//! An offloaded job returns a [`Reply`] too, so work can continue where it left off: a job that
+//! decodes an upload can return a `Gather` of two analyses of the decoded data, which is how
+//! `/analyze` decodes once and then runs two jobs in parallel — the Python
+//!
+//! ```text
+//! clip = await run_in_threadpool(decode, body)
+//! snr, speakers = await asyncio.gather(run_in_threadpool(snr, clip), run_in_threadpool(count, clip))
+//! ```
 //!
 //! A handler that does heavy work *itself* and returns [`Reply::Now`] blocks every connection
 //! for as long as it runs — the classic mistake the notes warn about, kept on purpose as
@@ -47,17 +57,33 @@ pub enum Reply {
     Now(Response),
     /// Send this response after a delay, without blocking anything: a reactor timer.
     After(Duration, Response),
-    /// Run this closure on a pool worker; its return value is the response.
-    Offload(Work<Response>),
+    /// Run this closure on a pool worker; what it returns is the reply (usually
+    /// [`Reply::Now`], but it may continue with more work).
+    Offload(Work<Reply>),
+    /// Run every part on the pool at once; when all have finished, `join` combines their
+    /// responses on the reactor (it should be cheap: it runs on the loop).
+    Gather(Vec<Work<Response>>, Join),
 }
 
+/// Combines the responses of a [`Reply::Gather`], in the order the parts were given.
+pub type Join = Box<dyn FnOnce(Vec<Response>) -> Response + Send + 'static>;
+
 impl Reply {
-    /// Offload `work` to the pool.
-    pub fn offload<F>(work: F) -> Reply
+    /// Offload `work` to the pool. It may return a [`Response`] or another [`Reply`].
+    pub fn offload<F, R>(work: F) -> Reply
     where
-        F: FnOnce(&JobContext<'_>) -> Response + Send + 'static,
+        F: FnOnce(&JobContext<'_>) -> R + Send + 'static,
+        R: Into<Reply>,
     {
-        Reply::Offload(Box::new(work))
+        Reply::Offload(Box::new(move |job| work(job).into()))
+    }
+
+    /// Run `parts` in parallel on the pool and `join` their responses.
+    pub fn gather<J>(parts: Vec<Work<Response>>, join: J) -> Reply
+    where
+        J: FnOnce(Vec<Response>) -> Response + Send + 'static,
+    {
+        Reply::Gather(parts, Box::new(join))
     }
 }
 

@@ -1,0 +1,150 @@
+//! `Reply::Gather` and job continuations (SPEC §2 `/analyze`: "two jobs in parallel, joined on
+//! the reactor"): an offloaded job may return more work, a gather's parts run at once on
+//! different workers, the join sees the parts in order, and every failure is one clean answer.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use evloop::config::Config;
+use evloop::http::{Method, Response};
+use evloop::pool::Work;
+use evloop::router::{Reply, Router};
+
+use common::{get, spawn_in_process, test_config, Client};
+
+/// A part that sleeps `ms` on its worker and answers with its worker number.
+fn part(name: &'static str, ms: u64) -> Work<Response> {
+    Box::new(move |job| {
+        sleep(Duration::from_millis(ms));
+        Response::text_owned(200, format!("{name}@{}", job.worker))
+    })
+}
+
+/// Join the parts' bodies with `+`.
+fn join_bodies(parts: Vec<Response>) -> Response {
+    let bodies: Vec<String> = parts
+        .iter()
+        .map(|p| String::from_utf8_lossy(p.body.as_bytes()).into_owned())
+        .collect();
+    Response::text_owned(200, bodies.join("+"))
+}
+
+fn server(pool: usize, queue: usize) -> SocketAddr {
+    let router = Router::new()
+        .route(Method::Get, "/both", |_, _| {
+            Reply::gather(vec![part("a", 300), part("b", 300)], join_bodies)
+        })
+        .route(Method::Get, "/chain", |_, _| {
+            // decode-then-fan-out, as /analyze does: the first job's reply is a gather.
+            Reply::offload(|_| Reply::gather(vec![part("x", 100), part("y", 100)], join_bodies))
+        })
+        .route(Method::Get, "/failing-part", |_, _| {
+            let fails: Work<Response> = Box::new(|_| panic!("this part fails on purpose"));
+            Reply::gather(vec![part("ok", 10), fails], join_bodies)
+        })
+        .route(Method::Get, "/failing-join", |_, _| {
+            Reply::gather(vec![part("ok", 10)], |_| {
+                panic!("this join fails on purpose")
+            })
+        })
+        .route(Method::Get, "/one", |_, _| {
+            Reply::gather(vec![part("solo", 300)], join_bodies)
+        })
+        .route(Method::Get, "/hold", |_, _| {
+            Reply::offload(|_| {
+                sleep(Duration::from_millis(500));
+                Response::text(200, "held")
+            })
+        })
+        .route(Method::Get, "/plaintext", |_, _| {
+            Response::text(200, "Hello, World!").into()
+        });
+    spawn_in_process(
+        Config {
+            pool,
+            queue,
+            ..test_config()
+        },
+        router,
+    )
+}
+
+/// Two 300 ms parts on a pool of two finish together in about 300 ms, not 600: they ran in
+/// parallel on different workers, and the join sees them in the order given.
+#[test]
+fn parts_run_in_parallel_and_join_in_order() {
+    let addr = server(2, 8);
+    let mut client = Client::connect(addr);
+    let started = Instant::now();
+    let response = client.request(get("/both"));
+    let took = started.elapsed();
+    let text = response.text();
+    let (a, b) = text.split_once('+').expect("two parts");
+    assert!(a.starts_with("a@") && b.starts_with("b@"), "{text}");
+    assert_ne!(a[2..], b[2..], "both parts ran on the same worker: {text}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(550),
+        "took {took:?}"
+    );
+}
+
+/// A job may continue with more work: its reply (a gather) is filed like a handler's, and the
+/// request is answered once the last part is in; the connection is served in order meanwhile.
+#[test]
+fn a_job_can_continue_with_a_gather() {
+    let addr = server(2, 8);
+    let mut client = Client::connect(addr);
+    client.send(format!("{}{}", get("/chain"), get("/plaintext")));
+    let first = client.read_response();
+    let second = client.read_response();
+    assert!(
+        first.text().starts_with("x@") && first.text().contains("+y@"),
+        "{first:?}"
+    );
+    assert_eq!(second.text(), "Hello, World!");
+}
+
+/// A panicking part makes the whole request one 500; the join never sees half a result, and
+/// the workers and the connection carry on.
+#[test]
+fn a_failed_part_is_one_500_and_the_server_carries_on() {
+    let addr = server(2, 8);
+    let mut client = Client::connect(addr);
+    let response = client.request(get("/failing-part"));
+    assert_eq!(response.status, 500, "{response:?}");
+    let response = client.request(get("/both"));
+    assert_eq!(response.status, 200);
+}
+
+/// A join runs on the reactor; if it panics the request gets a 500 and the reactor lives on.
+#[test]
+fn a_panicking_join_is_a_500_not_a_dead_reactor() {
+    let addr = server(1, 8);
+    let mut client = Client::connect(addr);
+    assert_eq!(client.request(get("/failing-join")).status, 500);
+    assert_eq!(client.request(get("/plaintext")).text(), "Hello, World!");
+}
+
+/// When the queue cannot take every part, the request is refused at once with 503 and the
+/// parts that were queued are cancelled (the single worker is not kept busy with them).
+#[test]
+fn a_gather_that_does_not_fit_the_queue_is_503() {
+    let addr = server(1, 1);
+    let mut busy = Client::connect(addr);
+    busy.send(get("/hold")); // the only worker is busy for 500 ms; the queue (1) is empty
+    sleep(Duration::from_millis(100));
+    let mut client = Client::connect(addr);
+    let response = client.request(get("/both"));
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(response.header("retry-after").is_some());
+    assert_eq!(busy.read_response().text(), "held");
+    // The part that was queued was cancelled and skipped: the next 300 ms job starts at once
+    // instead of after a 300 ms part nobody is waiting for.
+    let started = Instant::now();
+    assert_eq!(client.request(get("/one")).status, 200);
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(550), "took {took:?}");
+}
