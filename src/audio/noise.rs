@@ -1,0 +1,299 @@
+//! The noise floor, the global SNR and the band-SNR voice activity detector.
+//!
+//! # Noise floor: the lowest mode of the log-energy histogram
+//!
+//! NIST's `stnr` (SPHERE tools) takes the noise level from the first clear peak of the histogram
+//! of frame energies in dB. That idea holds exactly for Gaussian noise: a band energy X is then
+//! Gamma (χ²) distributed, and the density of y = ln X, ∝ exp(a·y − eʸ/θ), peaks at eʸ = a·θ,
+//! the mean. So the *mode* of the log-energy histogram estimates the noise power without bias,
+//! for any colour and any number of degrees of freedom, provided the clip pauses often enough
+//! for the noise-only frames to make a visible hump. Speech frames sit above it.
+//!
+//! Per band: smooth the energies over 3 frames (more degrees of freedom for brown noise), take
+//! 10·log10, histogram them in 0.05 dB bins, smooth the histogram with a Gaussian kernel of
+//! σ = 1 dB (a kernel density estimate on a grid), and take the **lowest** local maximum that
+//! reaches 10 % of the highest. The noise power N is the sum over bands.
+//!
+//! # SNR
+//!
+//! With P̄ the mean frame energy over the clip, the global SNR is 10·log10((P̄ − N)/N): speech
+//! energy over noise energy, the quantity the API promises. −30 dB when P̄ is within 0.1 % of N;
+//! capped at 100 dB.
+//!
+//! # VAD
+//!
+//! A frame's speech-band SNR s (bands 250–4000 Hz, where speech lives and rumble and hiss do
+//! not) goes through a logistic, p = 1/(1 + exp(−(s − 3 dB)/1.5 dB)), a "probability" compared
+//! with `vad_threshold` the way TEN VAD's is. Then a hangover: gaps of ≤ 200 ms between speech
+//! are filled, and speech runs of ≤ 40 ms are dropped.
+
+use std::ops::Range;
+
+use super::spectrum::{BandEnergies, BANDS};
+
+/// Fewer STFT frames than this and the histogram has too few points: use WADA instead.
+pub(crate) const MIN_FRAMES: usize = 20;
+
+/// Frames in the moving average of band energies before the histogram.
+const SMOOTH_FRAMES: usize = 3;
+/// Standard deviation of the histogram's Gaussian smoothing kernel, dB.
+const KDE_BW_DB: f64 = 1.0;
+/// Histogram bin width, dB.
+const KDE_STEP_DB: f64 = 0.05;
+/// The noise mode must reach this fraction of the density maximum (smaller bumps are the
+/// histogram's own noise).
+const PEAK_REL: f64 = 0.1;
+/// Speech-band SNR at which the speech probability is one half, dB.
+const VAD_CENTER_DB: f64 = 3.0;
+/// Slope of the logistic, dB.
+const VAD_SLOPE_DB: f64 = 1.5;
+/// The speech bands: 250–500, 500–1000, 1000–2000 and 2000–4000 Hz.
+const VAD_BANDS: Range<usize> = 1..5;
+/// Hangover: non-speech gaps of at most this long, with speech on both sides, become speech.
+const GAP_FILL_MS: f64 = 200.0;
+/// Then speech runs of at most this long are dropped as blips.
+const MIN_RUN_MS: f64 = 40.0;
+/// Floor added before every logarithm of an energy, so digital silence gives −300 dB, not −∞.
+const TINY: f64 = 1e-30;
+/// The noise floor is at least this fraction of the mean frame energy: caps the SNR at 100 dB.
+const NOISE_FLOOR_MIN_REL: f64 = 1e-10;
+
+/// What the frame analysis found.
+pub(crate) struct FrameAnalysis {
+    /// Per STFT frame: speech after the hangover.
+    pub speech: Vec<bool>,
+    /// Global SNR, dB.
+    pub snr_db: f64,
+    /// SNR over speech frames only, dB; `None` when no frame is speech.
+    pub snr_active_db: Option<f64>,
+}
+
+impl FrameAnalysis {
+    /// Fraction of frames that are speech.
+    pub(crate) fn speech_ratio(&self) -> f64 {
+        self.speech.iter().filter(|&&s| s).count() as f64 / self.speech.len() as f64
+    }
+}
+
+/// Noise power per band: 10^(mode/10) of each band's smoothed log-energy histogram.
+/// Needs at least [`SMOOTH_FRAMES`] frames.
+pub(crate) fn noise_floor(bands: &[BandEnergies]) -> [f64; BANDS] {
+    let kernel = gaussian_kernel();
+    let mut levels_db = Vec::with_capacity(bands.len());
+    std::array::from_fn(|b| {
+        levels_db.clear();
+        levels_db.extend(bands.windows(SMOOTH_FRAMES).map(|w| {
+            // The reference convolves with [1/3, 1/3, 1/3]; same products, same sum.
+            let smoothed: f64 = w.iter().map(|e| e[b] * (1.0 / SMOOTH_FRAMES as f64)).sum();
+            10.0 * (smoothed + TINY).log10()
+        }));
+        10f64.powf(lowest_mode_db(&levels_db, &kernel) / 10.0)
+    })
+}
+
+/// Global and active SNR, and the speech mask after the hangover.
+pub(crate) fn analyse_frames(
+    bands: &[BandEnergies],
+    noise: &[f64; BANDS],
+    hop: usize,
+    threshold: f64,
+) -> FrameAnalysis {
+    let total = |e: &BandEnergies| e.iter().sum::<f64>();
+    let mean_energy = bands.iter().map(total).sum::<f64>() / bands.len() as f64;
+    let noise_total = noise
+        .iter()
+        .sum::<f64>()
+        .max(NOISE_FLOOR_MIN_REL * mean_energy)
+        .max(TINY);
+
+    let speech_noise = noise[VAD_BANDS].iter().sum::<f64>().max(TINY);
+    let raw: Vec<bool> = bands
+        .iter()
+        .map(|e| {
+            let band_snr_db =
+                10.0 * (e[VAD_BANDS].iter().sum::<f64>() / speech_noise + 1e-12).log10();
+            let p = 1.0 / (1.0 + (-(band_snr_db - VAD_CENTER_DB) / VAD_SLOPE_DB).exp());
+            p > threshold
+        })
+        .collect();
+    let frame_ms = 1000.0 * hop as f64 / 16000.0;
+    let speech = close_open(
+        raw,
+        floor_div(GAP_FILL_MS, frame_ms),
+        floor_div(MIN_RUN_MS, frame_ms),
+    );
+
+    let (speech_sum, speech_frames) = bands
+        .iter()
+        .zip(&speech)
+        .filter(|(_, &s)| s)
+        .fold((0.0, 0usize), |(sum, n), (e, _)| (sum + total(e), n + 1));
+    let snr_active_db = (speech_frames > 0)
+        .then(|| ratio_db((speech_sum / speech_frames as f64 - noise_total) / noise_total));
+    FrameAnalysis {
+        snr_db: ratio_db((mean_energy - noise_total) / noise_total),
+        snr_active_db,
+        speech,
+    }
+}
+
+/// A power ratio in dB: −30 dB for ratios ≤ 10⁻³ (speech energy lost in the noise estimate's
+/// error), at most 100 dB.
+fn ratio_db(ratio: f64) -> f64 {
+    if ratio > 1e-3 {
+        (10.0 * ratio.log10()).min(100.0)
+    } else {
+        -30.0
+    }
+}
+
+/// exp(−½(k/σ)²) at k = −4σ … 4σ in histogram steps: 161 taps.
+fn gaussian_kernel() -> Vec<f64> {
+    let reach = (4.0 * KDE_BW_DB / KDE_STEP_DB) as i64;
+    (-reach..=reach)
+        .map(|i| {
+            let k = i as f64 * KDE_STEP_DB / KDE_BW_DB;
+            (-0.5 * k * k).exp()
+        })
+        .collect()
+}
+
+/// The lowest local maximum of the smoothed histogram of `values` (dB) that reaches
+/// [`PEAK_REL`] of the highest; the highest if there is none.
+pub(crate) fn lowest_mode_db(values: &[f64], kernel: &[f64]) -> f64 {
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let reach = kernel.len() / 2;
+    // The grid spans the values plus the kernel's reach on both sides.
+    let lo = (min / KDE_STEP_DB).floor() * KDE_STEP_DB - 4.0 * KDE_BW_DB;
+    let bins = ((max + 4.0 * KDE_BW_DB - lo) / KDE_STEP_DB).ceil() as usize + 1;
+    let mut counts = vec![0.0; bins];
+    for v in values {
+        // numpy rounds half to even; so do we, for the same bins.
+        let i = ((v - lo) / KDE_STEP_DB).round_ties_even().max(0.0) as usize;
+        counts[i.min(bins - 1)] += 1.0;
+    }
+    // Kernel density: spread each occupied bin over its neighbours. Most bins are empty, so
+    // scattering from the occupied ones is far cheaper than a dense convolution.
+    let mut density = vec![0.0; bins];
+    for (i, &c) in counts.iter().enumerate().filter(|(_, &c)| c > 0.0) {
+        let first = i.saturating_sub(reach);
+        let last = (i + reach).min(bins - 1);
+        for (j, d) in density[first..=last].iter_mut().enumerate() {
+            *d += c * kernel[first + j + reach - i];
+        }
+    }
+    let peak = density.iter().copied().fold(0.0, f64::max);
+    let mode = (1..bins.saturating_sub(1))
+        .find(|&i| {
+            density[i] >= density[i - 1]
+                && density[i] > density[i + 1]
+                && density[i] >= PEAK_REL * peak
+        })
+        .unwrap_or_else(|| density.iter().position(|&d| d == peak).unwrap_or(0));
+    lo + mode as f64 * KDE_STEP_DB
+}
+
+/// The hangover: fill gaps of ≤ `gap` non-speech frames that have speech on both sides, then
+/// drop speech runs of ≤ `blip` frames.
+fn close_open(mut mask: Vec<bool>, gap: usize, blip: usize) -> Vec<bool> {
+    let len = mask.len();
+    for run in runs(&mask, false) {
+        if run.len() <= gap && run.start > 0 && run.end < len {
+            mask[run].fill(true);
+        }
+    }
+    for run in runs(&mask, true) {
+        if run.len() <= blip {
+            mask[run].fill(false);
+        }
+    }
+    mask
+}
+
+/// The maximal runs of `value` in `mask`, in order.
+pub(crate) fn runs(mask: &[bool], value: bool) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, &m) in mask.iter().enumerate() {
+        match (m == value, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..mask.len());
+    }
+    out
+}
+
+/// Whole frames of `b` ms in `a` ms, rounded down (the reference's `a // b`). The frame length
+/// is hop/16 ms, exact in binary, and 16·a/hop is either an integer or at least 1/hop away
+/// from one, so the plain floor of the quotient is Python's answer.
+fn floor_div(a: f64, b: f64) -> usize {
+    (a / b).floor() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mode of a histogram of identical values is that value (to the bin width).
+    #[test]
+    fn mode_of_a_spike() {
+        let mode = lowest_mode_db(&[-42.0; 50], &gaussian_kernel());
+        assert!((mode + 42.0).abs() < 0.051, "{mode}");
+    }
+
+    /// With a big noise hump and a bigger speech hump, the lowest clear mode is the noise.
+    #[test]
+    fn lowest_mode_is_the_noise() {
+        let mut values = vec![-60.0; 40];
+        values.extend([-20.0; 100]);
+        let mode = lowest_mode_db(&values, &gaussian_kernel());
+        assert!((mode + 60.0).abs() < 0.2, "{mode}");
+    }
+
+    /// A hump under 10 % of the maximum is histogram noise, not the floor.
+    #[test]
+    fn small_humps_are_ignored() {
+        let mut values = vec![-80.0; 3];
+        values.extend([-50.0; 100]);
+        let mode = lowest_mode_db(&values, &gaussian_kernel());
+        assert!((mode + 50.0).abs() < 0.2, "{mode}");
+    }
+
+    /// Gaps of ≤ `gap` between speech are filled; gaps at the edges are not; short runs go.
+    #[test]
+    fn hangover() {
+        let m = |s: &str| s.chars().map(|c| c == '#').collect::<Vec<_>>();
+        assert_eq!(close_open(m("##..##"), 2, 1), m("######"));
+        assert_eq!(close_open(m("..##..."), 2, 1), m("..##..."));
+        assert_eq!(close_open(m("#...#....##"), 2, 1), m(".........##"));
+        assert_eq!(close_open(m("##...##"), 2, 1), m("##...##"));
+    }
+
+    /// Python's float floor division on the hop lengths the API accepts.
+    #[test]
+    fn python_floor_division() {
+        assert_eq!(floor_div(200.0, 16.0), 12);
+        assert_eq!(floor_div(40.0, 16.0), 2);
+        assert_eq!(floor_div(200.0, 5.0), 40);
+        assert_eq!(floor_div(40.0, 6.25), 6);
+        assert_eq!(floor_div(200.0, 64.0), 3);
+    }
+
+    /// Runs of a value, in order, including one that reaches the end.
+    #[test]
+    fn runs_in_order() {
+        assert_eq!(runs(&[true, true, false, true], true), vec![0..2, 3..4]);
+        assert_eq!(runs(&[true, false, false], false), vec![1..3]);
+    }
+}

@@ -1,0 +1,158 @@
+//! The short-time spectrum, summed into six sub-bands: the frames of the VAD and the SNR.
+//!
+//! Frame t covers samples tH … tH + L − 1 (hop H = `vad_hop_size`, window L = 2H), weighted by a
+//! periodic Hann window w[n] = 0.5 − 0.5·cos(2πn/L) (Harris, "On the use of windows for
+//! harmonic analysis with the discrete Fourier transform", Proc. IEEE 66(1), 1978). With 50 %
+//! overlap the windows sum to a constant, so every sample counts equally. There are
+//! ⌊(N − L)/H⌋ + 1 frames; a partial frame at the end is dropped.
+//!
+//! The power |X[k]|² of bins k = 1 … L/2 is summed into the WebRTC VAD's bands (Google,
+//! `common_audio/vad/vad_filterbank.c`), with edges 0 | 250 | 500 | 1000 | 2000 | 4000 | 8000
+//! Hz: each band is [lo, hi), the first leaves out the DC bin (whatever DC is left says nothing
+//! about speech), the last includes 8 kHz.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use realfft::RealToComplex;
+
+use super::SAMPLE_RATE;
+
+/// Number of sub-bands.
+pub(crate) const BANDS: usize = 6;
+
+/// Band edges in Hz (WebRTC VAD's, extended to the full 8 kHz).
+const BAND_EDGES_HZ: [f64; BANDS + 1] = [0.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0];
+
+/// Energy of one frame in each band.
+pub(crate) type BandEnergies = [f64; BANDS];
+
+/// Everything the STFT needs for one hop: built once per hop and cached by the analyzer.
+pub(crate) struct StftPlan {
+    hop: usize,
+    /// Real-to-complex FFT of length 2·hop.
+    fft: Arc<dyn RealToComplex<f64>>,
+    /// Periodic Hann window of length 2·hop.
+    window: Vec<f64>,
+    /// FFT bins of each band.
+    bands: [Range<usize>; BANDS],
+}
+
+impl StftPlan {
+    pub(crate) fn new(hop: usize, fft: Arc<dyn RealToComplex<f64>>) -> StftPlan {
+        let len = 2 * hop;
+        let window = (0..len)
+            .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / len as f64).cos())
+            .collect();
+        StftPlan {
+            hop,
+            fft,
+            window,
+            bands: band_bins(len),
+        }
+    }
+
+    /// Band energies of every whole frame of `x` (16 kHz).
+    pub(crate) fn band_energies(&self, x: &[f64]) -> Vec<BandEnergies> {
+        let len = 2 * self.hop;
+        if x.len() < len {
+            return Vec::new();
+        }
+        let frames = (x.len() - len) / self.hop + 1;
+        let mut input = self.fft.make_input_vec();
+        let mut spectrum = self.fft.make_output_vec();
+        let mut scratch = self.fft.make_scratch_vec();
+        let mut power = vec![0.0; spectrum.len()];
+        let mut out = Vec::with_capacity(frames);
+        for t in 0..frames {
+            let frame = &x[t * self.hop..t * self.hop + len];
+            for ((slot, &v), &w) in input.iter_mut().zip(frame).zip(&self.window) {
+                *slot = v * w;
+            }
+            // The buffers have the plan's own lengths, so the FFT cannot refuse them.
+            if self
+                .fft
+                .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                .is_err()
+            {
+                return Vec::new();
+            }
+            for (p, c) in power.iter_mut().zip(&spectrum) {
+                *p = c.norm_sqr();
+            }
+            out.push(self.bands.clone().map(|bins| power[bins].iter().sum()));
+        }
+        out
+    }
+}
+
+/// The bins of each band for an FFT of `len` points at 16 kHz. Bin frequencies are computed as
+/// numpy's `rfftfreq` computes them, k·(1/(len·(1/16000))), so that a bin lying exactly on an
+/// edge falls on the same side as in the reference.
+fn band_bins(len: usize) -> [Range<usize>; BANDS] {
+    let step = 1.0 / (len as f64 * (1.0 / f64::from(SAMPLE_RATE)));
+    let freq = |k: usize| k as f64 * step;
+    let nyquist = len / 2;
+    // First bin at or above `hz` (strictly above for the 0 Hz edge: no DC).
+    let first_at = |hz: f64| {
+        (0..=nyquist)
+            .find(|&k| {
+                if hz == 0.0 {
+                    freq(k) > hz
+                } else {
+                    freq(k) >= hz
+                }
+            })
+            .unwrap_or(nyquist + 1)
+    };
+    std::array::from_fn(|b| {
+        let lo = first_at(BAND_EDGES_HZ[b]);
+        // The top band includes the Nyquist bin; the others stop below their upper edge.
+        let hi = if b == BANDS - 1 {
+            (0..=nyquist)
+                .rev()
+                .find(|&k| freq(k) <= BAND_EDGES_HZ[b + 1])
+                .map_or(lo, |k| k + 1)
+        } else {
+            first_at(BAND_EDGES_HZ[b + 1])
+        };
+        lo..hi.max(lo)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// For the default 512-point window the bands are bins 1–7, 8–15, 16–31, 32–63, 64–127
+    /// and 128–256 (31.25 Hz per bin).
+    #[test]
+    fn bands_of_512_points() {
+        assert_eq!(
+            band_bins(512),
+            [1..8, 8..16, 16..32, 32..64, 64..128, 128..257]
+        );
+    }
+
+    /// Bands tile bins 1 … L/2 without gaps or overlap, for every accepted hop.
+    #[test]
+    fn bands_tile_the_spectrum() {
+        for hop in crate::audio::HOP_RANGE {
+            let b = band_bins(2 * hop);
+            assert_eq!(b[0].start, 1);
+            for i in 1..BANDS {
+                assert_eq!(b[i - 1].end, b[i].start, "hop {hop}");
+            }
+            assert!(b[BANDS - 1].end == hop || b[BANDS - 1].end == hop + 1);
+        }
+    }
+
+    /// For 128 of the accepted hops (88 is the first) numpy's `rfftfreq` puts the Nyquist bin
+    /// at 8000.000000000001 Hz, so the reference leaves it out of the top band; so do we.
+    #[test]
+    fn nyquist_bin_as_numpy_rounds_it() {
+        assert_eq!(band_bins(176)[BANDS - 1].end, 88);
+        assert_eq!(band_bins(178)[BANDS - 1].end, 89);
+        assert_eq!(band_bins(180)[BANDS - 1].end, 91);
+    }
+}

@@ -1,0 +1,324 @@
+//! The analyses end to end, on synthetic clips with exact labels (see [`super::synth`]).
+
+use std::cell::Cell;
+
+use super::synth::{self, Voice};
+use super::*;
+
+fn analyzer() -> Analyzer {
+    Analyzer::new()
+}
+
+/// Decode a 16 kHz clip built from `samples`.
+fn clip(a: &Analyzer, samples: &[f64]) -> Clip {
+    let body = synth::wav_16bit(samples, synth::RATE).unwrap_or_default();
+    match a.decode(&body, 600.0) {
+        Ok(clip) => clip,
+        Err(e) => panic!("synthetic clip did not decode: {e}"),
+    }
+}
+
+/// `seconds` of one voice in white noise at `snr_db`.
+fn noisy_speech(voice: Voice, seconds: f64, snr_db: f64, seed: u64) -> Vec<f64> {
+    let speech = synth::speech(voice, seconds, seed);
+    let noise = synth::white_noise(speech.len(), seed + 100);
+    synth::mix_at_snr(&speech, &noise, snr_db)
+}
+
+fn never() -> bool {
+    false
+}
+
+fn snr(a: &Analyzer, clip: &Clip) -> SnrReport {
+    match a.snr(clip, VadParams::default(), &never) {
+        Some(report) => report,
+        None => panic!("not cancelled, yet no report"),
+    }
+}
+
+fn speakers(a: &Analyzer, clip: &Clip) -> SpeakerReport {
+    match a.speakers(clip, VadParams::default(), &never) {
+        Some(report) => report,
+        None => panic!("not cancelled, yet no report"),
+    }
+}
+
+/// The global SNR of speech in white noise is read to within 1 dB at 0, 10 and 20 dB, with
+/// the noise-floor method; active SNR is above it and speech ratio is plausible.
+#[test]
+fn snr_of_speech_in_white_noise() {
+    let a = analyzer();
+    for (snr_db, seed) in [(0.0, 1), (10.0, 2), (20.0, 3)] {
+        let report = snr(&a, &clip(&a, &noisy_speech(Voice::LOW, 8.0, snr_db, seed)));
+        assert_eq!(report.method, "noise-floor");
+        let got = report.snr_db.unwrap_or(f64::NAN);
+        assert!((got - snr_db).abs() < 1.0, "{snr_db} dB read as {got}");
+        let active = report.snr_active_db.unwrap_or(f64::NAN);
+        assert!(active >= got, "active {active} below global {got}");
+        let ratio = report.speech_ratio.unwrap_or(f64::NAN);
+        assert!((0.3..0.9).contains(&ratio), "speech ratio {ratio}");
+        assert!(report.wada_snr_db.is_some());
+    }
+}
+
+/// Other hops measure the same SNR.
+#[test]
+fn snr_at_other_hops() {
+    let a = analyzer();
+    let c = clip(&a, &noisy_speech(Voice::HIGH, 6.0, 10.0, 4));
+    for hop in [80, 160, 512, 1024] {
+        let params = VadParams {
+            hop,
+            threshold: 0.5,
+        };
+        let got = a
+            .snr(&c, params, &never)
+            .and_then(|r| r.snr_db)
+            .unwrap_or(f64::NAN);
+        assert!((got - 10.0).abs() < 1.5, "hop {hop}: {got}");
+    }
+}
+
+/// A higher threshold calls fewer frames speech.
+#[test]
+fn threshold_orders_speech_ratio() {
+    let a = analyzer();
+    let c = clip(&a, &noisy_speech(Voice::LOW, 6.0, 5.0, 5));
+    let ratio = |threshold| {
+        a.snr(
+            &c,
+            VadParams {
+                hop: 256,
+                threshold,
+            },
+            &never,
+        )
+        .and_then(|r| r.speech_ratio)
+        .unwrap_or(f64::NAN)
+    };
+    assert!(ratio(0.2) >= ratio(0.5) && ratio(0.5) >= ratio(0.8));
+}
+
+/// Digital silence: no SNR, no speech, no speakers, and the method says why.
+#[test]
+fn silence() {
+    let a = analyzer();
+    let c = clip(&a, &[0.0; 16_000]);
+    let report = snr(&a, &c);
+    assert_eq!(
+        report,
+        SnrReport {
+            snr_db: None,
+            snr_active_db: None,
+            speech_ratio: Some(0.0),
+            wada_snr_db: None,
+            method: "silence"
+        }
+    );
+    assert_eq!(
+        speakers(&a, &c),
+        SpeakerReport {
+            speakers: Some(0),
+            segments: 0
+        }
+    );
+}
+
+/// Under 20 STFT frames (0.3 s at hop 256): WADA gives the SNR; no ratio, no count.
+#[test]
+fn short_clip_uses_wada() {
+    let a = analyzer();
+    let samples = &noisy_speech(Voice::LOW, 2.0, 10.0, 6)[4800..9600];
+    let c = clip(&a, samples);
+    let report = snr(&a, &c);
+    assert_eq!(report.method, "wada");
+    assert_eq!(report.snr_db, report.wada_snr_db);
+    assert!(report.snr_db.is_some());
+    assert_eq!((report.snr_active_db, report.speech_ratio), (None, None));
+    assert_eq!(
+        speakers(&a, &c),
+        SpeakerReport {
+            speakers: None,
+            segments: 0
+        }
+    );
+}
+
+/// Noise alone: no frame is speech, so no active SNR and no speakers.
+#[test]
+fn noise_only() {
+    let a = analyzer();
+    let noise: Vec<f64> = synth::white_noise(48_000, 9)
+        .iter()
+        .map(|v| 0.05 * v)
+        .collect();
+    let c = clip(&a, &noise);
+    let report = snr(&a, &c);
+    assert_eq!(
+        (report.speech_ratio, report.snr_active_db),
+        (Some(0.0), None)
+    );
+    assert!(
+        report.snr_db.is_some_and(|v| v < -10.0),
+        "{:?}",
+        report.snr_db
+    );
+    assert_eq!(
+        speakers(&a, &c),
+        SpeakerReport {
+            speakers: Some(0),
+            segments: 0
+        }
+    );
+}
+
+/// One voice is one speaker, across several segments.
+#[test]
+fn one_speaker() {
+    let a = analyzer();
+    for (voice, seed) in [(Voice::LOW, 11), (Voice::HIGH, 12)] {
+        let report = speakers(&a, &clip(&a, &noisy_speech(voice, 10.0, 20.0, seed)));
+        assert_eq!(report.speakers, Some(1), "{voice:?}");
+        assert!(report.segments >= 3, "{report:?}");
+    }
+}
+
+/// Two voices an octave apart, taking turns, are two speakers.
+#[test]
+fn two_speakers() {
+    let a = analyzer();
+    let turns = synth::conversation(&[Voice::LOW, Voice::HIGH], 6, 2.5, 21);
+    let noise = synth::white_noise(turns.len(), 22);
+    let report = speakers(&a, &clip(&a, &synth::mix_at_snr(&turns, &noise, 20.0)));
+    assert_eq!(report.speakers, Some(2), "{report:?}");
+}
+
+/// A `cancelled` callback that turns true after `n` calls.
+fn cancel_after(n: usize) -> impl Fn() -> bool {
+    let calls = Cell::new(0);
+    move || {
+        calls.set(calls.get() + 1);
+        calls.get() > n
+    }
+}
+
+/// Cancellation is checked between stages: after the STFT, after the noise floor, and (for
+/// speakers) after the features; a cancelled analysis returns None.
+#[test]
+fn cancellation_between_stages() {
+    let a = analyzer();
+    let c = clip(&a, &noisy_speech(Voice::LOW, 4.0, 10.0, 31));
+    let params = VadParams::default();
+    assert_eq!(a.snr(&c, params, &|| true), None);
+    assert_eq!(a.snr(&c, params, &cancel_after(1)), None);
+    assert!(a.snr(&c, params, &cancel_after(2)).is_some());
+    assert_eq!(a.speakers(&c, params, &cancel_after(2)), None);
+    assert!(a.speakers(&c, params, &cancel_after(3)).is_some());
+}
+
+/// Out-of-range hops are clamped, not a panic (hop 0 would divide by zero).
+#[test]
+fn hop_is_clamped() {
+    let a = analyzer();
+    let c = clip(&a, &noisy_speech(Voice::LOW, 3.0, 10.0, 41));
+    for hop in [0, 1, 100_000] {
+        let params = VadParams {
+            hop,
+            threshold: 0.5,
+        };
+        assert!(a.snr(&c, params, &never).is_some());
+        assert!(a.speakers(&c, params, &never).is_some());
+    }
+}
+
+/// A 16-bit WAV body of interleaved `samples`.
+fn wav_body(samples: &[f64], sample_rate: u32, channels: u16) -> Result<Vec<u8>, hound::Error> {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut body = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut body, spec)?;
+    for &v in samples {
+        writer.write_sample((v * 32767.0).round() as i16)?;
+    }
+    writer.finalize()?;
+    Ok(body.into_inner())
+}
+
+/// A 44.1 kHz stereo copy of a clip is mixed down, resampled to 16 kHz and reads the SNR of
+/// the original to within a fraction of a dB.
+#[test]
+fn clip_at_44k_stereo() -> Result<(), Box<dyn std::error::Error>> {
+    let a = analyzer();
+    let x = noisy_speech(Voice::HIGH, 6.0, 10.0, 51);
+    let original = snr(&a, &clip(&a, &x)).snr_db.unwrap_or(f64::NAN);
+    let stereo: Vec<f64> = Polyphase::design(441, 160)
+        .apply(&x)
+        .iter()
+        .flat_map(|&v| [v, v])
+        .collect();
+    let c = a.decode(&wav_body(&stereo, 44_100, 2)?, 600.0)?;
+    assert_eq!(
+        (c.info.sample_rate, c.info.channels, c.info.frames),
+        (44_100, 2, 264_600)
+    );
+    assert_eq!(c.samples().len(), x.len());
+    let got = snr(&a, &c).snr_db.unwrap_or(f64::NAN);
+    assert!(
+        (got - original).abs() < 0.3,
+        "{got} vs {original} at 16 kHz"
+    );
+    Ok(())
+}
+
+/// An 8 kHz file reads as its band-limited 16 kHz equivalent. (Not as the original: white
+/// noise loses half its power above 4 kHz, so the SNR rises by about 3 dB, in the reference
+/// too.)
+#[test]
+fn clip_at_8k() -> Result<(), Box<dyn std::error::Error>> {
+    let a = analyzer();
+    let x = noisy_speech(Voice::LOW, 6.0, 10.0, 52);
+    let narrow = Polyphase::design(1, 2).apply(&x);
+    let c = a.decode(&wav_body(&narrow, 8_000, 1)?, 600.0)?;
+    assert_eq!(c.info.duration_s, 6.0);
+    let got = snr(&a, &c).snr_db.unwrap_or(f64::NAN);
+    let want = snr(&a, &clip(&a, &Polyphase::design(2, 1).apply(&narrow)))
+        .snr_db
+        .unwrap_or(f64::NAN);
+    assert!((got - want).abs() < 0.1, "{got} vs {want}");
+    Ok(())
+}
+
+/// Every number in every report is finite, on clips built to provoke extremes: full-scale
+/// square waves, a single impulse, DC only.
+#[test]
+fn reports_are_finite() {
+    let a = analyzer();
+    let square: Vec<f64> = (0..32_000)
+        .map(|n| if (n / 40) % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let mut impulse = vec![0.0; 32_000];
+    impulse[16_000] = 1.0;
+    for x in [square, impulse, vec![0.5; 32_000]] {
+        let c = clip(&a, &x);
+        let s = snr(&a, &c);
+        for v in [s.snr_db, s.snr_active_db, s.speech_ratio, s.wada_snr_db]
+            .into_iter()
+            .flatten()
+        {
+            assert!(v.is_finite());
+        }
+        assert!(speakers(&a, &c).speakers.is_none_or(|k| k <= MAX_SPEAKERS));
+    }
+}
+
+/// The analyzer is shared by `Arc` among worker threads.
+#[test]
+fn analyzer_is_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Analyzer>();
+    shared::<Clip>();
+}

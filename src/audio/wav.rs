@@ -1,0 +1,355 @@
+//! WAV decoding: RIFF chunks in, mono float samples out.
+//!
+//! A WAV file is a RIFF container (Microsoft/IBM, *Multimedia Programming Interface and Data
+//! Specifications 1.0*, 1991): the 12-byte header `RIFF <size> WAVE`, then chunks, each an
+//! ASCII id, a little-endian `u32` size and that many bytes, plus one pad byte when the size is
+//! odd. Two chunks matter: `fmt ` (the encoding) and `data` (the samples); every other chunk
+//! (`LIST`, `fact`, `bext`, ...) is skipped.
+//!
+//! # Who does what
+//!
+//! The **chunk walk is ours**, written to the reference decoder's rules, because that is where
+//! hound is both more lenient and stricter. It accepts a `data` chunk whose declared size runs
+//! past the end of the body, and fails only while reading samples; yet it rejects files the
+//! reference reads: an odd-sized chunk followed by its pad byte, a `fact` chunk of other than 4
+//! bytes, a `fmt ` chunk of unusual length or an extensible one whose `cbSize` is not 22, a
+//! byte rate or block alignment that disagrees with the rest, a trailing partial sample.
+//! Having found the chunks, we hand **hound** a canonical 44-byte header (the resolved
+//! encoding, block alignment derived from the sample width, as the reference reads it) followed
+//! by the whole sample frames of the `data` chunk, and hound converts the samples.
+//!
+//! `WAVE_FORMAT_EXTENSIBLE` (tag `0xFFFE`) carries the real encoding in the first two bytes of
+//! its sub-format GUID; the container width (`wBitsPerSample`) is what is read, as in the
+//! reference, and since samples are left-justified in their container the scale is the same.
+//!
+//! Integer samples are divided by 2^(bits−1) (8-bit WAV is unsigned, offset 128); float samples
+//! are used as they are. Channels are mixed by their mean, then the mean of the clip (DC) is
+//! subtracted.
+
+use std::io::{Cursor, Read};
+
+use super::{resample, AudioError, ClipInfo};
+
+/// `WAVE_FORMAT_PCM`: integer samples.
+const TAG_PCM: u16 = 0x0001;
+/// `WAVE_FORMAT_IEEE_FLOAT`: 32-bit float samples.
+const TAG_FLOAT: u16 = 0x0003;
+/// `WAVE_FORMAT_EXTENSIBLE`: the real tag is in the sub-format GUID at byte 24 of `fmt `.
+const TAG_EXTENSIBLE: u16 = 0xFFFE;
+
+/// Bytes in the `fmt ` chunk's fixed part (`PCMWAVEFORMAT`): tag, channels, rate, byte rate,
+/// block align, bits.
+const FMT_MIN_LEN: usize = 16;
+/// Bytes in a `WAVEFORMATEXTENSIBLE` `fmt ` chunk: the fixed part, `cbSize`, valid bits,
+/// channel mask and the 16-byte sub-format GUID.
+const FMT_EXTENSIBLE_LEN: usize = 40;
+
+/// Highest sample rate accepted: 768 kHz is the top of what converters offer; a larger value
+/// is a broken header, not audio.
+const MAX_SAMPLE_RATE: u32 = 768_000;
+/// Most channels accepted. Keeps the canonical header's block alignment and byte rate within
+/// their 16- and 32-bit fields for every accepted rate and width.
+const MAX_CHANNELS: u16 = 256;
+
+/// A decoded WAV body: mono, DC removed, still at the file's rate.
+pub(crate) struct Decoded {
+    /// Mean of the channels, minus the mean over the clip.
+    pub mono: Vec<f64>,
+    /// Quantisation step of `mono` for WADA: 2^−(bits−1) divided by the channel count, 0 for
+    /// float input.
+    pub lsb: f64,
+    /// What the header said.
+    pub info: ClipInfo,
+}
+
+/// How the samples are stored, after resolving `WAVE_FORMAT_EXTENSIBLE`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Encoding {
+    /// Two's-complement integers (unsigned for 8 bits) of 8, 16, 24 or 32 bits.
+    Int,
+    /// IEEE 754 single precision.
+    Float,
+}
+
+/// The parts of the `fmt ` chunk that decoding needs.
+#[derive(Debug, Clone, Copy)]
+struct Format {
+    encoding: Encoding,
+    channels: u16,
+    sample_rate: u32,
+    /// Container width in bits: 8, 16, 24 or 32.
+    bits: u16,
+}
+
+impl Format {
+    /// Bytes per sample frame (one sample of every channel), as the reference reads them.
+    fn block_align(&self) -> usize {
+        usize::from(self.channels) * usize::from(self.bits / 8)
+    }
+}
+
+/// Decode a WAV body to mono samples at its own rate. The checks run in the reference's
+/// order, so the same file gets the same complaint.
+pub(crate) fn decode(body: &[u8], max_seconds: f64) -> Result<Decoded, AudioError> {
+    if body.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    let (fmt, data) = find_chunks(body)?;
+    let format = parse_format(fmt)?;
+    // The reference ignores a trailing partial frame; so do we.
+    let frames = data.len() / format.block_align();
+    if frames == 0 {
+        return Err(AudioError::NoSamples);
+    }
+    let info = ClipInfo {
+        sample_rate: format.sample_rate,
+        channels: format.channels,
+        bits: format.bits,
+        float: format.encoding == Encoding::Float,
+        frames: frames as u64,
+        duration_s: frames as f64 / f64::from(format.sample_rate),
+    };
+    // Checked before reading a single sample: a long clip costs nothing to refuse.
+    if info.duration_s > max_seconds {
+        return Err(AudioError::TooLong {
+            seconds: info.duration_s,
+            max_seconds,
+        });
+    }
+    let mut mono = read_mono(&format, &data[..frames * format.block_align()])?;
+    let mean = mono.iter().sum::<f64>() / mono.len() as f64;
+    for v in &mut mono {
+        *v -= mean;
+    }
+    let lsb = match format.encoding {
+        Encoding::Int => 2f64.powi(1 - i32::from(format.bits)) / f64::from(format.channels),
+        Encoding::Float => 0.0,
+    };
+    Ok(Decoded { mono, lsb, info })
+}
+
+/// Walk the RIFF chunks to the first `data` chunk; return the last `fmt ` body seen before it
+/// and the `data` body. Chunks after `data` are never looked at.
+fn find_chunks(body: &[u8]) -> Result<(&[u8], &[u8]), AudioError> {
+    if body.len() < 12 || &body[..4] != b"RIFF" || &body[8..12] != b"WAVE" {
+        if body.len() < 12 && body.starts_with(b"RIFF") {
+            return Err(AudioError::Malformed(
+                "file ends inside the RIFF header".into(),
+            ));
+        }
+        return Err(AudioError::NotWav("no RIFF/WAVE header".into()));
+    }
+    let mut pos = 12;
+    let mut fmt = None;
+    let mut data = None;
+    while pos + 8 <= body.len() {
+        let id = &body[pos..pos + 4];
+        let size = u32::from_le_bytes([body[pos + 4], body[pos + 5], body[pos + 6], body[pos + 7]]);
+        let size = size as usize;
+        let start = pos + 8;
+        // The body as far as the file goes; shorter than `size` when the file is cut short.
+        let chunk = &body[start..body.len().min(start.saturating_add(size))];
+        match id {
+            b"fmt " => {
+                if chunk.len() < FMT_MIN_LEN {
+                    return Err(AudioError::Malformed("fmt chunk truncated".into()));
+                }
+                fmt = Some(chunk);
+            }
+            b"data" => {
+                if chunk.len() < size {
+                    return Err(AudioError::Malformed(format!(
+                        "data chunk truncated ({} of {} bytes)",
+                        chunk.len(),
+                        size
+                    )));
+                }
+                data = Some(chunk);
+                break;
+            }
+            // LIST, fact, bext, cue, JUNK ...: metadata we do not need.
+            _ => {}
+        }
+        // RIFF: a chunk of odd size is followed by one pad byte.
+        pos = start.saturating_add(size).saturating_add(size & 1);
+    }
+    match (fmt, data) {
+        (None, _) => Err(AudioError::Malformed("no fmt chunk".into())),
+        (Some(_), None) => Err(AudioError::Malformed("no data chunk".into())),
+        (Some(fmt), Some(data)) => Ok((fmt, data)),
+    }
+}
+
+/// Read the encoding from a `fmt ` body of at least [`FMT_MIN_LEN`] bytes.
+fn parse_format(fmt: &[u8]) -> Result<Format, AudioError> {
+    let u16_at = |i: usize| u16::from_le_bytes([fmt[i], fmt[i + 1]]);
+    let mut tag = u16_at(0);
+    let channels = u16_at(2);
+    let sample_rate = u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]);
+    // Bytes 8..14 (byte rate, block align) are redundant; the reference ignores them too.
+    let bits = u16_at(14);
+    if tag == TAG_EXTENSIBLE {
+        if fmt.len() < FMT_EXTENSIBLE_LEN {
+            return Err(AudioError::Malformed(
+                "extensible fmt chunk truncated".into(),
+            ));
+        }
+        tag = u16_at(24);
+    }
+    if channels == 0 || sample_rate == 0 {
+        return Err(AudioError::Malformed("zero channels or sample rate".into()));
+    }
+    let encoding = match (tag, bits) {
+        (TAG_PCM, 8 | 16 | 24 | 32) => Encoding::Int,
+        (TAG_FLOAT, 32) => Encoding::Float,
+        _ => {
+            return Err(AudioError::Unsupported(format!(
+                "format tag {tag:#06x} ({}) with {bits} bits per sample; \
+                 only 8/16/24/32-bit PCM and 32-bit float are decoded",
+                tag_name(tag)
+            )))
+        }
+    };
+    if channels > MAX_CHANNELS {
+        return Err(AudioError::Unsupported(format!(
+            "{channels} channels (at most {MAX_CHANNELS})"
+        )));
+    }
+    if sample_rate > MAX_SAMPLE_RATE {
+        return Err(AudioError::Unsupported(format!(
+            "sample rate {sample_rate} Hz (at most {MAX_SAMPLE_RATE} Hz)"
+        )));
+    }
+    // Refuse a rate we cannot resample before reading any sample.
+    resample::ratio_to_16k(sample_rate)?;
+    Ok(Format {
+        encoding,
+        channels,
+        sample_rate,
+        bits,
+    })
+}
+
+/// Decode whole frames with hound, mixing the channels to mono on the way.
+fn read_mono(format: &Format, data: &[u8]) -> Result<Vec<f64>, AudioError> {
+    let header = canonical_header(format, data.len());
+    let mut reader = hound::WavReader::new(Cursor::new(header).chain(data)).map_err(hound_error)?;
+    let channels = usize::from(format.channels);
+    let frames = data.len() / format.block_align();
+    let mono = match format.encoding {
+        Encoding::Int => {
+            // 1/2^(bits−1) is a power of two: multiplying by it is exact, like dividing.
+            let scale = 2f64.powi(1 - i32::from(format.bits));
+            let samples = reader
+                .samples::<i32>()
+                .map(|s| s.map(|v| f64::from(v) * scale));
+            mix_to_mono(samples, channels, frames)?
+        }
+        Encoding::Float => {
+            let mono = mix_to_mono(
+                reader.samples::<f32>().map(|s| s.map(f64::from)),
+                channels,
+                frames,
+            )?;
+            // A NaN or infinity in any channel reaches the mix; nothing downstream could
+            // give a number from it.
+            if !mono.iter().all(|v| v.is_finite()) {
+                return Err(AudioError::Malformed(
+                    "a float sample is NaN or infinite".into(),
+                ));
+            }
+            mono
+        }
+    };
+    if mono.len() != frames {
+        return Err(AudioError::Malformed(format!(
+            "read {} of {frames} sample frames",
+            mono.len()
+        )));
+    }
+    Ok(mono)
+}
+
+/// The mean of each frame's `channels` interleaved samples.
+fn mix_to_mono(
+    mut samples: impl Iterator<Item = Result<f64, hound::Error>>,
+    channels: usize,
+    frames: usize,
+) -> Result<Vec<f64>, AudioError> {
+    let mut mono = Vec::with_capacity(frames);
+    if channels == 1 {
+        for sample in samples {
+            mono.push(sample.map_err(hound_error)?);
+        }
+        return Ok(mono);
+    }
+    for _ in 0..frames {
+        let mut sum = 0.0;
+        for _ in 0..channels {
+            match samples.next() {
+                Some(Ok(v)) => sum += v,
+                Some(Err(e)) => return Err(hound_error(e)),
+                None => return Ok(mono),
+            }
+        }
+        mono.push(sum / channels as f64);
+    }
+    Ok(mono)
+}
+
+/// `RIFF`/`WAVE` header, a 16-byte `fmt ` chunk and a `data` chunk header of `data_len` bytes:
+/// the plainest WAV that says what [`Format`] says.
+fn canonical_header(format: &Format, data_len: usize) -> Vec<u8> {
+    let tag = match format.encoding {
+        Encoding::Int => TAG_PCM,
+        Encoding::Float => TAG_FLOAT,
+    };
+    // Within range: channels ≤ 256, bits ≤ 32, rate ≤ 768 kHz, and data_len came from a u32.
+    let block_align = format.block_align() as u16;
+    let byte_rate = format.sample_rate * u32::from(block_align);
+    let data_len = data_len as u32;
+    let mut header = Vec::with_capacity(44);
+    header.extend_from_slice(b"RIFF");
+    header.extend_from_slice(&36u32.saturating_add(data_len).to_le_bytes());
+    header.extend_from_slice(b"WAVEfmt ");
+    header.extend_from_slice(&16u32.to_le_bytes());
+    header.extend_from_slice(&tag.to_le_bytes());
+    header.extend_from_slice(&format.channels.to_le_bytes());
+    header.extend_from_slice(&format.sample_rate.to_le_bytes());
+    header.extend_from_slice(&byte_rate.to_le_bytes());
+    header.extend_from_slice(&block_align.to_le_bytes());
+    header.extend_from_slice(&format.bits.to_le_bytes());
+    header.extend_from_slice(b"data");
+    header.extend_from_slice(&data_len.to_le_bytes());
+    header
+}
+
+/// hound's complaints, in our vocabulary. With the canonical header they should not happen;
+/// if one does, the file is at fault, not the server.
+fn hound_error(error: hound::Error) -> AudioError {
+    match error {
+        hound::Error::Unsupported => {
+            AudioError::Unsupported("encoding not supported by the decoder".into())
+        }
+        other => AudioError::Malformed(format!("sample read error: {other}")),
+    }
+}
+
+/// A name for the format tags people actually send (mmreg.h).
+fn tag_name(tag: u16) -> &'static str {
+    match tag {
+        0x0001 => "PCM",
+        0x0002 => "Microsoft ADPCM",
+        0x0003 => "IEEE float",
+        0x0006 => "A-law",
+        0x0007 => "µ-law",
+        0x0011 => "IMA ADPCM",
+        0x0031 => "GSM 6.10",
+        0x0050 => "MPEG",
+        0x0055 => "MPEG Layer 3",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests;
