@@ -24,6 +24,8 @@
 #   f. ab -k -c 50                                       no failures, every request kept alive
 #   g. 10 000 idle keep-alive connections                KB per connection; a new client served
 #   h. SIGTERM under a mixed load                        no request lost, exit status 0
+#   i. a 10 s WAV to each audio endpoint                 single-job times, /analyze's fan-out,
+#                                                        pool throughput, /plaintext p99 meanwhile
 #
 # Environment: EVLOOP (binary, default ./evloop at the repository root), NGINX (default: the one
 # on PATH, or /usr/sbin/nginx). Without nginx the nginx columns read n/a.
@@ -558,6 +560,69 @@ check "$([ "$H_EXIT" = 0 ] && echo 1 || echo 0)" "h. drain: exit status 0" "$H_E
 if [ "${H_NON200:-0}" != 0 ]; then
   CHECKS+=("WARN|h. drain: every answer a 200|$H_NON200 were not")
 fi
+
+# --- i. audio on the pool ---------------------------------------------------------------------
+# The CPU-heavy jobs: a 10 s WAV POSTed to each audio endpoint (scripts/post_wav.lua). First one
+# request at a time on an idle pool, for the single-job time; /analyze runs its two analyses as
+# two jobs at once, so it should take well under the sum of the other two. Then wrk keeps 8
+# uploads in flight: with 2 workers the ideal is 2 / (single-job time) requests a second. And
+# /plaintext is timed meanwhile, as in d: the reactor must not notice the pool is full.
+section "i. audio: a 10 s WAV to /snr-detect, /speaker-count, /analyze (--pool 2)"
+CLIP=$WORK/clip10s.wav
+FIXTURES=$ROOT/tests/fixtures/audio
+python3 "$SCRIPTS/make_clip.py" --seconds 10 --out "$CLIP" \
+  "$FIXTURES/spk_k4_r0_clean.wav" "$FIXTURES/spk_k2_r0_clean.wav"
+start_evloop audio --pool 2
+AUDIO_PID=$EV_PID
+AUDIO_URL=http://$HOST:$EV_PORT
+SINGLE_N=$([ "$MODE" = full ] && echo 15 || echo 3)
+# single PATH: the median time (ms) of SINGLE_N sequential POSTs of the clip to PATH.
+single() {
+  local i
+  for i in $(seq "$SINGLE_N"); do
+    curl -s -o /dev/null -w '%{time_total}\n' --data-binary @"$CLIP" "$AUDIO_URL$1"
+  done | sort -n | awk '{ t[NR] = $1 } END { printf "%.1f", t[int((NR + 1) / 2)] * 1000 }'
+}
+I_SNR_MS=$(single /snr-detect)
+I_SPK_MS=$(single /speaker-count)
+I_AN_MS=$(single /analyze)
+I_FANOUT=$(calc "%.2f" "$I_AN_MS / ($I_SNR_MS + $I_SPK_MS)" 1)
+printf '  one request at a time: /snr-detect %s ms, /speaker-count %s ms, /analyze %s ms (%s of the sum)\n' \
+  "$I_SNR_MS" "$I_SPK_MS" "$I_AN_MS" "$I_FANOUT"
+I_ERRS=0
+for endpoint in snr-detect speaker-count analyze; do
+  run_wrk "i-$endpoint" "$AUDIO_PID" -t1 -c8 -d"${DUR}s" --timeout 10s -s "$SCRIPTS/post_wav.lua" \
+    "$AUDIO_URL/$endpoint" -- "$CLIP"
+  printf '  /%s: %s req/s (%s non-2xx, %s socket errors)\n' "$endpoint" "$W_RPS" "$W_NON2XX" "$W_ERRS"
+  I_ERRS=$((I_ERRS + W_NON2XX + W_ERRS))
+  case $endpoint in
+    snr-detect) I_SNR_RPS=$W_RPS ;;
+    speaker-count) I_SPK_RPS=$W_RPS ;;
+    analyze) I_AN_RPS=$W_RPS ;;
+  esac
+done
+I_SNR_PCT=$(calc "%.0f%%" "$I_SNR_RPS * 100 / (2000 / $I_SNR_MS)" 1)
+# /plaintext p99 while 8 uploads keep both workers busy.
+wrk -t1 -c8 -d"$((DUR + 2))s" --timeout 10s -s "$SCRIPTS/post_wav.lua" "$AUDIO_URL/snr-detect" -- "$CLIP" \
+  >"$WORK/wrk-i-background.txt" 2>&1 &
+I_BG=$!
+PIDS+=("$I_BG")
+sleep 1
+run_wrk i-plaintext "$AUDIO_PID" -t1 -c16 -d"${DUR}s" --latency "$AUDIO_URL/plaintext"
+wait_exit "$I_BG" $((DUR + 15))
+I_P99=$W_P99
+I_BG_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk-i-background.txt")
+printf '  /plaintext while /snr-detect saturates the pool: p50 %s p99 %s (%s /snr-detect req/s meanwhile)\n' \
+  "$W_P50" "$W_P99" "${I_BG_RPS:-?}"
+stop "$AUDIO_PID"
+row i "10 s WAV, one at a time: /snr-detect" "$I_SNR_MS ms" "" ""
+row i "  /speaker-count" "$I_SPK_MS ms" "" ""
+row i "  /analyze (2 jobs at once)" "$I_AN_MS ms" "" "$I_FANOUT of snr + speakers"
+row i "/snr-detect -c8: req/s" "$I_SNR_RPS" "" "$I_SNR_PCT of 2 / single-job time"
+row i "/speaker-count, /analyze -c8: req/s" "$I_SPK_RPS, $I_AN_RPS" "" ""
+row i "/plaintext p99, audio saturating the pool" "$I_P99" "" ""
+check "$([ "$I_ERRS" = 0 ] && echo 1 || echo 0)" "i. audio uploads: only 2xx, no socket errors" \
+  "$I_ERRS non-2xx or socket errors"
 
 # --- the end ---------------------------------------------------------------------------------
 

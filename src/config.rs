@@ -37,6 +37,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Log one line per request on target `evloop::access`.
     pub access_log: bool,
+    /// Longest audio (after decoding) the audio endpoints analyse; longer is 413.
+    pub max_audio_seconds: f64,
     /// Nice levels added to worker threads so the reactor wins the CPU when both want it
     /// (0: same priority as the reactor).
     pub worker_nice: i32,
@@ -59,6 +61,7 @@ impl Default for Config {
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(30),
             access_log: false,
+            max_audio_seconds: 600.0,
             worker_nice: 19,
         }
     }
@@ -113,6 +116,9 @@ pub struct Cli {
     /// Log every request on target evloop::access.
     #[arg(long, env = "EVLOOP_ACCESS_LOG")]
     pub access_log: bool,
+    /// Longest audio the audio endpoints analyse, in seconds (then 413).
+    #[arg(long, env = "EVLOOP_MAX_AUDIO_SECONDS", default_value = "600", value_parser = seconds)]
+    pub max_audio_seconds: Duration,
     /// Nice levels added to the workers so the reactor always gets the CPU first (0: none).
     #[arg(long, env = "EVLOOP_WORKER_NICE", default_value_t = 19, value_parser = clap::value_parser!(u8).range(0..=19))]
     pub worker_nice: u8,
@@ -157,6 +163,7 @@ impl Cli {
             },
             shutdown_timeout: self.shutdown_timeout,
             access_log: self.access_log,
+            max_audio_seconds: self.max_audio_seconds.as_secs_f64(),
             worker_nice: i32::from(self.worker_nice),
         }
     }

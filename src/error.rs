@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::audio::AudioError;
 use crate::http::Response;
 
 /// A request that cannot be answered normally.
@@ -43,6 +44,16 @@ pub enum Error {
     MethodNotAllowed { allow: String },
     /// A query parameter is missing or out of range (400). The text names the parameter.
     BadQuery(String),
+    /// The body is not what the endpoint takes, e.g. a truncated WAV file (400).
+    BadBody(String),
+    /// The body is of a type the endpoint does not decode: not a WAV file, or a WAV encoding
+    /// such as ADPCM (415).
+    UnsupportedMediaType(String),
+    /// The body is well-formed but cannot be analysed, e.g. a WAV file with no samples (422).
+    Unprocessable(String),
+    /// The body decodes, but to more audio than `--max-audio-seconds` (413; the connection
+    /// stays usable, unlike a body over `--max-body`).
+    AudioTooLong(String),
     /// The job queue is full (503 with `Retry-After`): load is shed instead of queued forever.
     QueueFull,
     /// The server is draining or its pool is closed (503).
@@ -57,13 +68,15 @@ impl Error {
     /// The status code for this error.
     pub fn status(&self) -> u16 {
         match self {
-            Error::BadRequest(_) | Error::BadQuery(_) => 400,
+            Error::BadRequest(_) | Error::BadQuery(_) | Error::BadBody(_) => 400,
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::RequestTimeout => 408,
-            Error::BodyTooLarge => 413,
+            Error::BodyTooLarge | Error::AudioTooLong(_) => 413,
             Error::UriTooLong => 414,
+            Error::UnsupportedMediaType(_) => 415,
             Error::ExpectationFailed => 417,
+            Error::Unprocessable(_) => 422,
             Error::HeadersTooLarge => 431,
             Error::JobPanicked => 500,
             Error::MethodNotImplemented => 501,
@@ -103,7 +116,11 @@ impl Error {
             Error::RequestTimeout => "request not received in time".into(),
             Error::NotFound => "not found".into(),
             Error::MethodNotAllowed { .. } => "method not allowed".into(),
-            Error::BadQuery(why) => Cow::Owned(why.clone()),
+            Error::BadQuery(why)
+            | Error::BadBody(why)
+            | Error::UnsupportedMediaType(why)
+            | Error::Unprocessable(why)
+            | Error::AudioTooLong(why) => Cow::Owned(why.clone()),
             Error::QueueFull => "server busy: job queue full".into(),
             Error::Unavailable => "server unavailable".into(),
             Error::GatewayTimeout => "request timed out".into(),
@@ -123,6 +140,21 @@ impl Error {
             _ => {}
         }
         response
+    }
+}
+
+/// How each audio decoding failure is answered (docs/AUDIO.md lists them with examples).
+impl From<AudioError> for Error {
+    fn from(err: AudioError) -> Error {
+        let message = err.to_string();
+        match err {
+            AudioError::Empty | AudioError::Malformed(_) => Error::BadBody(message),
+            AudioError::NotWav(_) | AudioError::Unsupported(_) => {
+                Error::UnsupportedMediaType(message)
+            }
+            AudioError::NoSamples => Error::Unprocessable(message),
+            AudioError::TooLong { .. } => Error::AudioTooLong(message),
+        }
     }
 }
 

@@ -57,6 +57,7 @@
 //! TLS, HTTP/2, WebSockets and compression belong to a production server, not to a reference
 //! event loop: they would add code without adding a single new idea about the loop.
 
+pub mod audio;
 pub mod config;
 pub mod connection;
 pub mod endpoints;

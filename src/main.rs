@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     // Tests and scripts wait for this line; make sure it leaves the process now.
     let _ = io::stdout().flush();
 
-    match server.run(endpoints::router()) {
+    match server.run(endpoints::router_for(&config)) {
         Ok(exit) => ExitCode::from(exit.code() as u8),
         Err(err) => {
             eprintln!("evloop: reactor failed: {err}");

@@ -6,12 +6,18 @@
 //! - `/plaintext`, `/json`, `/healthz`, `/readyz`, `/`: answered on the reactor, instantly;
 //! - `/sleep?ms=N`: a reactor timer — waiting without blocking anyone;
 //! - `/cpu?ms=N`: real arithmetic on a pool worker — the reactor stays free;
-//! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits.
+//! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits;
+//! - `POST /snr-detect`, `/speaker-count`, `/analyze`: audio analysis on the pool ([`audio`]).
 
+pub mod audio;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::audio::Analyzer;
+use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Method, Request, Response};
 use crate::router::{Context, Reply, Router};
@@ -21,8 +27,20 @@ pub const MAX_SLEEP_MS: u64 = 60_000;
 /// Longest `/cpu` burn (ms).
 pub const MAX_CPU_MS: u64 = 10_000;
 
-/// A router with every built-in endpoint.
+/// A router with every built-in endpoint and the default settings.
 pub fn router() -> Router {
+    router_for(&Config::default())
+}
+
+/// A router with every built-in endpoint. The audio model is built here, once per process, and
+/// shared by every worker.
+pub fn router_for(config: &Config) -> Router {
+    let analyzer = Arc::new(Analyzer::new());
+    audio::routes(basic_routes(), analyzer, config.max_audio_seconds)
+}
+
+/// The endpoints that need no model.
+fn basic_routes() -> Router {
     Router::new()
         .route(Method::Get, "/", index)
         .route(Method::Get, "/plaintext", |_, _| {
@@ -71,6 +89,24 @@ fn index(req: &mut Request<'_>, _ctx: &Context) -> Reply {
         ("readiness: 503 while draining", "/readyz"),
     ] {
         text.push_str(&format!("# {what}\ncurl -s 'http://{host}{path}'\n"));
+    }
+    for (what, path) in [
+        (
+            "SNR and voice activity of a WAV file, on the pool",
+            "/snr-detect?vad_hop_size=256&vad_threshold=0.5",
+        ),
+        (
+            "estimated number of speakers in a WAV file",
+            "/speaker-count",
+        ),
+        (
+            "both at once: decode once, two jobs in parallel (asyncio.gather)",
+            "/analyze",
+        ),
+    ] {
+        text.push_str(&format!(
+            "# {what}\ncurl -s --data-binary @clip.wav 'http://{host}{path}'\n"
+        ));
     }
     Response::text_owned(200, text).into()
 }

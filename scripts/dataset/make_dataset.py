@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""Development data set for the evloop audio endpoints (/snr-detect, /speaker-count, /analyze).
+
+    python3 scripts/dataset/make_dataset.py --out /tmp/evdev          # full dev set
+    python3 scripts/dataset/make_dataset.py --fixtures                 # tests/fixtures/audio/
+    python3 scripts/dataset/make_dataset.py --out DIR --long-seconds 0 # without the 413 clip
+
+Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
+The output is deterministic: the same command writes byte-identical files (espeak-ng is
+deterministic, sox runs with -R (fixed random seed) and -D (no dither), the noise comes from
+numpy's seeded PCG64 generator, and labels.json is written with sorted keys).
+
+What is generated (file-name prefix -> set):
+
+  snr_*      SNR grid: 3 voices x {white, pink, brown} noise x {0, 5, 10, 20, 30} dB, 3-5 s.
+  clean_*    2 clean clips (no added noise; one at a normal level, one quiet).
+  spk_*      speaker clips, k = 1..4 speakers, 6 clips per k: turns of >= 1 s separated by
+             pauses of 0.2-0.7 s, each speaker a distinct espeak-ng voice/variant/pitch/speed.
+             Replicate r0 of each k is short (k turns, or 2 for k = 1) and clean.
+  noise_*    noise only (no speech);  silence_*: digital silence.
+  fmt_*      format edge cases made from one source clip (fmt_source_pcm16.wav) with sox:
+             24-bit PCM, 24-bit WAVE_FORMAT_EXTENSIBLE, 32-bit float, 8 kHz, 44.1 kHz stereo,
+             8-bit unsigned, 16-bit EXTENSIBLE (header written here), an extra LIST chunk
+             before the data chunk, and a 0.3 s clip (under 20 analysis frames).
+  bad_*      corrupt / not-WAV input: zero bytes, text, JSON, a 30-byte truncated header,
+             truncated data, zero samples, IMA-ADPCM, A-law, fmt with 0 channels, and (full set
+             only, --long-seconds) an over-long 8 kHz 8-bit clip.
+
+Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
+float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
+-50 dB of the utterance peak from both ends.  Clips are built from these utterances plus
+digital-silence pauses.  Speech is scaled to a peak of 0.5 before mixing.
+
+Noise (unit RMS, seeded with the clip's explicit small seed):
+  white  N(0,1) from numpy.random.default_rng(seed), mean removed;
+  pink   the same white noise shaped in the FFT domain by 1/sqrt(f), brown by 1/f, with the
+         shaping held flat below 20 Hz (f -> max(f, 20 Hz)) and the DC bin set to zero.
+
+Mixing with an exact global SNR:  g = sqrt(sum s^2 / (sum n^2 * 10^(SNR/10))),  y = s + g*n;
+if max|y| > 0.95 both s and g*n are scaled by 0.95/max|y| (the ratio is unchanged); then
+y is quantised to 16-bit as round(32767*y).
+
+Labels (labels.json, one entry per file; see LABEL_DEFINITIONS below for the exact text):
+  snr_db        the target global SNR 10*log10(sum s^2 / sum (g n)^2), exact by construction
+                (before the 16-bit rounding); null for clean clips, noise only and silence.
+  speech_ratio  on the server's analysis grid for hop H = 256 at 16 kHz: frames
+                t = 0..T-1, T = floor((N - 512)/256) + 1, frame t = clean speech samples
+                [256t, 256t + 512) times a periodic Hann window of 512; energy
+                E_t = sum (w * s)^2.  A frame is speech-active when E_t >= max_t E_t * 1e-4
+                (within 40 dB of the loudest clean frame).  speech_ratio = active / T.
+  speech_ratio_20ms  the same rule on non-overlapping 20 ms (320-sample) rectangular frames
+                (the section-0 definition), for information.
+  speakers      number of distinct voices; turns = [start_s, end_s, speaker index] of each
+                utterance (trimmed speech, not including the pauses).
+"""
+import argparse
+import hashlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import wave
+
+import numpy as np
+
+SR = 16000
+HOP = 256                 # default vad_hop_size of the server: label grid
+WIN = 2 * HOP
+SPEECH_PEAK = 0.5         # clean speech peak before mixing
+CLIP_PEAK = 0.95          # mixtures are scaled down to this peak if they exceed it
+ACTIVE_DB = 40.0          # speech-active: within 40 dB of the loudest clean frame
+TRIM_DB = 50.0            # utterance trim threshold below its peak
+
+# ----------------------------------------------------------------------------- sentences
+SENTENCES = [
+    "The kettle clicked off just as the phone began to ring.",
+    "Please leave the parcel by the green door.",
+    "Pass the salt, please.",
+    "Nobody expected the bakery to sell out before nine.",
+    "Turn left at the bridge, then keep going.",
+    "My sister keeps a notebook full of bird sketches and train times.",
+    "Who left the lights on?",
+    "Could you check whether the window upstairs is shut?",
+    "Rain again, so the match is off.",
+    "Not today, thanks.",
+    "We counted forty two lanterns along the river path last night.",
+    "Bring a warm coat and some gloves.",
+    "The printer on the third floor only works if you talk to it nicely.",
+    "Lock the back door.",
+    "That song reminds me of a long drive through the hills.",
+    "Fresh lemons are cheaper on Thursday.",
+]
+# Short sentences (about 1-1.5 s) for the short speaker clips and the format source clip.
+SHORT = [2, 6, 9, 13]
+
+# ----------------------------------------------------------------------------- voices
+# name -> espeak-ng voice+variant, pitch (-p, 0-99), speed (-s, words per minute)
+GRID_VOICES = {
+    "v1": ("en-us+m3", 40, 160),
+    "v2": ("en-gb+f2", 65, 150),
+    "v3": ("en-gb-scotland+m7", 30, 172),
+}
+SPEAKER_POOL = [            # distinct voice/variant/pitch/speed settings
+    ("en-us+m1", 30, 155),
+    ("en+f3", 72, 165),
+    ("en-gb-x-rp+m4", 50, 170),
+    ("en-us+f4", 55, 148),
+    ("en-gb-scotland+klatt", 42, 160),
+    ("en-029+m6", 22, 145),
+    ("en+f5", 85, 175),
+    ("en-us-nyc+m2", 62, 158),
+]
+COLOURS = ("white", "pink", "brown")
+GRID_SNRS = (0, 5, 10, 20, 30)
+# speaker-clip replicates r0..r5: (noise colour or None, SNR dB)
+SPK_CONDITIONS = [(None, None), ("white", 20), ("pink", 20), ("brown", 20), (None, None), ("pink", 15)]
+
+LABEL_DEFINITIONS = {
+    "snr_db": "target global SNR in dB, 10*log10(sum s^2 / sum (g*n)^2) with s the clean speech "
+              "and g*n the scaled noise as mixed (before 16-bit rounding); exact by construction. "
+              "null when no noise was added (clean), for noise-only clips and for silence.",
+    "speech_ratio": "fraction of the server's hop-256 analysis frames (16 kHz; T = floor((N-512)/256)+1 "
+                    "frames; frame t = clean speech samples [256t, 256t+512) times a periodic Hann "
+                    "window of 512) whose clean-speech energy sum((w*s)^2) is within 40 dB of the "
+                    "loudest such frame (>= max * 1e-4).",
+    "speech_ratio_20ms": "the same 40 dB rule on non-overlapping 20 ms (320-sample) rectangular frames.",
+    "speakers": "number of distinct espeak-ng voice settings that speak in the clip.",
+    "turns": "[start_s, end_s, speaker index] per utterance (trimmed speech, pauses excluded).",
+    "expect_status": "HTTP status the server should return for this file (200 = analysable).",
+    "expect_any_of": "acceptable statuses where more than one reading is reasonable.",
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw).stdout
+
+
+class Renderer:
+    """espeak-ng -> sox (16 kHz mono float, 30 Hz high-pass) -> trimmed float64 array.
+    Results are cached per (voice, pitch, speed, sentence)."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.cache = {}
+
+    def __call__(self, voice, sentence_idx):
+        key = (voice, sentence_idx)
+        if key in self.cache:
+            return self.cache[key]
+        v, p, s = voice
+        raw = os.path.join(self.tmp, "u.wav")
+        run(["espeak-ng", "-v", v, "-p", str(p), "-s", str(s), "-w", raw, SENTENCES[sentence_idx]])
+        pcm = run(["sox", "-R", "-D", raw, "-t", "raw", "-e", "floating-point", "-b", "32",
+                   "-r", str(SR), "-c", "1", "-", "highpass", "30"])
+        x = np.frombuffer(pcm, "<f4").astype(np.float64)
+        a = np.abs(x)
+        keep = np.nonzero(a >= a.max() * 10 ** (-TRIM_DB / 20))[0]
+        x = x[keep[0]: keep[-1] + 1].copy()
+        self.cache[key] = x
+        return x
+
+
+def make_noise(colour, n, seed):
+    """Unit-RMS noise.  white: N(0,1), mean removed.  pink / brown: white shaped by 1/sqrt(f)
+    / 1/f in the FFT domain, flat below 20 Hz, DC bin zero."""
+    w = np.random.default_rng(seed).standard_normal(n)
+    if colour == "white":
+        x = w - w.mean()
+    else:
+        X = np.fft.rfft(w)
+        f = np.maximum(np.fft.rfftfreq(n, 1.0 / SR), 20.0)
+        X *= f ** (-0.5 if colour == "pink" else -1.0)
+        X[0] = 0.0
+        x = np.fft.irfft(X, n)
+    return x / np.sqrt(np.mean(x ** 2))
+
+
+def speech_ratio_labels(s):
+    """(hop-256 Hann-grid ratio, 20 ms rectangular-frame ratio) of the clean speech s."""
+    thr = 10 ** (-ACTIVE_DB / 10)
+    T = (len(s) - WIN) // HOP + 1
+    if T <= 0 or not np.any(s):
+        r_hop = 0.0
+    else:
+        w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)
+        idx = np.arange(WIN)[None, :] + HOP * np.arange(T)[:, None]
+        E = np.sum((s[idx] * w) ** 2, axis=1)
+        r_hop = float(np.mean(E >= E.max() * thr))
+    n20 = len(s) // 320
+    if n20 == 0 or not np.any(s):
+        r_20 = 0.0
+    else:
+        E = np.sum(s[: n20 * 320].reshape(n20, 320) ** 2, axis=1)
+        r_20 = float(np.mean(E >= E.max() * thr))
+    return r_hop, r_20
+
+
+def wav_bytes(q, sr=SR, channels=1):
+    """Plain 44-byte-header 16-bit PCM WAV from an int16 array."""
+    bio = io.BytesIO()
+    with wave.open(bio, "wb") as wf:
+        wf.setnchannels(channels)
+        wf.setsampwidth(2)
+        wf.setframerate(sr)
+        wf.writeframes(np.asarray(q, "<i2").tobytes())
+    return bio.getvalue()
+
+
+def quantise(y):
+    return np.clip(np.round(32767.0 * y), -32768, 32767).astype(np.int16)
+
+
+def silence(sec):
+    return np.zeros(int(round(sec * SR)))
+
+
+def r6(x):
+    return None if x is None else float(round(x, 6))
+
+
+def build_speech(render, parts, lead, tail):
+    """parts: list of (voice tuple, sentence index, speaker index, pause after (s)).
+    Returns (signal, turns)."""
+    out, turns, t = [silence(lead)], [], lead
+    for voice, si, spk, pause in parts:
+        u = render(voice, si)
+        turns.append([r6(t), r6(t + len(u) / SR), spk])
+        out.append(u)
+        t += len(u) / SR
+        if pause:
+            out.append(silence(pause))
+            t += len(silence(pause)) / SR
+    out.append(silence(tail))
+    s = np.concatenate(out)
+    return s * (SPEECH_PEAK / np.max(np.abs(s))), turns
+
+
+def mix(s, colour, snr_db, seed):
+    """Exact global-SNR mix -> (int16 samples, clean speech as mixed, gain applied)."""
+    if colour is None:
+        y, s_out = s.copy(), s.copy()
+    else:
+        n = make_noise(colour, len(s), seed)
+        g = np.sqrt(np.sum(s ** 2) / (np.sum(n ** 2) * 10 ** (snr_db / 10)))
+        y, s_out = s + g * n, s.copy()
+    peak = np.max(np.abs(y))
+    scale = 1.0
+    if peak > CLIP_PEAK:
+        scale = CLIP_PEAK / peak
+        y, s_out = y * scale, s_out * scale
+    return quantise(y), s_out, scale
+
+
+def voice_dict(v):
+    return {"voice": v[0], "pitch": v[1], "speed_wpm": v[2]}
+
+
+# ----------------------------------------------------------------------------- clip sets
+def speech_clip(name, set_name, s, turns, voices, colour, snr, seed, extra=None):
+    q, s_mixed, scale = mix(s, colour, snr, seed)
+    r_hop, r_20 = speech_ratio_labels(s_mixed)
+    lab = {
+        "set": set_name, "snr_db": None if colour is None else float(snr),
+        "noise": colour or "none", "seed": seed if colour is not None else None,
+        "speech_ratio": r6(r_hop), "speech_ratio_20ms": r6(r_20),
+        "speakers": len(voices), "voices": [voice_dict(v) for v in voices], "turns": turns,
+        "duration_s": r6(len(q) / SR), "frames": len(q), "sample_rate": SR, "channels": 1,
+        "bits": 16, "peak_scale": r6(scale), "expect_status": 200,
+    }
+    if extra:
+        lab.update(extra)
+    return name, wav_bytes(q), lab
+
+
+def pick_sentences(render, voice, start, min_s, max_s, pool=None):
+    """Sentence indices (from `pool`, rotating from `start`) whose total speech is >= min_s,
+    skipping any that would exceed max_s."""
+    pool = list(range(len(SENTENCES))) if pool is None else pool
+    chosen, total = [], 0.0
+    for k in range(len(pool)):
+        si = pool[(start + k) % len(pool)]
+        d = len(render(voice, si)) / SR
+        if total + d > max_s:
+            continue
+        chosen.append(si)
+        total += d
+        if total >= min_s:
+            break
+    return chosen
+
+
+def grid_clips(render):
+    out = []
+    seed = 0
+    for vi, (vname, voice) in enumerate(sorted(GRID_VOICES.items())):
+        for ci, colour in enumerate(COLOURS):
+            for di, snr in enumerate(GRID_SNRS):
+                seed += 1
+                rng = np.random.default_rng([seed, 1])
+                sents = pick_sentences(render, voice, vi * 5 + di, 2.2, 3.4)
+                parts = [(voice, si, 0, float(round(rng.uniform(0.2, 0.7), 3)) if j < len(sents) - 1 else 0)
+                         for j, si in enumerate(sents)]
+                lead, tail = float(round(rng.uniform(0.3, 0.5), 3)), float(round(rng.uniform(0.3, 0.5), 3))
+                s, turns = build_speech(render, parts, lead, tail)
+                out.append(speech_clip("snr_%s_%s_%02ddb.wav" % (vname, colour, snr), "snr_grid", s, turns,
+                                       [voice], colour, snr, seed,
+                                       {"text": [SENTENCES[si] for si in sents]}))
+    return out
+
+
+def clean_clips(render):
+    out = []
+    for i, (voice, start, level) in enumerate([(GRID_VOICES["v2"], 2, 1.0), (GRID_VOICES["v3"], 9, 0.02)]):
+        rng = np.random.default_rng([200 + i, 1])
+        sents = pick_sentences(render, voice, start, 2.4, 3.9)
+        parts = [(voice, si, 0, float(round(rng.uniform(0.2, 0.7), 3)) if j < len(sents) - 1 else 0)
+                 for j, si in enumerate(sents)]
+        s, turns = build_speech(render, parts, 0.4, 0.4)
+        s = s * level
+        name = "clean_%d_%s.wav" % (i + 1, "normal" if level == 1.0 else "quiet")
+        out.append(speech_clip(name, "clean", s, turns, [voice], None, None, None,
+                               {"text": [SENTENCES[si] for si in sents],
+                                "speech_peak_dbfs": r6(20 * np.log10(SPEECH_PEAK * level))}))
+    return out
+
+
+def speaker_clips(render):
+    out = []
+    seed = 300
+    for k in (1, 2, 3, 4):
+        for r, (colour, snr) in enumerate(SPK_CONDITIONS):
+            seed += 1
+            rng = np.random.default_rng([seed, 1])
+            start = (3 * k + 5 * r) % len(SPEAKER_POOL)
+            voices = [SPEAKER_POOL[(start + 3 * j) % len(SPEAKER_POOL)] for j in range(k)]
+            short = r == 0
+            nturns = (2 if k == 1 else k) if short else (3 if k == 1 else k + 2)
+            pool = SHORT if short else list(range(len(SENTENCES)))
+            parts, used = [], set()
+            for t in range(nturns):
+                spk = t % k
+                j = (k + t) if short else (7 * k + 3 * r + 5 * t)
+                while True:                     # a turn must be >= 1 s and sentences not repeated
+                    si = pool[j % len(pool)]
+                    if si not in used and len(render(voices[spk], si)) >= SR:
+                        break
+                    j += 1
+                used.add(si)
+                pause = float(round(rng.uniform(0.2, 0.7), 3)) if t < nturns - 1 else 0
+                parts.append((voices[spk], si, spk, pause))
+            s, turns = build_speech(render, parts, float(round(rng.uniform(0.2, 0.5), 3)),
+                                    float(round(rng.uniform(0.2, 0.5), 3)))
+            name = "spk_k%d_r%d_%s.wav" % (k, r, "clean" if colour is None else "%s%02ddb" % (colour, snr))
+            out.append(speech_clip(name, "speakers", s, turns, voices, colour, snr, seed,
+                                   {"text": [SENTENCES[p[1]] for p in parts], "short": short}))
+    return out
+
+
+def special_clips():
+    out = []
+    for colour, seed in (("white", 401), ("brown", 402)):
+        n = make_noise(colour, int(SR * 1.5), seed) * 0.05
+        q = quantise(n)
+        out.append(("noise_only_%s.wav" % colour, wav_bytes(q), {
+            "set": "noise_only", "snr_db": None, "noise": colour, "seed": seed, "speech_ratio": 0.0,
+            "speech_ratio_20ms": 0.0, "speakers": 0, "voices": [], "turns": [], "duration_s": 1.5,
+            "frames": len(q), "sample_rate": SR, "channels": 1, "bits": 16, "noise_rms": 0.05,
+            "expect_status": 200}))
+    q = np.zeros(int(SR * 1.5), np.int16)
+    out.append(("silence_1p5s.wav", wav_bytes(q), {
+        "set": "silence", "snr_db": None, "noise": "none", "seed": None, "speech_ratio": 0.0,
+        "speech_ratio_20ms": 0.0, "speakers": 0, "voices": [], "turns": [], "duration_s": 1.5,
+        "frames": len(q), "sample_rate": SR, "channels": 1, "bits": 16, "expect_status": 200,
+        "expect_json": "snr_db null, speech_ratio 0, speakers 0"}))
+    return out
+
+
+def extensible_16(pcm16_wav):
+    """Re-wrap a plain 16-bit mono WAV as WAVE_FORMAT_EXTENSIBLE (fmt chunk of 40 bytes)."""
+    data = pcm16_wav[44:]
+    guid_pcm = bytes.fromhex("0100000000001000800000aa00389b71")
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, SR, SR * 2, 2, 16, 22, 16, 0x4) + guid_pcm
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def with_list_chunk(pcm16_wav):
+    """Insert a LIST/INFO chunk between the fmt and data chunks."""
+    text = b"evloop audio test fixture\x00"          # even length: no pad byte needed
+    info = b"INFO" + b"ICMT" + struct.pack("<I", len(text)) + text
+    lst = b"LIST" + struct.pack("<I", len(info)) + info
+    body = pcm16_wav[8:36] + lst + pcm16_wav[36:]
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def format_and_corrupt(render, tmp, long_seconds):
+    """Format edge cases and corrupt files, all derived from one short source clip."""
+    out = []
+    voice = GRID_VOICES["v1"]
+    src_name, src_wav, src_lab = speech_clip(
+        "fmt_source_pcm16.wav", "format", *build_speech(render, [(voice, 13, 0, 0)], 0.25, 0.25),
+        [voice], "pink", 20, 501, {"text": [SENTENCES[13]], "variant": "16-bit PCM source"})
+    out.append((src_name, src_wav, src_lab))
+    src = os.path.join(tmp, "src.wav")
+    with open(src, "wb") as f:
+        f.write(src_wav)
+
+    def sox_to(args_out, args_fx=()):
+        dst = os.path.join(tmp, "dst.wav")
+        run(["sox", "-R", "-D", src] + list(args_out) + [dst] + list(args_fx))
+        with open(dst, "rb") as f:
+            return f.read()
+
+    base = {k: src_lab[k] for k in ("snr_db", "noise", "seed", "speech_ratio", "speech_ratio_20ms",
+                                    "speakers", "voices", "turns", "text")}
+    same_samples = dict(base, set="format", source=src_name, expect_status=200)
+    variants = [
+        ("fmt_pcm24.wav", sox_to(["-t", "wavpcm", "-e", "signed", "-b", "24"]),
+         {"variant": "24-bit PCM, format tag 1", "bits": 24, "sample_rate": SR, "channels": 1}),
+        ("fmt_ext24.wav", sox_to(["-e", "signed", "-b", "24"]),
+         {"variant": "24-bit PCM, WAVE_FORMAT_EXTENSIBLE (0xFFFE), fact chunk", "bits": 24,
+          "sample_rate": SR, "channels": 1}),
+        ("fmt_float32.wav", sox_to(["-e", "floating-point", "-b", "32"]),
+         {"variant": "32-bit IEEE float (tag 3), fmt of 18 bytes, fact chunk", "bits": 32,
+          "sample_rate": SR, "channels": 1}),
+        ("fmt_u8.wav", sox_to(["-e", "unsigned", "-b", "8"]),
+         {"variant": "8-bit unsigned PCM", "bits": 8, "sample_rate": SR, "channels": 1}),
+        ("fmt_ext16.wav", extensible_16(src_wav),
+         {"variant": "16-bit PCM, WAVE_FORMAT_EXTENSIBLE (0xFFFE)", "bits": 16, "sample_rate": SR,
+          "channels": 1}),
+        ("fmt_list_chunk.wav", with_list_chunk(src_wav),
+         {"variant": "16-bit PCM with a LIST/INFO chunk before data", "bits": 16, "sample_rate": SR,
+          "channels": 1}),
+        ("fmt_8k.wav", sox_to(["-r", "8000"]),
+         {"variant": "8 kHz 16-bit (resampled: noise above 4 kHz removed, snr label approximate)",
+          "bits": 16, "sample_rate": 8000, "channels": 1, "label_approximate": True}),
+        ("fmt_44k_stereo.wav", sox_to(["-r", "44100", "-c", "2"]),
+         {"variant": "44.1 kHz 16-bit stereo (both channels equal)", "bits": 16, "sample_rate": 44100,
+          "channels": 2, "label_approximate": True}),
+    ]
+    for name, blob, extra in variants:
+        out.append((name, blob, dict(same_samples, **extra)))
+
+    # a clip under 20 analysis frames (0.3 s): WADA fallback, or 422 "too short"
+    short = render(voice, 13)[: int(0.3 * SR)]
+    short = short * (SPEECH_PEAK / np.max(np.abs(short)))
+    n = make_noise("pink", len(short), 502)
+    g = np.sqrt(np.sum(short ** 2) / (np.sum(n ** 2) * 10 ** (20 / 10)))
+    q = quantise(short + g * n)
+    out.append(("fmt_short_0p3s.wav", wav_bytes(q), {
+        "set": "format", "variant": "0.3 s (18 analysis frames at hop 256)", "snr_db": 20.0,
+        "noise": "pink", "seed": 502, "speech_ratio": None, "speakers": None, "duration_s": r6(len(q) / SR),
+        "frames": len(q), "sample_rate": SR, "channels": 1, "bits": 16,
+        "expect_status": 200, "expect_any_of": [200, 422]}))
+
+    # ---------------------------------------------------------------- corrupt / not WAV
+    def bad(name, blob, expect, why, any_of=None):
+        lab = {"set": "corrupt", "expect_status": expect, "why": why}
+        if any_of:
+            lab["expect_any_of"] = any_of
+        out.append((name, blob, lab))
+
+    zero_samples = bytearray(src_wav[:44])
+    struct.pack_into("<I", zero_samples, 4, 36)
+    struct.pack_into("<I", zero_samples, 40, 0)
+    zero_ch = bytearray(src_wav[:44 + 8000])          # 0.25 s, sizes patched to match
+    struct.pack_into("<I", zero_ch, 4, 36 + 8000)
+    struct.pack_into("<I", zero_ch, 40, 8000)
+    struct.pack_into("<H", zero_ch, 22, 0)
+    bad("bad_empty.wav", b"", 415, "zero-byte body", [400, 415])
+    bad("bad_text.wav", b"This is not a sound file, just a line of plain text.\n", 415, "plain text")
+    bad("bad_json.wav", json.dumps({"audio": "clip.wav", "sample_rate": 16000}).encode() + b"\n", 415, "JSON")
+    bad("bad_trunc_header.wav", src_wav[:30], 400, "first 30 bytes of a WAV (fmt chunk cut)", [400, 415])
+    bad("bad_trunc_data.wav", src_wav[:3000], 400, "first 3000 bytes: data chunk shorter than declared")
+    bad("bad_zero_samples.wav", bytes(zero_samples), 422, "valid header, data chunk of 0 bytes")
+    bad("bad_zero_channels.wav", bytes(zero_ch), 400, "fmt chunk says 0 channels", [400, 415])
+    bad("bad_ima_adpcm.wav", sox_to(["-e", "ima-adpcm"]), 415, "IMA-ADPCM (format tag 0x11)")
+    bad("bad_alaw.wav", sox_to(["-e", "a-law"]), 415, "A-law (format tag 6)")
+    if long_seconds > 0:
+        n = int(long_seconds * 8000)
+        bio = io.BytesIO()
+        with wave.open(bio, "wb") as wf:
+            wf.setnchannels(1)
+            wf.setsampwidth(1)
+            wf.setframerate(8000)
+            wf.writeframes(b"\x80" * n)
+        lab = {"set": "corrupt", "expect_status": 413, "why": "%g s of 8 kHz 8-bit silence: over the "
+               "duration cap" % long_seconds, "duration_s": float(long_seconds), "full_set_only": True}
+        out.append(("bad_too_long.wav", bio.getvalue(), lab))
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+FIXTURE_NAMES = [
+    "snr_v1_white_00db.wav", "snr_v2_pink_05db.wav", "snr_v2_brown_10db.wav",
+    "snr_v1_pink_20db.wav", "snr_v3_white_30db.wav", "snr_v1_brown_30db.wav",
+    "clean_1_normal.wav",
+    "spk_k1_r0_clean.wav", "spk_k2_r0_clean.wav", "spk_k3_r0_clean.wav", "spk_k4_r0_clean.wav",
+    "noise_only_white.wav", "silence_1p5s.wav",
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--out", help="write the full dev set into this directory")
+    g.add_argument("--fixtures", action="store_true",
+                   help="write the small committed subset into tests/fixtures/audio/")
+    ap.add_argument("--long-seconds", type=float, default=660.0,
+                    help="duration of bad_too_long.wav in the full set (0 = skip; default 660)")
+    args = ap.parse_args()
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out_dir = os.path.join(root, "tests", "fixtures", "audio") if args.fixtures else args.out
+    os.makedirs(out_dir, exist_ok=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        render = Renderer(tmp)
+        clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
+        clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
+
+    if args.fixtures:
+        keep = set(FIXTURE_NAMES)
+        clips = [c for c in clips if c[0] in keep or c[2]["set"] in ("format", "corrupt")]
+    names = [c[0] for c in clips]
+    assert len(names) == len(set(names)), "duplicate clip names"
+
+    labels = {"description": "evloop audio dev set; generated by scripts/dataset/make_dataset.py "
+                             "(%s)" % ("--fixtures" if args.fixtures else "--out DIR"),
+              "definitions": LABEL_DEFINITIONS, "hop_size": HOP, "sample_rate": SR, "clips": {}}
+    total = 0
+    for name, blob, lab in clips:
+        with open(os.path.join(out_dir, name), "wb") as f:
+            f.write(blob)
+        lab = dict(lab, bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest())
+        labels["clips"][name] = lab
+        total += len(blob)
+    with open(os.path.join(out_dir, "labels.json"), "w") as f:
+        json.dump(labels, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print("wrote %d files (%.1f kB of audio/inputs) + labels.json to %s" % (len(clips), total / 1024, out_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+//! The audio endpoints: the CPU-heavy "inference" of the notes, on the pool.
+//!
+//! | endpoint | jobs | asyncio equivalent |
+//! |---|---|---|
+//! | `POST /snr-detect` | one: decode, then SNR and voice activity | `await run_in_threadpool(snr_detect, wav)` |
+//! | `POST /speaker-count` | one: decode, then the speaker estimate | `await run_in_threadpool(speaker_count, wav)` |
+//! | `POST /analyze` | one to decode, then **two in parallel**, joined on the reactor | `clip = await run_in_threadpool(decode, wav)`; `await asyncio.gather(...)` |
+//!
+//! `mode=inline` runs the same work on the reactor instead — the blocking mistake, kept for
+//! demonstration: every other connection waits, and the slow-turn warning says so.
+//!
+//! The [`Analyzer`] (FFT plans, filterbanks, tables: the "model") is built once per process and
+//! shared by every worker through an `Arc`: the notes' "one singleton per process", without a
+//! copy per thread. What each number means, and how accurate it is, is in `docs/AUDIO.md`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::audio::{Analyzer, Clip, SnrReport, SpeakerReport, VadParams, HOP_RANGE};
+use crate::error::Error;
+use crate::http::{Body, Method, Request, Response};
+use crate::pool::{JobContext, Work};
+use crate::router::{Reply, Router};
+
+/// Which analysis an endpoint runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Analysis {
+    Snr,
+    Speakers,
+    Both,
+}
+
+/// What the audio handlers share: the model and the duration cap.
+struct AudioApp {
+    analyzer: Arc<Analyzer>,
+    max_seconds: f64,
+}
+
+/// Register `POST /snr-detect`, `POST /speaker-count` and `POST /analyze` on `router`.
+pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64) -> Router {
+    let app = Arc::new(AudioApp {
+        analyzer,
+        max_seconds,
+    });
+    let (snr, speakers, both) = (Arc::clone(&app), Arc::clone(&app), app);
+    router
+        .route(Method::Post, "/snr-detect", move |req, _| {
+            handle(&snr, req, Analysis::Snr)
+        })
+        .route(Method::Post, "/speaker-count", move |req, _| {
+            handle(&speakers, req, Analysis::Speakers)
+        })
+        .route(Method::Post, "/analyze", move |req, _| {
+            handle(&both, req, Analysis::Both)
+        })
+}
+
+/// Validate the query, take the body, and decide where the work runs.
+fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Reply {
+    let params = match vad_params(req) {
+        Ok(params) => params,
+        Err(err) => return err.into(),
+    };
+    let inline = match req.query_param("mode") {
+        None | Some("pool") => false,
+        Some("inline") => true,
+        Some(other) => {
+            return Error::BadQuery(format!(
+                "query parameter `mode` must be `pool` or `inline`, got `{other}`"
+            ))
+            .into()
+        }
+    };
+    // Moved, not copied: the job owns the upload from here on.
+    let wav = std::mem::take(&mut req.body);
+    if inline {
+        // Deliberately blocking: the whole analysis runs on the reactor thread.
+        return Reply::Now(run_inline(app, &wav, params, analysis));
+    }
+    let app = Arc::clone(app);
+    match analysis {
+        Analysis::Snr => Reply::offload(move |job| match app.decode(&wav) {
+            Ok(clip) => snr_response(&app.analyzer, &clip, params, job),
+            Err(err) => err.into_response(),
+        }),
+        Analysis::Speakers => Reply::offload(move |job| match app.decode(&wav) {
+            Ok(clip) => speakers_response(&app.analyzer, &clip, params, job),
+            Err(err) => err.into_response(),
+        }),
+        // Decode once on a worker, then fan out: the job's reply is a gather of two more jobs.
+        Analysis::Both => Reply::offload(move |job| -> Reply {
+            let clip = match app.decode(&wav) {
+                Ok(clip) => Arc::new(clip),
+                Err(err) => return err.into(),
+            };
+            if job.is_cancelled() {
+                return Error::Unavailable.into();
+            }
+            let (snr_model, snr_clip) = (Arc::clone(&app.analyzer), Arc::clone(&clip));
+            let (count_model, count_clip) = (Arc::clone(&app.analyzer), clip);
+            let parts: Vec<Work<Response>> = vec![
+                Box::new(move |job| snr_response(&snr_model, &snr_clip, params, job)),
+                Box::new(move |job| speakers_response(&count_model, &count_clip, params, job)),
+            ];
+            Reply::gather(parts, join_analysis)
+        }),
+    }
+}
+
+impl AudioApp {
+    fn decode(&self, wav: &[u8]) -> Result<Clip, Error> {
+        self.analyzer
+            .decode(wav, self.max_seconds)
+            .map_err(Error::from)
+    }
+}
+
+/// The same work as the pool would do, on the calling thread (the reactor, for `mode=inline`).
+fn run_inline(app: &AudioApp, wav: &[u8], params: VadParams, analysis: Analysis) -> Response {
+    let clip = match app.decode(wav) {
+        Ok(clip) => clip,
+        Err(err) => return err.into_response(),
+    };
+    let never = || false;
+    let snr = || snr_json(app.analyzer.snr(&clip, params, &never), &clip, params);
+    let speakers = || speakers_json(app.analyzer.speakers(&clip, params, &never), &clip);
+    let value = match analysis {
+        Analysis::Snr => snr(),
+        Analysis::Speakers => speakers(),
+        Analysis::Both => {
+            snr().and_then(|snr| Ok(json!({ "snr": snr, "speaker_count": speakers()? })))
+        }
+    };
+    match value {
+        Ok(value) => Response::json_value(200, &value),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// `vad_hop_size` (80–1024, default 256) and `vad_threshold` (0–1, default 0.5).
+fn vad_params(req: &Request<'_>) -> Result<VadParams, Error> {
+    let defaults = VadParams::default();
+    let hop = match req.query_param("vad_hop_size") {
+        None => defaults.hop,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|hop| HOP_RANGE.contains(hop))
+            .ok_or_else(|| {
+                Error::BadQuery(format!(
+                    "query parameter `vad_hop_size` must be an integer from {} to {}, got `{text}`",
+                    HOP_RANGE.start(),
+                    HOP_RANGE.end()
+                ))
+            })?,
+    };
+    let threshold = match req.query_param("vad_threshold") {
+        None => defaults.threshold,
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|t| (0.0..=1.0).contains(t))
+            .ok_or_else(|| {
+                Error::BadQuery(format!(
+                    "query parameter `vad_threshold` must be a number from 0 to 1, got `{text}`"
+                ))
+            })?,
+    };
+    Ok(VadParams { hop, threshold })
+}
+
+fn snr_response(
+    model: &Analyzer,
+    clip: &Clip,
+    params: VadParams,
+    job: &JobContext<'_>,
+) -> Response {
+    let report = model.snr(clip, params, &|| job.is_cancelled());
+    match snr_json(report, clip, params) {
+        Ok(value) => Response::json_value(200, &value),
+        Err(err) => err.into_response(),
+    }
+}
+
+fn speakers_response(
+    model: &Analyzer,
+    clip: &Clip,
+    params: VadParams,
+    job: &JobContext<'_>,
+) -> Response {
+    let report = model.speakers(clip, params, &|| job.is_cancelled());
+    match speakers_json(report, clip) {
+        Ok(value) => Response::json_value(200, &value),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The `/snr-detect` JSON. `None` (the job was cancelled: nobody is waiting) becomes a 503.
+fn snr_json(report: Option<SnrReport>, clip: &Clip, params: VadParams) -> Result<Value, Error> {
+    let report = report.ok_or(Error::Unavailable)?;
+    let info = clip.info;
+    Ok(json!({
+        "snr_db": round(report.snr_db, 3),
+        "snr_active_db": round(report.snr_active_db, 3),
+        "speech_ratio": round(report.speech_ratio, 4),
+        "wada_snr_db": round(report.wada_snr_db, 3),
+        "method": report.method,
+        "vad_hop_size": params.hop,
+        "vad_threshold": params.threshold,
+        "duration_s": round(Some(info.duration_s), 4),
+        "sample_rate": info.sample_rate,
+        "channels": info.channels,
+        "bits": info.bits,
+        "frames": info.frames,
+    }))
+}
+
+/// The `/speaker-count` JSON.
+fn speakers_json(report: Option<SpeakerReport>, clip: &Clip) -> Result<Value, Error> {
+    let report = report.ok_or(Error::Unavailable)?;
+    Ok(json!({
+        "speakers": report.speakers,
+        "segments": report.segments,
+        "duration_s": round(Some(clip.info.duration_s), 4),
+    }))
+}
+
+/// Join the two parts of `/analyze` on the reactor: a failed part is the answer; otherwise the
+/// two JSON objects side by side (spliced as bytes: both are already serialised objects).
+fn join_analysis(mut parts: Vec<Response>) -> Response {
+    if let Some(failed) = parts.iter().position(|part| part.status != 200) {
+        return parts.swap_remove(failed);
+    }
+    let mut body =
+        Vec::with_capacity(64 + parts.iter().map(|p| p.body.as_bytes().len()).sum::<usize>());
+    body.extend_from_slice(br#"{"snr":"#);
+    body.extend_from_slice(parts.first().map_or(&b"null"[..], |p| p.body.as_bytes()));
+    body.extend_from_slice(br#","speaker_count":"#);
+    body.extend_from_slice(parts.get(1).map_or(&b"null"[..], |p| p.body.as_bytes()));
+    body.push(b'}');
+    Response {
+        body: Body::Owned(body),
+        ..Response::json(200, Vec::new())
+    }
+}
+
+/// Round to `digits` decimals for the JSON (`None` stays `null`; NaN and infinities, which the
+/// analysis never returns, would also become `null`).
+fn round(value: Option<f64>, digits: i32) -> Option<f64> {
+    let scale = 10f64.powi(digits);
+    value
+        .filter(|v| v.is_finite())
+        .map(|v| (v * scale).round() / scale)
+}
