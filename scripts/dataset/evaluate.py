@@ -321,7 +321,7 @@ def compare(res, labels):
         return [name, len(ds), fmt(max(a), nd), fmt(sum(a) / len(a), nd), fmt(sum(d for _, d in ds) / len(ds), nd),
                 worst[0]]
     table(["quantity", "clips", "max |d|", "mean |d|", "mean d", "largest at"],
-          [summ("snr_db (dB)", d_snr, 3), summ("wada_snr_db (dB)", d_wada, 3), summ("speech_ratio", d_r, 4),
+          [summ("snr_db (dB)", d_snr, 4), summ("wada_snr_db (dB)", d_wada, 4), summ("speech_ratio", d_r, 5),
            summ("speakers", d_k, 2)], "summary")
     print("  speakers equal on %d / %d clips" % (k_eq, len(d_k)))
     if st_mismatch:
