@@ -11,7 +11,7 @@ DATASET_DIR is a directory written by make_dataset.py (every file plus labels.js
 --hop / --threshold add ?vad_hop_size=&vad_threshold= to the request (otherwise the server's
 defaults, 256 and 0.5, apply).  The reference's analyse() runs on the same bytes with the same
 hop and threshold; it is imported from --reference (a .py file or its directory; default
-/work/shared/reference/reference_estimates.py, or $EVLOOP_REFERENCE).  --no-reference skips it.
+../shared/reference/reference_estimates.py beside the repository, or $EVLOOP_REFERENCE).  --no-reference skips it.
 
 Labels (made by make_dataset.py; the full text is in labels.json "definitions"):
   snr_db        true global SNR 10*log10(sum s^2 / sum n^2) of the mix, exact by construction.
@@ -53,7 +53,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-DEFAULT_REFERENCE = os.environ.get("EVLOOP_REFERENCE", "/work/shared/reference/reference_estimates.py")
+DEFAULT_REFERENCE = os.environ.get(
+    "EVLOOP_REFERENCE",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference",
+                 "reference_estimates.py"),
+)
 SPEECH_SETS = ("snr_grid", "clean", "speakers")
 
 
