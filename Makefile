@@ -5,7 +5,7 @@
 #   make test     formatting, lints, unit + integration + property tests
 #   make smoke    a short run of real wrk and ab against ./evloop (what CI runs)
 #   make load     the full wrk/ab scenarios, with nginx as the peer (minutes)
-#   make bench    criterion micro-benchmarks of the HTTP hot path, then `make load`
+#   make bench    criterion benchmarks (HTTP hot path, audio stages), then `make load`
 
 CARGO ?= cargo
 
@@ -32,7 +32,7 @@ load: build
 	scripts/load.sh full
 
 bench: build
-	$(CARGO) bench --locked --bench http
+	$(CARGO) bench --locked --bench http --bench audio
 	scripts/load.sh full
 
 clean:
