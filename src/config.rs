@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::http::Limits;
+use crate::pool::WorkerPriority;
 
 /// The server's settings. [`Config::default`] gives the documented defaults, which is what a
 /// library user starts from.
@@ -39,9 +40,8 @@ pub struct Config {
     pub access_log: bool,
     /// Longest audio (after decoding) the audio endpoints analyse; longer is 413.
     pub max_audio_seconds: f64,
-    /// Nice levels added to worker threads so the reactor wins the CPU when both want it
-    /// (0: same priority as the reactor).
-    pub worker_nice: i32,
+    /// How worker threads are scheduled against the reactor.
+    pub worker_priority: WorkerPriority,
 }
 
 impl Default for Config {
@@ -62,7 +62,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             access_log: false,
             max_audio_seconds: 600.0,
-            worker_nice: 19,
+            worker_priority: WorkerPriority::Idle,
         }
     }
 }
@@ -119,9 +119,10 @@ pub struct Cli {
     /// Longest audio the audio endpoints analyse, in seconds (then 413).
     #[arg(long, env = "EVLOOP_MAX_AUDIO_SECONDS", default_value = "600", value_parser = seconds)]
     pub max_audio_seconds: Duration,
-    /// Nice levels added to the workers so the reactor always gets the CPU first (0: none).
-    #[arg(long, env = "EVLOOP_WORKER_NICE", default_value_t = 19, value_parser = clap::value_parser!(u8).range(0..=19))]
-    pub worker_nice: u8,
+    /// How workers are scheduled: idle (SCHED_IDLE: only when the reactor does not need the
+    /// CPU), low (nice +19) or normal.
+    #[arg(long, env = "EVLOOP_WORKER_PRIORITY", default_value = "idle", value_parser = ["idle", "low", "normal"])]
+    pub worker_priority: String,
     /// error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, env = "EVLOOP_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "off"])]
     pub log_level: String,
@@ -164,7 +165,11 @@ impl Cli {
             shutdown_timeout: self.shutdown_timeout,
             access_log: self.access_log,
             max_audio_seconds: self.max_audio_seconds.as_secs_f64(),
-            worker_nice: i32::from(self.worker_nice),
+            worker_priority: match self.worker_priority.as_str() {
+                "low" => WorkerPriority::Low,
+                "normal" => WorkerPriority::Normal,
+                _ => WorkerPriority::Idle,
+            },
         }
     }
 }

@@ -106,6 +106,36 @@ pub struct Completion<T> {
     pub run: Duration,
 }
 
+/// How worker threads are scheduled against the reactor. The reactor is the latency-critical
+/// thread: while it waits for a CPU, every connection waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerPriority {
+    /// `SCHED_IDLE`: a worker runs only when nothing else wants the CPU, so the reactor always
+    /// goes first. Costs job throughput only while the machine is otherwise saturated.
+    Idle,
+    /// nice +19 relative to the process: the reactor is strongly favoured, but workers keep a
+    /// small share of a saturated CPU.
+    Low,
+    /// The same as the reactor.
+    Normal,
+}
+
+impl WorkerPriority {
+    /// Apply this priority to the calling thread (a worker, at start). Failure (a container
+    /// that forbids it) only leaves the thread at normal priority, so it is logged and ignored.
+    fn apply(self) {
+        match self {
+            WorkerPriority::Idle => {
+                if let Err(err) = crate::sys::set_thread_idle_scheduling() {
+                    log::warn!("workers stay at normal priority: SCHED_IDLE failed: {err}");
+                }
+            }
+            WorkerPriority::Low => crate::sys::lower_thread_priority(19),
+            WorkerPriority::Normal => {}
+        }
+    }
+}
+
 /// Why a job could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitError {
@@ -133,8 +163,13 @@ pub struct Pool<T: Send + 'static> {
 
 impl<T: Send + 'static> Pool<T> {
     /// Start `size` threads named `evloop-worker-K` sharing a queue of `queue` jobs. `waker` wakes
-    /// the reactor's `poll`; `nice` lowers the workers' scheduling priority (0 leaves it alone).
-    pub fn start(size: usize, queue: usize, waker: Arc<Waker>, nice: i32) -> io::Result<Self> {
+    /// the reactor's `poll`; `priority` says how the workers are scheduled against it.
+    pub fn start(
+        size: usize,
+        queue: usize,
+        waker: Arc<Waker>,
+        priority: WorkerPriority,
+    ) -> io::Result<Self> {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<T>>(queue.max(1));
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completion<T>>();
         let wake_pending = Arc::new(AtomicBool::new(false));
@@ -149,9 +184,7 @@ impl<T: Send + 'static> Pool<T> {
             let handle = std::thread::Builder::new()
                 .name(format!("evloop-worker-{worker}"))
                 .spawn(move || {
-                    if nice != 0 {
-                        crate::sys::lower_thread_priority(nice);
-                    }
+                    priority.apply();
                     worker_loop(worker, jobs, done, &waker, &wake_pending, &busy)
                 })?;
             threads.push(handle);
@@ -303,7 +336,10 @@ mod tests {
     fn pool(size: usize, queue: usize) -> (Poll, Pool<u32>) {
         let poll = Poll::new().expect("poll");
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).expect("waker"));
-        (poll, Pool::start(size, queue, waker, 0).expect("pool"))
+        (
+            poll,
+            Pool::start(size, queue, waker, WorkerPriority::Normal).expect("pool"),
+        )
     }
 
     /// Wait for `n` completions the way the reactor does: poll for the waker, drain until empty.

@@ -182,7 +182,7 @@ impl Server {
             self.config.pool,
             self.config.queue,
             Arc::clone(&self.waker),
-            self.config.worker_nice,
+            self.config.worker_priority,
         )?;
         let mut reactor = Reactor {
             poll: self.poll,

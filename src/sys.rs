@@ -7,8 +7,8 @@
 //!   128, which overflows when `wrk -c1000` connects at once and costs each dropped SYN a 1 s retry);
 //! - [`raise_nofile_limit`]: lift the soft `RLIMIT_NOFILE` to the hard limit, as redis and nginx do;
 //! - [`install_signal_handlers`]: SIGINT/SIGTERM written into a self-pipe the reactor polls;
-//! - [`lower_thread_priority`]: workers run "nicer" than the reactor, so a saturated pool never
-//!   delays the thread that owns every socket.
+//! - [`set_thread_idle_scheduling`], [`lower_thread_priority`]: workers yield the CPU to the
+//!   reactor, so a saturated pool never delays the thread that owns every socket.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -145,6 +145,16 @@ pub fn lower_thread_priority(steps: i32) {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, tid, (current + steps).min(19));
     }
+}
+
+/// Put the *calling thread* in the `SCHED_IDLE` class: it runs only when no normally scheduled
+/// thread of the machine wants the CPU. Workers use it so the reactor is never kept waiting by
+/// them; an idle reactor still leaves them every core.
+pub fn set_thread_idle_scheduling() -> io::Result<()> {
+    // SAFETY: `sched_param` is plain old data; SCHED_IDLE requires priority 0.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; `param` is valid for the call.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(|_| ())
 }
 
 /// Write end of the self-pipe, read by the signal handler (-1 until installed).

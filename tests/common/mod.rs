@@ -22,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use evloop::config::Config;
+use evloop::pool::WorkerPriority;
 use evloop::reactor::Server;
 use evloop::router::Router;
 
@@ -262,7 +263,7 @@ pub fn test_config() -> Config {
         port: 0,
         pool: 2,
         queue: 64,
-        worker_nice: 0,
+        worker_priority: WorkerPriority::Normal,
         ..Config::default()
     }
 }
