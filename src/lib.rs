@@ -13,13 +13,17 @@
 //!    complete request, dispatch each to its handler, write every response that is ready — in
 //!    request order, in one `write`;
 //! 4. on the waker's event, take *every* finished job off the completion channel and file each
-//!    response with its connection;
-//! 5. fire expired timers (`/sleep`, timeouts) and drive what they touched;
-//! 6. on SIGINT/SIGTERM, drain: stop accepting, finish what was asked, exit.
+//!    result with its connection;
+//! 5. on SIGINT/SIGTERM, begin the drain: stop accepting, finish what was asked; then accept
+//!    new connections;
+//! 6. fire expired timers (`/sleep`, timeouts) and drive every connection touched by 4–6 once;
+//! 7. exit once draining and no connection is left.
 //!
 //! A handler decides where its work runs by what it returns (see [`router`]): the answer now
-//! (a plain `async def`), after a timer (`await asyncio.sleep`), or from the pool
-//! (`await run_in_threadpool(f)`).
+//! (a plain `async def`), after a timer (`await asyncio.sleep`), from the pool
+//! (`await run_in_threadpool(f)`), or from several pool jobs at once
+//! (`await asyncio.gather(...)`). A job's result is a reply too, so work can continue.
+//! `docs/ARCHITECTURE.md` numbers the turn exactly as `reactor.rs` runs it.
 //!
 //! ## Layout
 //!
@@ -27,11 +31,13 @@
 //! - [`connection`]: one HTTP/1.1 connection — buffers, pipeline order, backpressure, timeouts;
 //! - [`http`]: requests and responses without sockets — the incremental decoder, chunked
 //!   bodies, response encoding, the cached `Date`;
-//! - [`router`]: handlers, and `Reply` — inline, timer, or offloaded;
+//! - [`router`]: handlers, and `Reply` — inline, timer, offloaded, or gathered;
 //! - [`pool`]: the worker threads, the bounded job queue, completions and cancellation;
 //! - [`timer`]: one heap of deadlines;
 //! - [`slab`]: connection slots and generation-checked tokens;
-//! - [`endpoints`]: the built-in routes;
+//! - [`endpoints`]: the built-in routes, and the audio endpoints' split of work into jobs;
+//! - [`audio`]: the audio analyses (WAV decode, SNR, voice activity, speaker count) — pure
+//!   signal processing that knows nothing of HTTP;
 //! - [`config`]: the command line and its defaults;
 //! - [`error`]: every failure, mapped to a status code in one place;
 //! - [`sys`]: the few `libc` calls (listen backlog, file limit, signals, thread priority) — the
