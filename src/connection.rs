@@ -13,7 +13,7 @@
 //! 4. **read** more, if the socket has more and we are allowed to (see below); back to 1.
 //!
 //! A request either produces its response during dispatch (a cheap handler: encoded straight
-//! into the output buffer, no bookkeeping) or leaves a [`Slot`] in the pipeline — waiting for a
+//! into the output buffer, no bookkeeping) or leaves a `Slot` in the pipeline — waiting for a
 //! job, a timer or an earlier response — that a later [`Connection::complete`] or
 //! [`Connection::on_request_timer`] fills.
 //!
