@@ -84,6 +84,25 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The value for `token`, if that exact slot *and generation* is still live.
+    pub fn get(&self, token: usize) -> Option<&T> {
+        let (slot, generation) = unpack(token);
+        match self.entries.get(slot as usize) {
+            Some(entry) if entry.generation == generation => entry.value.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every live value with its token.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.entries.iter().enumerate().filter_map(|(slot, entry)| {
+            entry
+                .value
+                .as_ref()
+                .map(|value| (pack(slot as u32, entry.generation), value))
+        })
+    }
+
     /// Remove the value for `token` and retire the token for good (the generation moves on).
     pub fn remove(&mut self, token: usize) -> Option<T> {
         let (slot, generation) = unpack(token);
@@ -100,12 +119,7 @@ impl<T> Slab<T> {
 
     /// Tokens of every live value.
     pub fn tokens(&self) -> Vec<usize> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.value.is_some())
-            .map(|(slot, e)| pack(slot as u32, e.generation))
-            .collect()
+        self.iter().map(|(token, _)| token).collect()
     }
 
     /// Live values.

@@ -1,7 +1,7 @@
 //! Deadlines: one binary heap for every timer in the process.
 //!
 //! Keep-alive, header, body, send and request timeouts, `/sleep`, the accept back-off and the
-//! shutdown deadline all end up here. The reactor asks [`Timers::next_deadline`] to compute its poll timeout (the way libuv
+//! shutdown deadline all end up here. The reactor asks [`Timers::poll_timeout`] how long its `poll` may sleep (the way libuv
 //! computes `uv__next_timeout`), and after every poll pops what has expired.
 //!
 //! Cancellation is *lazy*: nothing is ever removed from the middle of the heap. Whoever owns a
@@ -10,6 +10,14 @@
 //! and it means moving a keep-alive deadline further out after every response costs a field
 //! write, not a heap operation. A production server with millions of timers would use a hashed
 //! wheel (as the Linux kernel does); a heap is the clearer structure to read.
+//!
+//! Lazy cancellation leaves dead entries behind: those of connections that closed, of `/sleep`s
+//! whose client left, of deadlines that moved. Left alone they would sit in the heap until their
+//! time came (up to a minute) and the heap would never give memory back. So, as asyncio does
+//! when cancelled timers outnumber live ones, the reactor *compacts* the heap once it has
+//! doubled since the last compaction: [`Timers::compact`] keeps only the entries their owners
+//! still want, and returns the spare memory. Each compaction is paid for by the insertions
+//! that doubled the heap, so it costs O(1) per timer over time.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,10 +39,15 @@ pub enum TimerKind {
     ShutdownDeadline,
 }
 
+/// Below this many entries the heap is never compacted: too small to matter.
+const COMPACT_FLOOR: usize = 1024;
+
 /// A min-heap of `(deadline, kind)`.
 #[derive(Debug, Default)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<(Instant, TimerKind)>>,
+    /// Entries left by the last compaction: the next one is due when the heap has doubled.
+    after_compaction: usize,
 }
 
 impl Timers {
@@ -70,6 +83,21 @@ impl Timers {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(entry)| entry),
             _ => None,
         }
+    }
+
+    /// True once the heap has doubled since the last compaction (and is not tiny).
+    pub fn needs_compaction(&self) -> bool {
+        self.heap.len() > COMPACT_FLOOR.max(2 * self.after_compaction)
+    }
+
+    /// Drop every entry `wanted` says no to, and give back the memory. Returns how many
+    /// entries were dropped.
+    pub fn compact(&mut self, mut wanted: impl FnMut(Instant, TimerKind) -> bool) -> usize {
+        let before = self.heap.len();
+        self.heap.retain(|Reverse((at, kind))| wanted(*at, *kind));
+        self.heap.shrink_to_fit();
+        self.after_compaction = self.heap.len();
+        before - self.heap.len()
     }
 
     /// Armed timers, stale ones included.
@@ -118,6 +146,32 @@ mod tests {
         );
         assert_eq!(timers.pop_expired(late), None);
         assert_eq!(timers.len(), 1);
+    }
+
+    /// Dead entries are dropped once the heap has doubled, and the memory is given back; live
+    /// ones survive in order.
+    #[test]
+    fn compaction_drops_dead_entries_and_memory() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        for token in 0..5000 {
+            timers.insert(
+                t0 + Duration::from_millis(token as u64),
+                TimerKind::Connection { token },
+            );
+        }
+        assert!(timers.needs_compaction());
+        let dropped = timers.compact(|_, kind| kind == TimerKind::Connection { token: 4321 });
+        assert_eq!(dropped, 4999);
+        assert_eq!(timers.len(), 1);
+        assert!(timers.heap.capacity() < 16, "memory given back");
+        assert!(!timers.needs_compaction());
+        assert_eq!(
+            timers
+                .pop_expired(t0 + Duration::from_secs(10))
+                .map(|e| e.1),
+            Some(TimerKind::Connection { token: 4321 })
+        );
     }
 
     /// A deadline 0.2 ms away is waited for as 1 ms, never as 0 (which would spin).

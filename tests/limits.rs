@@ -232,15 +232,17 @@ fn head_gets_headers_without_body() {
     );
 }
 
-/// At `--max-connections` the server stops accepting; a connection waiting in the backlog is
-/// served as soon as another one closes.
+/// At `--max-connections` with every connection busy, the server stops accepting; a connection
+/// waiting in the backlog is served as soon as another one closes.
 #[test]
-fn max_connections_pauses_and_resumes_accepting() {
+fn max_connections_pauses_while_every_connection_is_busy() {
     let server = spawn_binary(&["--pool", "1", "--max-connections", "2"]);
     let mut first = Client::connect(server.addr());
     let mut second = Client::connect(server.addr());
-    assert_eq!(first.request(get("/plaintext")).status, 200);
-    assert_eq!(second.request(get("/plaintext")).status, 200);
+    // Both have a request in progress: neither may be closed to make room.
+    first.send(get("/sleep?ms=5000"));
+    second.send(get("/sleep?ms=1000"));
+    sleep(Duration::from_millis(100));
 
     let mut third = Client::connect(server.addr()); // the kernel completes the handshake
     third.send(get("/plaintext"));
@@ -249,7 +251,49 @@ fn max_connections_pauses_and_resumes_accepting() {
     drop(first);
     let response = third.read_response();
     assert_eq!(response.text(), "Hello, World!");
-    assert_eq!(second.request(get("/json")).status, 200);
+    assert_eq!(
+        second.read_response().status,
+        200,
+        "the busy one was left alone"
+    );
+}
+
+/// At `--max-connections`, idle keep-alive clients never lock out an active one: the
+/// longest-idle connection is closed (silently, as an idle timeout would) to admit the new
+/// client at once, and the others are left alone.
+#[test]
+fn max_connections_closes_the_longest_idle_to_admit_a_new_client() {
+    let server = spawn_binary(&["--pool", "1", "--max-connections", "3"]);
+    let mut oldest = Client::connect(server.addr());
+    assert_eq!(oldest.request(get("/plaintext")).status, 200);
+    sleep(Duration::from_millis(50));
+    let mut newer = Client::connect(server.addr());
+    assert_eq!(newer.request(get("/plaintext")).status, 200);
+    let mut busy = Client::connect(server.addr());
+    busy.send(get("/sleep?ms=700"));
+    sleep(Duration::from_millis(50));
+
+    let started = Instant::now();
+    let mut fresh = Client::connect(server.addr());
+    assert_eq!(fresh.request(get("/plaintext")).text(), "Hello, World!");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "admitted at once, took {:?}",
+        started.elapsed()
+    );
+    oldest.assert_closed_silently(Duration::from_secs(2));
+    assert_eq!(
+        newer.request(get("/json")).status,
+        200,
+        "the newer idle one stays"
+    );
+    assert_eq!(busy.read_response().status, 200, "the busy one stays");
+    assert!(
+        server
+            .stderr()
+            .contains("closing idle keep-alive connections"),
+        "the reuse is logged"
+    );
 }
 
 /// Out of file descriptors (`EMFILE`), the server backs off instead of spinning or crashing: it

@@ -3,23 +3,38 @@
 //! # One turn of the loop
 //!
 //! ```text
-//!  ┌─▶ 1. poll(timeout = time until the next deadline, or 0 if a connection yielded)
-//!  │   2. read the clock once; refresh the cached Date header if the second changed
-//!  │   3. handle the events, in this order:
-//!  │        sockets   mark each readable as the event says and drive its connection — serve
-//!  │                  what clients already sent before taking on anything new
-//!  │        WAKER     drain finished jobs until the channel is empty; file each response
-//!  │        SIGNAL    SIGINT/SIGTERM: begin the graceful drain
-//!  │        LISTENER  accept until WouldBlock (or until the connection cap)
-//!  │   4. fire every expired timer (sleeps, connection deadlines, back-off, shutdown)
-//!  │   5. drive every connection touched by 3–4 once (so responses that became ready together
-//!  │      go out in one write) and the ones that yielded for fairness
-//!  │   6. warn if the turn took over 100 ms (asyncio's slow-callback warning)
-//!  └── 7. if draining and no connection is left: return
+//!  ┌─▶ 1. poll, sleeping at most until the next timer deadline (not at all if a connection
+//!  │      yielded on the previous turn)
+//!  │   2. read the clock once for the turn; refresh the cached Date header if the second changed
+//!  │   3. sockets: mark each connection readable as its event says, and drive it — serve what
+//!  │      clients already sent before taking on anything new
+//!  │   4. WAKER: take every finished job off the completion channel, file each with its request
+//!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain
+//!  │   6. LISTENER: accept until WouldBlock (at the connection cap, close the longest-idle
+//!  │      keep-alive connection to admit each new client)
+//!  │   7. timers: fire every expired deadline (sleeps, connection deadlines, accept back-off,
+//!  │      the shutdown deadline)
+//!  │   8. drive, once each, the connections steps 4 and 7 touched (so responses that became
+//!  │      ready together go out in one write) and those that yielded on the previous turn
+//!  │   9. housekeeping: warn if the turn was slow (asyncio's slow-callback warning), compact
+//!  │      the timer heap if dead entries dominate
+//!  └── 10. if draining and no connection is left: return
 //! ```
 //!
 //! Everything the reactor does is non-blocking. The only exception is deliberate: a handler that
-//! computes inline (`/cpu?mode=inline`) blocks the loop, and step 6 says so in the log.
+//! computes inline (`/cpu?mode=inline`) blocks the loop, and step 9 says so in the log.
+//!
+//! The reactor knows sockets, tokens, timers and the pool — not HTTP: a [`Connection`] does
+//! everything between the bytes and the handlers.
+//!
+//! - `accept.rs`: the listener and admission (the connection cap, back-off, reuse of idle
+//!   connections);
+//! - `drain.rs`: the graceful drain and how a run ends.
+
+mod accept;
+mod drain;
+
+pub use drain::{Exit, ShutdownHandle};
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,13 +48,16 @@ use mio::unix::pipe;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::config::Config;
-use crate::connection::{Connection, Next, Services};
+use crate::connection::{Connection, Next, TurnContext};
 use crate::http::DateCache;
 use crate::pool::Pool;
 use crate::router::{Reply, Router};
 use crate::slab::Slab;
 use crate::sys;
 use crate::timer::{TimerKind, Timers};
+
+use accept::{longest_idle, Accepted, Accepting, Acceptor, ACCEPT_BACKOFF, EVICTION_BATCH};
+use drain::{Lifecycle, DRAIN_IDLE_GRACE};
 
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -54,61 +72,10 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 const READ_BUFFER: usize = 64 * 1024;
 /// Events taken from the kernel per poll; more simply wait for the next turn.
 const EVENTS_PER_POLL: usize = 1024;
-/// How long accepting pauses after `EMFILE`/`ENFILE` (nginx waits 500 ms, hyper 1 s).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How long idle keep-alive connections stay open once a drain begins, so a request already on
-/// its way is answered (with `Connection: close`) instead of meeting a closed socket.
-const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 /// A turn longer than this is logged as slow.
 const SLOW_TURN: Duration = Duration::from_millis(100);
-
-/// How a server run ended; [`Exit::code`] is the process exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Drained: every request answered, every worker idle.
-    Graceful,
-    /// `--shutdown-timeout` passed with connections still open; they were aborted.
-    TimedOut,
-}
-
-impl Exit {
-    /// 0 for a graceful exit, 1 when the drain timed out.
-    pub fn code(self) -> i32 {
-        match self {
-            Exit::Graceful => 0,
-            Exit::TimedOut => 1,
-        }
-    }
-}
-
-/// Asks a running server to drain and stop, from any thread. The signal handler does the same
-/// through the self-pipe.
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    requested: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
-
-impl ShutdownHandle {
-    /// Begin the graceful drain (like SIGTERM).
-    pub fn shutdown(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-        if let Err(err) = self.waker.wake() {
-            log::error!("shutdown: waking the reactor failed: {err}");
-        }
-    }
-}
-
-/// Whether the listener is taking new connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Accepting {
-    /// Accepting.
-    Open,
-    /// At `--max-connections`: resume when a connection closes.
-    AtCapacity,
-    /// Out of file descriptors: resume when the back-off timer fires.
-    BackingOff,
-}
+/// How often the turn statistics are logged (at debug level, target `evloop::turns`).
+const TURN_STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -187,8 +154,7 @@ impl Server {
         let mut reactor = Reactor {
             poll: self.poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
-            listener: Some(listener),
-            accepting: Accepting::Open,
+            acceptor: Acceptor::new(listener),
             connections: Slab::new(),
             pool,
             timers: Timers::new(),
@@ -197,14 +163,10 @@ impl Server {
             config: self.config,
             signals: self.signals.1,
             _signal_sender: self.signals.0,
-            shutdown: self.shutdown,
-            drain_idle_deadline: None,
-            read_buf: vec![0; READ_BUFFER],
-            out: Vec::with_capacity(READ_BUFFER),
-            ready: Vec::new(),
-            touched: Vec::new(),
-            again: Vec::new(),
-            slowest: None,
+            shutdown_requested: self.shutdown,
+            lifecycle: Lifecycle::Running,
+            scratch: Scratch::new(),
+            stats: TurnStats::default(),
             now: Instant::now(),
         };
         let exit = reactor.run()?;
@@ -235,13 +197,74 @@ fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
     })
 }
 
+/// Buffers and lists the reactor reuses from turn to turn, so a turn allocates nothing.
+struct Scratch {
+    /// The read buffer every connection borrows.
+    read_buf: Vec<u8>,
+    /// The output buffer every connection borrows.
+    out: Vec<u8>,
+    /// Connections with a socket event this turn.
+    ready: Vec<usize>,
+    /// Connections a completion or a timer touched this turn (driven once, in step 8).
+    touched: Vec<usize>,
+    /// Connections that yielded with work left this turn: driven on the next.
+    yielded: Vec<usize>,
+    /// The slowest handler of this turn, for the slow-turn warning.
+    slowest: Option<(Duration, String)>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            read_buf: vec![0; READ_BUFFER],
+            out: Vec::with_capacity(READ_BUFFER),
+            ready: Vec::new(),
+            touched: Vec::new(),
+            yielded: Vec::new(),
+            slowest: None,
+        }
+    }
+}
+
+/// How long turns take, logged once a second at debug level (`RUST_LOG=evloop::turns=debug`).
+#[derive(Debug, Default)]
+struct TurnStats {
+    /// Turns since the last report.
+    turns: u64,
+    /// The longest of them.
+    max: Duration,
+    /// When the last report was logged.
+    reported: Option<Instant>,
+}
+
+impl TurnStats {
+    fn record(&mut self, turn: Duration, now: Instant) {
+        self.turns += 1;
+        self.max = self.max.max(turn);
+        let due = self
+            .reported
+            .is_none_or(|at| now.saturating_duration_since(at) >= TURN_STATS_EVERY);
+        if due {
+            log::debug!(
+                target: "evloop::turns",
+                "{} turns, longest {} us",
+                self.turns,
+                self.max.as_micros()
+            );
+            *self = TurnStats {
+                reported: Some(now),
+                ..TurnStats::default()
+            };
+        }
+    }
+}
+
 /// The loop's state. Only the reactor thread touches it.
 struct Reactor {
     poll: Poll,
     events: Events,
-    /// `None` once a drain has begun: new connections are refused by the kernel.
-    listener: Option<TcpListener>,
-    accepting: Accepting,
+    /// The listener and whether we are taking connections.
+    acceptor: Acceptor,
     connections: Slab<Connection>,
     pool: Pool<Reply>,
     timers: Timers,
@@ -251,21 +274,12 @@ struct Reactor {
     signals: pipe::Receiver,
     /// Kept so the pipe stays open; the signal handler writes to its file descriptor.
     _signal_sender: pipe::Sender,
-    shutdown: Arc<AtomicBool>,
-    /// Set when a drain begins: idle connections close at this instant.
-    drain_idle_deadline: Option<Instant>,
-    /// The read buffer every connection borrows.
-    read_buf: Vec<u8>,
-    /// The output buffer every connection borrows.
-    out: Vec<u8>,
-    /// Connections with a socket event this turn (reused allocation).
-    ready: Vec<usize>,
-    /// Connections a completion or timer touched this turn (driven once, in step 5).
-    touched: Vec<usize>,
-    /// Connections that yielded with input left; driven next turn.
-    again: Vec<usize>,
-    /// The slowest handler this turn.
-    slowest: Option<(Duration, String)>,
+    /// Set by a [`ShutdownHandle`] (or a signal): begin the drain.
+    shutdown_requested: Arc<AtomicBool>,
+    /// Running or draining.
+    lifecycle: Lifecycle,
+    scratch: Scratch,
+    stats: TurnStats,
     /// The time this turn started.
     now: Instant,
 }
@@ -274,7 +288,8 @@ impl Reactor {
     fn run(&mut self) -> io::Result<Exit> {
         loop {
             // 1. Poll: sleep until the next deadline, or not at all if work is left over.
-            let timeout = if self.again.is_empty() {
+            let yielded = std::mem::take(&mut self.scratch.yielded);
+            let timeout = if yielded.is_empty() {
                 self.timers.poll_timeout(Instant::now())
             } else {
                 Some(Duration::ZERO)
@@ -282,16 +297,20 @@ impl Reactor {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 // A signal arrived during epoll_wait; its byte is in the self-pipe.
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    self.scratch.yielded = yielded;
+                    continue;
+                }
                 Err(err) => return Err(err),
             }
 
             // 2. One clock read for the whole turn.
             self.now = Instant::now();
             self.date.refresh(SystemTime::now());
+            self.acceptor.eviction_candidates.clear();
 
-            // 3. Events.
-            let mut ready = std::mem::take(&mut self.ready);
+            // 3. Socket events.
+            let mut ready = std::mem::take(&mut self.scratch.ready);
             let (mut accept, mut wake, mut signal) = (false, false, false);
             for event in self.events.iter() {
                 match event.token() {
@@ -312,133 +331,177 @@ impl Reactor {
                     }
                 }
             }
-            // Socket events first: serve what clients sent before taking more clients.
             for token in ready.drain(..) {
                 self.drive(token, Connection::drive);
             }
-            self.ready = ready;
+            self.scratch.ready = ready;
+
+            // 4. Completions.
             if wake {
-                self.drain_completions();
+                self.take_completions();
             }
+            // 5. Signals and in-process shutdown requests.
             if signal {
                 self.read_signals();
             }
-            if self.shutdown.load(Ordering::SeqCst) && self.drain_idle_deadline.is_none() {
+            if self.shutdown_requested.load(Ordering::Acquire) && !self.lifecycle.is_draining() {
                 self.begin_drain();
             }
-            if accept {
+            // 6. New connections.
+            if accept || std::mem::take(&mut self.acceptor.resumed) {
                 self.accept_all();
             }
 
-            // 4. Timers.
+            // 7. Timers.
             if let Some(exit) = self.fire_timers() {
                 return Ok(exit);
             }
 
-            // 5. Connections touched by completions and timers, and those that yielded.
-            let mut touched = std::mem::take(&mut self.touched);
-            touched.append(&mut self.again);
+            // 8. Connections touched by completions and timers, and those that yielded last
+            //    turn — each once.
+            let mut touched = std::mem::take(&mut self.scratch.touched);
+            touched.extend_from_slice(&yielded);
             touched.sort_unstable();
             touched.dedup();
             for token in touched.drain(..) {
                 self.drive(token, Connection::drive);
             }
-            self.touched = touched;
-
-            // 6. Slow turn?
-            let turn = self.now.elapsed();
-            if turn > SLOW_TURN {
-                match self.slowest.take() {
-                    Some((took, handler)) => log::warn!(
-                        "slow reactor turn: {} ms (handler {handler} ran {} ms on the reactor; \
-                         every other connection waited)",
-                        turn.as_millis(),
-                        took.as_millis()
-                    ),
-                    None => log::warn!("slow reactor turn: {} ms", turn.as_millis()),
-                }
+            self.scratch.touched = touched;
+            // A connection closed in steps 7–8 may have made room for one waiting in the backlog.
+            if std::mem::take(&mut self.acceptor.resumed) {
+                self.accept_all();
             }
-            self.slowest = None;
 
-            // 7. Done draining?
-            if self.drain_idle_deadline.is_some() && self.connections.is_empty() {
+            // 9. Housekeeping.
+            self.after_turn();
+
+            // 10. Done draining?
+            if self.lifecycle.is_draining() && self.connections.is_empty() {
                 log::info!("drained: every connection closed");
                 return Ok(Exit::Graceful);
             }
         }
     }
 
-    /// Call `step` on the connection `token` with the reactor's services, then act on what it
-    /// returns.
+    /// Call `step` on the connection `token` with what the reactor lends it, then act on what
+    /// it returns.
     fn drive(
         &mut self,
         token: usize,
-        step: impl FnOnce(&mut Connection, &mut Services<'_>) -> Next,
+        step: impl FnOnce(&mut Connection, &mut TurnContext<'_>) -> Next,
     ) {
         let Some(conn) = self.connections.get_mut(token) else {
             return; // closed earlier in this turn
         };
-        let mut services = Services {
+        let mut turn = TurnContext {
             now: self.now,
             config: &self.config,
             router: &self.router,
             pool: &self.pool,
             timers: &mut self.timers,
             date: &self.date,
-            drain_idle_deadline: self.drain_idle_deadline,
-            read_buf: &mut self.read_buf,
-            out: &mut self.out,
-            slowest: &mut self.slowest,
+            drain: self.lifecycle.grace(),
+            read_buf: &mut self.scratch.read_buf,
+            out: &mut self.scratch.out,
+            slowest: &mut self.scratch.slowest,
         };
-        let next = step(conn, &mut services);
+        let next = step(conn, &mut turn);
         // Whatever happened, the shared output buffer is empty for the next connection.
-        self.out.clear();
+        self.scratch.out.clear();
         match next {
             Next::Wait => {}
-            Next::Again => self.again.push(token),
+            Next::Again => self.scratch.yielded.push(token),
             Next::Close => self.close(token),
         }
     }
 
-    /// Accept until `WouldBlock` — edge-triggered, so stopping early would lose the wake-up —
-    /// or until a limit makes us pause.
+    /// Step 6: accept until `WouldBlock` — edge-triggered, so stopping early would lose the
+    /// wake-up — or until a limit makes us pause.
     fn accept_all(&mut self) {
-        while self.accepting == Accepting::Open {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            if self.connections.len() >= self.config.max_connections {
-                log::warn!(
-                    "{} connections open (--max-connections): pausing accept",
-                    self.connections.len()
-                );
-                self.accepting = Accepting::AtCapacity;
+        while self.acceptor.is_open() {
+            // At the cap, a new client is admitted only if an idle connection can make room
+            // for it; which one is decided before accepting, and it is closed only once a
+            // client has actually been accepted.
+            let full = self.connections.len() >= self.config.max_connections;
+            if full && self.idle_candidate().is_none() {
+                if let Some(held_back) = self.acceptor.capacity_log.allow(self.now) {
+                    log::warn!(
+                        "{} connections open (--max-connections) and none idle: pausing accept \
+                         ({held_back} more such pauses not logged)",
+                        self.connections.len()
+                    );
+                }
+                self.acceptor.state = Accepting::AtCapacity;
+                // Resumes when a connection closes, or at this timer: by then one may be idle.
+                self.timers
+                    .insert(self.now + ACCEPT_BACKOFF, TimerKind::ResumeAccept);
                 return;
             }
-            match listener.accept() {
-                Ok((stream, peer)) => self.register(stream, peer),
-                // The backlog is empty: the next connection will raise a new event.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                // The client gave up between SYN and accept, or a signal interrupted us: next.
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: we are out of resources. Retrying now would
-                // fail again (or spin), so pause and let the back-off timer bring us back.
-                Err(err) => {
-                    log::error!(
-                        "accept failed: {err}; pausing accept for {} ms",
-                        ACCEPT_BACKOFF.as_millis()
-                    );
-                    self.accepting = Accepting::BackingOff;
+            match self.acceptor.accept() {
+                Accepted::Connection(stream, peer) => {
+                    if full {
+                        self.evict_idle();
+                    }
+                    self.register(stream, peer);
+                }
+                Accepted::Empty | Accepted::Closed => return,
+                Accepted::Skipped => {}
+                Accepted::OutOfResources(err) => {
+                    if let Some(held_back) = self.acceptor.resource_log.allow(self.now) {
+                        log::error!(
+                            "accept failed: {err}; pausing accept for {} ms \
+                             ({held_back} more such failures not logged)",
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                    }
+                    self.acceptor.state = Accepting::BackingOff;
                     self.timers
                         .insert(self.now + ACCEPT_BACKOFF, TimerKind::ResumeAccept);
                 }
             }
+        }
+    }
+
+    /// The longest-idle keep-alive connection, if any: the one to close when a new client needs
+    /// its place. One scan of the connections finds a batch of them for the turn.
+    fn idle_candidate(&mut self) -> Option<usize> {
+        if self.acceptor.eviction_candidates.is_empty() {
+            self.acceptor.eviction_candidates = longest_idle(
+                self.connections
+                    .iter()
+                    .map(|(token, conn)| (token, conn.idle_since())),
+                EVICTION_BATCH,
+            );
+        }
+        // Candidates found earlier this turn may have become busy (or closed) since.
+        while let Some(&token) = self.acceptor.eviction_candidates.last() {
+            let still_idle = self
+                .connections
+                .get(token)
+                .is_some_and(|conn| conn.idle_since().is_some());
+            if still_idle {
+                return Some(token);
+            }
+            self.acceptor.eviction_candidates.pop();
+        }
+        None
+    }
+
+    /// Close the longest-idle keep-alive connection to make room for a client just accepted.
+    fn evict_idle(&mut self) {
+        let Some(token) = self.idle_candidate() else {
+            return;
+        };
+        self.acceptor.eviction_candidates.pop();
+        self.close(token);
+        self.acceptor.evicted += 1;
+        if let Some(held_back) = self.acceptor.capacity_log.allow(self.now) {
+            log::warn!(
+                "{} connections open (--max-connections): closing idle keep-alive connections \
+                 to admit new clients ({} so far, {held_back} lines not logged)",
+                self.connections.len() + 1,
+                self.acceptor.evicted
+            );
         }
     }
 
@@ -467,8 +530,8 @@ impl Reactor {
         self.drive(token, Connection::drive);
     }
 
-    /// Remove a connection: cancel its jobs, deregister, close. Resume accepting if we were at
-    /// the cap.
+    /// Remove a connection: cancel its jobs, deregister, close. If accepting was paused at the
+    /// cap, it resumes (step 8 accepts again).
     fn close(&mut self, token: usize) {
         let Some(mut conn) = self.connections.remove(token) else {
             return;
@@ -476,30 +539,27 @@ impl Reactor {
         conn.cancel_jobs();
         deregister(self.poll.registry(), conn.stream_mut());
         drop(conn); // closes the socket
-        if self.accepting == Accepting::AtCapacity {
-            self.accepting = Accepting::Open;
-            self.accept_all();
-        }
+        self.acceptor.on_close();
     }
 
-    /// Step 3, WAKER: take every finished job (wakes coalesce, so one event may stand for
-    /// many) and file each response with its connection.
-    fn drain_completions(&mut self) {
+    /// Step 4: take every finished job (wakes coalesce, so one event may stand for many) and
+    /// file each with its connection.
+    fn take_completions(&mut self) {
         self.pool.begin_drain();
         while let Some(completion) = self.pool.try_completion() {
             let token = completion.ticket.owner;
-            if self.connections.get_mut(token).is_some() {
-                self.drive(token, |conn, sv| {
-                    conn.complete(completion, sv);
+            if self.connections.get(token).is_some() {
+                self.drive(token, |conn, turn| {
+                    conn.complete(completion, turn);
                     Next::Wait
                 });
-                self.touched.push(token);
+                self.scratch.touched.push(token);
             }
             // else: the client left; its job was cancelled or finished for nobody.
         }
     }
 
-    /// Step 3, SIGNAL: empty the self-pipe and begin the drain.
+    /// Step 5: empty the self-pipe; SIGINT/SIGTERM begin the drain.
     fn read_signals(&mut self) {
         use std::io::Read;
         let mut buf = [0u8; 64];
@@ -513,7 +573,7 @@ impl Reactor {
                             signal_name(signal)
                         );
                     }
-                    self.shutdown.store(true, Ordering::SeqCst);
+                    self.shutdown_requested.store(true, Ordering::Release);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break, // WouldBlock: empty
@@ -521,47 +581,45 @@ impl Reactor {
         }
     }
 
-    /// The graceful drain (SPEC §4.6): readiness flips to 503; connections waiting in the
-    /// backlog are accepted and the listener closed; requests already received are answered,
-    /// the last with `Connection: close`; idle connections get [`DRAIN_IDLE_GRACE`] to deliver a
-    /// request already on the wire, then close. The pool finishes its jobs. After
-    /// `--shutdown-timeout`, whatever is left is aborted.
+    /// Begin the graceful drain (see `drain.rs`).
     fn begin_drain(&mut self) {
         log::info!(
             "draining {} connections (up to {} s)",
             self.connections.len(),
             self.config.shutdown_timeout.as_secs_f64()
         );
+        // Connections already in the backlog were promised an answer: take them first.
         self.accept_all();
-        if let Some(mut listener) = self.listener.take() {
+        if let Some(mut listener) = self.acceptor.close() {
             deregister(self.poll.registry(), &mut listener);
         }
-        self.drain_idle_deadline = Some(self.now + DRAIN_IDLE_GRACE);
-        self.timers.insert(
-            self.now + self.config.shutdown_timeout,
-            TimerKind::ShutdownDeadline,
-        );
+        let deadline = self.now + self.config.shutdown_timeout;
+        self.lifecycle = Lifecycle::Draining {
+            grace: self.now + DRAIN_IDLE_GRACE,
+            deadline,
+        };
+        self.timers.insert(deadline, TimerKind::ShutdownDeadline);
         for token in self.connections.tokens() {
             self.drive(token, Connection::begin_drain);
         }
     }
 
-    /// Step 4: pop and act on every expired timer. Returns `Some` if the drain timed out.
+    /// Step 7: pop and act on every expired timer. Returns `Some` if the drain timed out.
     fn fire_timers(&mut self) -> Option<Exit> {
         while let Some((at, kind)) = self.timers.pop_expired(self.now) {
             match kind {
                 TimerKind::Connection { token } => {
-                    self.drive(token, |conn, sv| conn.on_deadline(at, sv));
+                    self.drive(token, |conn, turn| conn.on_deadline(at, turn));
                 }
                 TimerKind::Request { token, seq } => {
                     if let Some(conn) = self.connections.get_mut(token) {
                         conn.on_request_timer(seq);
-                        self.touched.push(token);
+                        self.scratch.touched.push(token);
                     }
                 }
                 TimerKind::ResumeAccept => {
-                    if self.accepting == Accepting::BackingOff {
-                        self.accepting = Accepting::Open;
+                    if self.acceptor.state != Accepting::Open {
+                        self.acceptor.state = Accepting::Open;
                         self.accept_all();
                     }
                 }
@@ -576,6 +634,38 @@ impl Reactor {
             }
         }
         None
+    }
+
+    /// Step 9: the slow-turn warning, turn statistics, and timer-heap compaction.
+    fn after_turn(&mut self) {
+        let turn = self.now.elapsed();
+        if turn > SLOW_TURN {
+            match self.scratch.slowest.take() {
+                Some((took, handler)) => log::warn!(
+                    "slow reactor turn: {} ms (handler {handler} ran {} ms on the reactor; \
+                     every other connection waited)",
+                    turn.as_millis(),
+                    took.as_millis()
+                ),
+                None => log::warn!("slow reactor turn: {} ms", turn.as_millis()),
+            }
+        }
+        self.scratch.slowest = None;
+        self.stats.record(turn, self.now);
+
+        if self.timers.needs_compaction() {
+            let connections = &self.connections;
+            let dropped = self.timers.compact(|at, kind| match kind {
+                TimerKind::Connection { token } | TimerKind::Request { token, .. } => connections
+                    .get(token)
+                    .is_some_and(|conn| conn.wants_timer(at, kind)),
+                TimerKind::ResumeAccept | TimerKind::ShutdownDeadline => true,
+            });
+            log::debug!(
+                "timer heap compacted: {dropped} dead entries dropped, {} kept",
+                self.timers.len()
+            );
+        }
     }
 }
 

@@ -1,0 +1,84 @@
+//! The graceful drain: how a running server stops without dropping a request.
+//!
+//! A drain begins on SIGINT/SIGTERM or [`ShutdownHandle::shutdown`]. From then on:
+//!
+//! 1. `/readyz` answers 503, so a load balancer stops sending new clients;
+//! 2. connections already waiting in the backlog are accepted, then the listener closes (new
+//!    ones are refused by the kernel);
+//! 3. every request already received is answered, the last on each connection with
+//!    `Connection: close`;
+//! 4. idle connections get a short grace period ([`DRAIN_IDLE_GRACE`]) to deliver a request
+//!    already on the wire, then close;
+//! 5. the run ends when no connection is left, and the pool's workers are joined;
+//! 6. after `--shutdown-timeout`, whatever is left is aborted and the process exits 1.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+
+/// How long idle keep-alive connections stay open once a drain begins, so a request already on
+/// its way is answered (with `Connection: close`) instead of meeting a closed socket.
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
+
+/// How a server run ended; [`Exit::code`] is the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Drained: every request answered, every worker idle.
+    Graceful,
+    /// `--shutdown-timeout` passed with work still in progress; it was aborted.
+    TimedOut,
+}
+
+impl Exit {
+    /// 0 for a graceful exit, 1 when the drain timed out.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Graceful => 0,
+            Exit::TimedOut => 1,
+        }
+    }
+}
+
+/// Asks a running server to drain and stop, from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    pub(super) requested: Arc<AtomicBool>,
+    pub(super) waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Begin the graceful drain (like SIGTERM).
+    pub fn shutdown(&self) {
+        // Store, then wake: the reactor reads the flag after the wake-up it causes.
+        self.requested.store(true, Ordering::Release);
+        if let Err(err) = self.waker.wake() {
+            log::error!("shutdown: waking the reactor failed: {err}");
+        }
+    }
+}
+
+/// Where the server is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Serving.
+    Running,
+    /// Draining: idle connections close at `grace`; everything is aborted at `deadline`.
+    Draining { grace: Instant, deadline: Instant },
+}
+
+impl Lifecycle {
+    /// The idle grace deadline, once draining.
+    pub fn grace(self) -> Option<Instant> {
+        match self {
+            Lifecycle::Running => None,
+            Lifecycle::Draining { grace, .. } => Some(grace),
+        }
+    }
+
+    /// True once a drain has begun.
+    pub fn is_draining(self) -> bool {
+        self != Lifecycle::Running
+    }
+}
