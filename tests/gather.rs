@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,9 @@ use evloop::pool::Work;
 use evloop::router::{Reply, Router};
 
 use common::{get, spawn_in_process, test_config, Client};
+
+/// Set by the long part of `/error-part` when it sees its cancel flag.
+static SIBLING_SAW_CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// A part that sleeps `ms` on its worker and answers with its worker number.
 fn part(name: &'static str, ms: u64) -> Work<Response> {
@@ -49,6 +53,21 @@ fn server(pool: usize, queue: usize) -> SocketAddr {
             Reply::gather(vec![part("ok", 10)], |_| {
                 panic!("this join fails on purpose")
             })
+        })
+        .route(Method::Get, "/error-part", |_, _| {
+            let refuses: Work<Response> = Box::new(|_| Response::text(422, "cannot"));
+            let long: Work<Response> = Box::new(|job| {
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_secs(2) {
+                    if job.is_cancelled() {
+                        SIBLING_SAW_CANCEL.store(true, Ordering::SeqCst);
+                        return Response::text(200, "stopped early");
+                    }
+                    sleep(Duration::from_millis(5));
+                }
+                Response::text(200, "ran to the end")
+            });
+            Reply::gather(vec![refuses, long], join_bodies)
         })
         .route(Method::Get, "/one", |_, _| {
             Reply::gather(vec![part("solo", 300)], join_bodies)
@@ -149,4 +168,27 @@ fn a_gather_that_does_not_fit_the_queue_is_503() {
     assert_eq!(client.request(get("/one")).status, 200);
     let took = started.elapsed();
     assert!(took < Duration::from_millis(550), "took {took:?}");
+}
+
+/// A part that answers with an error (any 4xx/5xx, not only a panic) is the request's answer at
+/// once, and its sibling is cancelled instead of running to the end for nobody.
+#[test]
+fn an_error_part_answers_at_once_and_cancels_its_sibling() {
+    let addr = server(2, 8);
+    let mut client = Client::connect(addr);
+    let started = Instant::now();
+    let response = client.request(get("/error-part"));
+    assert_eq!(response.status, 422);
+    assert_eq!(response.text(), "cannot");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "answered after {:?}: the failure waited for its sibling",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !SIBLING_SAW_CANCEL.load(Ordering::SeqCst) && Instant::now() < deadline {
+        sleep(Duration::from_millis(10));
+    }
+    assert!(SIBLING_SAW_CANCEL.load(Ordering::SeqCst), "the sibling was cancelled");
+    assert_eq!(client.request(get("/plaintext")).status, 200);
 }

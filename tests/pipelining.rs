@@ -213,3 +213,50 @@ fn non_reading_clients_cannot_grow_memory() {
         started.elapsed()
     );
 }
+
+/// A full pipeline with requests still buffered: one write holds a 50 ms sleep followed by 39
+/// instant requests. Only 32 fit in the pipeline at once; the rest wait in the connection's
+/// buffer and must be decoded as soon as the sleep's answer frees room — no socket event will
+/// come for bytes already read. All 40 answers arrive, in order, long before any timeout.
+#[test]
+fn requests_left_in_a_full_pipeline_are_answered_when_room_frees() {
+    let server = spawn_binary(&["--pool", "1", "--header-timeout", "3"]);
+    for instant in [32, 39] {
+        let mut client = Client::connect(server.addr());
+        let mut batch = get("/sleep?ms=50");
+        for _ in 0..instant {
+            batch.push_str(&get("/plaintext"));
+        }
+        let started = Instant::now();
+        client.send(batch);
+        assert_eq!(client.read_response().text(), r#"{"slept_ms":50}"#);
+        for i in 0..instant {
+            assert_eq!(client.read_response().text(), "Hello, World!", "answer {i}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "1 sleep + {instant} plaintext took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Equal delays in a full pipeline: 100 `/sleep?ms=20` in one write finish in batches of at most
+/// 32 (the pipeline limit), every one answered, in order.
+#[test]
+fn a_hundred_equal_sleeps_in_one_write_are_all_answered_in_order() {
+    let server = spawn_binary(&["--pool", "1", "--header-timeout", "3"]);
+    let mut client = Client::connect(server.addr());
+    let batch: String = (0..100).map(|_| get("/sleep?ms=20")).collect();
+    let started = Instant::now();
+    client.send(batch);
+    for i in 0..100 {
+        let response = client.read_response();
+        assert_eq!(response.text(), r#"{"slept_ms":20}"#, "answer {i}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -149,3 +149,44 @@ fn waiting_for_a_response_is_not_idle() {
     let response = client.request(get("/sleep?ms=800"));
     assert_eq!(response.text(), r#"{"slept_ms":800}"#);
 }
+
+/// Empty lines between requests are not requests: a client that sends a bare CRLF every 200 ms
+/// cannot keep an idle connection open past `--keep-alive-timeout`.
+#[test]
+fn a_crlf_drip_does_not_keep_an_idle_connection_open() {
+    let server = spawn_binary(&["--pool", "1", "--keep-alive-timeout", "0.6"]);
+    let mut client = Client::connect(server.addr());
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+    let mut drip = client.stream().try_clone().expect("clone the socket");
+    let stop = Arc::new(AtomicBool::new(false));
+    let dripping = Arc::clone(&stop);
+    let dripper = thread::spawn(move || {
+        while !dripping.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(200));
+            if drip.write_all(b"\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    let idle_since = Instant::now();
+    client.assert_closed_silently(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    let _ = dripper.join();
+    assert!(
+        idle_since.elapsed() < Duration::from_millis(2000),
+        "closed only after {:?}",
+        idle_since.elapsed()
+    );
+}
+
+/// A `/sleep` is a request like any other: past `--request-timeout` it is answered 504, and the
+/// connection goes on.
+#[test]
+fn a_sleep_longer_than_the_request_timeout_gets_504() {
+    let server = spawn_binary(&["--pool", "1", "--request-timeout", "0.5"]);
+    let mut client = Client::connect(server.addr());
+    let started = Instant::now();
+    assert_eq!(client.request(get("/sleep?ms=3000")).status, 504);
+    assert!(started.elapsed() < Duration::from_millis(2000));
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+}

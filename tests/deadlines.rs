@@ -1,0 +1,116 @@
+//! Deadlines that apply at the same time never hide one another, and a closing connection's
+//! lingering read is bounded: what a slow or hostile client cannot make the server do.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use evloop::config::Config;
+use evloop::http::{Body, Method, Response};
+use evloop::router::{Reply, Router};
+
+use common::{get, parse_response, spawn_in_process, test_config};
+
+/// A server with a 4 MiB response (more than the socket buffers hold) and a job that takes 3 s.
+fn server(request_timeout: Duration) -> std::net::SocketAddr {
+    let router = Router::new()
+        .route(Method::Get, "/big", |_, _| {
+            Response {
+                body: Body::Owned(vec![b'x'; 4 << 20]),
+                ..Response::text(200, "")
+            }
+            .into()
+        })
+        .route(Method::Get, "/slow-job", |_, _| {
+            Reply::offload(|_| {
+                thread::sleep(Duration::from_millis(3000));
+                Response::text(200, "late")
+            })
+        })
+        .route(Method::Get, "/plaintext", |_, _| {
+            Response::text(200, "Hello, World!").into()
+        });
+    spawn_in_process(
+        Config {
+            request_timeout,
+            ..test_config()
+        },
+        router,
+    )
+}
+
+/// A client that does not read (the send timeout is in force) while a job behind its big
+/// response runs past `--request-timeout`: the job's deadline still fires, and the client finds
+/// a 504 behind the big response when it reads — not the job's late 200.
+#[test]
+fn a_slow_reader_does_not_hide_a_request_timeout() {
+    let addr = server(Duration::from_millis(500));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(format!("{}{}", get("/big"), get("/slow-job")).as_bytes())
+        .unwrap();
+    // Do not read for 1.5 s: the output stalls, the job's deadline (0.5 s) passes meanwhile.
+    thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut responses = Vec::new();
+    while responses.len() < 2 {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(err) => panic!("read: {err}"),
+        }
+        while let Ok(Some((response, used))) = parse_response(&bytes, false) {
+            responses.push(response);
+            bytes.drain(..used);
+        }
+    }
+    assert_eq!(responses.len(), 2, "two responses");
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(responses[1].status, 504, "the job's deadline fired");
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "the 504 was ready before the 3 s job ended; reading took {:?}",
+        started.elapsed()
+    );
+}
+
+/// After its last response, a closing connection reads and discards what the client still
+/// sends (so the response is not reset), but only so much: a client that keeps sending is
+/// disconnected after about 1 MiB instead of being read from for the whole linger period, and
+/// other clients are served meanwhile.
+#[test]
+fn a_lingering_close_is_bounded() {
+    let addr = server(Duration::from_secs(60));
+    let mut hostile = TcpStream::connect(addr).unwrap();
+    hostile
+        .write_all(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    hostile
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let writer = thread::spawn(move || {
+        let chunk = vec![b'z'; 64 * 1024];
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while sent < (64 << 20) && started.elapsed() < Duration::from_secs(5) {
+            match hostile.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => return Some(sent),
+            }
+        }
+        None
+    });
+    let mut other = common::Client::connect(addr);
+    assert_eq!(other.request(get("/plaintext")).text(), "Hello, World!");
+    let sent = writer.join().unwrap();
+    let sent = sent.expect("the server kept reading 64 MiB (or 5 s) of junk after closing");
+    assert!(sent < (16 << 20), "disconnected only after {sent} bytes");
+}
