@@ -1,4 +1,4 @@
-//! The audio endpoints (SPEC §2): `POST /snr-detect`, `/speaker-count` and `/analyze` over real
+//! The audio endpoints: `POST /snr-detect`, `/speaker-count` and `/analyze` over real
 //! sockets, driven by the committed fixtures in `tests/fixtures/audio/` and their `labels.json`
 //! (made by `scripts/dataset/make_dataset.py`): every decode path and every error status, the
 //! answers' accuracy within generous bounds, and the three endpoints agreeing with each other.
@@ -353,4 +353,33 @@ fn low_sample_rates_are_refused_at_once() {
     let floor = client.request(post("/snr-detect", &wav_8bit_mono(8_000, 8_000)));
     assert_eq!(floor.status, 200, "{}", floor.text());
     assert_eq!(floor.json()["sample_rate"], 8_000);
+}
+
+/// Every answer of the audio endpoints is about one upload and says `Cache-Control: no-store`
+/// exactly once: a result from one job, from a gather of two (`/analyze`), from the reactor
+/// (`mode=inline`), a decode error from a worker, and a bad query refused on the reactor.
+#[test]
+fn audio_answers_are_not_stored() {
+    let server = server();
+    let mut client = Client::connect(server.addr());
+    let good = wav("fmt_short_0p3s.wav");
+    for (path, body, status) in [
+        ("/snr-detect", &good, 200),
+        ("/speaker-count", &good, 200),
+        ("/analyze", &good, 200),
+        ("/analyze?mode=inline", &good, 200),
+        ("/snr-detect", &wav("bad_text.wav"), 415),
+        ("/analyze", &wav("bad_trunc_data.wav"), 400),
+        (
+            "/speaker-count?mode=inline",
+            &wav("bad_zero_samples.wav"),
+            422,
+        ),
+        ("/analyze?vad_hop_size=1", &good, 400),
+    ] {
+        let response = client.request(post(path, body));
+        assert_eq!(response.status, status, "{path}: {}", response.text());
+        assert_eq!(response.header_count("cache-control"), 1, "{path}");
+        assert_eq!(response.header("cache-control"), Some("no-store"), "{path}");
+    }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::no_store;
 use crate::audio::{Analyzer, Clip, SnrReport, SpeakerReport, VadParams, HOP_RANGE};
 use crate::error::Error;
 use crate::http::{Body, Method, Request, Response};
@@ -44,16 +45,23 @@ pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64) -> Rout
         max_seconds,
     });
     let (snr, speakers, both) = (Arc::clone(&app), Arc::clone(&app), app);
+    // Every answer, errors included, is about one upload: never to be stored by a cache.
     router
-        .route(Method::Post, "/snr-detect", move |req, _| {
-            handle(&snr, req, Analysis::Snr)
-        })
-        .route(Method::Post, "/speaker-count", move |req, _| {
-            handle(&speakers, req, Analysis::Speakers)
-        })
-        .route(Method::Post, "/analyze", move |req, _| {
-            handle(&both, req, Analysis::Both)
-        })
+        .route(
+            Method::Post,
+            "/snr-detect",
+            no_store(move |req, _| handle(&snr, req, Analysis::Snr)),
+        )
+        .route(
+            Method::Post,
+            "/speaker-count",
+            no_store(move |req, _| handle(&speakers, req, Analysis::Speakers)),
+        )
+        .route(
+            Method::Post,
+            "/analyze",
+            no_store(move |req, _| handle(&both, req, Analysis::Both)),
+        )
 }
 
 /// Validate the query, take the body, and decide where the work runs.
