@@ -3,8 +3,9 @@
 //!
 //! # Theory of operation
 //!
-//! Everything here is classical signal processing, ported number for number from the Python
-//! reference (`reference_estimates.py`, described in `research/inference.md`). One request runs
+//! Everything here is classical signal processing, ported number for number from a Python
+//! reference estimator (`reference_estimates.py`, kept outside this repository;
+//! `scripts/dataset/evaluate.py --reference` compares the two clip by clip). One request runs
 //! these stages, in this order:
 //!
 //! 1. **decode** (`wav.rs`): walk the RIFF chunks, decode the samples (hound), mix the channels

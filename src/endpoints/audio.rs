@@ -1,4 +1,5 @@
-//! The audio endpoints: the CPU-heavy "inference" of the notes, on the pool.
+//! The audio endpoints: CPU-heavy "inference" on an upload, the work a FastAPI service would hand
+//! to `run_in_threadpool`, here on the pool.
 //!
 //! | endpoint | jobs | asyncio equivalent |
 //! |---|---|---|
@@ -10,8 +11,8 @@
 //! demonstration: every other connection waits, and the slow-turn warning says so.
 //!
 //! The [`Analyzer`] (FFT plans, filterbanks, tables: the "model") is built once per process and
-//! shared by every worker through an `Arc`: the notes' "one singleton per process", without a
-//! copy per thread. What each number means, and how accurate it is, is in `docs/AUDIO.md`.
+//! shared by every worker through an `Arc`: one model per process, as a Python service loads its
+//! model once per worker process, but without a copy per thread. What each number means, and how accurate it is, is in `docs/AUDIO.md`.
 
 use std::sync::Arc;
 
