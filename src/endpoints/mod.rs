@@ -15,7 +15,7 @@
 //! way (RFC 9111 §4.2.2, "heuristic freshness"). That is right for the fixed answers
 //! (`/plaintext`, `/json`, `/`, `/healthz`) and wrong for the ones computed for one request: a
 //! timing, a worker number, a readiness that flips during a drain, the analysis of an upload.
-//! Those handlers are registered through [`no_store`], so every answer they give, errors
+//! Those handlers are registered through `no_store`, so every answer they give, errors
 //! included and wherever it is produced (reactor, timer, worker, gather), says
 //! `Cache-Control: no-store` (RFC 9111 §5.2.2.5).
 
