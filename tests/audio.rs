@@ -1,4 +1,4 @@
-//! The audio endpoints (SPEC §2): `POST /snr-detect`, `/speaker-count` and `/analyze` over real
+//! The audio endpoints: `POST /snr-detect`, `/speaker-count` and `/analyze` over real
 //! sockets, driven by the committed fixtures in `tests/fixtures/audio/` and their `labels.json`
 //! (made by `scripts/dataset/make_dataset.py`): every decode path and every error status, the
 //! answers' accuracy within generous bounds, and the three endpoints agreeing with each other.
@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -290,4 +291,95 @@ fn too_long_and_wrong_method() {
     assert_eq!(response.header("allow"), Some("POST"));
     let short = client.request(post("/snr-detect", &wav("fmt_short_0p3s.wav")));
     assert_eq!(short.status, 200);
+}
+
+/// An 8-bit mono PCM WAV of `frames` samples whose header says `rate` Hz: the fewest bytes a
+/// client can send per second of audio.
+fn wav_8bit_mono(rate: u32, frames: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(b"RIFF");
+    body.extend_from_slice(&(36 + frames + (frames & 1)).to_le_bytes());
+    body.extend_from_slice(b"WAVEfmt ");
+    body.extend_from_slice(&16u32.to_le_bytes());
+    body.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    body.extend_from_slice(&1u16.to_le_bytes()); // mono
+    body.extend_from_slice(&rate.to_le_bytes());
+    body.extend_from_slice(&rate.to_le_bytes()); // byte rate: one byte a frame
+    body.extend_from_slice(&1u16.to_le_bytes()); // block align
+    body.extend_from_slice(&8u16.to_le_bytes()); // bits
+    body.extend_from_slice(b"data");
+    body.extend_from_slice(&frames.to_le_bytes());
+    body.extend((0..frames).map(|n| 128u8.wrapping_add((n % 7) as u8 * 9)));
+    if frames & 1 == 1 {
+        body.push(0); // RIFF pad byte
+    }
+    body
+}
+
+/// The work a request causes is bounded by its body: a 29 KB file that claims 4 Hz (two hours
+/// of audio, which would be 115 million samples and a gigabyte once resampled to 16 kHz) is
+/// refused at once with 415 and a message naming the rate floor, on every audio endpoint and
+/// even with `--max-audio-seconds 7200`; the connection stays usable, and 8 kHz, the floor,
+/// is analysed.
+#[test]
+fn low_sample_rates_are_refused_at_once() {
+    let server = spawn_binary(&["--pool", "1", "--max-audio-seconds", "7200"]);
+    let mut client = Client::connect(server.addr());
+    let tiny = wav_8bit_mono(4, 4 * 7200);
+    assert!(tiny.len() < 30_000);
+    for path in [
+        "/snr-detect",
+        "/speaker-count",
+        "/analyze",
+        "/analyze?mode=inline",
+    ] {
+        let started = Instant::now();
+        let response = client.request(post(path, &tiny));
+        let took = started.elapsed();
+        let message = response.assert_json_error(415);
+        assert!(
+            message.contains("4 Hz") && message.contains("8000 Hz"),
+            "{path}: {message}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "{path}: refused after {took:?}"
+        );
+    }
+    for rate in [1_000, 7_999] {
+        let response = client.request(post("/snr-detect", &wav_8bit_mono(rate, rate)));
+        response.assert_json_error(415);
+    }
+    let floor = client.request(post("/snr-detect", &wav_8bit_mono(8_000, 8_000)));
+    assert_eq!(floor.status, 200, "{}", floor.text());
+    assert_eq!(floor.json()["sample_rate"], 8_000);
+}
+
+/// Every answer of the audio endpoints is about one upload and says `Cache-Control: no-store`
+/// exactly once: a result from one job, from a gather of two (`/analyze`), from the reactor
+/// (`mode=inline`), a decode error from a worker, and a bad query refused on the reactor.
+#[test]
+fn audio_answers_are_not_stored() {
+    let server = server();
+    let mut client = Client::connect(server.addr());
+    let good = wav("fmt_short_0p3s.wav");
+    for (path, body, status) in [
+        ("/snr-detect", &good, 200),
+        ("/speaker-count", &good, 200),
+        ("/analyze", &good, 200),
+        ("/analyze?mode=inline", &good, 200),
+        ("/snr-detect", &wav("bad_text.wav"), 415),
+        ("/analyze", &wav("bad_trunc_data.wav"), 400),
+        (
+            "/speaker-count?mode=inline",
+            &wav("bad_zero_samples.wav"),
+            422,
+        ),
+        ("/analyze?vad_hop_size=1", &good, 400),
+    ] {
+        let response = client.request(post(path, body));
+        assert_eq!(response.status, status, "{path}: {}", response.text());
+        assert_eq!(response.header_count("cache-control"), 1, "{path}");
+        assert_eq!(response.header("cache-control"), Some("no-store"), "{path}");
+    }
 }

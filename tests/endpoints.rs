@@ -1,5 +1,6 @@
-//! The built-in endpoints (SPEC §2) and the headers every response carries (SPEC §3): `Date` in
-//! IMF-fixdate, `Server: evloop`, `Content-Type`, `Content-Length`.
+//! The built-in endpoints and the headers every response carries: `Date` in IMF-fixdate,
+//! `Server: evloop`, `Content-Type`, `Content-Length`; and `Cache-Control: no-store` on exactly
+//! the answers computed for one request.
 
 mod common;
 
@@ -226,5 +227,50 @@ fn head_on_deferred_and_pooled_responses() {
             .unwrap_or_else(|| panic!("{path}: no Content-Length in {head:?}"));
         assert!(length > 0, "{path}: HEAD announces the GET body's length");
         assert_eq!(client.read_response().text(), "Hello, World!", "{path}");
+    }
+}
+
+/// Answers computed for one request — a timer, a pool job, a burn on the reactor, readiness —
+/// say `Cache-Control: no-store` exactly once, their errors (a bad or missing query) too, and
+/// for `HEAD` as for `GET`; so no cache may store them and serve them to someone else.
+#[test]
+fn per_request_answers_are_not_stored() {
+    let mut client = Client::connect(server());
+    for (path, status) in [
+        ("/cpu?ms=1", 200),
+        ("/cpu?ms=1&mode=pool", 200),
+        ("/cpu?ms=1&mode=inline", 200),
+        ("/sleep?ms=1", 200),
+        ("/readyz", 200),
+        ("/cpu", 400),
+        ("/cpu?ms=x", 400),
+        ("/cpu?ms=1&mode=fast", 400),
+        ("/sleep?ms=-1", 400),
+    ] {
+        let response = client.request(get(path));
+        assert_eq!(response.status, status, "{path}: {}", response.text());
+        assert_eq!(response.header_count("cache-control"), 1, "{path}");
+        assert_eq!(response.header("cache-control"), Some("no-store"), "{path}");
+    }
+    for path in ["/cpu?ms=1", "/sleep?ms=1", "/readyz"] {
+        client.send(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let head = client.read_head_response();
+        assert_eq!(
+            head.header("cache-control"),
+            Some("no-store"),
+            "HEAD {path}"
+        );
+    }
+}
+
+/// Fixed answers stay cacheable: `/plaintext`, `/json`, `/` and `/healthz` carry no
+/// `Cache-Control`.
+#[test]
+fn fixed_answers_carry_no_cache_control() {
+    let mut client = Client::connect(server());
+    for path in ["/plaintext", "/json", "/", "/healthz"] {
+        let response = client.request(get(path));
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.header("cache-control"), None, "{path}");
     }
 }

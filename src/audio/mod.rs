@@ -3,13 +3,15 @@
 //!
 //! # Theory of operation
 //!
-//! Everything here is classical signal processing, ported number for number from the Python
-//! reference (`reference_estimates.py`, described in `research/inference.md`). One request runs
+//! Everything here is classical signal processing, ported number for number from a Python
+//! reference estimator (`reference_estimates.py`, kept outside this repository;
+//! `scripts/dataset/evaluate.py --reference` compares the two clip by clip). One request runs
 //! these stages, in this order:
 //!
 //! 1. **decode** (`wav.rs`): walk the RIFF chunks, decode the samples (hound), mix the channels
 //!    to mono by their mean, subtract the mean (DC), measure the WADA statistic at the file's own
-//!    rate, and resample to 16 kHz (`resample.rs`);
+//!    rate, and resample to 16 kHz (`resample.rs`). Rates from 8 kHz ([`MIN_SAMPLE_RATE`]) to
+//!    768 kHz are accepted, so the 16 kHz clip holds at most two samples per byte of body;
 //! 2. **frames** (`spectrum.rs`): a short-time Fourier transform, window 2·hop, hop as asked,
 //!    summed into the six WebRTC VAD bands;
 //! 3. **noise floor** (`noise.rs`): per band, the lowest mode of the histogram of log energies —
@@ -70,6 +72,16 @@ use self::spectrum::StftPlan;
 
 /// The rate every analysis runs at. Other rates are resampled to it on decode.
 pub const SAMPLE_RATE: u32 = 16_000;
+
+/// Lowest sample rate decoded; lower rates are refused as unsupported before any sample is read.
+///
+/// Two reasons, one per side of the request. The analysis needs it: the voice-activity band
+/// reaches 4 kHz, so a file must be sampled at 8 kHz or more to hold it (Nyquist), and 8 kHz is
+/// the lowest rate in common use for speech (telephony). And it keeps the work proportional to
+/// the upload: resampling to 16 kHz at most doubles the samples, so the clip the analyses read
+/// never holds more than two samples per byte of body (8-bit mono at 8 kHz is the worst case).
+/// Without a floor, a 2.4 KB file that claims 4 Hz would decode to 600 s of 16 kHz audio.
+pub const MIN_SAMPLE_RATE: u32 = 8_000;
 
 /// Accepted `vad_hop_size` values (samples at 16 kHz): 5 ms to 64 ms. Out-of-range hops are
 /// clamped into it by the analyses; the endpoint should reject them first.

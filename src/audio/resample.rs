@@ -19,7 +19,7 @@
 //! (p = index mod up); each output is then one short dot product over contiguous taps:
 //! 55 per output for 44.1 kHz, 61 for 48 kHz, 21 for 8 kHz.
 
-use super::{AudioError, SAMPLE_RATE};
+use super::{AudioError, MIN_SAMPLE_RATE, SAMPLE_RATE};
 
 /// Kaiser window shape parameter of `resample_poly`'s default window, `('kaiser', 5.0)`.
 const KAISER_BETA: f64 = 5.0;
@@ -41,7 +41,16 @@ pub(crate) struct Polyphase {
 }
 
 /// `Some((up, down))` that turns `rate` into 16 kHz, in lowest terms; `None` for 16 kHz.
+///
+/// Rates below [`MIN_SAMPLE_RATE`] are refused here as well as by the decoder: whoever calls
+/// it, the resampler never more than doubles its input (up/down ≤ 2), so its output, and the
+/// work on it, stays in proportion to the bytes that were sent.
 pub(crate) fn ratio_to_16k(rate: u32) -> Result<Option<(usize, usize)>, AudioError> {
+    if rate < MIN_SAMPLE_RATE {
+        return Err(AudioError::Unsupported(format!(
+            "sample rate {rate} Hz: at least {MIN_SAMPLE_RATE} Hz is needed"
+        )));
+    }
     let (target, rate) = (SAMPLE_RATE as usize, rate as usize);
     let g = gcd(target, rate);
     let (up, down) = (target / g, rate / g);
@@ -194,16 +203,35 @@ mod tests {
         assert_eq!(Polyphase::design(2, 1).apply(&[0.0; 7]).len(), 14);
     }
 
-    /// The ratio is reduced to lowest terms; 16 kHz needs none; odd rates are refused.
+    /// The ratio is reduced to lowest terms; 16 kHz needs none; odd rates are refused, and so
+    /// is every rate below 8 kHz.
     #[test]
     fn ratios() {
         assert_eq!(ratio_to_16k(16_000), Ok(None));
         assert_eq!(ratio_to_16k(44_100), Ok(Some((160, 441))));
         assert_eq!(ratio_to_16k(8_000), Ok(Some((2, 1))));
-        assert!(matches!(
-            ratio_to_16k(15_999),
-            Err(AudioError::Unsupported(_))
-        ));
+        for rate in [15_999, 7_999, 4_000, 1_000, 4, 1, 0] {
+            assert!(
+                matches!(ratio_to_16k(rate), Err(AudioError::Unsupported(_))),
+                "{rate}"
+            );
+        }
+    }
+
+    /// Over every rate the decoder could see (up to 768 kHz), an accepted one never more than
+    /// doubles the samples, and its filter stays within the tap budget: the resampled clip is
+    /// bounded by the input, whatever rate a header claims.
+    #[test]
+    fn every_accepted_rate_at_most_doubles_the_samples() {
+        let mut accepted = 0;
+        for rate in 0..=768_000 {
+            if let Ok(Some((up, down))) = ratio_to_16k(rate) {
+                assert!(up <= 2 * down, "{rate} Hz: {up}/{down}");
+                assert!(up.max(down) <= MAX_RATIO_TERM, "{rate} Hz: {up}/{down}");
+                accepted += 1;
+            }
+        }
+        assert!(accepted > 100, "only {accepted} rates accepted");
     }
 
     /// I0 agrees with tabulated values (Abramowitz & Stegun, table 9.8).

@@ -292,6 +292,52 @@ fn clip_at_8k() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// An 8-bit mono WAV body of `frames` samples of a 440 Hz tone at `sample_rate`, with the
+/// header saying whatever rate it is given: the cheapest body per second of audio.
+fn wav_8bit(frames: usize, sample_rate: u32) -> Result<Vec<u8>, hound::Error> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate,
+        bits_per_sample: 8,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut body = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut body, spec)?;
+    for n in 0..frames {
+        let phase = 2.0 * std::f64::consts::PI * 440.0 * n as f64 / f64::from(sample_rate);
+        writer.write_sample((phase.sin() * 100.0).round() as i8)?;
+    }
+    writer.finalize()?;
+    Ok(body.into_inner())
+}
+
+/// The work is bounded by the body: whatever rate the header claims, the 16 kHz clip the
+/// analyses read holds at most two samples per byte sent; a rate below 8 kHz, which would
+/// break that bound, is refused before a sample is read.
+#[test]
+fn decoded_clip_is_bounded_by_the_body() -> Result<(), Box<dyn std::error::Error>> {
+    let a = analyzer();
+    for rate in [8_000, 11_025, 12_000, 16_000, 22_050, 44_100, 96_000] {
+        let body = wav_8bit(rate as usize / 2, rate)?;
+        let c = a.decode(&body, 600.0)?;
+        assert!(
+            c.samples().len() <= 2 * body.len(),
+            "{rate} Hz: {} samples from {} bytes",
+            c.samples().len(),
+            body.len()
+        );
+    }
+    // 600 s at 4 Hz is 2.4 KB: it would have been 9.6 million samples at 16 kHz.
+    for rate in [4, 1_000, 7_999] {
+        let body = wav_8bit(rate as usize * 600, rate)?;
+        assert!(
+            matches!(a.decode(&body, 7_200.0), Err(AudioError::Unsupported(_))),
+            "{rate} Hz"
+        );
+    }
+    Ok(())
+}
+
 /// Every number in every report is finite, on clips built to provoke extremes: full-scale
 /// square waves, a single impulse, DC only.
 #[test]

@@ -19,7 +19,7 @@ const TABLE_START_DB: f64 = -20.0;
 
 /// G(SNR) for α = 0.4 at SNR = −20, −19, …, 100 dB (121 values, rising).
 ///
-/// Produced once, offline, by the reference's `wada_table()` (`reference_estimates.py`):
+/// Produced once, offline, by the Python reference estimator's `wada_table()`:
 /// deterministic Gauss–Legendre quadrature (3000 nodes, in t = x^α) of
 /// G = ln E|z| − E ln|z| with z = x + n, |x| ~ Gamma(0.4, 1) with a random sign,
 /// n ~ N(0, σ²), σ² = α(α + 1)/10^(SNR/10); E|z| from the folded-normal mean, E ln|z| from the

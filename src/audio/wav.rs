@@ -28,7 +28,7 @@
 
 use std::io::{Cursor, Read};
 
-use super::{resample, AudioError, ClipInfo};
+use super::{resample, AudioError, ClipInfo, MIN_SAMPLE_RATE};
 
 /// `WAVE_FORMAT_PCM`: integer samples.
 const TAG_PCM: u16 = 0x0001;
@@ -218,6 +218,14 @@ fn parse_format(fmt: &[u8]) -> Result<Format, AudioError> {
     if sample_rate > MAX_SAMPLE_RATE {
         return Err(AudioError::Unsupported(format!(
             "sample rate {sample_rate} Hz (at most {MAX_SAMPLE_RATE} Hz)"
+        )));
+    }
+    // Below the floor the voice band is missing, and upsampling would turn a few bytes into
+    // minutes of audio: refused from the header, for the cost of reading it.
+    if sample_rate < MIN_SAMPLE_RATE {
+        return Err(AudioError::Unsupported(format!(
+            "sample rate {sample_rate} Hz (at least {MIN_SAMPLE_RATE} Hz: \
+             the analysis needs the voice band up to 4 kHz)"
         )));
     }
     // Refuse a rate we cannot resample before reading any sample.

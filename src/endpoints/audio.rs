@@ -1,4 +1,5 @@
-//! The audio endpoints: the CPU-heavy "inference" of the notes, on the pool.
+//! The audio endpoints: CPU-heavy "inference" on an upload, the work a FastAPI service would hand
+//! to `run_in_threadpool`, here on the pool.
 //!
 //! | endpoint | jobs | asyncio equivalent |
 //! |---|---|---|
@@ -10,13 +11,14 @@
 //! demonstration: every other connection waits, and the slow-turn warning says so.
 //!
 //! The [`Analyzer`] (FFT plans, filterbanks, tables: the "model") is built once per process and
-//! shared by every worker through an `Arc`: the notes' "one singleton per process", without a
-//! copy per thread. What each number means, and how accurate it is, is in `docs/AUDIO.md`.
+//! shared by every worker through an `Arc`: one model per process, as a Python service loads its
+//! model once per worker process, but without a copy per thread. What each number means, and how accurate it is, is in `docs/AUDIO.md`.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::no_store;
 use crate::audio::{Analyzer, Clip, SnrReport, SpeakerReport, VadParams, HOP_RANGE};
 use crate::error::Error;
 use crate::http::{Body, Method, Request, Response};
@@ -44,16 +46,23 @@ pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64) -> Rout
         max_seconds,
     });
     let (snr, speakers, both) = (Arc::clone(&app), Arc::clone(&app), app);
+    // Every answer, errors included, is about one upload: never to be stored by a cache.
     router
-        .route(Method::Post, "/snr-detect", move |req, _| {
-            handle(&snr, req, Analysis::Snr)
-        })
-        .route(Method::Post, "/speaker-count", move |req, _| {
-            handle(&speakers, req, Analysis::Speakers)
-        })
-        .route(Method::Post, "/analyze", move |req, _| {
-            handle(&both, req, Analysis::Both)
-        })
+        .route(
+            Method::Post,
+            "/snr-detect",
+            no_store(move |req, _| handle(&snr, req, Analysis::Snr)),
+        )
+        .route(
+            Method::Post,
+            "/speaker-count",
+            no_store(move |req, _| handle(&speakers, req, Analysis::Speakers)),
+        )
+        .route(
+            Method::Post,
+            "/analyze",
+            no_store(move |req, _| handle(&both, req, Analysis::Both)),
+        )
 }
 
 /// Validate the query, take the body, and decide where the work runs.

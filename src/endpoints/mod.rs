@@ -1,4 +1,4 @@
-//! The built-in endpoints (SPEC §2), registered on a [`Router`].
+//! The built-in endpoints, registered on a [`Router`].
 //!
 //! Each handler shows one way of answering, and the table in `router.rs` says which asyncio idiom
 //! it stands for:
@@ -8,6 +8,16 @@
 //! - `/cpu?ms=N`: real arithmetic on a pool worker — the reactor stays free;
 //! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits;
 //! - `POST /snr-detect`, `/speaker-count`, `/analyze`: audio analysis on the pool ([`audio`]).
+//!
+//! # Caching
+//!
+//! A `200` to a `GET` with no freshness information may be stored and reused by any cache on the
+//! way (RFC 9111 §4.2.2, "heuristic freshness"). That is right for the fixed answers
+//! (`/plaintext`, `/json`, `/`, `/healthz`) and wrong for the ones computed for one request: a
+//! timing, a worker number, a readiness that flips during a drain, the analysis of an upload.
+//! Those handlers are registered through `no_store`, so every answer they give, errors
+//! included and wherever it is produced (reactor, timer, worker, gather), says
+//! `Cache-Control: no-store` (RFC 9111 §5.2.2.5).
 
 pub mod audio;
 
@@ -21,6 +31,9 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Method, Request, Response};
 use crate::router::{Context, Reply, Router};
+
+/// The `Cache-Control` value of every answer computed for one request.
+const NO_STORE: &str = "no-store";
 
 /// Longest `/sleep` (ms).
 pub const MAX_SLEEP_MS: u64 = 60_000;
@@ -49,18 +62,53 @@ fn basic_routes() -> Router {
         .route(Method::Get, "/json", |_, _| {
             Response::json_static(200, r#"{"message":"Hello, World!"}"#).into()
         })
-        .route(Method::Get, "/sleep", sleep)
-        .route(Method::Get, "/cpu", cpu)
+        .route(Method::Get, "/sleep", no_store(sleep))
+        .route(Method::Get, "/cpu", no_store(cpu))
         .route(Method::Get, "/healthz", |_, _| {
             Response::json_static(200, r#"{"status":"ok"}"#).into()
         })
-        .route(Method::Get, "/readyz", |_, ctx| {
-            if ctx.draining {
-                Response::json_static(503, r#"{"status":"draining"}"#).into()
-            } else {
-                Response::json_static(200, r#"{"status":"ready"}"#).into()
-            }
-        })
+        .route(Method::Get, "/readyz", no_store(readyz))
+}
+
+/// `GET /readyz`: 200 while serving, 503 once a drain has begun, so that a load balancer stops
+/// sending new work here.
+fn readyz(_req: &mut Request<'_>, ctx: &Context) -> Reply {
+    if ctx.draining {
+        Response::json_static(503, r#"{"status":"draining"}"#).into()
+    } else {
+        Response::json_static(200, r#"{"status":"ready"}"#).into()
+    }
+}
+
+/// `handler`, with `Cache-Control: no-store` on every answer it gives (see the module's
+/// "Caching" section).
+pub(crate) fn no_store<F>(handler: F) -> impl Fn(&mut Request<'_>, &Context) -> Reply
+where
+    F: Fn(&mut Request<'_>, &Context) -> Reply,
+{
+    move |req, ctx| mark_no_store(handler(req, ctx))
+}
+
+/// Put `Cache-Control: no-store` on the response `reply` ends in. A job's reply is only known
+/// once it has run, so the job is wrapped to mark its reply in turn; a gather's parts are
+/// intermediate and only its joined response is marked.
+fn mark_no_store(reply: Reply) -> Reply {
+    match reply {
+        Reply::Now(response) => Reply::Now(with_no_store(response)),
+        Reply::After(delay, response) => Reply::After(delay, with_no_store(response)),
+        Reply::Offload(work) => Reply::Offload(Box::new(move |job| mark_no_store(work(job)))),
+        Reply::Gather(parts, join) => Reply::Gather(
+            parts,
+            Box::new(move |responses| with_no_store(join(responses))),
+        ),
+    }
+}
+
+fn with_no_store(mut response: Response) -> Response {
+    response
+        .headers
+        .push(("Cache-Control", NO_STORE.to_string()));
+    response
 }
 
 /// `GET /`: what is here and how to call it.
@@ -208,6 +256,78 @@ pub fn burn(budget: Duration, cancelled: impl Fn() -> bool) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Version;
+
+    fn request(path: &str) -> Request<'_> {
+        Request {
+            method: Method::Get,
+            path,
+            query: "",
+            version: Version::Http11,
+            headers: &[],
+            body: Vec::new(),
+        }
+    }
+
+    fn cache_control(response: &Response) -> Vec<&str> {
+        response
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
+    /// `/readyz` says `no-store` in both of its states, ready and draining; `/healthz` does not.
+    #[test]
+    fn readiness_is_never_stored() {
+        let router = router();
+        for (draining, status) in [(false, 200), (true, 503)] {
+            let reply = router.dispatch(&mut request("/readyz"), &Context { draining });
+            let Reply::Now(response) = reply else {
+                panic!("/readyz answers at once")
+            };
+            assert_eq!(response.status, status);
+            assert_eq!(
+                cache_control(&response),
+                ["no-store"],
+                "draining {draining}"
+            );
+        }
+        let Reply::Now(health) =
+            router.dispatch(&mut request("/healthz"), &Context { draining: false })
+        else {
+            panic!("/healthz answers at once")
+        };
+        assert!(cache_control(&health).is_empty());
+    }
+
+    /// The mark reaches the response whatever the reply's shape: now, after a timer, or the
+    /// joined answer of a gather (pool jobs are checked over a socket in tests/endpoints.rs).
+    #[test]
+    fn no_store_marks_every_reply_shape() {
+        let now = mark_no_store(Response::text(200, "x").into());
+        let Reply::Now(response) = now else {
+            panic!("still Now")
+        };
+        assert_eq!(cache_control(&response), ["no-store"]);
+
+        let after = mark_no_store(Reply::After(
+            Duration::from_millis(1),
+            Response::text(200, "x"),
+        ));
+        let Reply::After(_, response) = after else {
+            panic!("still After")
+        };
+        assert_eq!(cache_control(&response), ["no-store"]);
+
+        let gather = mark_no_store(Reply::gather(Vec::new(), |_| Response::text(200, "x")));
+        let Reply::Gather(parts, join) = gather else {
+            panic!("still Gather")
+        };
+        assert!(parts.is_empty());
+        assert_eq!(cache_control(&join(Vec::new())), ["no-store"]);
+    }
 
     /// A burn lasts about as long as asked, and stops early when cancelled.
     #[test]

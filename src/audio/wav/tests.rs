@@ -402,16 +402,33 @@ fn truncated_extensible_fmt() {
     assert!(matches!(error(&body), AudioError::Malformed(_)));
 }
 
-/// A rate that only a huge resampling filter could serve, and a nonsense rate.
+/// A rate that only a huge resampling filter could serve, a nonsense rate, and rates below
+/// 8 kHz (the voice band is missing, and upsampling them would make minutes of audio out of a
+/// few bytes).
 #[test]
 fn unusable_rates() {
-    for rate in [15_999, 10_000_000] {
+    for rate in [15_999, 10_000_000, 7_999, 1_000, 4, 1] {
         let spec = Spec { rate, ..PCM16 };
         assert!(
             matches!(error(&wav(spec, &[0; 8], &[])), AudioError::Unsupported(_)),
             "{rate}"
         );
     }
+}
+
+/// The lowest rate accepted is 8 kHz, and the message of a lower one names the floor.
+#[test]
+fn rate_floor() {
+    let at_floor = Spec {
+        rate: 8_000,
+        ..PCM16
+    };
+    assert!(decode(&wav(at_floor, &[0; 8], &[]), 600.0).is_ok());
+    let message = error(&wav(Spec { rate: 4, ..PCM16 }, &[0; 8], &[])).to_string();
+    assert!(
+        message.contains("4 Hz") && message.contains("8000 Hz"),
+        "{message}"
+    );
 }
 
 /// Longer than allowed: refused from the header, with both durations in the error.
