@@ -102,11 +102,17 @@ impl From<Error> for Reply {
 /// A request handler.
 pub type Handler = Box<dyn Fn(&mut Request<'_>, &Context) -> Reply + Send + Sync>;
 
+/// A check that can refuse a request from its head alone (its body is empty when the check
+/// runs): a bad query parameter, a missing header.
+pub type Check = Box<dyn Fn(&Request<'_>) -> Result<(), Error> + Send + Sync>;
+
 /// One registered route.
 struct Route {
     method: Method,
     path: String,
     handler: Handler,
+    /// Run before the body is read, for a client that waits for `100 Continue`.
+    check: Option<Check>,
 }
 
 /// Exact-path routing with 404 and 405 built in.
@@ -134,8 +140,46 @@ impl Router {
             method,
             path: path.to_string(),
             handler: Box::new(handler),
+            check: None,
         });
         self
+    }
+
+    /// Give the route `method path` (registered before) a check of the request's head. A
+    /// client that sends `Expect: 100-continue` waits for the server's go-ahead before sending
+    /// its body; if the check refuses the head, the refusal is sent instead of the go-ahead and
+    /// the body is never read (RFC 9110 §10.1.1). The handler still sees every request whole.
+    pub fn check<F>(mut self, method: Method, path: &str, check: F) -> Router
+    where
+        F: Fn(&Request<'_>) -> Result<(), Error> + Send + Sync + 'static,
+    {
+        if let Some(route) = self
+            .routes
+            .iter_mut()
+            .rev()
+            .find(|route| route.method == method && route.path == path)
+        {
+            route.check = Some(Box::new(check));
+        }
+        self
+    }
+
+    /// What can already be said about a request from its head, before its body is read: 404,
+    /// 405, or the route's own check. `None`: the route will take it.
+    pub fn refuse_early(&self, request: &Request<'_>) -> Option<Error> {
+        let mut path_known = false;
+        for route in self.routes.iter().filter(|r| r.path == request.path) {
+            path_known = true;
+            if route.method == request.method {
+                return route.check.as_ref().and_then(|check| check(request).err());
+            }
+        }
+        if !path_known {
+            return Some(Error::NotFound);
+        }
+        Some(Error::MethodNotAllowed {
+            allow: self.allow(request.path),
+        })
     }
 
     /// Find the handler for `request` and call it. Unknown path: 404. Known path, other method:
@@ -230,5 +274,33 @@ mod tests {
         let (code, headers) = status(router.dispatch(&mut request(Method::Delete, "/a"), &ctx));
         assert_eq!(code, 405);
         assert_eq!(headers, vec![("Allow", "GET, HEAD, POST".to_string())]);
+    }
+
+    /// From the head alone: 404, 405, a route's check, or nothing to say.
+    #[test]
+    fn refuses_early_what_the_head_already_decides() {
+        let router = Router::new()
+            .route(Method::Post, "/upload", |_, _| {
+                Response::text(200, "ok").into()
+            })
+            .check(Method::Post, "/upload", |req| match req.query {
+                "bad" => Err(Error::BadQuery("bad".into())),
+                _ => Ok(()),
+            })
+            .route(Method::Post, "/plain", |_, _| {
+                Response::text(200, "ok").into()
+            });
+        let status_of = |method, path, query| {
+            let req = Request {
+                query,
+                ..request(method, path)
+            };
+            router.refuse_early(&req).map(|err| err.status())
+        };
+        assert_eq!(status_of(Method::Post, "/nope", ""), Some(404));
+        assert_eq!(status_of(Method::Put, "/upload", ""), Some(405));
+        assert_eq!(status_of(Method::Post, "/upload", "bad"), Some(400));
+        assert_eq!(status_of(Method::Post, "/upload", "good"), None);
+        assert_eq!(status_of(Method::Post, "/plain", ""), None);
     }
 }

@@ -189,6 +189,9 @@ fn an_error_part_answers_at_once_and_cancels_its_sibling() {
     while !SIBLING_SAW_CANCEL.load(Ordering::SeqCst) && Instant::now() < deadline {
         sleep(Duration::from_millis(10));
     }
-    assert!(SIBLING_SAW_CANCEL.load(Ordering::SeqCst), "the sibling was cancelled");
+    assert!(
+        SIBLING_SAW_CANCEL.load(Ordering::SeqCst),
+        "the sibling was cancelled"
+    );
     assert_eq!(client.request(get("/plaintext")).status, 200);
 }

@@ -13,7 +13,9 @@ use common::{get, spawn_in_process, test_config, Client};
 #[test]
 fn a_panicking_handler_is_a_500_not_a_dead_server() {
     let router = Router::new()
-        .route(Method::Get, "/boom", |_, _| panic!("this handler fails on purpose"))
+        .route(Method::Get, "/boom", |_, _| {
+            panic!("this handler fails on purpose")
+        })
         .route(Method::Get, "/plaintext", |_, _| {
             Response::text(200, "Hello, World!").into()
         });

@@ -63,23 +63,32 @@ pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64) -> Rout
             "/analyze",
             no_store(move |req, _| handle(&both, req, Analysis::Both)),
         )
+        // A bad query is refused before an upload is read, instead of `100 Continue`.
+        .check(Method::Post, "/snr-detect", |req| query(req).map(drop))
+        .check(Method::Post, "/speaker-count", |req| query(req).map(drop))
+        .check(Method::Post, "/analyze", |req| query(req).map(drop))
 }
 
-/// Validate the query, take the body, and decide where the work runs.
-fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Reply {
-    let params = match vad_params(req) {
-        Ok(params) => params,
-        Err(err) => return err.into(),
-    };
+/// The query, read and checked: what the head alone decides.
+fn query(req: &Request<'_>) -> Result<(VadParams, bool), Error> {
+    let params = vad_params(req)?;
     let inline = match req.query_param("mode") {
         None | Some("pool") => false,
         Some("inline") => true,
         Some(other) => {
-            return Error::BadQuery(format!(
+            return Err(Error::BadQuery(format!(
                 "query parameter `mode` must be `pool` or `inline`, got `{other}`"
-            ))
-            .into()
+            )))
         }
+    };
+    Ok((params, inline))
+}
+
+/// Validate the query, take the body, and decide where the work runs.
+fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Reply {
+    let (params, inline) = match query(req) {
+        Ok(query) => query,
+        Err(err) => return err.into(),
     };
     // Moved, not copied: the job owns the upload from here on.
     let wav = std::mem::take(&mut req.body);
