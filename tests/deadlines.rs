@@ -4,7 +4,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+
+use socket2::{Domain, Socket, Type};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,19 +16,22 @@ use evloop::router::{Reply, Router};
 
 use common::{get, parse_response, spawn_in_process, test_config};
 
-/// A server with a 4 MiB response (more than the socket buffers hold) and a job that takes 3 s.
-fn server(request_timeout: Duration) -> std::net::SocketAddr {
+/// A server with a 100 ms job whose response is 16 MiB (more than the socket buffers hold) and a
+/// job that takes 2 s.
+fn server(request_timeout: Duration) -> SocketAddr {
     let router = Router::new()
-        .route(Method::Get, "/big", |_, _| {
-            Response {
-                body: Body::Owned(vec![b'x'; 4 << 20]),
-                ..Response::text(200, "")
-            }
-            .into()
+        .route(Method::Get, "/big-job", |_, _| {
+            Reply::offload(|_| {
+                thread::sleep(Duration::from_millis(100));
+                Response {
+                    body: Body::Owned(vec![b'x'; 16 << 20]),
+                    ..Response::text(200, "")
+                }
+            })
         })
         .route(Method::Get, "/slow-job", |_, _| {
             Reply::offload(|_| {
-                thread::sleep(Duration::from_millis(3000));
+                thread::sleep(Duration::from_millis(2000));
                 Response::text(200, "late")
             })
         })
@@ -42,21 +47,33 @@ fn server(request_timeout: Duration) -> std::net::SocketAddr {
     )
 }
 
-/// A client that does not read (the send timeout is in force) while a job behind its big
-/// response runs past `--request-timeout`: the job's deadline still fires, and the client finds
-/// a 504 behind the big response when it reads — not the job's late 200.
-#[test]
-fn a_slow_reader_does_not_hide_a_request_timeout() {
-    let addr = server(Duration::from_millis(500));
-    let mut stream = TcpStream::connect(addr).unwrap();
+/// A client socket with a small receive buffer, so that a large response cannot all be parked
+/// in the kernel: the server really has to wait for the client to read.
+fn small_window_client(addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     stream
-        .write_all(format!("{}{}", get("/big"), get("/slow-job")).as_bytes())
+}
+
+/// Two jobs start together; the first soon answers with more than the client takes, so the send
+/// timeout is in force while the second runs past `--request-timeout`. The second's deadline
+/// still fires: the client, reading at last, finds a 504 behind the big response — not the job's
+/// late 200, which came while it was not reading.
+#[test]
+fn a_slow_reader_does_not_hide_a_request_timeout() {
+    let addr = server(Duration::from_millis(500));
+    let mut stream = small_window_client(addr);
+    stream
+        .write_all(format!("{}{}", get("/big-job"), get("/slow-job")).as_bytes())
         .unwrap();
-    // Do not read for 1.5 s: the output stalls, the job's deadline (0.5 s) passes meanwhile.
-    thread::sleep(Duration::from_millis(1500));
+    // Do not read for 2.5 s: the output stalls, the job's deadline (0.5 s) passes, and then the
+    // job itself ends. Its late result must not replace the 504.
+    thread::sleep(Duration::from_millis(2500));
     let started = Instant::now();
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -74,10 +91,13 @@ fn a_slow_reader_does_not_hide_a_request_timeout() {
     }
     assert_eq!(responses.len(), 2, "two responses");
     assert_eq!(responses[0].status, 200);
-    assert_eq!(responses[1].status, 504, "the job's deadline fired");
+    assert_eq!(
+        responses[1].status, 504,
+        "the job's deadline fired while we were not reading"
+    );
     assert!(
-        started.elapsed() < Duration::from_millis(1200),
-        "the 504 was ready before the 3 s job ended; reading took {:?}",
+        started.elapsed() < Duration::from_millis(1500),
+        "reading took {:?}",
         started.elapsed()
     );
 }
