@@ -471,7 +471,7 @@ impl Connection {
                     dispatched = true;
                 }
                 Err(err) => {
-                    self.reject(err, sv);
+                    self.reject(Error::from(err), sv);
                     return input.len();
                 }
             }

@@ -9,9 +9,9 @@
 //! A byte-at-a-time state machine for the framing lines, bulk copies for the data. It is
 //! incremental — feed it any split of the stream and it produces the same body — and bounded:
 //! chunk sizes cannot overflow, extensions and trailers have a length cap, and the body stops at
-//! `max_body` ([`Error::BodyTooLarge`]) *while* decoding, not after.
+//! `max_body` ([`ParseError::BodyTooLarge`]) *while* decoding, not after.
 
-use crate::error::Error;
+use super::error::ParseError;
 
 /// Longest chunk-size in hex digits: 15 digits keep the value below 2^60, far above any limit.
 const MAX_SIZE_DIGITS: u32 = 15;
@@ -83,7 +83,7 @@ impl ChunkedDecoder {
         body: &mut Vec<u8>,
         max_body: usize,
         max_trailer: usize,
-    ) -> Result<usize, Error> {
+    ) -> Result<usize, ParseError> {
         let mut pos = 0;
         while pos < input.len() && self.state != State::Done {
             let byte = input[pos];
@@ -93,20 +93,22 @@ impl ChunkedDecoder {
                         value: value * 16 + d,
                         digits: digits + 1,
                     },
-                    Some(_) => return Err(Error::BadRequest("chunk size too long")),
-                    None if digits == 0 => return Err(Error::BadRequest("missing chunk size")),
+                    Some(_) => return Err(ParseError::BadRequest("chunk size too long")),
+                    None if digits == 0 => {
+                        return Err(ParseError::BadRequest("missing chunk size"))
+                    }
                     None => match byte {
                         b'\r' => State::SizeLf { value },
                         // RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name … )
                         b';' | b' ' | b'\t' => State::Extension { value, skipped: 0 },
-                        _ => return Err(Error::BadRequest("invalid chunk size")),
+                        _ => return Err(ParseError::BadRequest("invalid chunk size")),
                     },
                 },
                 State::Extension { value, skipped } => match byte {
                     b'\r' => State::SizeLf { value },
-                    b'\n' => return Err(Error::BadRequest("bare LF in chunk extension")),
+                    b'\n' => return Err(ParseError::BadRequest("bare LF in chunk extension")),
                     _ if skipped >= MAX_EXTENSION_BYTES => {
-                        return Err(Error::BadRequest("chunk extension too long"))
+                        return Err(ParseError::BadRequest("chunk extension too long"))
                     }
                     _ => State::Extension {
                         value,
@@ -117,11 +119,11 @@ impl ChunkedDecoder {
                     b'\n' if value == 0 => State::Trailer { line: 0 },
                     b'\n' => {
                         if (body.len() as u64).saturating_add(value) > max_body as u64 {
-                            return Err(Error::BodyTooLarge);
+                            return Err(ParseError::BodyTooLarge);
                         }
                         State::Data { remaining: value }
                     }
-                    _ => return Err(Error::BadRequest("expected LF after chunk size")),
+                    _ => return Err(ParseError::BadRequest("expected LF after chunk size")),
                 },
                 State::Data { remaining } => {
                     // Bulk copy: the only state that does not advance one byte at a time.
@@ -139,23 +141,23 @@ impl ChunkedDecoder {
                 }
                 State::DataCr => match byte {
                     b'\r' => State::DataLf,
-                    _ => return Err(Error::BadRequest("chunk data longer than its size")),
+                    _ => return Err(ParseError::BadRequest("chunk data longer than its size")),
                 },
                 State::DataLf => match byte {
                     b'\n' => State::Size {
                         value: 0,
                         digits: 0,
                     },
-                    _ => return Err(Error::BadRequest("expected LF after chunk data")),
+                    _ => return Err(ParseError::BadRequest("expected LF after chunk data")),
                 },
                 State::Trailer { line } => {
                     self.trailer_bytes += 1;
                     if self.trailer_bytes > max_trailer {
-                        return Err(Error::HeadersTooLarge);
+                        return Err(ParseError::HeadersTooLarge);
                     }
                     match byte {
                         b'\r' => State::TrailerLf { line },
-                        b'\n' => return Err(Error::BadRequest("bare LF in trailer")),
+                        b'\n' => return Err(ParseError::BadRequest("bare LF in trailer")),
                         _ => State::Trailer { line: line + 1 },
                     }
                 }
@@ -164,7 +166,7 @@ impl ChunkedDecoder {
                     // ignored (RFC 9112 §7.1.2 lets a recipient discard them).
                     b'\n' if line == 0 => State::Done,
                     b'\n' => State::Trailer { line: 0 },
-                    _ => return Err(Error::BadRequest("expected LF in trailer")),
+                    _ => return Err(ParseError::BadRequest("expected LF in trailer")),
                 },
                 State::Done => State::Done,
             };
@@ -188,7 +190,7 @@ fn hex_value(byte: u8) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize, bool), Error> {
+    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize, bool), ParseError> {
         let mut decoder = ChunkedDecoder::new();
         let mut body = Vec::new();
         let used = decoder.decode(input, &mut body, 1 << 20, 4096)?;
@@ -234,7 +236,7 @@ mod tests {
             b"0\r\nX: y\n",
         ] {
             assert!(
-                matches!(decode_all(bad), Err(Error::BadRequest(_))),
+                matches!(decode_all(bad), Err(ParseError::BadRequest(_))),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
@@ -248,7 +250,7 @@ mod tests {
         let mut body = Vec::new();
         assert_eq!(
             decoder.decode(b"FFFF\r\n", &mut body, 1000, 100),
-            Err(Error::BodyTooLarge)
+            Err(ParseError::BodyTooLarge)
         );
     }
 }

@@ -29,8 +29,8 @@ use std::mem::MaybeUninit;
 use httparse::Header;
 
 use super::chunked::ChunkedDecoder;
+use super::error::ParseError;
 use super::request::{split_target, Method, Request, Version};
-use crate::error::Error;
 
 /// Size limits, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -209,7 +209,7 @@ impl RequestDecoder {
         input: &'a [u8],
         storage: &'a mut [MaybeUninit<Header<'a>>],
         limits: &Limits,
-    ) -> Result<Decoded<'a>, Error> {
+    ) -> Result<Decoded<'a>, ParseError> {
         match self.decode_inner(input, storage, limits) {
             Ok(decoded) => Ok(decoded),
             Err(err) => {
@@ -224,9 +224,9 @@ impl RequestDecoder {
         input: &'a [u8],
         storage: &'a mut [MaybeUninit<Header<'a>>],
         limits: &Limits,
-    ) -> Result<Decoded<'a>, Error> {
+    ) -> Result<Decoded<'a>, ParseError> {
         let (scanned, line_end) = match &mut self.state {
-            State::Failed => return Err(Error::BadRequest("connection already failed")),
+            State::Failed => return Err(ParseError::BadRequest("connection already failed")),
             State::Body { .. } => return self.decode_body(input, 0, false, limits),
             State::Head { scanned, line_end } => (scanned, line_end),
         };
@@ -253,9 +253,9 @@ impl RequestDecoder {
         let Some(head_len) = find_head_end(head, scanned, line_end)? else {
             if head.len() > limits.max_head_bytes {
                 return Err(if *line_end {
-                    Error::HeadersTooLarge
+                    ParseError::HeadersTooLarge
                 } else {
-                    Error::UriTooLong
+                    ParseError::UriTooLong
                 });
             }
             return Ok(Decoded::Incomplete {
@@ -266,9 +266,9 @@ impl RequestDecoder {
         if head_len > limits.max_head_bytes {
             let line_len = head.iter().position(|&b| b == b'\n').unwrap_or(head_len);
             return Err(if line_len > limits.max_head_bytes {
-                Error::UriTooLong
+                ParseError::UriTooLong
             } else {
-                Error::HeadersTooLarge
+                ParseError::HeadersTooLarge
             });
         }
         *scanned = 0;
@@ -278,24 +278,24 @@ impl RequestDecoder {
         let mut parsed = httparse::Request::new(&mut []);
         match parsed.parse_with_uninit_headers(&head[..head_len], &mut storage[..max_headers]) {
             Ok(httparse::Status::Complete(n)) if n == head_len => {}
-            Ok(_) => return Err(Error::BadRequest("malformed request head")),
-            Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadersTooLarge),
+            Ok(_) => return Err(ParseError::BadRequest("malformed request head")),
+            Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
             Err(httparse::Error::Version) => return Err(version_error(head)),
             Err(httparse::Error::HeaderName) => {
                 // A header line starting with SP/HTAB is obs-fold (RFC 9112 §5.2): rejected.
-                return Err(Error::BadRequest("invalid header name or obs-fold"));
+                return Err(ParseError::BadRequest("invalid header name or obs-fold"));
             }
             Err(httparse::Error::HeaderValue) => {
-                return Err(Error::BadRequest("invalid byte in header value"))
+                return Err(ParseError::BadRequest("invalid byte in header value"))
             }
-            Err(_) => return Err(Error::BadRequest("malformed request line")),
+            Err(_) => return Err(ParseError::BadRequest("malformed request line")),
         }
         let method_token = parsed.method.unwrap_or("");
         let target = parsed.path.unwrap_or("");
         let version = match parsed.version {
             Some(0) => Version::Http10,
             Some(1) => Version::Http11,
-            _ => return Err(Error::VersionNotSupported),
+            _ => return Err(ParseError::VersionNotSupported),
         };
         let headers: &'a [Header<'a>] = parsed.headers;
         let info = validate_head(method_token, target, version, headers, limits)?;
@@ -351,7 +351,7 @@ impl RequestDecoder {
         from: usize,
         expect_continue: bool,
         limits: &Limits,
-    ) -> Result<Decoded<'a>, Error> {
+    ) -> Result<Decoded<'a>, ParseError> {
         let State::Body { body, data, .. } = &mut self.state else {
             unreachable!("decode_body is only called in the Body state");
         };
@@ -402,12 +402,12 @@ fn find_head_end(
     buf: &[u8],
     scanned: &mut usize,
     line_end: &mut bool,
-) -> Result<Option<usize>, Error> {
+) -> Result<Option<usize>, ParseError> {
     let mut i = *scanned;
     while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
         let lf = i + offset;
         if lf == 0 || buf[lf - 1] != b'\r' {
-            return Err(Error::BadRequest("bare LF in request head"));
+            return Err(ParseError::BadRequest("bare LF in request head"));
         }
         *line_end = true;
         if lf >= 3 && &buf[lf - 3..=lf] == b"\r\n\r\n" {
@@ -421,24 +421,24 @@ fn find_head_end(
 
 /// httparse reports `HTTP/2.0` and `HTTP/1.x` alike as a version error: 505 for a well-formed
 /// version we do not speak, 400 for garbage.
-fn version_error(head: &[u8]) -> Error {
+fn version_error(head: &[u8]) -> ParseError {
     let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
     let line = &head[..line_end];
     // method SP request-target SP HTTP-version: anything but three parts is not a version issue.
     if line.split(|&b| b == b' ').count() != 3 {
-        return Error::BadRequest("malformed request line");
+        return ParseError::BadRequest("malformed request line");
     }
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            Error::VersionNotSupported
+            ParseError::VersionNotSupported
         }
         [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
-            Error::VersionNotSupported
+            ParseError::VersionNotSupported
         }
-        _ => Error::BadRequest("malformed request line"),
+        _ => ParseError::BadRequest("malformed request line"),
     }
 }
 
@@ -449,14 +449,14 @@ fn validate_head(
     version: Version,
     headers: &[Header<'_>],
     limits: &Limits,
-) -> Result<HeadInfo, Error> {
-    let method = Method::parse(method_token).ok_or(Error::MethodNotImplemented)?;
+) -> Result<HeadInfo, ParseError> {
+    let method = Method::parse(method_token).ok_or(ParseError::MethodNotImplemented)?;
     if !(target.starts_with('/')
         || target == "*"
         || target.starts_with("http://")
         || target.starts_with("https://"))
     {
-        return Err(Error::BadRequest("invalid request target"));
+        return Err(ParseError::BadRequest("invalid request target"));
     }
 
     let mut hosts = 0;
@@ -475,7 +475,7 @@ fn validate_head(
             // unrecoverable framing error. Repeats of the same value are tolerated.
             let value = parse_content_length(header.value)?;
             if content_length.is_some_and(|seen| seen != value) {
-                return Err(Error::BadRequest("conflicting Content-Length"));
+                return Err(ParseError::BadRequest("conflicting Content-Length"));
             }
             content_length = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -484,7 +484,7 @@ fn validate_head(
             // the way a proxy in front of us might: reject (RFC 9112 §6.3 rule 4).
             for coding in split_tokens(header.value) {
                 if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
-                    return Err(Error::BadRequest("unsupported Transfer-Encoding"));
+                    return Err(ParseError::BadRequest("unsupported Transfer-Encoding"));
                 }
                 chunked = true;
             }
@@ -501,7 +501,7 @@ fn validate_head(
             if header.value.eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
             } else {
-                return Err(Error::ExpectationFailed);
+                return Err(ParseError::ExpectationFailed);
             }
         }
     }
@@ -510,7 +510,7 @@ fn validate_head(
         // RFC 9112 §3.2: "A server MUST respond with a 400 … to any HTTP/1.1 request message
         // that lacks a Host header field and to any request message that contains more than one
         // Host header field".
-        return Err(Error::BadRequest(if hosts == 0 {
+        return Err(ParseError::BadRequest(if hosts == 0 {
             "missing Host header"
         } else {
             "duplicate Host header"
@@ -519,18 +519,18 @@ fn validate_head(
     if transfer_encoding && content_length.is_some() {
         // RFC 9112 §6.1: such a message "ought to be handled as an error"; it is the classic
         // CL.TE smuggling shape.
-        return Err(Error::BadRequest(
+        return Err(ParseError::BadRequest(
             "both Content-Length and Transfer-Encoding",
         ));
     }
     if transfer_encoding && (version == Version::Http10 || !chunked) {
-        return Err(Error::BadRequest("unsupported Transfer-Encoding"));
+        return Err(ParseError::BadRequest("unsupported Transfer-Encoding"));
     }
 
     let framing = match content_length {
         _ if chunked => Framing::Chunked,
         Some(0) | None => Framing::None,
-        Some(n) if n > limits.max_body as u64 => return Err(Error::BodyTooLarge),
+        Some(n) if n > limits.max_body as u64 => return Err(ParseError::BodyTooLarge),
         Some(n) => Framing::Length(n),
     };
     let keep_alive = match version {
@@ -549,8 +549,8 @@ fn validate_head(
 }
 
 /// `Content-Length = 1*DIGIT`, nothing else: no sign, no spaces inside, no list, no overflow.
-fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
-    let bad = Error::BadRequest("invalid Content-Length");
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let bad = ParseError::BadRequest("invalid Content-Length");
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return Err(bad);
     }
