@@ -21,8 +21,8 @@
 //! 2. **One reading of the framing.** Every rule of RFC 9112 §6 that request smuggling exploits
 //!    is checked here, and any violation is an error after which the connection is closed:
 //!    `Content-Length` together with `Transfer-Encoding`, differing or malformed lengths, a
-//!    transfer coding other than `chunked`, bare LF, obs-fold, invalid bytes, missing or repeated
-//!    `Host` on HTTP/1.1.
+//!    transfer coding other than `chunked`, bare CR or LF, obs-fold, invalid bytes, missing or
+//!    repeated `Host` on HTTP/1.1.
 
 use std::mem::MaybeUninit;
 
@@ -393,22 +393,36 @@ impl RequestDecoder {
     }
 }
 
-/// Look for the blank line that ends the head, scanning only bytes not scanned before.
+/// Look for the blank line that ends the head, scanning only bytes not scanned before and
+/// checking every line end on the way.
 ///
-/// Returns the head's length including the final CRLF. Every LF must follow a CR (RFC 9112 §2.2
-/// lets a server accept bare LF; we refuse it, since disagreeing with a proxy about line ends is
-/// a smuggling vector).
+/// Returns the head's length including the final CRLF. RFC 9112 §2.2 lets a server accept a bare
+/// LF as a line end, and requires a bare CR to be rejected or replaced: we refuse both (a server
+/// and a proxy in front of it that disagree about where a line ends is a smuggling vector), at
+/// the byte that proves a CR or LF bare, so a malformed head is answered at once instead of
+/// waiting for a blank line that will never come. A CR that is the last byte so far is left
+/// unscanned: its LF may arrive with the next read.
 fn find_head_end(
     buf: &[u8],
     scanned: &mut usize,
     line_end: &mut bool,
 ) -> Result<Option<usize>, ParseError> {
     let mut i = *scanned;
-    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
-        let lf = i + offset;
-        if lf == 0 || buf[lf - 1] != b'\r' {
+    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\r' || b == b'\n') {
+        let cr = i + offset;
+        if buf[cr] == b'\n' {
+            // Every CR LF is stepped over below, so a LF found here has no CR before it.
             return Err(ParseError::BadRequest("bare LF in request head"));
         }
+        match buf.get(cr + 1) {
+            Some(b'\n') => {}
+            Some(_) => return Err(ParseError::BadRequest("bare CR in request head")),
+            None => {
+                *scanned = cr;
+                return Ok(None);
+            }
+        }
+        let lf = cr + 1;
         *line_end = true;
         if lf >= 3 && &buf[lf - 3..=lf] == b"\r\n\r\n" {
             return Ok(Some(lf + 1));

@@ -222,6 +222,56 @@ fn rejects_smuggling_shapes() {
     }
 }
 
+/// A CR not followed by LF is refused as soon as the byte after it is seen, wherever it is —
+/// request line, field line, the blank line, leading empty lines — and however the bytes are
+/// split: never an `Incomplete` that would wait for the header timeout (RFC 9112 §2.2).
+#[test]
+fn bare_cr_is_refused_at_once() {
+    for bytes in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\n\rX"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc",
+        b"GET / HTTP/1.1\r\nHost: a\rX-A: b",
+        b"GET /a\rb HTTP/1.1",
+        b"\rGET / HTTP/1.1",
+        b"\r\n\rGET / HTTP/1.1",
+        b"\r\n\r\r",
+    ] {
+        let mut decoder = RequestDecoder::new();
+        let mut buffer = Vec::new();
+        let mut failed = false;
+        for &byte in bytes {
+            buffer.push(byte);
+            let mut storage = header_storage();
+            match decoder.decode(&buffer, &mut storage, &Limits::default()) {
+                Ok(Decoded::Incomplete { consumed, .. }) => drop(buffer.drain(..consumed)),
+                Ok(other) => panic!("{other:?}"),
+                Err(err) => {
+                    assert_eq!(err.status(), 400);
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(
+            failed,
+            "{:?} was not refused",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+/// A CR that is the last byte read so far is not an error: its LF may come with the next read.
+#[test]
+fn a_final_cr_waits_for_its_lf() {
+    let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for cut in 1..head.len() {
+        let (seen, err) = decode_stream(&[&head[..cut], &head[cut..]], &Limits::default());
+        assert!(err.is_none(), "cut at {cut}: {err:?}");
+        assert_eq!(seen.len(), 1);
+    }
+}
+
 /// After an error nothing that follows on the stream is decoded (no smuggled second request).
 #[test]
 fn nothing_after_an_error_is_decoded() {
