@@ -15,7 +15,7 @@ use evloop::endpoints;
 use evloop::http::{Body, Method, Response};
 use evloop::router::{Reply, Router};
 
-use common::{spawn_in_process, test_config, Client};
+use common::{get, spawn_in_process, test_config, Client};
 
 /// How long a refusal may take. The header timeout is set far above it, so a server that waits
 /// for more bytes instead of refusing at once fails the test.
@@ -72,6 +72,14 @@ fn refused_at_once(addr: SocketAddr, bytes: &[u8]) -> String {
     responses[0].assert_json_error(400)
 }
 
+/// [`refused_at_once`] with a valid `GET /plaintext` written right behind `bad`: it must never
+/// be answered.
+fn refused_alone(addr: SocketAddr, bad: &[u8]) -> String {
+    let mut bytes = bad.to_vec();
+    bytes.extend_from_slice(get("/plaintext").as_bytes());
+    refused_at_once(addr, &bytes)
+}
+
 // ----- bare CR in the head (RFC 9112 §2.2) -----
 
 /// A CR where the blank line's LF belongs (`\r\n\r` then another byte) is refused as soon as the
@@ -102,4 +110,130 @@ fn a_cr_at_the_end_of_a_read_waits_for_its_lf() {
     client.assert_silent_for(Duration::from_millis(200));
     client.send("\n");
     assert_eq!(client.read_response().text(), "Hello, World!");
+}
+
+// ----- Host (RFC 9112 §3.2, RFC 3986 §3.2.2) -----
+
+/// `Host` values outside `uri-host [ ":" port ]` are 400 and close.
+#[test]
+fn host_values_outside_the_authority_grammar_are_refused() {
+    let addr = server();
+    for host in [
+        &b"a b"[..],
+        b"a\tb",
+        b"a/b",
+        b"a?b",
+        b"a#b",
+        b"user@a",
+        b"a:80x",
+        b"a:-1",
+        b"a:b:c",
+        b"a:80:80",
+        b"[::1",
+        b"[zz]",
+        b"[::1]x",
+        b"[::1]:x",
+        b"::1",
+        b"%zz",
+        b"%4",
+        b"exa\"mple",
+        b"a\x80b",
+        b"a\\b",
+        b"a{b}",
+    ] {
+        let mut bad = b"GET /plaintext HTTP/1.1\r\nHost: ".to_vec();
+        bad.extend_from_slice(host);
+        bad.extend_from_slice(b"\r\n\r\n");
+        refused_alone(addr, &bad);
+    }
+}
+
+/// Names, IPv4 and IPv6 literals, `IPvFuture`, percent-encoded bytes, sub-delims and ports are
+/// accepted; so is an empty `Host` with an origin-form target, which has no authority of its own.
+#[test]
+fn valid_host_values_are_accepted() {
+    let addr = server();
+    let mut client = Client::connect(addr);
+    for host in [
+        "localhost",
+        "example.test:8080",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:8080",
+        "[2001:db8::ffff:192.0.2.1]",
+        "[v7.fe:80]",
+        "xn--bcher-kva.example",
+        "a%20b",
+        "a!$&'()*+,;=b",
+        "example.test:",
+        "",
+    ] {
+        let response = client.request(format!("GET /plaintext HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert_eq!(response.status, 200, "Host: {host:?} gave {response:?}");
+    }
+}
+
+/// An empty `Host` with an absolute-form target is 400: the target has an authority, and the
+/// client must repeat it in `Host`.
+#[test]
+fn empty_host_with_an_absolute_form_target_is_refused() {
+    refused_alone(
+        server(),
+        b"GET http://example.test/plaintext HTTP/1.1\r\nHost: \r\n\r\n",
+    );
+}
+
+// ----- absolute-form targets (RFC 9112 §3.2.2, RFC 3986 §3) -----
+
+/// The scheme is case-insensitive: `HTTP://` is served like `http://`.
+#[test]
+fn absolute_form_scheme_is_case_insensitive() {
+    let mut client = Client::connect(server());
+    for target in [
+        "HTTP://example.test/plaintext",
+        "Http://example.test/plaintext",
+        "hTTPs://example.test/plaintext",
+    ] {
+        let response = client.request(format!(
+            "GET {target} HTTP/1.1\r\nHost: example.test\r\n\r\n"
+        ));
+        assert_eq!(response.text(), "Hello, World!", "{target}");
+    }
+}
+
+/// The authority ends at the first `/`, `?` or `#`; the path and query after it are routed as in
+/// origin form, and an empty path is `/`.
+#[test]
+fn absolute_form_path_and_query_are_split_after_the_authority() {
+    let mut client = Client::connect(server());
+    let response = client
+        .request("GET http://example.test:8080/sleep?ms=1 HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!(response.text(), r#"{"slept_ms":1}"#);
+    let response = client
+        .request("GET http://example.test?then=/plaintext HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!(response.status, 200);
+    assert_ne!(response.text(), "Hello, World!", "routed as / with a query");
+}
+
+/// A `#` in the authority (or anywhere: a request target has no fragment), a port that is not
+/// digits, userinfo, or an empty host: 400 and close.
+#[test]
+fn malformed_absolute_form_targets_are_refused() {
+    let addr = server();
+    for target in [
+        "http://example.test#x/plaintext",
+        "http://example.test/plaintext#x",
+        "http://example.test:8o/plaintext",
+        "http://example.test:80:80/plaintext",
+        "http://user@example.test/plaintext",
+        "http:///plaintext",
+        "http://[::1/plaintext",
+        "ftp://example.test/plaintext",
+        "http:/example.test/plaintext",
+    ] {
+        refused_alone(
+            addr,
+            format!("GET {target} HTTP/1.1\r\nHost: example.test\r\n\r\n").as_bytes(),
+        );
+    }
 }

@@ -30,7 +30,8 @@ use httparse::Header;
 
 use super::chunked::ChunkedDecoder;
 use super::error::ParseError;
-use super::request::{split_target, Method, Request, Version};
+use super::request::{Method, Request, Version};
+use super::target::{is_valid_host, Target};
 
 /// Size limits, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +114,12 @@ impl OwnedHead {
             name: name.as_str(),
             value: value.as_slice(),
         }));
-        let (path, query) = split_target(&self.target);
+        // The decoder checked the target before building this head; the fallback is for heads
+        // built by hand.
+        let (path, query) = match Target::parse(&self.target) {
+            Ok(target) => (target.path, target.query),
+            Err(_) => (self.target.as_str(), ""),
+        };
         Request {
             method: self.info.method,
             path,
@@ -298,18 +304,17 @@ impl RequestDecoder {
             _ => return Err(ParseError::VersionNotSupported),
         };
         let headers: &'a [Header<'a>] = parsed.headers;
-        let info = validate_head(method_token, target, version, headers, limits)?;
+        let (info, parts) = validate_head(method_token, target, version, headers, limits)?;
         let consumed = start + head_len;
 
         if info.framing == Framing::None {
-            let (path, query) = split_target(target);
             return Ok(Decoded::Request {
                 consumed,
                 info,
                 request: Request {
                     method: info.method,
-                    path,
-                    query,
+                    path: parts.path,
+                    query: parts.query,
                     version,
                     headers,
                     body: Vec::new(),
@@ -457,21 +462,16 @@ fn version_error(head: &[u8]) -> ParseError {
 }
 
 /// Check the head's semantics: method, target, `Host`, and the body framing (RFC 9112 §6.3).
-fn validate_head(
+/// Returns what the head says and the target split into path and query.
+fn validate_head<'t>(
     method_token: &str,
-    target: &str,
+    target: &'t str,
     version: Version,
     headers: &[Header<'_>],
     limits: &Limits,
-) -> Result<HeadInfo, ParseError> {
+) -> Result<(HeadInfo, Target<'t>), ParseError> {
     let method = Method::parse(method_token).ok_or(ParseError::MethodNotImplemented)?;
-    if !(target.starts_with('/')
-        || target == "*"
-        || target.starts_with("http://")
-        || target.starts_with("https://"))
-    {
-        return Err(ParseError::BadRequest("invalid request target"));
-    }
+    let target = Target::parse(target)?;
 
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
@@ -484,6 +484,13 @@ fn validate_head(
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            // RFC 9112 §3.2: a Host "with an invalid field value" is 400. An empty value is
+            // valid when the target carries no authority (origin and asterisk forms: a client
+            // MUST send an empty Host when the target URI has none); with an absolute-form
+            // target the client MUST repeat its authority, so the host may not be empty.
+            if !is_valid_host(header.value, target.authority.is_some()) {
+                return Err(ParseError::BadRequest("invalid Host header"));
+            }
         } else if name.eq_ignore_ascii_case("content-length") {
             // RFC 9112 §6.3 rule 5: an invalid Content-Length, or several that differ, is an
             // unrecoverable framing error. Repeats of the same value are tolerated.
@@ -520,15 +527,14 @@ fn validate_head(
         }
     }
 
-    if version == Version::Http11 && hosts != 1 {
-        // RFC 9112 §3.2: "A server MUST respond with a 400 … to any HTTP/1.1 request message
-        // that lacks a Host header field and to any request message that contains more than one
-        // Host header field".
-        return Err(ParseError::BadRequest(if hosts == 0 {
-            "missing Host header"
-        } else {
-            "duplicate Host header"
-        }));
+    // RFC 9112 §3.2: "A server MUST respond with a 400 … to any HTTP/1.1 request message that
+    // lacks a Host header field and to any request message that contains more than one Host
+    // header field line" — any request, HTTP/1.0 included.
+    if hosts > 1 {
+        return Err(ParseError::BadRequest("duplicate Host header"));
+    }
+    if version == Version::Http11 && hosts == 0 {
+        return Err(ParseError::BadRequest("missing Host header"));
     }
     if transfer_encoding && content_length.is_some() {
         // RFC 9112 §6.1: such a message "ought to be handled as an error"; it is the classic
@@ -551,7 +557,7 @@ fn validate_head(
         Version::Http11 => !close,
         Version::Http10 => keep_alive && !close,
     };
-    Ok(HeadInfo {
+    let info = HeadInfo {
         method,
         version,
         keep_alive,
@@ -559,7 +565,8 @@ fn validate_head(
         // Only meaningful for a request with a body, and only in HTTP/1.1 (RFC 9110 §10.1.1:
         // a server MUST ignore 100-continue from an HTTP/1.0 client).
         expect_continue: expect_continue && framing != Framing::None && version == Version::Http11,
-    })
+    };
+    Ok((info, target))
 }
 
 /// `Content-Length = 1*DIGIT`, nothing else: no sign, no spaces inside, no list, no overflow.

@@ -272,6 +272,67 @@ fn a_final_cr_waits_for_its_lf() {
     }
 }
 
+/// `Host` must be `uri-host [ ":" port ]`, at most once in any version; it may be empty only
+/// when the target has no authority of its own (RFC 9112 §3.2).
+#[test]
+fn host_rules() {
+    for bad in [
+        &b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\tb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+        b"GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET http://a/ HTTP/1.1\r\nHost: :80\r\n\r\n",
+    ] {
+        let err = first_error(bad);
+        assert_eq!(err.status(), 400, "{:?}", String::from_utf8_lossy(bad));
+    }
+    for good in [
+        &b"GET / HTTP/1.1\r\nHost:\r\n\r\n"[..],
+        b"OPTIONS * HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+    ] {
+        let seen = decode_one(good)
+            .unwrap_or_else(|err| panic!("{:?}: {err}", String::from_utf8_lossy(good)));
+        assert_eq!(seen.len(), 1);
+    }
+}
+
+/// Targets are checked and split once, in the decoder: absolute form with any case of scheme,
+/// its path and query after the authority; a fragment, a bad port or userinfo is 400.
+#[test]
+fn target_rules() {
+    let seen = decode_one(b"GET HTTP://a:8080?x=/y HTTP/1.1\r\nHost: a:8080\r\n\r\n").unwrap();
+    assert_eq!(
+        (seen[0].path.as_str(), seen[0].query.as_str()),
+        ("/", "x=/y")
+    );
+    let seen =
+        decode_one(b"POST Http://a/up?n=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx")
+            .unwrap();
+    assert_eq!(
+        (seen[0].path.as_str(), seen[0].query.as_str()),
+        ("/up", "n=1")
+    );
+    for bad in [
+        &b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET http://a#b/c HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a:x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http:///a HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let err = first_error(bad);
+        assert_eq!(err.status(), 400, "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
 /// After an error nothing that follows on the stream is decoded (no smuggled second request).
 #[test]
 fn nothing_after_an_error_is_decoded() {
