@@ -80,6 +80,15 @@ fn refused_alone(addr: SocketAddr, bad: &[u8]) -> String {
     refused_at_once(addr, &bytes)
 }
 
+/// A chunked `POST` to `path` whose body is `body` (framing included).
+fn chunked_post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes =
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
 // ----- bare CR in the head (RFC 9112 §2.2) -----
 
 /// A CR where the blank line's LF belongs (`\r\n\r` then another byte) is refused as soon as the
@@ -236,4 +245,119 @@ fn malformed_absolute_form_targets_are_refused() {
             format!("GET {target} HTTP/1.1\r\nHost: example.test\r\n\r\n").as_bytes(),
         );
     }
+}
+
+// ----- chunk-size lines (RFC 9112 §7.1, §7.1.1) -----
+
+/// Chunk extensions that are not `;name[=token|quoted-string]` with optional BWS are 400.
+#[test]
+fn malformed_chunk_extensions_are_refused() {
+    let addr = server();
+    for line in [
+        &b"4;a\"b\r\n"[..],
+        b"4;\"a\"\r\n",
+        b"4;=x\r\n",
+        b"4;\r\n",
+        b"4;a=\r\n",
+        b"4;a=\"open\r\n",
+        b"4;a=\"x\"y\r\n",
+        b"4;a=\"\x01\"\r\n",
+        b"4;a=\"\\\x01\"\r\n",
+        b"4;a=b c\r\n",
+        b"4;a b\r\n",
+        b"4;a=b \r\n",
+        b"4 \r\n",
+        b"4 x\r\n",
+        b"4;a=\x00\r\n",
+        b"4;a=b,c\r\n",
+        b"4;a\rb\r\n",
+    ] {
+        let mut body = line.to_vec();
+        body.extend_from_slice(b"Wiki\r\n0\r\n\r\n");
+        refused_alone(addr, &chunked_post("/echo", &body));
+    }
+}
+
+/// Well-formed extensions — BWS around `;` and `=`, token and quoted values, escapes inside
+/// quotes, several per line, on the last chunk too — are read and ignored.
+#[test]
+fn well_formed_chunk_extensions_are_ignored() {
+    let mut client = Client::connect(server());
+    let response = client.request(chunked_post(
+        "/echo",
+        b"4 ; a = \"q\\\"x;y\" ;b;c=d\r\nWiki\r\n\
+          5\t;e=\"\"\r\npedia\r\n\
+          000;last=1\r\n\r\n",
+    ));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"Wikipedia");
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+}
+
+// ----- trailer section (RFC 9112 §7.1.2, §5) -----
+
+/// Trailer lines follow the head's field-line rules: NUL or other control bytes, obs-fold, no
+/// colon, a space before the colon, an empty name, a line shaped like a request line: 400.
+#[test]
+fn malformed_trailer_lines_are_refused() {
+    let addr = server();
+    for trailer in [
+        &b"X-A: a\x00b\r\n"[..],
+        b"X-A: a\x01b\r\n",
+        b"X-A: a\x7fb\r\n",
+        b"X-A: a\r\n folded\r\n",
+        b" X-A: a\r\n",
+        b"\tX-A: a\r\n",
+        b"NoColon\r\n",
+        b"X-A : a\r\n",
+        b": a\r\n",
+        b"X(A): a\r\n",
+        b"GET /smuggled HTTP/1.1\r\n",
+        b"X-A: a\rb\r\n",
+    ] {
+        let mut body = b"4\r\nWiki\r\n0\r\n".to_vec();
+        body.extend_from_slice(trailer);
+        body.extend_from_slice(b"\r\n");
+        refused_alone(addr, &chunked_post("/echo", &body));
+    }
+}
+
+/// Well-formed trailer fields, with OWS and obs-text in their values, are read and ignored.
+#[test]
+fn well_formed_trailers_are_ignored() {
+    let mut client = Client::connect(server());
+    let response = client.request(chunked_post(
+        "/echo",
+        b"4\r\nWiki\r\n0\r\nX-Sum: abc \r\nX-Empty:\r\nX-Text:\tcaf\xc3\xa9 au lait\r\n\r\n",
+    ));
+    assert_eq!(response.body, b"Wiki");
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+}
+
+// ----- body framing before routing -----
+
+/// A malformed chunked body to a path with no route is 400 and close, not 404: the framing is
+/// read before the route's answer, or the bytes after it would be read as a request.
+#[test]
+fn body_framing_is_checked_before_a_404() {
+    let addr = server();
+    refused_alone(addr, &chunked_post("/nope", b"4;a\"b\r\nWiki\r\n0\r\n\r\n"));
+    refused_alone(
+        addr,
+        &chunked_post("/nope", b"4\r\nWiki\r\n0\r\nNoColon\r\n\r\n"),
+    );
+}
+
+/// The same for a path that exists but not for this method (405).
+#[test]
+fn body_framing_is_checked_before_a_405() {
+    let addr = server();
+    refused_alone(
+        addr,
+        &chunked_post("/plaintext", b"4 x\r\nWiki\r\n0\r\n\r\n"),
+    );
+    refused_alone(
+        addr,
+        &chunked_post("/plaintext", b"4\r\nWiki\r\n0\r\nGET / HTTP/1.1\r\n\r\n"),
+    );
 }

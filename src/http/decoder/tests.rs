@@ -406,7 +406,15 @@ fn byte_at_a_time_head_is_decoded_once() {
     assert_eq!(seen[0].headers.len(), 201);
 }
 
-/// A request stream for the properties: a mix of GETs, CL bodies and chunked bodies.
+/// Well-formed chunk extensions (RFC 9112 §7.1.1): BWS, token names, token or quoted values with
+/// escapes.
+const EXTENSIONS: &str = r#"([ \t]?;[ \t]?[a-z]{1,5}([ \t]?=[ \t]?([a-z0-9!#]{1,5}|"([a-z ;=]|\\[a-z"\\]){0,4}"))?){0,2}"#;
+
+/// Well-formed trailer fields: a token name, a colon, OWS, visible bytes.
+const TRAILERS: &str = r"([A-Za-z][A-Za-z0-9-]{0,6}:[ \t]?[!-~]{0,8}[ \t]?\r\n){0,2}";
+
+/// A request stream for the properties: a mix of GETs, CL bodies and chunked bodies (with
+/// extensions and trailers).
 fn request_stream() -> impl Strategy<Value = Vec<u8>> {
     let one = prop_oneof![
         ("[a-z]{1,8}", "[a-z0-9=&]{0,12}").prop_map(|(path, query)| format!(
@@ -422,20 +430,26 @@ fn request_stream() -> impl Strategy<Value = Vec<u8>> {
             req.extend_from_slice(&body);
             req
         }),
-        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..20), 0..4).prop_map(
-            |chunks| {
+        (
+            proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 1..20), EXTENSIONS),
+                0..4
+            ),
+            EXTENSIONS,
+            TRAILERS,
+        )
+            .prop_map(|(chunks, last_extensions, trailers)| {
                 let mut req =
                     b"POST /chunks HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                         .to_vec();
-                for chunk in chunks {
-                    req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                for (chunk, extensions) in chunks {
+                    req.extend_from_slice(format!("{:x}{extensions}\r\n", chunk.len()).as_bytes());
                     req.extend_from_slice(&chunk);
                     req.extend_from_slice(b"\r\n");
                 }
-                req.extend_from_slice(b"0\r\n\r\n");
+                req.extend_from_slice(format!("0{last_extensions}\r\n{trailers}\r\n").as_bytes());
                 req
-            }
-        ),
+            }),
     ];
     proptest::collection::vec(one, 1..5).prop_map(|reqs| reqs.concat())
 }
@@ -455,6 +469,20 @@ proptest! {
         let pieces: Vec<&[u8]> = points.windows(2).map(|w| &stream[w[0]..w[1]]).collect();
         let split = decode_stream(&pieces, &limits);
         prop_assert_eq!(whole, split);
+    }
+
+    /// A CR inserted anywhere in a head is a bare CR (before any byte, a LF included: `\r\r\n`),
+    /// and is refused, whole or split, without a request getting through.
+    #[test]
+    fn a_bare_cr_anywhere_in_a_head_is_refused(path in "[a-z]{1,8}", at in any::<prop::sample::Index>(), cut in any::<prop::sample::Index>()) {
+        let mut head = format!("GET /{path} HTTP/1.1\r\nHost: h\r\nX-Test: v\r\n\r\n").into_bytes();
+        head.insert(at.index(head.len()), b'\r');
+        let cut = cut.index(head.len() + 1);
+        for pieces in [vec![&head[..]], vec![&head[..cut], &head[cut..]]] {
+            let (seen, err) = decode_stream(&pieces, &Limits::default());
+            prop_assert!(seen.is_empty());
+            prop_assert_eq!(err.map(|e| e.status()), Some(400));
+        }
     }
 
     /// Arbitrary bytes, in arbitrary pieces, never panic the decoder.
