@@ -361,3 +361,20 @@ fn body_framing_is_checked_before_a_405() {
         &chunked_post("/plaintext", b"4\r\nWiki\r\n0\r\nGET / HTTP/1.1\r\n\r\n"),
     );
 }
+
+// ----- Expect (RFC 9110 §10.1.1) -----
+
+/// An empty `Expect` value is no expectation: the request is served and the connection stays
+/// open.
+#[test]
+fn empty_expect_is_no_expectation() {
+    let mut client = Client::connect(server());
+    let response =
+        client.request("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect:\r\n\r\nhi");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hi");
+    assert!(!response.says_close());
+    let response = client
+        .request("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect:   \r\n\r\nho");
+    assert_eq!(response.body, b"ho");
+}

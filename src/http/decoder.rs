@@ -519,9 +519,12 @@ fn validate_head<'t>(
                 }
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            if header.value.eq_ignore_ascii_case(b"100-continue") {
+            // RFC 9110 §10.1.1: `Expect = #expectation`, and an empty list expects nothing.
+            // The one expectation defined is 100-continue; any other is 417.
+            let value = header.value.trim_ascii();
+            if value.eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
-            } else {
+            } else if !value.is_empty() {
                 return Err(ParseError::ExpectationFailed);
             }
         }

@@ -154,6 +154,32 @@ fn signals_continue_once() {
     }
 }
 
+/// An empty `Expect` value is no expectation (RFC 9110 §10.1.1 defines `Expect` as a list, and an
+/// empty list expects nothing): no interim response, no 417. Any other value but `100-continue`
+/// is 417.
+#[test]
+fn empty_expect_is_no_expectation() {
+    for head in [
+        &b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect:\r\n\r\n"[..],
+        b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: \t \r\n\r\n",
+    ] {
+        let mut decoder = RequestDecoder::new();
+        let mut storage = header_storage();
+        match decoder.decode(head, &mut storage, &Limits::default()) {
+            Ok(Decoded::Incomplete { send_continue, .. }) => assert!(!send_continue),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(head)),
+        }
+        let mut body = head.to_vec();
+        body.extend_from_slice(b"hi");
+        assert_eq!(decode_one(&body).unwrap()[0].body, b"hi");
+    }
+    for value in ["tea", "100-continue, tea", "100-continuex", "100"] {
+        let head =
+            format!("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: {value}\r\n\r\n");
+        assert_eq!(first_error(head.as_bytes()), ParseError::ExpectationFailed);
+    }
+}
+
 /// Every smuggling and framing shape the spec lists is a 400 (or its own code).
 #[test]
 fn rejects_smuggling_shapes() {
