@@ -206,6 +206,21 @@ impl RequestDecoder {
         matches!(self.state, State::Body { .. })
     }
 
+    /// The head of the request whose body is being read, while it is; `None` between requests.
+    ///
+    /// The head is complete and checked before the body starts, so its route is already known.
+    /// A connection can look it up when the decoder asks for `100 Continue` and, if the route
+    /// will fail anyway (404, 405, a bad query), answer that final status instead — RFC 9110
+    /// §10.1.1 allows it, and the client then need not send a body it would be refused for.
+    /// After such an answer the body's bytes are still on their way, so the connection must
+    /// close (or read and discard them): this decoder would otherwise read them as the body.
+    pub fn pending_head(&self) -> Option<&OwnedHead> {
+        match &self.state {
+            State::Body { head, .. } => Some(head),
+            State::Head { .. } | State::Failed => None,
+        }
+    }
+
     /// Decode the next request from `input`, the connection's unconsumed bytes.
     ///
     /// The caller drops `consumed` bytes from the front of its buffer after each call and calls

@@ -180,6 +180,45 @@ fn empty_expect_is_no_expectation() {
     }
 }
 
+/// While a body is awaited, the decoder shows the head it belongs to (route and method known,
+/// `Expect: 100-continue` seen); before the head, once the body is complete, and after an error
+/// there is none.
+#[test]
+fn pending_head_is_the_head_whose_body_is_awaited() {
+    let mut decoder = RequestDecoder::new();
+    let limits = Limits::default();
+    assert!(decoder.pending_head().is_none());
+
+    let head =
+        b"PUT /upload?n=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n";
+    let mut storage = header_storage();
+    let decoded = decoder.decode(head, &mut storage, &limits).unwrap();
+    assert!(matches!(
+        decoded,
+        Decoded::Incomplete {
+            send_continue: true,
+            ..
+        }
+    ));
+    let pending = decoder
+        .pending_head()
+        .expect("a head whose body is awaited");
+    assert_eq!(pending.info.method, Method::Put);
+    assert_eq!(pending.target, "/upload?n=1");
+    assert!(pending.info.expect_continue);
+    assert_eq!(pending.info.framing, Framing::Length(4));
+
+    let mut storage = header_storage();
+    let decoded = decoder.decode(b"data", &mut storage, &limits).unwrap();
+    assert!(matches!(decoded, Decoded::Owned { .. }));
+    assert!(decoder.pending_head().is_none());
+
+    let mut storage = header_storage();
+    let chunked = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4 x";
+    assert!(decoder.decode(chunked, &mut storage, &limits).is_err());
+    assert!(decoder.pending_head().is_none());
+}
+
 /// Every smuggling and framing shape the spec lists is a 400 (or its own code).
 #[test]
 fn rejects_smuggling_shapes() {
