@@ -378,3 +378,33 @@ fn empty_expect_is_no_expectation() {
         .request("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect:   \r\n\r\nho");
     assert_eq!(response.body, b"ho");
 }
+
+// ----- responses (RFC 9110 §8.6, §5.5) -----
+
+/// A 204 carries no `Content-Length` and no body, even when its handler set one; the response
+/// after it on the connection is read from the right place.
+#[test]
+fn no_content_length_or_body_on_204() {
+    let mut client = Client::connect(server());
+    client.send(format!("{}{}", get("/no-content"), get("/plaintext")));
+    let response = client.read_response();
+    assert_eq!(response.status, 204);
+    assert_eq!(response.header("content-length"), None, "{response:?}");
+    assert_eq!(client.read_response().text(), "Hello, World!");
+}
+
+/// A handler's header value holding CR LF cannot split the response: it stays one field line
+/// (CR and LF sent as spaces), no forged field or response follows.
+#[test]
+fn header_values_with_cr_lf_cannot_split_the_response() {
+    let mut client = Client::connect(server());
+    client.send(format!("{}{}", get("/note"), get("/plaintext")));
+    let response = client.read_response();
+    assert_eq!(response.text(), "noted");
+    assert_eq!(response.header_count("set-cookie"), 0, "{response:?}");
+    assert_eq!(
+        response.header("x-note"),
+        Some("a  Set-Cookie: forged=1    HTTP/1.1 200 OK")
+    );
+    assert_eq!(client.read_response().text(), "Hello, World!");
+}
