@@ -21,8 +21,11 @@
 //! 2. **One reading of the framing.** Every rule of RFC 9112 §6 that request smuggling exploits
 //!    is checked here, and any violation is an error after which the connection is closed:
 //!    `Content-Length` together with `Transfer-Encoding`, differing or malformed lengths, a
-//!    transfer coding other than `chunked`, bare CR or LF, obs-fold, invalid bytes, missing or
-//!    repeated `Host` on HTTP/1.1.
+//!    transfer coding other than `chunked`, bare CR or LF, obs-fold, invalid bytes, a missing,
+//!    repeated or malformed `Host`, a malformed target ([`super::target`]), and in chunked bodies
+//!    malformed size lines, extensions and trailer lines ([`super::chunked`]). The body is
+//!    decoded before the request is handed on, so its framing is checked even when the route
+//!    will answer 404 or 405.
 
 use std::mem::MaybeUninit;
 
