@@ -1,39 +1,28 @@
 //! Every way a request can fail, and the one place that maps each to a status code.
 //!
 //! Errors are values, not strings scattered through the code: the decoder, the router and the
-//! reactor each return an [`Error`], and [`Error::into_response`] turns it into the JSON body
-//! `{"error":"…","status":N}` the spec asks for. [`Error::closes_connection`] names the errors
-//! after which nothing more on a connection can be trusted; every error the request decoder
-//! returns is one of them, so the connection answers it and closes — the rule that makes request
-//! smuggling impossible. The others are answered and the connection carries on.
+//! reactor each produce an [`Error`], and [`Error::into_response`] turns it into the JSON body
+//! `{"error":"…","status":N}` every error response carries. The HTTP layer has its own error,
+//! [`ParseError`], which knows nothing of the application; it arrives here wrapped as
+//! [`Error::Http`]. [`Error::closes_connection`] names the errors after which nothing more on a
+//! connection can be trusted; every error the request decoder returns is one of them, so the
+//! connection answers it and closes — the rule that makes request smuggling impossible. The
+//! others are answered and the connection carries on.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use crate::audio::AudioError;
-use crate::http::Response;
+use crate::http::{ParseError, Response};
 
 /// A request that cannot be answered normally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     // ----- protocol errors: answered, then the connection is closed -----
-    /// Malformed request: bad framing, bare LF, invalid bytes, missing `Host`, smuggling shapes.
-    /// The text says which rule was broken.
-    BadRequest(&'static str),
-    /// The request line alone is longer than `--max-header-bytes` (414).
-    UriTooLong,
-    /// The header block is longer than `--max-header-bytes` or has more than `--max-headers`
-    /// fields (431).
-    HeadersTooLarge,
-    /// The body is larger than `--max-body` (413): known from `Content-Length` before reading, or
-    /// found while decoding chunks.
-    BodyTooLarge,
-    /// `Expect` with anything but `100-continue` (417).
-    ExpectationFailed,
-    /// A method this server does not implement (501).
-    MethodNotImplemented,
-    /// An HTTP version other than 1.0 and 1.1 (505).
-    VersionNotSupported,
+    /// The request decoder refused the request's bytes (400, 413, 414, 417, 431, 501 or 505:
+    /// [`ParseError::status`]). The limits behind 413, 414 and 431 are `--max-body`,
+    /// `--max-header-bytes` and `--max-headers`.
+    Http(ParseError),
     /// The client took longer than `--header-timeout` / `--body-timeout` to send its request (408).
     RequestTimeout,
 
@@ -68,21 +57,17 @@ impl Error {
     /// The status code for this error.
     pub fn status(&self) -> u16 {
         match self {
-            Error::BadRequest(_) | Error::BadQuery(_) | Error::BadBody(_) => 400,
+            Error::Http(err) => err.status(),
+            Error::BadQuery(_) | Error::BadBody(_) => 400,
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::RequestTimeout => 408,
-            Error::BodyTooLarge | Error::AudioTooLong(_) => 413,
-            Error::UriTooLong => 414,
+            Error::AudioTooLong(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
-            Error::ExpectationFailed => 417,
             Error::Unprocessable(_) => 422,
-            Error::HeadersTooLarge => 431,
             Error::JobPanicked => 500,
-            Error::MethodNotImplemented => 501,
             Error::QueueFull | Error::Unavailable => 503,
             Error::GatewayTimeout => 504,
-            Error::VersionNotSupported => 505,
         }
     }
 
@@ -90,29 +75,13 @@ impl Error {
     /// client is misbehaving): the response says `Connection: close` and nothing after it on that
     /// connection is read.
     pub fn closes_connection(&self) -> bool {
-        matches!(
-            self,
-            Error::BadRequest(_)
-                | Error::UriTooLong
-                | Error::HeadersTooLarge
-                | Error::BodyTooLarge
-                | Error::ExpectationFailed
-                | Error::MethodNotImplemented
-                | Error::VersionNotSupported
-                | Error::RequestTimeout
-        )
+        matches!(self, Error::Http(_) | Error::RequestTimeout)
     }
 
     /// The human-readable message in the JSON body.
     pub fn message(&self) -> Cow<'static, str> {
         match self {
-            Error::BadRequest(why) => Cow::Borrowed(why),
-            Error::UriTooLong => "request line too long".into(),
-            Error::HeadersTooLarge => "request header block too large".into(),
-            Error::BodyTooLarge => "request body too large".into(),
-            Error::ExpectationFailed => "only Expect: 100-continue is supported".into(),
-            Error::MethodNotImplemented => "method not implemented".into(),
-            Error::VersionNotSupported => "HTTP version not supported".into(),
+            Error::Http(err) => Cow::Borrowed(err.message()),
             Error::RequestTimeout => "request not received in time".into(),
             Error::NotFound => "not found".into(),
             Error::MethodNotAllowed { .. } => "method not allowed".into(),
@@ -143,6 +112,13 @@ impl Error {
     }
 }
 
+/// A protocol error, as the application answers it.
+impl From<ParseError> for Error {
+    fn from(err: ParseError) -> Error {
+        Error::Http(err)
+    }
+}
+
 /// How each audio decoding failure is answered (docs/AUDIO.md lists them with examples).
 impl From<AudioError> for Error {
     fn from(err: AudioError) -> Error {
@@ -165,3 +141,50 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every protocol error keeps the status its `ParseError` implies, and closes the
+    /// connection, as a request timeout does; request and server errors leave it open.
+    #[test]
+    fn protocol_errors_close_the_connection() {
+        for (err, status) in [
+            (ParseError::BadRequest("bare CR in request head"), 400),
+            (ParseError::BodyTooLarge, 413),
+            (ParseError::UriTooLong, 414),
+            (ParseError::ExpectationFailed, 417),
+            (ParseError::HeadersTooLarge, 431),
+            (ParseError::MethodNotImplemented, 501),
+            (ParseError::VersionNotSupported, 505),
+        ] {
+            let err = Error::from(err);
+            assert_eq!(err.status(), status);
+            assert!(err.closes_connection(), "{err}");
+        }
+        assert!(Error::RequestTimeout.closes_connection());
+        for err in [
+            Error::NotFound,
+            Error::BadQuery("ms".into()),
+            Error::AudioTooLong("long".into()),
+            Error::QueueFull,
+            Error::GatewayTimeout,
+            Error::JobPanicked,
+        ] {
+            assert!(!err.closes_connection(), "{err}");
+        }
+    }
+
+    /// A protocol error is answered as JSON with the decoder's message.
+    #[test]
+    fn protocol_errors_answer_json() {
+        let response = Error::from(ParseError::BadRequest("invalid Host")).into_response();
+        assert_eq!(response.status, 400);
+        assert_eq!(response.content_type, "application/json");
+        assert_eq!(
+            response.body.as_bytes(),
+            br#"{"error":"invalid Host","status":400}"#
+        );
+    }
+}

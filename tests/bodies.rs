@@ -1,4 +1,4 @@
-//! Request bodies (SPEC §3): `Content-Length`, `Transfer-Encoding: chunked` (extensions and
+//! Request bodies: `Content-Length`, `Transfer-Encoding: chunked` (extensions and
 //! trailers), bodies split over many reads, and `Expect: 100-continue`.
 
 mod common;

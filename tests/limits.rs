@@ -1,4 +1,4 @@
-//! Limits and request errors (SPEC §2 errors, §3 limits, §4.5 accept limits): each limit has its
+//! Limits and request errors (size limits, error responses, accept limits): each limit has its
 //! status code, protocol errors close the connection, request errors leave it usable.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Request smuggling (SPEC §3): every ambiguous or malformed framing is answered 400 with
+//! Request smuggling: every ambiguous or malformed framing is answered 400 with
 //! `Connection: close`, the connection is closed, and nothing written after the rejected request
 //! on that connection is ever processed.
 //!

@@ -21,16 +21,20 @@
 //! 2. **One reading of the framing.** Every rule of RFC 9112 §6 that request smuggling exploits
 //!    is checked here, and any violation is an error after which the connection is closed:
 //!    `Content-Length` together with `Transfer-Encoding`, differing or malformed lengths, a
-//!    transfer coding other than `chunked`, bare LF, obs-fold, invalid bytes, missing or repeated
-//!    `Host` on HTTP/1.1.
+//!    transfer coding other than `chunked`, bare CR or LF, obs-fold, invalid bytes, a missing,
+//!    repeated or malformed `Host`, a malformed target ([`super::target`]), and in chunked bodies
+//!    malformed size lines, extensions and trailer lines ([`super::chunked`]). The body is
+//!    decoded before the request is handed on, so its framing is checked even when the route
+//!    will answer 404 or 405.
 
 use std::mem::MaybeUninit;
 
 use httparse::Header;
 
 use super::chunked::ChunkedDecoder;
-use super::request::{split_target, Method, Request, Version};
-use crate::error::Error;
+use super::error::ParseError;
+use super::request::{Method, Request, Version};
+use super::target::{is_valid_host, Target};
 
 /// Size limits, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +117,12 @@ impl OwnedHead {
             name: name.as_str(),
             value: value.as_slice(),
         }));
-        let (path, query) = split_target(&self.target);
+        // The decoder checked the target before building this head; the fallback is for heads
+        // built by hand.
+        let (path, query) = match Target::parse(&self.target) {
+            Ok(target) => (target.path, target.query),
+            Err(_) => (self.target.as_str(), ""),
+        };
         Request {
             method: self.info.method,
             path,
@@ -200,6 +209,21 @@ impl RequestDecoder {
         matches!(self.state, State::Body { .. })
     }
 
+    /// The head of the request whose body is being read, while it is; `None` between requests.
+    ///
+    /// The head is complete and checked before the body starts, so its route is already known.
+    /// A connection can look it up when the decoder asks for `100 Continue` and, if the route
+    /// will fail anyway (404, 405, a bad query), answer that final status instead — RFC 9110
+    /// §10.1.1 allows it, and the client then need not send a body it would be refused for.
+    /// After such an answer the body's bytes are still on their way, so the connection must
+    /// close (or read and discard them): this decoder would otherwise read them as the body.
+    pub fn pending_head(&self) -> Option<&OwnedHead> {
+        match &self.state {
+            State::Body { head, .. } => Some(head),
+            State::Head { .. } | State::Failed => None,
+        }
+    }
+
     /// Decode the next request from `input`, the connection's unconsumed bytes.
     ///
     /// The caller drops `consumed` bytes from the front of its buffer after each call and calls
@@ -209,7 +233,7 @@ impl RequestDecoder {
         input: &'a [u8],
         storage: &'a mut [MaybeUninit<Header<'a>>],
         limits: &Limits,
-    ) -> Result<Decoded<'a>, Error> {
+    ) -> Result<Decoded<'a>, ParseError> {
         match self.decode_inner(input, storage, limits) {
             Ok(decoded) => Ok(decoded),
             Err(err) => {
@@ -224,9 +248,9 @@ impl RequestDecoder {
         input: &'a [u8],
         storage: &'a mut [MaybeUninit<Header<'a>>],
         limits: &Limits,
-    ) -> Result<Decoded<'a>, Error> {
+    ) -> Result<Decoded<'a>, ParseError> {
         let (scanned, line_end) = match &mut self.state {
-            State::Failed => return Err(Error::BadRequest("connection already failed")),
+            State::Failed => return Err(ParseError::BadRequest("connection already failed")),
             State::Body { .. } => return self.decode_body(input, 0, false, limits),
             State::Head { scanned, line_end } => (scanned, line_end),
         };
@@ -253,9 +277,9 @@ impl RequestDecoder {
         let Some(head_len) = find_head_end(head, scanned, line_end)? else {
             if head.len() > limits.max_head_bytes {
                 return Err(if *line_end {
-                    Error::HeadersTooLarge
+                    ParseError::HeadersTooLarge
                 } else {
-                    Error::UriTooLong
+                    ParseError::UriTooLong
                 });
             }
             return Ok(Decoded::Incomplete {
@@ -266,9 +290,9 @@ impl RequestDecoder {
         if head_len > limits.max_head_bytes {
             let line_len = head.iter().position(|&b| b == b'\n').unwrap_or(head_len);
             return Err(if line_len > limits.max_head_bytes {
-                Error::UriTooLong
+                ParseError::UriTooLong
             } else {
-                Error::HeadersTooLarge
+                ParseError::HeadersTooLarge
             });
         }
         *scanned = 0;
@@ -278,38 +302,37 @@ impl RequestDecoder {
         let mut parsed = httparse::Request::new(&mut []);
         match parsed.parse_with_uninit_headers(&head[..head_len], &mut storage[..max_headers]) {
             Ok(httparse::Status::Complete(n)) if n == head_len => {}
-            Ok(_) => return Err(Error::BadRequest("malformed request head")),
-            Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadersTooLarge),
+            Ok(_) => return Err(ParseError::BadRequest("malformed request head")),
+            Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
             Err(httparse::Error::Version) => return Err(version_error(head)),
             Err(httparse::Error::HeaderName) => {
                 // A header line starting with SP/HTAB is obs-fold (RFC 9112 §5.2): rejected.
-                return Err(Error::BadRequest("invalid header name or obs-fold"));
+                return Err(ParseError::BadRequest("invalid header name or obs-fold"));
             }
             Err(httparse::Error::HeaderValue) => {
-                return Err(Error::BadRequest("invalid byte in header value"))
+                return Err(ParseError::BadRequest("invalid byte in header value"))
             }
-            Err(_) => return Err(Error::BadRequest("malformed request line")),
+            Err(_) => return Err(ParseError::BadRequest("malformed request line")),
         }
         let method_token = parsed.method.unwrap_or("");
         let target = parsed.path.unwrap_or("");
         let version = match parsed.version {
             Some(0) => Version::Http10,
             Some(1) => Version::Http11,
-            _ => return Err(Error::VersionNotSupported),
+            _ => return Err(ParseError::VersionNotSupported),
         };
         let headers: &'a [Header<'a>] = parsed.headers;
-        let info = validate_head(method_token, target, version, headers, limits)?;
+        let (info, parts) = validate_head(method_token, target, version, headers, limits)?;
         let consumed = start + head_len;
 
         if info.framing == Framing::None {
-            let (path, query) = split_target(target);
             return Ok(Decoded::Request {
                 consumed,
                 info,
                 request: Request {
                     method: info.method,
-                    path,
-                    query,
+                    path: parts.path,
+                    query: parts.query,
                     version,
                     headers,
                     body: Vec::new(),
@@ -351,7 +374,7 @@ impl RequestDecoder {
         from: usize,
         expect_continue: bool,
         limits: &Limits,
-    ) -> Result<Decoded<'a>, Error> {
+    ) -> Result<Decoded<'a>, ParseError> {
         let State::Body { body, data, .. } = &mut self.state else {
             unreachable!("decode_body is only called in the Body state");
         };
@@ -393,22 +416,36 @@ impl RequestDecoder {
     }
 }
 
-/// Look for the blank line that ends the head, scanning only bytes not scanned before.
+/// Look for the blank line that ends the head, scanning only bytes not scanned before and
+/// checking every line end on the way.
 ///
-/// Returns the head's length including the final CRLF. Every LF must follow a CR (RFC 9112 §2.2
-/// lets a server accept bare LF; we refuse it, since disagreeing with a proxy about line ends is
-/// a smuggling vector).
+/// Returns the head's length including the final CRLF. RFC 9112 §2.2 lets a server accept a bare
+/// LF as a line end, and requires a bare CR to be rejected or replaced: we refuse both (a server
+/// and a proxy in front of it that disagree about where a line ends is a smuggling vector), at
+/// the byte that proves a CR or LF bare, so a malformed head is answered at once instead of
+/// waiting for a blank line that will never come. A CR that is the last byte so far is left
+/// unscanned: its LF may arrive with the next read.
 fn find_head_end(
     buf: &[u8],
     scanned: &mut usize,
     line_end: &mut bool,
-) -> Result<Option<usize>, Error> {
+) -> Result<Option<usize>, ParseError> {
     let mut i = *scanned;
-    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
-        let lf = i + offset;
-        if lf == 0 || buf[lf - 1] != b'\r' {
-            return Err(Error::BadRequest("bare LF in request head"));
+    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\r' || b == b'\n') {
+        let cr = i + offset;
+        if buf[cr] == b'\n' {
+            // Every CR LF is stepped over below, so a LF found here has no CR before it.
+            return Err(ParseError::BadRequest("bare LF in request head"));
         }
+        match buf.get(cr + 1) {
+            Some(b'\n') => {}
+            Some(_) => return Err(ParseError::BadRequest("bare CR in request head")),
+            None => {
+                *scanned = cr;
+                return Ok(None);
+            }
+        }
+        let lf = cr + 1;
         *line_end = true;
         if lf >= 3 && &buf[lf - 3..=lf] == b"\r\n\r\n" {
             return Ok(Some(lf + 1));
@@ -421,43 +458,38 @@ fn find_head_end(
 
 /// httparse reports `HTTP/2.0` and `HTTP/1.x` alike as a version error: 505 for a well-formed
 /// version we do not speak, 400 for garbage.
-fn version_error(head: &[u8]) -> Error {
+fn version_error(head: &[u8]) -> ParseError {
     let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
     let line = &head[..line_end];
     // method SP request-target SP HTTP-version: anything but three parts is not a version issue.
     if line.split(|&b| b == b' ').count() != 3 {
-        return Error::BadRequest("malformed request line");
+        return ParseError::BadRequest("malformed request line");
     }
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            Error::VersionNotSupported
+            ParseError::VersionNotSupported
         }
         [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
-            Error::VersionNotSupported
+            ParseError::VersionNotSupported
         }
-        _ => Error::BadRequest("malformed request line"),
+        _ => ParseError::BadRequest("malformed request line"),
     }
 }
 
 /// Check the head's semantics: method, target, `Host`, and the body framing (RFC 9112 §6.3).
-fn validate_head(
+/// Returns what the head says and the target split into path and query.
+fn validate_head<'t>(
     method_token: &str,
-    target: &str,
+    target: &'t str,
     version: Version,
     headers: &[Header<'_>],
     limits: &Limits,
-) -> Result<HeadInfo, Error> {
-    let method = Method::parse(method_token).ok_or(Error::MethodNotImplemented)?;
-    if !(target.starts_with('/')
-        || target == "*"
-        || target.starts_with("http://")
-        || target.starts_with("https://"))
-    {
-        return Err(Error::BadRequest("invalid request target"));
-    }
+) -> Result<(HeadInfo, Target<'t>), ParseError> {
+    let method = Method::parse(method_token).ok_or(ParseError::MethodNotImplemented)?;
+    let target = Target::parse(target)?;
 
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
@@ -470,12 +502,19 @@ fn validate_head(
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            // RFC 9112 §3.2: a Host "with an invalid field value" is 400. An empty value is
+            // valid when the target carries no authority (origin and asterisk forms: a client
+            // MUST send an empty Host when the target URI has none); with an absolute-form
+            // target the client MUST repeat its authority, so the host may not be empty.
+            if !is_valid_host(header.value, target.authority.is_some()) {
+                return Err(ParseError::BadRequest("invalid Host header"));
+            }
         } else if name.eq_ignore_ascii_case("content-length") {
             // RFC 9112 §6.3 rule 5: an invalid Content-Length, or several that differ, is an
             // unrecoverable framing error. Repeats of the same value are tolerated.
             let value = parse_content_length(header.value)?;
             if content_length.is_some_and(|seen| seen != value) {
-                return Err(Error::BadRequest("conflicting Content-Length"));
+                return Err(ParseError::BadRequest("conflicting Content-Length"));
             }
             content_length = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -484,7 +523,7 @@ fn validate_head(
             // the way a proxy in front of us might: reject (RFC 9112 §6.3 rule 4).
             for coding in split_tokens(header.value) {
                 if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
-                    return Err(Error::BadRequest("unsupported Transfer-Encoding"));
+                    return Err(ParseError::BadRequest("unsupported Transfer-Encoding"));
                 }
                 chunked = true;
             }
@@ -498,46 +537,48 @@ fn validate_head(
                 }
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            if header.value.eq_ignore_ascii_case(b"100-continue") {
+            // RFC 9110 §10.1.1: `Expect = #expectation`, and an empty list expects nothing.
+            // The one expectation defined is 100-continue; any other is 417.
+            let value = header.value.trim_ascii();
+            if value.eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
-            } else {
-                return Err(Error::ExpectationFailed);
+            } else if !value.is_empty() {
+                return Err(ParseError::ExpectationFailed);
             }
         }
     }
 
-    if version == Version::Http11 && hosts != 1 {
-        // RFC 9112 §3.2: "A server MUST respond with a 400 … to any HTTP/1.1 request message
-        // that lacks a Host header field and to any request message that contains more than one
-        // Host header field".
-        return Err(Error::BadRequest(if hosts == 0 {
-            "missing Host header"
-        } else {
-            "duplicate Host header"
-        }));
+    // RFC 9112 §3.2: "A server MUST respond with a 400 … to any HTTP/1.1 request message that
+    // lacks a Host header field and to any request message that contains more than one Host
+    // header field line" — any request, HTTP/1.0 included.
+    if hosts > 1 {
+        return Err(ParseError::BadRequest("duplicate Host header"));
+    }
+    if version == Version::Http11 && hosts == 0 {
+        return Err(ParseError::BadRequest("missing Host header"));
     }
     if transfer_encoding && content_length.is_some() {
         // RFC 9112 §6.1: such a message "ought to be handled as an error"; it is the classic
         // CL.TE smuggling shape.
-        return Err(Error::BadRequest(
+        return Err(ParseError::BadRequest(
             "both Content-Length and Transfer-Encoding",
         ));
     }
     if transfer_encoding && (version == Version::Http10 || !chunked) {
-        return Err(Error::BadRequest("unsupported Transfer-Encoding"));
+        return Err(ParseError::BadRequest("unsupported Transfer-Encoding"));
     }
 
     let framing = match content_length {
         _ if chunked => Framing::Chunked,
         Some(0) | None => Framing::None,
-        Some(n) if n > limits.max_body as u64 => return Err(Error::BodyTooLarge),
+        Some(n) if n > limits.max_body as u64 => return Err(ParseError::BodyTooLarge),
         Some(n) => Framing::Length(n),
     };
     let keep_alive = match version {
         Version::Http11 => !close,
         Version::Http10 => keep_alive && !close,
     };
-    Ok(HeadInfo {
+    let info = HeadInfo {
         method,
         version,
         keep_alive,
@@ -545,12 +586,13 @@ fn validate_head(
         // Only meaningful for a request with a body, and only in HTTP/1.1 (RFC 9110 §10.1.1:
         // a server MUST ignore 100-continue from an HTTP/1.0 client).
         expect_continue: expect_continue && framing != Framing::None && version == Version::Http11,
-    })
+    };
+    Ok((info, target))
 }
 
 /// `Content-Length = 1*DIGIT`, nothing else: no sign, no spaces inside, no list, no overflow.
-fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
-    let bad = Error::BadRequest("invalid Content-Length");
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let bad = ParseError::BadRequest("invalid Content-Length");
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return Err(bad);
     }

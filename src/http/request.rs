@@ -105,37 +105,9 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Split a request target into path and query (RFC 9112 §3.2). Absolute-form targets
-/// (`http://host/path`, which servers MUST accept) are reduced to their path.
-pub fn split_target(target: &str) -> (&str, &str) {
-    let origin = match target.find("://") {
-        Some(scheme_end) if !target.starts_with('/') => {
-            let rest = &target[scheme_end + 3..];
-            rest.find(['/', '?']).map_or("/", |i| &rest[i..])
-        }
-        _ => target,
-    };
-    match origin.split_once('?') {
-        Some((path, query)) => (if path.is_empty() { "/" } else { path }, query),
-        None => (origin, ""),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_split_into_path_and_query() {
-        assert_eq!(split_target("/cpu?ms=5"), ("/cpu", "ms=5"));
-        assert_eq!(split_target("/plaintext"), ("/plaintext", ""));
-        assert_eq!(
-            split_target("http://example.com/json?a=1"),
-            ("/json", "a=1")
-        );
-        assert_eq!(split_target("http://example.com"), ("/", ""));
-        assert_eq!(split_target("*"), ("*", ""));
-    }
 
     #[test]
     fn query_params_are_found_by_name() {

@@ -6,6 +6,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::syntax::{is_field_vchar, is_ows, is_tchar};
+
 /// A response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -38,7 +40,9 @@ pub struct Response {
     /// The body.
     pub body: Body,
     /// Extra header fields (`Allow`, `Retry-After`, …). Empty for most responses, and an empty
-    /// `Vec` does not allocate.
+    /// `Vec` does not allocate. A field whose name is not a token, or that frames the message
+    /// (`Content-Length`, `Transfer-Encoding`, `Connection`), is not sent; control bytes in a
+    /// value are sent as spaces ([`Response::encode`]).
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -104,6 +108,19 @@ impl Response {
     /// `Content-Length`, the `Connection` header, extra headers, then the body unless
     /// `head_only` (a `HEAD` request gets the `GET` headers and no body, RFC 9110 §9.3.2).
     /// Returns the number of bytes appended.
+    ///
+    /// What a handler sets cannot break the framing:
+    ///
+    /// - a 1xx or 204 response has no content: no `Content-Type`, no `Content-Length`
+    ///   (RFC 9110 §8.6: a server MUST NOT send it), no body; a 304 keeps the length of the
+    ///   body it stands for, as `HEAD` does, and sends no body (RFC 9110 §15.4.5). A body sent
+    ///   after any of these would be read by the client as the start of the next response;
+    /// - extra fields whose name is not a token, or that would contradict the framing written
+    ///   here (`Content-Length`, `Transfer-Encoding`, `Connection`), are left out;
+    /// - in field values, every byte a field value may not hold (CR, LF, NUL, the other
+    ///   controls, DEL) is sent as SP: RFC 9110 §5.5 gives that replacement as the safe reading
+    ///   of such a value, and a CR LF passed through would end the field line and let the value
+    ///   forge fields or a whole response.
     pub fn encode(
         &self,
         out: &mut Vec<u8>,
@@ -125,26 +142,57 @@ impl Response {
         }
         out.extend_from_slice(b"Server: evloop\r\nDate: ");
         out.extend_from_slice(date.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Type: ");
-        out.extend_from_slice(self.content_type.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        let has_content = !(100..200).contains(&self.status) && self.status != 204;
+        if has_content {
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            put_field_value(out, self.content_type.as_bytes());
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        }
         out.extend_from_slice(match connection {
             ConnectionHeader::Omit => b"\r\n",
             ConnectionHeader::KeepAlive => b"\r\nConnection: keep-alive\r\n",
             ConnectionHeader::Close => b"\r\nConnection: close\r\n",
         });
         for (name, value) in &self.headers {
+            if !is_sendable_field_name(name) {
+                continue;
+            }
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
+            put_field_value(out, value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !head_only {
+        if has_content && self.status != 304 && !head_only {
             out.extend_from_slice(body);
         }
         out.len() - start
+    }
+}
+
+/// An extra field the encoder may send: a token (RFC 9110 §5.1), and not one of the fields that
+/// frame the message, which the encoder writes itself.
+fn is_sendable_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(is_tchar)
+        && !["content-length", "transfer-encoding", "connection"]
+            .iter()
+            .any(|framing| name.eq_ignore_ascii_case(framing))
+}
+
+/// Append a field value with every byte outside `field-vchar / SP / HTAB` (RFC 9110 §5.5) sent as
+/// SP. The common value has none, and is copied as is.
+fn put_field_value(out: &mut Vec<u8>, value: &[u8]) {
+    let allowed = |byte: u8| is_field_vchar(byte) || is_ows(byte);
+    if value.iter().all(|&byte| allowed(byte)) {
+        out.extend_from_slice(value);
+    } else {
+        out.extend(
+            value
+                .iter()
+                .map(|&byte| if allowed(byte) { byte } else { b' ' }),
+        );
     }
 }
 
@@ -157,6 +205,7 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// version).
 fn status_line(status: u16) -> Option<&'static [u8]> {
     Some(match status {
+        100 => b"HTTP/1.1 100 Continue\r\n",
         200 => b"HTTP/1.1 200 OK\r\n",
         201 => b"HTTP/1.1 201 Created\r\n",
         202 => b"HTTP/1.1 202 Accepted\r\n",
@@ -287,6 +336,82 @@ mod tests {
         let mut out = Vec::new();
         Response::text(418, "teapot").encode(&mut out, &fixed_date(), ConnectionHeader::Omit, true);
         assert!(out.starts_with(b"HTTP/1.1 418 \r\nServer: evloop\r\n"));
+    }
+
+    fn encoded(response: &Response) -> String {
+        let mut out = Vec::new();
+        response.encode(&mut out, &fixed_date(), ConnectionHeader::Omit, false);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// 1xx and 204 responses carry no `Content-Length` (RFC 9110 §8.6) and no content, even
+    /// when the handler set a body: a body there would be read as the start of the next response.
+    #[test]
+    fn no_content_length_on_1xx_and_204() {
+        for status in [100, 103, 204] {
+            let mut response = Response::text(status, "oops");
+            response.headers.push(("X-A", "1".into()));
+            assert_eq!(
+                encoded(&response),
+                format!(
+                    "{}Server: evloop\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nX-A: 1\r\n\r\n",
+                    match status {
+                        100 => "HTTP/1.1 100 Continue\r\n",
+                        103 => "HTTP/1.1 103 \r\n",
+                        _ => "HTTP/1.1 204 No Content\r\n",
+                    }
+                )
+            );
+        }
+    }
+
+    /// A 304 keeps the length of the body it stands for, like `HEAD`, and sends no body.
+    #[test]
+    fn not_modified_sends_no_body() {
+        let text = encoded(&Response::text(304, "cached"));
+        assert!(text.contains("\r\nContent-Length: 6\r\n\r\n"), "{text:?}");
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+    }
+
+    /// A field value from a handler never holds CR, LF, NUL or another control byte: each is
+    /// sent as SP, so the value stays one field line and cannot forge fields or a response.
+    #[test]
+    fn field_values_cannot_split_the_response() {
+        let mut response = Response::text(200, "ok");
+        response.headers.push((
+            "X-Note",
+            "a\r\nSet-Cookie: x=1\r\n\r\nHTTP/1.1 200 OK\x00\x7f\tb".into(),
+        ));
+        let text = encoded(&response);
+        assert!(
+            text.contains("\r\nX-Note: a  Set-Cookie: x=1    HTTP/1.1 200 OK  \tb\r\n\r\nok"),
+            "{text:?}"
+        );
+        assert_eq!(text.matches("\r\n").count(), 7, "{text:?}");
+    }
+
+    /// Extra fields with a name that is not a token, or that would contradict the framing the
+    /// encoder writes (`Content-Length`, `Transfer-Encoding`, `Connection`), are not sent.
+    #[test]
+    fn bad_or_framing_field_names_are_not_sent() {
+        let mut response = Response::text(200, "ok");
+        for name in [
+            "X-Ok",
+            "Bad Name",
+            "X\r\nSet-Cookie",
+            "",
+            "X:Y",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+        ] {
+            response.headers.push((name, "1".into()));
+        }
+        let text = encoded(&response);
+        assert!(
+            text.ends_with("Content-Length: 2\r\nX-Ok: 1\r\n\r\nok"),
+            "{text:?}"
+        );
     }
 
     /// The cached date only changes when the second does.
