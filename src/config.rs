@@ -34,6 +34,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Size limits for heads and bodies.
     pub limits: Limits,
+    /// Most bytes of request bodies held in memory at once, over all connections.
+    pub max_body_memory: usize,
     /// How long a graceful drain may take before what is left is aborted (exit 1).
     pub shutdown_timeout: Duration,
     /// Log one line per request on target `evloop::access`.
@@ -59,6 +61,7 @@ impl Default for Config {
             body_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             limits: Limits::default(),
+            max_body_memory: 1 << 30,
             shutdown_timeout: Duration::from_secs(30),
             access_log: false,
             max_audio_seconds: 600.0,
@@ -104,6 +107,10 @@ pub struct Cli {
     /// Largest request body in bytes (then 413).
     #[arg(long, env = "EVLOOP_MAX_BODY", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     pub max_body: u64,
+    /// Most bytes of request bodies held in memory at once, over all connections; a body that
+    /// would pass it gets 503 with Retry-After.
+    #[arg(long, env = "EVLOOP_MAX_BODY_MEMORY", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub max_body_memory: u64,
     /// Largest request head (request line + headers) in bytes (then 414/431).
     #[arg(long, env = "EVLOOP_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(64..=1 << 20))]
     pub max_header_bytes: u64,
@@ -162,6 +169,7 @@ impl Cli {
                 max_headers: self.max_headers as usize,
                 max_body: self.max_body as usize,
             },
+            max_body_memory: self.max_body_memory as usize,
             shutdown_timeout: self.shutdown_timeout,
             access_log: self.access_log,
             max_audio_seconds: self.max_audio_seconds.as_secs_f64(),

@@ -45,6 +45,10 @@ pub enum Error {
     AudioTooLong(String),
     /// The job queue is full (503 with `Retry-After`): load is shed instead of queued forever.
     QueueFull,
+    /// The request bodies held in memory at once, over all connections, would pass
+    /// `--max-body-memory` (503 with `Retry-After`; the rest of this body is not read, so the
+    /// connection closes).
+    BodyMemoryFull,
     /// The server is draining or its pool is closed (503).
     Unavailable,
     /// The job did not finish within `--request-timeout` (504).
@@ -66,7 +70,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::Unprocessable(_) => 422,
             Error::JobPanicked => 500,
-            Error::QueueFull | Error::Unavailable => 503,
+            Error::QueueFull | Error::BodyMemoryFull | Error::Unavailable => 503,
             Error::GatewayTimeout => 504,
         }
     }
@@ -75,7 +79,10 @@ impl Error {
     /// client is misbehaving): the response says `Connection: close` and nothing after it on that
     /// connection is read.
     pub fn closes_connection(&self) -> bool {
-        matches!(self, Error::Http(_) | Error::RequestTimeout)
+        matches!(
+            self,
+            Error::Http(_) | Error::RequestTimeout | Error::BodyMemoryFull
+        )
     }
 
     /// The human-readable message in the JSON body.
@@ -91,6 +98,7 @@ impl Error {
             | Error::Unprocessable(why)
             | Error::AudioTooLong(why) => Cow::Owned(why.clone()),
             Error::QueueFull => "server busy: job queue full".into(),
+            Error::BodyMemoryFull => "server busy: too many request bodies in memory".into(),
             Error::Unavailable => "server unavailable".into(),
             Error::GatewayTimeout => "request timed out".into(),
             Error::JobPanicked => "internal error: the job failed".into(),
@@ -98,14 +106,16 @@ impl Error {
     }
 
     /// The response for this error: JSON body, plus `Allow` (405) or `Retry-After` (503 when
-    /// the queue is full).
+    /// the queue or the body memory is full).
     pub fn into_response(self) -> Response {
         let status = self.status();
         let body = serde_json::json!({ "error": self.message(), "status": status });
         let mut response = Response::json(status, body.to_string().into_bytes());
         match self {
             Error::MethodNotAllowed { allow } => response.headers.push(("Allow", allow)),
-            Error::QueueFull => response.headers.push(("Retry-After", "1".to_string())),
+            Error::QueueFull | Error::BodyMemoryFull => {
+                response.headers.push(("Retry-After", "1".to_string()))
+            }
             _ => {}
         }
         response

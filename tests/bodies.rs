@@ -230,3 +230,63 @@ fn multi_megabyte_body_round_trips() {
     assert!(response.body == body, "the echoed body differs");
     assert_eq!(client.request(get("/plaintext")).status, 200);
 }
+
+/// When the head alone decides the answer — an unknown path (404), a wrong method (405), a bad
+/// query (400) — a client waiting for `100 Continue` gets that answer instead, at once, and the
+/// connection closes without the body ever being sent.
+#[test]
+fn expect_100_continue_gets_the_final_status_when_the_head_decides_it() {
+    let addr = echo_server();
+    for (target, method, status) in [
+        ("/nope", "POST", 404),
+        ("/echo", "PUT", 405),
+        ("/snr-detect?vad_hop_size=1", "POST", 400),
+    ] {
+        let mut client = Client::connect(addr);
+        client.send(format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\
+             Expect: 100-continue\r\n\r\n"
+        ));
+        let responses = client.responses_until_close(CLOSE_WITHIN);
+        assert_eq!(responses.len(), 1, "{target}: {responses:?}");
+        responses[0].assert_json_error(status);
+        assert!(responses[0].says_close(), "{target}");
+    }
+    // A good query on the same route still gets the go-ahead.
+    let mut client = Client::connect(addr);
+    client.send(
+        "POST /snr-detect?vad_hop_size=256 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\
+         Expect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(client.read_response().status, 100);
+}
+
+/// Request bodies held at once are bounded over all connections (`--max-body-memory`): the body
+/// that would pass the limit gets 503 with `Retry-After` and its connection closes, while the
+/// body already being received goes on; once it is done, room is back.
+#[test]
+fn bodies_held_at_once_are_bounded() {
+    let mut config = test_config();
+    config.max_body_memory = 100_000;
+    let addr = spawn_in_process(config, echo_router());
+    let head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 80000\r\n\r\n";
+
+    let mut first = Client::connect(addr);
+    first.send(format!("{head}{}", "a".repeat(60_000)));
+    sleep(Duration::from_millis(200));
+    let mut second = Client::connect(addr);
+    second.send(format!("{head}{}", "b".repeat(50_000)));
+    let refused = second.responses_until_close(CLOSE_WITHIN);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    refused[0].assert_json_error(503);
+    assert_eq!(refused[0].header("retry-after"), Some("1"));
+
+    first.send("a".repeat(20_000));
+    let done = first.read_response();
+    assert_eq!(done.status, 200);
+    assert_eq!(done.body.len(), 80_000);
+
+    let mut third = Client::connect(addr);
+    let response = third.request(format!("{head}{}", "c".repeat(80_000)));
+    assert_eq!(response.status, 200, "the memory was given back");
+}

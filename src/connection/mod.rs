@@ -176,6 +176,39 @@ pub struct TurnContext<'a> {
     pub out: &'a mut Vec<u8>,
     /// The slowest handler of this turn, for the slow-turn warning.
     pub slowest: &'a mut Option<(Duration, String)>,
+    /// The memory all connections hold in request bodies still arriving.
+    pub bodies: &'a mut BodyMemory,
+}
+
+/// The bytes of request bodies that all connections together hold while those bodies arrive,
+/// against `--max-body-memory`. Without it, ten thousand clients each sending (slowly) a body
+/// just under `--max-body` could make the server hold ten thousand times that much.
+#[derive(Debug)]
+pub struct BodyMemory {
+    limit: usize,
+    held: usize,
+}
+
+impl BodyMemory {
+    /// Nothing held yet; at most `limit` bytes.
+    pub fn new(limit: usize) -> BodyMemory {
+        BodyMemory { limit, held: 0 }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// A connection's share went from `before` to `after` bytes.
+    fn update(&mut self, before: usize, after: usize) {
+        self.held = self.held - before + after;
+    }
+
+    /// A connection closed holding `bytes`.
+    pub fn release(&mut self, bytes: usize) {
+        self.held -= bytes;
+    }
 }
 
 /// A connection's way into the pool and the timer heap, for its pipeline.
@@ -249,6 +282,8 @@ pub struct Connection {
     idle_since: Instant,
     /// Our entry in the timer heap.
     alarm: Alarm,
+    /// Bytes of the body being received, as last counted in [`BodyMemory`].
+    body_held: usize,
 }
 
 impl Connection {
@@ -265,7 +300,13 @@ impl Connection {
             last_read: now,
             idle_since: now,
             alarm: Alarm::default(),
+            body_held: 0,
         }
+    }
+
+    /// Bytes of request body this connection holds (given back to [`BodyMemory`] on close).
+    pub fn body_held(&self) -> usize {
+        self.body_held
     }
 
     /// The socket, for (de)registration.
@@ -471,7 +512,18 @@ impl Connection {
                 }) => {
                     pos += consumed;
                     self.input = Input::Reading;
+                    if self.count_body(turn) {
+                        self.reject(Error::BodyMemoryFull, turn);
+                        return input.len();
+                    }
                     if send_continue {
+                        // RFC 9110 §10.1.1: the client waits for our go-ahead. If the head alone
+                        // already decides the answer (404, 405, a bad query), send that instead;
+                        // the body is never read, so the connection ends with it.
+                        if let Some(refusal) = self.refuse_early(turn) {
+                            self.reject(refusal, turn);
+                            return input.len();
+                        }
                         let meta = self.meta(None, true, turn);
                         self.answer_continue(meta, turn);
                     }
@@ -494,13 +546,15 @@ impl Connection {
                 }) => {
                     pos += consumed;
                     budget.requests -= 1;
+                    // The body now belongs to the request: no longer counted as arriving.
+                    self.count_body(turn);
                     let mut headers = Vec::new();
                     let request = head.request(body, &mut headers);
                     self.dispatch(head.info, request, turn);
                     dispatched = true;
                 }
                 Err(err) => {
-                    self.reject(err, turn);
+                    self.reject(Error::from(err), turn);
                     return input.len();
                 }
             }
@@ -511,6 +565,28 @@ impl Connection {
             self.input = Input::Closing;
         }
         pos
+    }
+
+    /// Count the body being received in the server-wide [`BodyMemory`]. Returns true if this
+    /// connection holds body bytes and the total is over the limit.
+    fn count_body(&mut self, turn: &mut TurnContext<'_>) -> bool {
+        let held = self.decoder.body_buffered();
+        turn.bodies.update(self.body_held, held);
+        self.body_held = held;
+        held > 0 && turn.bodies.held() > turn.bodies.limit
+    }
+
+    /// What the router can say from the head of the request whose body we are about to ask for.
+    fn refuse_early(&self, turn: &TurnContext<'_>) -> Option<Error> {
+        let head = self.decoder.pending_head()?;
+        let mut headers = Vec::new();
+        let request = head.request(Vec::new(), &mut headers);
+        let router = turn.router;
+        // A route's check is user code on the loop's thread, like a handler.
+        catch_unwind(AssertUnwindSafe(|| router.refuse_early(&request))).unwrap_or_else(|_| {
+            log::error!("{}: a route's head check panicked", self.peer);
+            Some(Error::JobPanicked)
+        })
     }
 
     /// Hand a request to the router and file its reply.
@@ -567,6 +643,8 @@ impl Connection {
         self.input = Input::Closing;
         self.transport.discard_held();
         self.head_started = None;
+        self.decoder.abandon();
+        self.count_body(turn);
         let meta = self.meta(None, false, turn);
         self.answer(err.into_response(), meta, turn);
     }

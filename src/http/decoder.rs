@@ -209,6 +209,21 @@ impl RequestDecoder {
         matches!(self.state, State::Body { .. })
     }
 
+    /// Bytes of the current request's body held so far (0 between requests).
+    pub fn body_buffered(&self) -> usize {
+        match &self.state {
+            State::Body { data, .. } => data.len(),
+            State::Head { .. } | State::Failed => 0,
+        }
+    }
+
+    /// Stop decoding for good and drop the body held so far: the connection has answered without
+    /// reading the rest of this request (a refusal instead of `100 Continue`, a timeout, no
+    /// memory left for bodies), so nothing after it can be framed.
+    pub fn abandon(&mut self) {
+        self.state = State::Failed;
+    }
+
     /// The head of the request whose body is being read, while it is; `None` between requests.
     ///
     /// The head is complete and checked before the body starts, so its route is already known.

@@ -48,7 +48,7 @@ use mio::unix::pipe;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::config::Config;
-use crate::connection::{Connection, Next, TurnContext};
+use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
 use crate::pool::Pool;
 use crate::router::{Reply, Router};
@@ -151,6 +151,7 @@ impl Server {
             Arc::clone(&self.waker),
             self.config.worker_priority,
         )?;
+        let body_memory = self.config.max_body_memory;
         let mut reactor = Reactor {
             poll: self.poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
@@ -166,6 +167,7 @@ impl Server {
             shutdown_requested: self.shutdown,
             lifecycle: Lifecycle::Running,
             scratch: Scratch::new(),
+            bodies: BodyMemory::new(body_memory),
             stats: TurnStats::default(),
             now: Instant::now(),
         };
@@ -279,6 +281,8 @@ struct Reactor {
     /// Running or draining.
     lifecycle: Lifecycle,
     scratch: Scratch,
+    /// Request bodies held while they arrive, over all connections.
+    bodies: BodyMemory,
     stats: TurnStats,
     /// The time this turn started.
     now: Instant,
@@ -404,6 +408,7 @@ impl Reactor {
             read_buf: &mut self.scratch.read_buf,
             out: &mut self.scratch.out,
             slowest: &mut self.scratch.slowest,
+            bodies: &mut self.bodies,
         };
         let next = step(conn, &mut turn);
         // Whatever happened, the shared output buffer is empty for the next connection.
@@ -537,6 +542,7 @@ impl Reactor {
             return;
         };
         conn.cancel_jobs();
+        self.bodies.release(conn.body_held());
         deregister(self.poll.registry(), conn.stream_mut());
         drop(conn); // closes the socket
         self.acceptor.on_close();
