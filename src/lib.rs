@@ -7,28 +7,34 @@
 //!
 //! ## One turn of the reactor
 //!
-//! 1. `poll` for readiness, sleeping at most until the next timer deadline;
+//! 1. `poll` for readiness, sleeping at most until the next timer deadline (not at all if a
+//!    connection yielded on the previous turn);
 //! 2. read the clock once for the turn (and refresh the cached `Date` header);
-//! 3. for each ready socket, *drive* its connection: read until `WouldBlock`, decode every
-//!    complete request, dispatch each to its handler, write every response that is ready — in
-//!    request order, in one `write`;
+//! 3. for each ready socket, *drive* its connection: read, decode every complete request,
+//!    dispatch each to its handler, write every response that is ready — in request order, in
+//!    one `write`;
 //! 4. on the waker's event, take *every* finished job off the completion channel and file each
-//!    result with its connection;
-//! 5. on SIGINT/SIGTERM, begin the drain: stop accepting, finish what was asked; then accept
-//!    new connections;
-//! 6. fire expired timers (`/sleep`, timeouts) and drive every connection touched by 4–6 once;
-//! 7. exit once draining and no connection is left.
+//!    result with its request;
+//! 5. on SIGINT/SIGTERM, begin the graceful drain;
+//! 6. accept new connections (at the connection cap, close the longest-idle keep-alive one to
+//!    make room);
+//! 7. fire expired timers (`/sleep`, timeouts);
+//! 8. drive, once each, the connections that 4 and 7 touched and those that yielded last turn;
+//! 9. housekeeping: the slow-turn warning, compacting the timer heap;
+//! 10. exit once draining and no connection is left.
 //!
 //! A handler decides where its work runs by what it returns (see [`router`]): the answer now
 //! (a plain `async def`), after a timer (`await asyncio.sleep`), from the pool
 //! (`await run_in_threadpool(f)`), or from several pool jobs at once
 //! (`await asyncio.gather(...)`). A job's result is a reply too, so work can continue.
-//! `docs/ARCHITECTURE.md` numbers the turn exactly as `reactor.rs` runs it.
+//! `docs/ARCHITECTURE.md` and `src/reactor/mod.rs` number the turn the same way.
 //!
 //! ## Layout
 //!
-//! - [`reactor`]: the loop — poll, accept, the waker, timers, signals, graceful drain;
-//! - [`connection`]: one HTTP/1.1 connection — buffers, pipeline order, backpressure, timeouts;
+//! - [`reactor`]: the loop — poll, the waker, timers, signals; admission of new connections
+//!   (`accept`) and the graceful drain (`drain`);
+//! - [`connection`]: one HTTP/1.1 connection — its input state and `drive` loop, the socket and
+//!   its buffers (`transport`), responses in request order (`pipeline`), timeouts (`deadline`);
 //! - [`http`]: requests and responses without sockets — the incremental decoder, chunked
 //!   bodies, response encoding, the cached `Date`;
 //! - [`router`]: handlers, and `Reply` — inline, timer, offloaded, or gathered;
