@@ -446,11 +446,18 @@ fn find_head_end(
     line_end: &mut bool,
 ) -> Result<Option<usize>, ParseError> {
     let mut i = *scanned;
-    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\r' || b == b'\n') {
+    // One comparison per byte finds CR (13) and LF (10) alike: the only other bytes at or below
+    // CR are controls that httparse refuses later (and HTAB, which is allowed), stepped over here.
+    while let Some(offset) = buf[i..].iter().position(|&b| b <= b'\r') {
         let cr = i + offset;
-        if buf[cr] == b'\n' {
+        match buf[cr] {
+            b'\r' => {}
             // Every CR LF is stepped over below, so a LF found here has no CR before it.
-            return Err(ParseError::BadRequest("bare LF in request head"));
+            b'\n' => return Err(ParseError::BadRequest("bare LF in request head")),
+            _ => {
+                i = cr + 1;
+                continue;
+            }
         }
         match buf.get(cr + 1) {
             Some(b'\n') => {}

@@ -362,6 +362,7 @@ fn host_rules() {
         b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
         b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\t a \t\r\n\r\n",
     ] {
         let seen = decode_one(good)
             .unwrap_or_else(|err| panic!("{:?}: {err}", String::from_utf8_lossy(good)));
