@@ -247,6 +247,11 @@ fn max_connections_pauses_while_every_connection_is_busy() {
     let mut third = Client::connect(server.addr()); // the kernel completes the handshake
     third.send(get("/plaintext"));
     third.assert_silent_for(Duration::from_millis(300));
+    let pauses = server.stderr().matches("pausing accept").count();
+    assert!(
+        (1..=2).contains(&pauses),
+        "{pauses} 'pausing accept' lines in 0.3 s: the log is not rate-limited"
+    );
 
     drop(first);
     let response = third.read_response();
