@@ -13,9 +13,16 @@ CARGO ?= cargo
 
 all: build
 
+# Where cargo leaves the binary: $CARGO_TARGET_DIR when the environment sets it, else target/.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+# The binary is copied beside ./evloop, then renamed over it: a rename replaces the directory
+# entry atomically, so it works while ./evloop is running (copying onto the running file fails
+# with "Text file busy"); the running server keeps its old inode until it exits.
 build:
 	$(CARGO) build --release --locked
-	cp target/release/evloop ./evloop
+	cp $(TARGET_DIR)/release/evloop ./.evloop.tmp
+	mv -f ./.evloop.tmp ./evloop
 
 run: build
 	./evloop --port 8888 --pool 4
