@@ -6,10 +6,14 @@
 #   make smoke    a short run of real wrk and ab against ./evloop (what CI runs)
 #   make load     the full wrk/ab scenarios, with nginx as the peer (minutes)
 #   make bench    criterion benchmarks (HTTP hot path, audio stages), then `make load`
+#   make attack   slowhttptest's slow headers / body / read, 1000 connections each, with wrk
+#                 beside it; then the server under `ulimit -n 256` facing 1000 clients (minutes)
+#   make soak     mixed load for SOAK_SECONDS (default 600), then RSS and fds against the
+#                 baseline (`SOAK_SECONDS=300 make soak` for a shorter one)
 
 CARGO ?= cargo
 
-.PHONY: all build run test smoke load bench clean
+.PHONY: all build run test smoke load bench attack soak clean
 
 all: build
 
@@ -41,6 +45,12 @@ load: build
 bench: build
 	$(CARGO) bench --locked --bench http --bench audio
 	scripts/load.sh full
+
+attack: build
+	scripts/attack.sh full
+
+soak: build
+	scripts/soak.sh full
 
 clean:
 	$(CARGO) clean
