@@ -232,12 +232,20 @@ print_checks() {
   done
 }
 
-# print_logged: what the servers logged at WARN or ERROR, numbers replaced by N so that lines
-# differing only in a figure are counted together.
+# print_logged: what the servers logged at WARN or ERROR, grouped by message with numbers
+# replaced by N (lines differing only in a figure count together); each group shows its count,
+# the message and its largest first figure (how slow the slowest turn was, for example).
 print_logged() {
   local logged
-  logged=$(grep -h ' WARN \| ERROR ' "$WORK"/*.log 2>/dev/null | sed -e 's/^\[[^ ]* */  /' -e 's/[0-9][0-9]*/N/g' |
-    sort | uniq -c | sort -rn | head -8 || true)
+  logged=$(grep -h ' WARN \| ERROR ' "$WORK"/*.log 2>/dev/null | sed 's/^\[[^ ]* *//' | awk '
+    {
+      key = $0; gsub(/[0-9]+/, "N", key)
+      n = 0; if (match($0, /[0-9]+/)) n = substr($0, RSTART, RLENGTH) + 0
+      count[key]++
+      if (!(key in top) || n > top[key]) top[key] = n
+    }
+    END { for (k in count) printf "%7d  %s  (largest N: %d)\n", count[k], k, top[k] }' |
+    sort -rn | head -8 || true)
   if [ -n "$logged" ]; then
     section "evloop log lines at WARN/ERROR (count, message)"
     echo "$logged"
