@@ -144,7 +144,7 @@ parse_wave() {
 slow_attack() {
   local letter=$1 name=$2 url=$SLOW_URL/plaintext args=() wave=0 t0 elapsed
   local base_fds base_rss ticks0 ticks1 wrk_pid prefix during_fds=0 wave_fds=0 held=0
-  local waves_peak=0 opened=0 left=0 first=- down=0 exits=() after_fds after_rss peak_rss peak_fds
+  local opened=0 left=0 first=- down=0 exits=() after_fds after_rss peak_rss peak_fds
   case $letter in
     H) args=(-H -i 10) ;;
     B) args=(-B -i 10 -s 4096) url=$SLOW_URL/snr-detect ;;
@@ -184,7 +184,6 @@ slow_attack() {
     fi
     parse_wave "$prefix"
     opened=$((opened + S_PEAK))
-    [ "$S_PEAK" -gt "$waves_peak" ] && waves_peak=$S_PEAK
     left=$((left + S_LEFT))
     down=$((down + S_DOWN))
     [ "$first" = - ] && first=$S_FIRST

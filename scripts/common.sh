@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2153 # variables set here are read by the sourcing script, which sets NAME
 # scripts/common.sh — what scripts/attack.sh and scripts/soak.sh share: the processes they start
 # (each one remembered and stopped on exit), what they read in /proc about the server, and the
 # verdict table they end with. Sourced, not run; the caller sets NAME (its name in messages)
@@ -176,17 +177,8 @@ calc() {
   awk "BEGIN { if ($3 == 0) print \"n/a\"; else printf \"$1\", $2 }" </dev/null
 }
 
-# run_wrk NAME WRK-ARGS...: one wrk run, its output kept in $WORK/wrk-NAME.txt. Sets W_REQS
-# (responses completed), W_RPS, W_NON2XX and W_ERRS (socket errors of every kind: connect, read,
-# write, timeout).
-run_wrk() {
-  local name=$1 out=$WORK/wrk-$1.txt
-  shift
-  wrk "$@" >"$out" 2>&1 || echo "  (wrk $name exited with status $?)" >>"$out"
-  parse_wrk "$out"
-}
-
-# parse_wrk FILE: W_REQS W_RPS W_NON2XX W_ERRS from a wrk output.
+# parse_wrk FILE: from a wrk output, W_REQS (responses completed), W_RPS, W_NON2XX and W_ERRS
+# (socket errors of every kind: connect, read, write, timeout).
 parse_wrk() {
   read -r W_REQS W_RPS W_NON2XX W_ERRS < <(awk '
     / requests in / { reqs = $1 }

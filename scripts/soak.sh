@@ -179,7 +179,6 @@ read -r RSS_FIRST RSS_LAST RSS_PEAK FDS_PEAK < <(printf '%s\n' "${SAMPLES[@]}" |
 # --- what the clients saw ----------------------------------------------------------------------
 
 ROWS=() # "client|requests|req/s|errors"
-CLIENT_ERRS=0
 for kind in keepalive sleep cpu audio; do
   parse_wrk "$WORK/soak-$kind.txt"
   ROWS+=("$kind|$W_REQS|$W_RPS|$W_NON2XX non-2xx, $W_ERRS socket errors")
