@@ -6,16 +6,27 @@
 #   make smoke    a short run of real wrk and ab against ./evloop (what CI runs)
 #   make load     the full wrk/ab scenarios, with nginx as the peer (minutes)
 #   make bench    criterion benchmarks (HTTP hot path, audio stages), then `make load`
+#   make attack   slowhttptest's slow headers / body / read, 1000 connections each, with wrk
+#                 beside it; then the server under `ulimit -n 256` facing 1000 clients (minutes)
+#   make soak     mixed load for SOAK_SECONDS (default 600), then RSS and fds against the
+#                 baseline (`SOAK_SECONDS=300 make soak` for a shorter one)
 
 CARGO ?= cargo
 
-.PHONY: all build run test smoke load bench clean
+.PHONY: all build run test smoke load bench attack soak clean
 
 all: build
 
+# Where cargo leaves the binary: $CARGO_TARGET_DIR when the environment sets it, else target/.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+# The binary is copied beside ./evloop, then renamed over it: a rename replaces the directory
+# entry atomically, so it works while ./evloop is running (copying onto the running file fails
+# with "Text file busy"); the running server keeps its old inode until it exits.
 build:
 	$(CARGO) build --release --locked
-	cp target/release/evloop ./evloop
+	cp $(TARGET_DIR)/release/evloop ./.evloop.tmp
+	mv -f ./.evloop.tmp ./evloop
 
 run: build
 	./evloop --port 8888 --pool 4
@@ -34,6 +45,12 @@ load: build
 bench: build
 	$(CARGO) bench --locked --bench http --bench audio
 	scripts/load.sh full
+
+attack: build
+	scripts/attack.sh full
+
+soak: build
+	scripts/soak.sh full
 
 clean:
 	$(CARGO) clean
