@@ -7,13 +7,15 @@
 #   make load     the full wrk/ab scenarios, with nginx as the peer (minutes)
 #   make bench    criterion benchmarks (HTTP hot path, audio stages), then `make load`
 #   make attack   slowhttptest's slow headers / body / read, 1000 connections each, with wrk
-#                 beside it; then the server under `ulimit -n 256` facing 1000 clients (minutes)
+#                 beside it; then the server under `ulimit -n 256` facing 1000 clients; then
+#                 50 clients flooding pipelined requests without reading (longest reactor turn)
 #   make soak     mixed load for SOAK_SECONDS (default 600), then RSS and fds against the
 #                 baseline (`SOAK_SECONDS=300 make soak` for a shorter one)
+#   make fuzz     the socket-free request path under cargo-fuzz for FUZZ_SECONDS (default 1800)
 
 CARGO ?= cargo
 
-.PHONY: all build run test smoke load bench attack soak clean
+.PHONY: all build run test smoke load bench attack soak fuzz clean
 
 all: build
 
@@ -48,9 +50,13 @@ bench: build
 
 attack: build
 	scripts/attack.sh full
+	scripts/flood.py --count 50 --seconds 10
 
 soak: build
 	scripts/soak.sh full
+
+fuzz:
+	scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean
