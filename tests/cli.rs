@@ -1,5 +1,6 @@
-//! The command line (SPEC §1): help and version, bad arguments (exit 2), a port in use (exit 1),
-//! the start-up line, and the `EVLOOP_*` environment variables.
+//! The command line: help and version, bad arguments (exit 2, with the usage), a port in use
+//! (exit 1), the start-up line, and the `EVLOOP_*` environment variables that stand in for
+//! options not given on the command line.
 
 mod common;
 

@@ -1,5 +1,6 @@
-//! Waiting without blocking (SPEC §2 `/sleep`, §4.3): one reactor thread holds hundreds of
-//! sleeping requests at once, each on its own timer.
+//! Waiting without blocking: `/sleep` is a reactor timer, not a sleeping thread, so one reactor
+//! holds hundreds of sleeping requests at once, each on its own timer, and the sleeps overlap
+//! instead of adding up.
 
 mod common;
 

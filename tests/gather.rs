@@ -1,6 +1,7 @@
-//! `Reply::Gather` and job continuations (SPEC §2 `/analyze`: "two jobs in parallel, joined on
-//! the reactor"): an offloaded job may return more work, a gather's parts run at once on
-//! different workers, the join sees the parts in order, and every failure is one clean answer.
+//! `Reply::Gather` and job continuations, the shape of `/analyze` (decode once, then two jobs in
+//! parallel, joined on the reactor): an offloaded job may return more work, a gather's parts run
+//! at once on different workers, the join sees the parts in order, and every failure is one
+//! clean answer — a failed part answers at once and cancels its siblings.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! Persistent connections (SPEC §3): HTTP/1.1 keeps the connection by default, HTTP/1.0 only
-//! when asked, and `Connection: close` is honoured.
+//! Persistent connections: HTTP/1.1 keeps the connection by default, HTTP/1.0 only when asked
+//! (and says so with `Connection: keep-alive`), and `Connection: close` is honoured.
 
 mod common;
 

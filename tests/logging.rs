@@ -1,5 +1,6 @@
-//! What the server logs (SPEC §6): one access-log line per request with `--access-log`, and a
-//! warning naming the handler when a reactor turn runs long.
+//! What the server logs: one access-log line per request with `--access-log` (refused requests
+//! included), none without it, and a warning naming the handler when a reactor turn runs long —
+//! never for work done on the pool.
 
 mod common;
 

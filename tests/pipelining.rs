@@ -1,6 +1,8 @@
-//! Pipelining (SPEC §3): every request in the read buffer is served, responses go out strictly in
-//! request order whatever order their work finishes in, and a client that stops reading costs
-//! it nothing but time.
+//! Pipelining: every request a client sends in one write is served, even those left over when
+//! the pipeline was full; responses go out strictly in request order whatever order their work
+//! finishes in; and a client that pipelines without reading cannot make the server's memory grow
+//! with what it sends (once its output backs up, the server stops reading it), nor starve the
+//! other clients.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The worker pool as a client sees it (SPEC §2 errors, §4.4): a full queue sheds load with 503,
+//! The worker pool as a client sees it: a full queue sheds load with 503 and `Retry-After`,
 //! a panicking job costs one 500 and not the worker, a job whose client left is skipped, a job
 //! that runs past `--request-timeout` is answered 504, and a completion for a closed connection
 //! never reaches the next connection in the same slot.

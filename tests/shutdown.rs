@@ -1,4 +1,4 @@
-//! Graceful shutdown (SPEC §4.6): on SIGTERM/SIGINT readiness flips to 503, the listener closes,
+//! Graceful shutdown: on SIGTERM/SIGINT readiness flips to 503, the listener closes,
 //! requests in flight finish with `Connection: close`, and the process exits 0; a second SIGINT
 //! exits at once (130); a drain that outlives `--shutdown-timeout` is aborted (exit 1).
 

@@ -1,6 +1,7 @@
-//! Connection deadlines (SPEC §1, §4.3): a slow head gets 408 at `--header-timeout` however the
-//! client dribbles it, a stalled body gets 408 at `--body-timeout`, and an idle keep-alive
-//! connection is closed silently at `--keep-alive-timeout`.
+//! Connection deadlines: a slow head gets 408 at `--header-timeout` however the client dribbles
+//! it, a stalled body gets 408 at `--body-timeout`, an idle keep-alive connection is closed
+//! silently at `--keep-alive-timeout` (empty lines sent between requests do not keep it open),
+//! and a `/sleep` longer than `--request-timeout` is answered 504.
 
 mod common;
 
