@@ -4,10 +4,14 @@
 //! reactor each produce an [`Error`], and [`Error::into_response`] turns it into the JSON body
 //! `{"error":"…","status":N}` every error response carries. The HTTP layer has its own error,
 //! [`ParseError`], which knows nothing of the application; it arrives here wrapped as
-//! [`Error::Http`]. [`Error::closes_connection`] names the errors after which nothing more on a
-//! connection can be trusted; every error the request decoder returns is one of them, so the
-//! connection answers it and closes — the rule that makes request smuggling impossible. The
-//! others are answered and the connection carries on.
+//! [`Error::Http`].
+//!
+//! Whether an error also ends the connection is not a property of the error but of where it
+//! happened: the connection answers with `Connection: close` whatever it refuses before a
+//! request is whole — a decoder error, a timeout, a body over the memory budget, an answer sent
+//! instead of `100 Continue` — because nothing after it can be framed (the rule that makes
+//! request smuggling impossible). An error a handler or a job returns is an ordinary answer, and
+//! the connection carries on.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -49,7 +53,7 @@ pub enum Error {
     /// `--max-body-memory` (503 with `Retry-After`; the rest of this body is not read, so the
     /// connection closes).
     BodyMemoryFull,
-    /// The server is draining or its pool is closed (503).
+    /// The job was cancelled before a worker took it, or the pool is closed (503).
     Unavailable,
     /// The job did not finish within `--request-timeout` (504).
     GatewayTimeout,
@@ -73,16 +77,6 @@ impl Error {
             Error::QueueFull | Error::BodyMemoryFull | Error::Unavailable => 503,
             Error::GatewayTimeout => 504,
         }
-    }
-
-    /// True for errors after which the connection's byte stream cannot be trusted (or the
-    /// client is misbehaving): the response says `Connection: close` and nothing after it on that
-    /// connection is read.
-    pub fn closes_connection(&self) -> bool {
-        matches!(
-            self,
-            Error::Http(_) | Error::RequestTimeout | Error::BodyMemoryFull
-        )
     }
 
     /// The human-readable message in the JSON body.
@@ -156,10 +150,9 @@ impl std::error::Error for Error {}
 mod tests {
     use super::*;
 
-    /// Every protocol error keeps the status its `ParseError` implies, and closes the
-    /// connection, as a request timeout does; request and server errors leave it open.
+    /// Each protocol error keeps the status its rule implies.
     #[test]
-    fn protocol_errors_close_the_connection() {
+    fn protocol_errors_keep_their_status() {
         for (err, status) in [
             (ParseError::BadRequest("bare CR in request head"), 400),
             (ParseError::BodyTooLarge, 413),
@@ -169,20 +162,7 @@ mod tests {
             (ParseError::MethodNotImplemented, 501),
             (ParseError::VersionNotSupported, 505),
         ] {
-            let err = Error::from(err);
-            assert_eq!(err.status(), status);
-            assert!(err.closes_connection(), "{err}");
-        }
-        assert!(Error::RequestTimeout.closes_connection());
-        for err in [
-            Error::NotFound,
-            Error::BadQuery("ms".into()),
-            Error::AudioTooLong("long".into()),
-            Error::QueueFull,
-            Error::GatewayTimeout,
-            Error::JobPanicked,
-        ] {
-            assert!(!err.closes_connection(), "{err}");
+            assert_eq!(Error::from(err).status(), status);
         }
     }
 

@@ -10,9 +10,9 @@
 //! 1. `poll` for readiness, sleeping at most until the next timer deadline (not at all if a
 //!    connection yielded on the previous turn);
 //! 2. read the clock once for the turn (and refresh the cached `Date` header);
-//! 3. for each ready socket, *drive* its connection: read, decode every complete request,
-//!    dispatch each to its handler, write every response that is ready — in request order, in
-//!    one `write`;
+//! 3. for each ready socket, *drive* its connection: read, decode the complete requests (a
+//!    bounded number per call, for fairness), dispatch each to its handler, write every response
+//!    that is ready — in request order, in one `write`;
 //! 4. on the waker's event, take *every* finished job off the completion channel and file each
 //!    result with its request;
 //! 5. on SIGINT/SIGTERM, begin the graceful drain;

@@ -5,10 +5,10 @@
 //! slot's **generation** (bumped every time the slot is freed).
 //!
 //! Why the generation: a connection closed early in a turn frees its slot, and the next accept may
-//! reuse it *in the same turn*. Events already sitting in mio's event buffer, job completions
-//! still in the channel, and timers in the heap all name the old token; with a generation they
-//! no longer match, so they can never reach the new connection (nginx uses an "instance" bit in
-//! `epoll_data` for the same reason).
+//! reuse it *in the same turn*. Job completions still in the channel, timers in the heap, and the
+//! reactor's lists of connections to drive this turn or the next all name the old token; with a
+//! generation they no longer match, so they can never reach the new connection (nginx uses an
+//! "instance" bit in `epoll_data` for the same reason).
 
 /// Bits of the token that hold the slot index.
 const SLOT_BITS: u32 = 32;

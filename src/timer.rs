@@ -1,8 +1,9 @@
 //! Deadlines: one binary heap for every timer in the process.
 //!
-//! Keep-alive, header, body, send and request timeouts, `/sleep`, the accept back-off and the
-//! shutdown deadline all end up here. The reactor asks [`Timers::poll_timeout`] how long its `poll` may sleep (the way libuv
-//! computes `uv__next_timeout`), and after every poll pops what has expired.
+//! Keep-alive, header, body, send, linger and request timeouts, `/sleep`, the accept back-off and
+//! the shutdown deadline all end up here. The reactor asks [`Timers::poll_timeout`] how long its
+//! `poll` may sleep (the way libuv computes `uv__next_timeout`), and after every poll pops what
+//! has expired.
 //!
 //! Cancellation is *lazy*: nothing is ever removed from the middle of the heap. Whoever owns a
 //! timer remembers which deadline it still wants, and when a stale entry pops the owner ignores it
@@ -26,8 +27,8 @@ use std::time::{Duration, Instant};
 /// What a deadline is for. The reactor decides what "expired" means for each kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKind {
-    /// The connection-level deadline (idle keep-alive, header, body or send timeout) of the
-    /// connection whose token is given.
+    /// The earliest deadline in force on connection `token`: idle keep-alive, header, body, send,
+    /// linger, or the request deadline of a request still waiting for a job or a timer.
     Connection { token: usize },
     /// The deferred response (`/sleep`) of request `seq` on connection `token` is due.
     /// (Offloaded jobs need no timer of their own: the connection's deadline covers its oldest

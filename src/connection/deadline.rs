@@ -12,7 +12,7 @@
 //! | [`Deadline::Header`] | the first byte of an unfinished request head | 408, close |
 //! | [`Deadline::Body`] | the last bytes of an unfinished body | 408, close |
 //! | [`Deadline::Send`] | the last time the peer took some of our output | close |
-//! | [`Deadline::Request`] | dispatch of the oldest unanswered request | 504 for it |
+//! | [`Deadline::Request`] | dispatch of the oldest request still waiting for a job or a timer | 504 for it |
 //! | [`Deadline::Linger`] | our last response of a closing connection | close |
 //!
 //! Bytes that are not part of a request (empty lines between requests) move no deadline: a

@@ -57,7 +57,7 @@
 //!
 //! **Fairness.** One call decodes at most [`REQUESTS_PER_DRIVE`] requests and makes at most
 //! [`READS_PER_DRIVE`] reads; a connection with more to do yields and is driven again on the
-//! reactor's next turn, after everyone else had their turn.
+//! reactor's next turn (stage 8), after that turn's socket events.
 //!
 //! **Memory.** The reactor lends every connection the same read buffer and the same output
 //! buffer for one call. A connection keeps bytes of its own only when they are left over — half

@@ -8,7 +8,8 @@
 //!
 //! **Readiness.** The socket is registered edge-triggered: the kernel reports "readable" once
 //! per arrival of data, not once per `poll`. So `readable` is set by an event and cleared only
-//! when a read says there is nothing more (`WouldBlock`, or a short read — see [`Transport::read`]).
+//! when a read says there is nothing more (`WouldBlock`, end of file, or a short read — see
+//! [`Transport::read`]).
 //! A connection that stops reading with `readable` still set (backpressure, fairness) must be
 //! driven again by the reactor when the obstacle clears; no new event will come for bytes that
 //! are already waiting.
@@ -35,7 +36,8 @@ pub enum ReadOutcome {
 pub struct Transport {
     /// The socket, registered once for READABLE | WRITABLE.
     stream: TcpStream,
-    /// The socket may have bytes for us: set by events, cleared only by a read that finds none.
+    /// The socket may have bytes for us: set by events (and by a lingering read that stopped for
+    /// fairness), cleared only by a read that finds none.
     readable: bool,
     /// An event said the peer's FIN (or an error) is queued: read to the end, short reads or not.
     peer_closing: bool,

@@ -25,7 +25,8 @@ pub const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(250);
 /// How a server run ended; [`Exit::code`] is the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Drained: every request answered, every worker idle.
+    /// Drained: every request answered; the pool's workers are joined after (a job cancelled
+    /// for a client that left may still be finishing).
     Graceful,
     /// `--shutdown-timeout` passed with work still in progress; it was aborted.
     TimedOut,

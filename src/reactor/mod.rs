@@ -330,8 +330,8 @@ impl Reactor {
                             }
                             ready.push(token);
                         }
-                        // else: a stale event for a connection closed earlier this turn (the
-                        // generation in the token no longer matches).
+                        // else: no live connection has this token. Nothing is closed while the
+                        // batch is sorted, so this is only a safety net.
                     }
                 }
             }
@@ -535,8 +535,9 @@ impl Reactor {
         self.drive(token, Connection::drive);
     }
 
-    /// Remove a connection: cancel its jobs, deregister, close. If accepting was paused at the
-    /// cap, it resumes (step 8 accepts again).
+    /// Remove a connection: cancel its jobs, give back its body memory, deregister, close. If
+    /// accepting was paused at the cap, it resumes: in step 6 for connections closed in steps
+    /// 3–5, right after step 8 for those closed in steps 7–8.
     fn close(&mut self, token: usize) {
         let Some(mut conn) = self.connections.remove(token) else {
             return;
