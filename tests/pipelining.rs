@@ -262,3 +262,24 @@ fn a_hundred_equal_sleeps_in_one_write_are_all_answered_in_order() {
         started.elapsed()
     );
 }
+
+/// More instant requests in one write than one call of the connection decodes (64): the
+/// connection yields and comes back, and every answer arrives, each paired with its own request
+/// (the paths alternate with a period that does not divide 64, so a lost or shifted answer
+/// shows).
+#[test]
+fn more_instant_requests_than_one_drive_decodes_are_all_answered_in_order() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    let path = |i: usize| if i % 3 == 0 { "/plaintext" } else { "/json" };
+    let batch: String = (0..1000).map(|i| get(path(i))).collect();
+    client.send(batch);
+    for i in 0..1000 {
+        let want = if i % 3 == 0 {
+            "Hello, World!"
+        } else {
+            r#"{"message":"Hello, World!"}"#
+        };
+        assert_eq!(client.read_response().text(), want, "answer {i}");
+    }
+}

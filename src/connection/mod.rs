@@ -356,10 +356,7 @@ impl Connection {
                 return self.linger(turn);
             }
             // 1. Requests we hold but have not decoded: no socket event will come for them.
-            if self.input == Input::Paused && self.has_room(turn) {
-                if budget.requests == 0 {
-                    return self.yield_turn(turn);
-                }
+            if self.input == Input::Paused && self.has_room(turn) && budget.requests > 0 {
                 self.decode_held(turn, &mut budget);
             }
             // 2. The responses ready at the front of the pipeline, in order.
@@ -387,8 +384,12 @@ impl Connection {
                     _ => {}
                 }
             }
-            // 4. More to do? Held requests first, then the socket.
+            // 4. More to do? Held requests first, then the socket. Every return below comes
+            //    after the flush above: nothing encoded is ever left in the shared buffer.
             if self.input == Input::Paused && self.has_room(turn) {
+                if budget.requests == 0 {
+                    return self.yield_turn(turn);
+                }
                 continue;
             }
             if !(self.may_read() && self.transport.is_readable()) {

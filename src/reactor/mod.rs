@@ -411,8 +411,18 @@ impl Reactor {
             bodies: &mut self.bodies,
         };
         let next = step(conn, &mut turn);
-        // Whatever happened, the shared output buffer is empty for the next connection.
+        // A connection flushes what it encoded before it returns; only a connection that is
+        // closing may leave output behind (nobody will read it).
+        debug_assert!(
+            next == Next::Close || self.scratch.out.is_empty(),
+            "a connection returned {next:?} with {} bytes unflushed",
+            self.scratch.out.len()
+        );
         self.scratch.out.clear();
+        if self.scratch.out.capacity() > 4 * READ_BUFFER {
+            // A batch of large responses grew it: give the memory back.
+            self.scratch.out = Vec::with_capacity(READ_BUFFER);
+        }
         match next {
             Next::Wait => {}
             Next::Again => self.scratch.yielded.push(token),
