@@ -168,11 +168,18 @@ impl Router {
     /// 405, or the route's own check. `None`: the route will take it.
     pub fn refuse_early(&self, request: &Request<'_>) -> Option<Error> {
         let mut path_known = false;
+        let mut get_route = None;
         for route in self.routes.iter().filter(|r| r.path == request.path) {
             path_known = true;
             if route.method == request.method {
                 return route.check.as_ref().and_then(|check| check(request).err());
             }
+            if route.method == Method::Get && request.method == Method::Head {
+                get_route = Some(route);
+            }
+        }
+        if let Some(route) = get_route {
+            return route.check.as_ref().and_then(|check| check(request).err());
         }
         if !path_known {
             return Some(Error::NotFound);
@@ -302,5 +309,12 @@ mod tests {
         assert_eq!(status_of(Method::Post, "/upload", "bad"), Some(400));
         assert_eq!(status_of(Method::Post, "/upload", "good"), None);
         assert_eq!(status_of(Method::Post, "/plain", ""), None);
+        let with_get =
+            Router::new().route(Method::Get, "/g", |_, _| Response::text(200, "").into());
+        let head = request(Method::Head, "/g");
+        assert!(
+            with_get.refuse_early(&head).is_none(),
+            "HEAD is served by GET"
+        );
     }
 }

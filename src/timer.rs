@@ -25,15 +25,18 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 /// What a deadline is for. The reactor decides what "expired" means for each kind.
+///
+/// Timers due at the same instant pop in the order of this list: a `/sleep` as long as
+/// `--request-timeout` is released by its own timer before its request deadline can answer 504.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKind {
-    /// The earliest deadline in force on connection `token`: idle keep-alive, header, body, send,
-    /// linger, or the request deadline of a request still waiting for a job or a timer.
-    Connection { token: usize },
     /// The deferred response (`/sleep`) of request `seq` on connection `token` is due.
     /// (Offloaded jobs need no timer of their own: the connection's deadline covers its oldest
     /// job's `--request-timeout`.)
     Request { token: usize, seq: u64 },
+    /// The earliest deadline in force on connection `token`: idle keep-alive, header, body, send,
+    /// linger, or the request deadline of a request still waiting for a job or a timer.
+    Connection { token: usize },
     /// Accepting was paused (`EMFILE`, `--max-connections`); try again.
     ResumeAccept,
     /// The drain has run out of `--shutdown-timeout`.
@@ -86,9 +89,12 @@ impl Timers {
         }
     }
 
-    /// True once the heap has doubled since the last compaction (and is not tiny).
+    /// True once the heap has doubled since the last compaction (and is not tiny), or holds far
+    /// more memory than it uses (after a burst of live timers).
     pub fn needs_compaction(&self) -> bool {
-        self.heap.len() > COMPACT_FLOOR.max(2 * self.after_compaction)
+        let len = self.heap.len();
+        len > COMPACT_FLOOR.max(2 * self.after_compaction)
+            || self.heap.capacity() > 4 * COMPACT_FLOOR.max(len)
     }
 
     /// Drop every entry `wanted` says no to, and give back the memory. Returns how many

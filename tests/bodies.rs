@@ -290,3 +290,23 @@ fn bodies_held_at_once_are_bounded() {
     let response = third.request(format!("{head}{}", "c".repeat(80_000)));
     assert_eq!(response.status, 200, "the memory was given back");
 }
+
+/// A `100 Continue` queued behind a slow request: the client holds its body back until it gets
+/// the go-ahead, so the body timeout does not run meanwhile — the request is answered, not 408.
+#[test]
+fn a_queued_100_continue_stops_the_body_clock() {
+    let mut config = test_config();
+    config.body_timeout = Duration::from_millis(400);
+    let addr = spawn_in_process(config, echo_router());
+    let mut client = Client::connect(addr);
+    client.send(format!(
+        "{}POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+        get("/sleep?ms=1200")
+    ));
+    assert_eq!(client.read_response().status, 200, "the sleep");
+    assert_eq!(client.read_response().status, 100, "then the go-ahead");
+    client.send("ping");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"ping");
+}

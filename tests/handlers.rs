@@ -28,3 +28,20 @@ fn a_panicking_handler_is_a_500_not_a_dead_server() {
     let mut other = Client::connect(addr);
     assert_eq!(other.request(get("/plaintext")).status, 200);
 }
+
+/// A handler that answers with a 1xx status would desynchronise the client (it reads a 1xx as
+/// interim and takes the next response as this one's answer): it is sent as a 500 instead.
+#[test]
+fn a_handlers_1xx_status_becomes_a_500() {
+    let router = Router::new()
+        .route(Method::Get, "/interim", |_, _| {
+            Response::text(103, "not final").into()
+        })
+        .route(Method::Get, "/plaintext", |_, _| {
+            Response::text(200, "Hello, World!").into()
+        });
+    let addr = spawn_in_process(test_config(), router);
+    let mut client = Client::connect(addr);
+    assert_eq!(client.request(get("/interim")).status, 500);
+    assert_eq!(client.request(get("/plaintext")).text(), "Hello, World!");
+}

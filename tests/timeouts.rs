@@ -191,3 +191,34 @@ fn a_sleep_longer_than_the_request_timeout_gets_504() {
     assert!(started.elapsed() < Duration::from_millis(2000));
     assert_eq!(client.request(get("/plaintext")).status, 200);
 }
+
+/// A `/sleep` exactly as long as `--request-timeout` is released by its own timer, not answered
+/// 504 by its deadline at the same instant.
+#[test]
+fn a_sleep_as_long_as_the_request_timeout_is_answered() {
+    let server = spawn_binary(&["--pool", "1", "--request-timeout", "0.5"]);
+    let mut client = Client::connect(server.addr());
+    let response = client.request(get("/sleep?ms=500"));
+    assert_eq!(response.status, 200, "{response:?}");
+}
+
+/// A lone CR after a response (the start of an empty line) is not a request head: the
+/// connection stays idle and closes silently at `--keep-alive-timeout`, not with a 408 at
+/// `--header-timeout`.
+#[test]
+fn a_lone_cr_leaves_the_connection_idle() {
+    let server = spawn_binary(&[
+        "--pool",
+        "1",
+        "--keep-alive-timeout",
+        "0.5",
+        "--header-timeout",
+        "4",
+    ]);
+    let mut client = Client::connect(server.addr());
+    assert_eq!(client.request(get("/plaintext")).status, 200);
+    client.send("\r");
+    let started = Instant::now();
+    client.assert_closed_silently(Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

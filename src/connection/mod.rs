@@ -139,7 +139,8 @@ pub enum Input {
     Paused,
     /// The last request has been read: answer what is in flight, then linger.
     Closing,
-    /// The peer closed its sending side: answer what is in flight, then close.
+    /// The peer closed its sending side: answer what is ready, then close — or close at once if
+    /// a job or a timer still works for it (a client that has gone cannot read the answer).
     PeerClosed,
     /// Every response is out and our sending side is shut: discard input until the peer
     /// closes, [`LINGER_MAX_BYTES`], or `until`.
@@ -282,6 +283,8 @@ pub struct Connection {
     idle_since: Instant,
     /// Our entry in the timer heap.
     alarm: Alarm,
+    /// Since when we have not been willing to read (the client's clocks stand still meanwhile).
+    reading_paused_since: Option<Instant>,
     /// Bytes of the body being received, as last counted in [`BodyMemory`].
     body_held: usize,
 }
@@ -300,6 +303,7 @@ impl Connection {
             last_read: now,
             idle_since: now,
             alarm: Alarm::default(),
+            reading_paused_since: None,
             body_held: 0,
         }
     }
@@ -330,6 +334,7 @@ impl Connection {
     /// not one: its first request may already be on the wire.
     pub fn idle_since(&self) -> Option<Instant> {
         let idle = self.input == Input::Reading
+            && !self.transport.is_readable()
             && self.pipeline.dispatched() > 0
             && self.pipeline.is_empty()
             && !self.transport.is_blocked()
@@ -475,11 +480,16 @@ impl Connection {
         self.note_head_start(turn.now);
     }
 
-    /// Start the header clock on an unfinished head, or stop it.
+    /// Start the header clock on an unfinished head, or stop it. Line ends alone (the start of
+    /// an empty line between requests) are not a head: they leave the connection idle.
     fn note_head_start(&mut self, now: Instant) {
         let unfinished_head = self.input == Input::Reading
             && !self.decoder.in_body()
-            && !self.transport.held().is_empty();
+            && self
+                .transport
+                .held()
+                .iter()
+                .any(|&b| b != b'\r' && b != b'\n');
         if unfinished_head {
             self.head_started.get_or_insert(now);
         } else {
@@ -697,13 +707,27 @@ impl Connection {
     fn collect_ready(&mut self, turn: &mut TurnContext<'_>) {
         while let Some((answer, meta)) = self.pipeline.pop_ready() {
             match answer {
-                Answer::Continue => turn.out.extend_from_slice(CONTINUE),
+                Answer::Continue => {
+                    turn.out.extend_from_slice(CONTINUE);
+                    // The client sends its body only now: its body clock starts now.
+                    self.last_read = turn.now;
+                }
                 Answer::Final(response) => self.encode(&response, &meta, turn),
             }
         }
     }
 
     fn encode(&self, response: &Response, meta: &ResponseMeta, turn: &mut TurnContext<'_>) {
+        if !(200..=599).contains(&response.status) {
+            // A handler's 1xx would read as an interim answer (and the real one would answer the
+            // next request); anything outside 100–599 is not a status at all.
+            log::error!(
+                "{}: a handler answered with status {}; sending 500",
+                self.peer,
+                response.status
+            );
+            return self.encode(&Error::JobPanicked.into_response(), meta, turn);
+        }
         let last = meta.close || (self.input == Input::Closing && self.pipeline.is_empty());
         let connection = if last {
             ConnectionHeader::Close
@@ -840,8 +864,27 @@ impl Connection {
 
     /// Make sure the timer heap will call us back at our next deadline.
     fn arm(&mut self, turn: &mut TurnContext<'_>) {
+        self.pause_client_clocks(turn.now);
         let next = self.deadlines(turn).next();
         self.alarm.arm(next, self.token, turn.timers);
+    }
+
+    /// The header and body clocks measure the client, so they stand still while we are the ones
+    /// not reading (output blocked, pipeline full): when reading resumes, they move forward by
+    /// the length of the pause.
+    fn pause_client_clocks(&mut self, now: Instant) {
+        match (self.may_read(), self.reading_paused_since) {
+            (false, None) => self.reading_paused_since = Some(now),
+            (true, Some(since)) => {
+                let pause = now.saturating_duration_since(since);
+                self.reading_paused_since = None;
+                self.last_read += pause;
+                if let Some(started) = &mut self.head_started {
+                    *started += pause;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The one place that decides which timeouts apply to this connection right now.
@@ -861,7 +904,11 @@ impl Connection {
         // The client's own clocks run only while we are willing to read from it.
         if self.may_read() {
             if self.decoder.in_body() {
-                deadlines.body = Some(self.last_read + config.body_timeout);
+                // Not while our `100 Continue` waits behind earlier responses: until it is sent,
+                // the client is right to hold its body back.
+                if !self.pipeline.has_unsent_continue() {
+                    deadlines.body = Some(self.last_read + config.body_timeout);
+                }
             } else if let Some(started) = self.head_started {
                 deadlines.header = Some(started + config.header_timeout);
             } else if self.pipeline.is_empty() {

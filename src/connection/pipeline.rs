@@ -307,6 +307,14 @@ impl Pipeline {
             .min()
     }
 
+    /// True while a `100 Continue` waits behind earlier responses: the client holds its body
+    /// back until it has it, so the body timeout must not run.
+    pub fn has_unsent_continue(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|slot| matches!(slot.state, SlotState::Continue))
+    }
+
     /// True while some request waits on a job or a timer (rather than only on earlier
     /// responses or the socket).
     pub fn has_work_outstanding(&self) -> bool {
@@ -322,8 +330,8 @@ impl Pipeline {
             return None;
         }
         let slot = self.slots.pop_front()?;
-        if self.slots.is_empty() && self.slots.capacity() > 4 {
-            // Give back what a burst of pipelined requests made us allocate.
+        if self.slots.is_empty() {
+            // Give the memory back: an idle connection holds no buffer at all.
             self.slots = VecDeque::new();
         }
         match slot.state {
@@ -348,10 +356,17 @@ impl Pipeline {
 fn start(reply: Reply, seq: u64, now: Instant, scheduler: &mut dyn Scheduler) -> SlotState {
     match reply {
         Reply::Now(response) => SlotState::Ready(response),
-        Reply::After(delay, response) => {
-            scheduler.wake_at(now + delay, seq);
-            SlotState::Sleeping(response)
-        }
+        Reply::After(delay, response) => match now.checked_add(delay) {
+            Some(at) => {
+                scheduler.wake_at(at, seq);
+                SlotState::Sleeping(response)
+            }
+            // A delay past the end of time is a handler's bug: a 500, not a reactor panic.
+            None => {
+                log::error!("request {seq}: a reply delayed by {delay:?} cannot be scheduled");
+                SlotState::Ready(Error::JobPanicked.into_response())
+            }
+        },
         Reply::Offload(work) => submit(vec![work], seq, None, scheduler),
         Reply::Gather(parts, join) => {
             if parts.is_empty() {

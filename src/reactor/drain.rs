@@ -3,7 +3,8 @@
 //! A drain begins on SIGINT/SIGTERM or [`ShutdownHandle::shutdown`]. From then on:
 //!
 //! 1. `/readyz` answers 503, so a load balancer stops sending new clients;
-//! 2. connections already waiting in the backlog are accepted, then the listener closes (new
+//! 2. connections already waiting in the backlog are accepted (unless accepting is paused at the
+//!    connection cap or for lack of file descriptors), then the listener closes (new
 //!    ones are refused by the kernel);
 //! 3. every request already received is answered, the last on each connection with
 //!    `Connection: close`;
