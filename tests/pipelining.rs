@@ -271,11 +271,17 @@ fn a_hundred_equal_sleeps_in_one_write_are_all_answered_in_order() {
 fn more_instant_requests_than_one_drive_decodes_are_all_answered_in_order() {
     let server = spawn_binary(&["--pool", "1"]);
     let mut client = Client::connect(server.addr());
-    let path = |i: usize| if i % 3 == 0 { "/plaintext" } else { "/json" };
+    let path = |i: usize| {
+        if i.is_multiple_of(3) {
+            "/plaintext"
+        } else {
+            "/json"
+        }
+    };
     let batch: String = (0..1000).map(|i| get(path(i))).collect();
     client.send(batch);
     for i in 0..1000 {
-        let want = if i % 3 == 0 {
+        let want = if i.is_multiple_of(3) {
             "Hello, World!"
         } else {
             r#"{"message":"Hello, World!"}"#
