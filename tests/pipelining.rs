@@ -280,7 +280,7 @@ fn more_instant_requests_than_one_drive_decodes_are_all_answered_in_order() {
     };
     let batch: String = (0..1000).map(|i| get(path(i))).collect();
     client.send(batch);
-    for i in 0..1000 {
+    for i in 0..1000_usize {
         let want = if i.is_multiple_of(3) {
             "Hello, World!"
         } else {
