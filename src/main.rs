@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     init_logging(&cli.log_level);
     let config = cli.config();
 
-    let server = match Server::bind(config.clone()) {
+    let mut server = match Server::bind(config.clone()) {
         Ok(server) => server,
         Err(err) => {
             let why = if err.kind() == io::ErrorKind::AddrInUse {

@@ -9,7 +9,7 @@
 //!  │        sockets   mark each readable as the event says and drive its connection — serve
 //!  │                  what clients already sent before taking on anything new
 //!  │        WAKER     drain finished jobs until the channel is empty; file each response
-//!  │        SIGNAL    SIGINT/SIGTERM: begin the graceful drain
+//!  │        SIGNAL    SIGINT/SIGTERM: begin the graceful drain; SIGHUP, SIGUSR1/2, SIGALRM: log
 //!  │        LISTENER  accept until WouldBlock (or until the connection cap)
 //!  │   4. fire every expired timer (sleeps, connection deadlines, back-off, shutdown)
 //!  │   5. drive every connection touched by 3–4 once (so responses that became ready together
@@ -23,13 +23,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::unix::pipe;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::config::Config;
@@ -37,6 +35,7 @@ use crate::connection::{Connection, Next, Services};
 use crate::http::DateCache;
 use crate::pool::Pool;
 use crate::router::{Reply, Router};
+use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
 use crate::sys;
 use crate::timer::{TimerKind, Timers};
@@ -45,7 +44,7 @@ use crate::timer::{TimerKind, Timers};
 const LISTENER: Token = Token(usize::MAX - 1);
 /// The pool's waker: a job finished (or a shutdown was requested in-process).
 const WAKER: Token = Token(usize::MAX - 2);
-/// The self-pipe the signal handler writes to.
+/// Signals: the read end of the self-pipe that `signals::Signals` wraps.
 const SIGNAL: Token = Token(usize::MAX - 3);
 
 /// `listen(2)` backlog: room for a burst of connects (`wrk -c1000`) before the kernel drops SYNs.
@@ -116,7 +115,8 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     waker: Arc<Waker>,
-    signals: (pipe::Sender, pipe::Receiver),
+    /// Set by [`Server::handle_signals`]; without it, signals keep their default actions.
+    signals: Option<Signals>,
     shutdown: Arc<AtomicBool>,
     config: Config,
 }
@@ -138,15 +138,12 @@ impl Server {
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (sender, mut receiver) = pipe::new()?;
-        poll.registry()
-            .register(&mut receiver, SIGNAL, Interest::READABLE)?;
         Ok(Server {
             poll,
             listener,
             addr,
             waker,
-            signals: (sender, receiver),
+            signals: None,
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
         })
@@ -165,10 +162,17 @@ impl Server {
         }
     }
 
-    /// Deliver SIGINT and SIGTERM to this server's loop (for the binary; a library user may
-    /// prefer [`Server::shutdown_handle`]). A second signal exits the process at once.
-    pub fn handle_signals(&self) -> io::Result<()> {
-        sys::install_signal_handlers(self.signals.0.as_raw_fd())
+    /// Deliver signals to this server's loop (for the binary; a library user may prefer
+    /// [`Server::shutdown_handle`]): SIGINT and SIGTERM begin the drain, and a second one exits
+    /// the process at once (status 130); SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and
+    /// ignored. The handlers are removed when `run` returns.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new()?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNAL, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
     }
 
     /// Run the loop until a drain completes. Starts the worker pool first and joins it last.
@@ -195,8 +199,7 @@ impl Server {
             date: DateCache::new(),
             router,
             config: self.config,
-            signals: self.signals.1,
-            _signal_sender: self.signals.0,
+            signals: self.signals,
             shutdown: self.shutdown,
             drain_idle_deadline: None,
             read_buf: vec![0; READ_BUFFER],
@@ -248,9 +251,9 @@ struct Reactor {
     date: DateCache,
     router: Router,
     config: Config,
-    signals: pipe::Receiver,
-    /// Kept so the pipe stays open; the signal handler writes to its file descriptor.
-    _signal_sender: pipe::Sender,
+    /// `None` unless [`Server::handle_signals`] was called. Dropped with the reactor, which
+    /// removes the handlers.
+    signals: Option<Signals>,
     shutdown: Arc<AtomicBool>,
     /// Set when a drain begins: idle connections close at this instant.
     drain_idle_deadline: Option<Instant>,
@@ -499,24 +502,24 @@ impl Reactor {
         }
     }
 
-    /// Step 3, SIGNAL: empty the self-pipe and begin the drain.
+    /// Step 3, SIGNAL: take the signals received; SIGINT/SIGTERM begin the drain, the others
+    /// are only logged.
     fn read_signals(&mut self) {
-        use std::io::Read;
-        let mut buf = [0u8; 64];
-        loop {
-            match self.signals.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    for &signal in &buf[..n] {
-                        log::info!(
-                            "received {}; draining (send it again to exit at once)",
-                            signal_name(signal)
-                        );
-                    }
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        for signal in signals.pending() {
+            match signal {
+                Signal::Interrupt | Signal::Terminate => {
+                    log::info!("received {signal}; draining (send it again to exit at once)");
                     self.shutdown.store(true, Ordering::SeqCst);
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // WouldBlock: empty
+                Signal::Hangup => {
+                    log::info!("received {signal}: ignored; reload arrives with --workers")
+                }
+                Signal::User1 | Signal::User2 | Signal::Alarm => {
+                    log::info!("received {signal}: ignored")
+                }
             }
         }
     }
@@ -583,13 +586,5 @@ impl Reactor {
 fn deregister(registry: &Registry, source: &mut impl mio::event::Source) {
     if let Err(err) = registry.deregister(source) {
         log::debug!("deregister failed: {err}");
-    }
-}
-
-fn signal_name(signal: u8) -> &'static str {
-    match i32::from(signal) {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        _ => "a signal",
     }
 }

@@ -1,4 +1,4 @@
-//! The operating-system calls that the standard library and mio do not offer.
+//! The operating-system calls that the standard library, mio and signal-hook do not offer.
 //!
 //! Every `unsafe` block of evloop lives in this file, each with a `// SAFETY:` line. The rest of the
 //! crate sees only safe functions:
@@ -6,14 +6,13 @@
 //! - [`bind_listener`]: a listening socket with *our* backlog (mio's `TcpListener::bind` asks for
 //!   128, which overflows when `wrk -c1000` connects at once and costs each dropped SYN a 1 s retry);
 //! - [`raise_nofile_limit`]: lift the soft `RLIMIT_NOFILE` to the hard limit, as redis and nginx do;
-//! - [`install_signal_handlers`]: SIGINT/SIGTERM written into a self-pipe the reactor polls;
+//! - [`ignore_sigpipe`]: a peer that resets mid-write gives `EPIPE`, not the death of the process;
 //! - [`set_thread_idle_scheduling`], [`lower_thread_priority`]: workers yield the CPU to the
 //!   reactor, so a saturated pool never delays the thread that owns every socket.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::os::fd::FromRawFd;
 
 /// Turn a `-1` return value into the `errno` it stands for.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -155,53 +154,6 @@ pub fn set_thread_idle_scheduling() -> io::Result<()> {
     let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is the calling thread; `param` is valid for the call.
     check(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(|_| ())
-}
-
-/// Write end of the self-pipe, read by the signal handler (-1 until installed).
-static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
-/// How many SIGINT/SIGTERM the process has received: the second one exits at once.
-static SIGNALS_SEEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Exit status when a second signal interrupts a graceful drain (128 + SIGINT, as a shell
-/// reports a process killed by Ctrl-C).
-pub const EXIT_SECOND_SIGNAL: i32 = 130;
-
-/// The signal handler: it may only call async-signal-safe functions, so it writes the signal
-/// number into the self-pipe and lets the reactor do the rest on its next turn.
-extern "C" fn on_signal(signal: libc::c_int) {
-    // SAFETY: `__errno_location` is async-signal-safe; we restore errno so the interrupted code
-    // never sees the `write` below change it.
-    let saved_errno = unsafe { *libc::__errno_location() };
-    if SIGNALS_SEEN.fetch_add(1, Ordering::SeqCst) >= 1 {
-        // The operator pressed Ctrl-C twice: they want out now, not a graceful drain.
-        // SAFETY: `_exit` is async-signal-safe and never returns.
-        unsafe { libc::_exit(EXIT_SECOND_SIGNAL) };
-    }
-    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
-    if fd >= 0 {
-        let byte = signal as u8;
-        // SAFETY: `byte` is a valid one-byte buffer; `write` is async-signal-safe. A full pipe
-        // (EAGAIN) is fine: the reactor already has a byte to wake on.
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
-    }
-    // SAFETY: see above.
-    unsafe { *libc::__errno_location() = saved_errno };
-}
-
-/// Route SIGINT and SIGTERM into the pipe whose write end is `pipe_fd`, and ignore SIGPIPE (a
-/// peer that resets mid-write must give us `EPIPE`, not kill the process).
-pub fn install_signal_handlers(pipe_fd: RawFd) -> io::Result<()> {
-    SIGNAL_PIPE.store(pipe_fd, Ordering::SeqCst);
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `sigaction` is plain old data; zeroed means an empty mask and no flags.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        // SAFETY: `action` is fully initialised and `on_signal` is async-signal-safe.
-        check(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
-    }
-    ignore_sigpipe();
-    Ok(())
 }
 
 /// Ignore SIGPIPE. Rust's runtime already does this for binaries; a library user embedding the

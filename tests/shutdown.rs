@@ -1,6 +1,8 @@
-//! Graceful shutdown (SPEC §4.6): on SIGTERM/SIGINT readiness flips to 503, the listener closes,
-//! requests in flight finish with `Connection: close`, and the process exits 0; a second SIGINT
-//! exits at once (130); a drain that outlives `--shutdown-timeout` is aborted (exit 1).
+//! Graceful shutdown: on SIGTERM/SIGINT readiness flips to 503, the listener closes, requests in
+//! flight finish with `Connection: close`, and the process exits 0; a second SIGINT or SIGTERM
+//! exits at once (130); a drain that outlives `--shutdown-timeout` is aborted (exit 1). Other
+//! signals (SIGHUP, SIGUSR1/2, SIGALRM) are logged and ignored: they neither kill the process nor
+//! start a drain.
 
 mod common;
 
@@ -150,6 +152,57 @@ fn second_sigint_exits_at_once_with_130() {
     server.signal(libc::SIGINT);
     assert_eq!(server.exit_code_within(Duration::from_secs(2)), 130);
     assert!(second.elapsed() < Duration::from_secs(1));
+}
+
+/// A second SIGTERM during a drain exits at once with status 130, like a second SIGINT.
+#[test]
+fn second_sigterm_exits_at_once_with_130() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    client.send(get("/sleep?ms=10000"));
+    sleep(Duration::from_millis(100));
+    server.signal(libc::SIGTERM);
+    assert!(wait_until_refused(server.addr(), Duration::from_secs(2)));
+    let second = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.exit_code_within(Duration::from_secs(2)), 130);
+    assert!(second.elapsed() < Duration::from_secs(1));
+}
+
+/// SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM, whose default action would kill the process on the
+/// spot, are logged and ignored: the server keeps answering on the same connection and on new
+/// ones, and still drains and exits 0 on SIGTERM afterwards.
+#[test]
+fn other_signals_are_logged_and_ignored() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut kept = Client::connect(server.addr());
+    assert_eq!(kept.request(get("/plaintext")).status, 200);
+    for (signal, name) in [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGALRM, "SIGALRM"),
+    ] {
+        server.signal(signal);
+        sleep(Duration::from_millis(100));
+        assert!(
+            server.wait_timeout(Duration::ZERO).is_none(),
+            "{name} killed the server"
+        );
+        assert_eq!(kept.request(get("/plaintext")).status, 200, "after {name}");
+        let mut fresh = Client::connect(server.addr());
+        assert_eq!(fresh.request(get("/readyz")).status, 200, "after {name}");
+        assert!(
+            server
+                .stderr()
+                .contains(&format!("received {name}: ignored")),
+            "{name} was not logged:\n{}",
+            server.stderr()
+        );
+    }
+    drop(kept);
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.exit_code_within(Duration::from_secs(3)), 0);
 }
 
 /// A drain that outlives `--shutdown-timeout` (a 5 s sleep in flight, 0.5 s allowed) is aborted:
