@@ -488,7 +488,7 @@ impl Reactor {
     /// Step 3, WAKER: take every finished job (wakes coalesce, so one event may stand for
     /// many) and file each response with its connection.
     fn drain_completions(&mut self) {
-        self.pool.begin_drain();
+        self.pool.rearm_waker();
         while let Some(completion) = self.pool.try_completion() {
             let token = completion.ticket.owner;
             if self.connections.get_mut(token).is_some() {
