@@ -27,7 +27,8 @@
 //!    the panic becomes [`Outcome::Panicked`] and the thread takes the next job.
 //! 5. **Cancellation is cooperative.** Every job carries a flag the reactor sets when the client
 //!    goes away. A queued job whose flag is set is skipped; a running job may poll
-//!    [`JobContext::is_cancelled`] and stop early.
+//!    [`JobContext::is_cancelled`] and stop early. A job that never looks cannot be stopped, so
+//!    [`Pool::join_until`] waits for the workers only until a deadline.
 //!
 //! The pool knows nothing about HTTP: a job is a closure producing any `T`, and a [`Ticket`] is
 //! an opaque pair the reactor uses to find who asked.
@@ -40,7 +41,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use mio::Waker;
 
 /// Who is waiting for a job: the reactor's connection token, the request's sequence number on
@@ -158,7 +159,11 @@ pub struct Pool<T: Send + 'static> {
     notifier: Arc<Notifier>,
     /// Workers currently running a job.
     busy: Arc<AtomicUsize>,
-    /// The threads, joined by [`Pool::join`].
+    /// Never carries a message: each worker holds a sender and drops it as it returns, so the
+    /// channel disconnects when the last worker is gone. [`Pool::join_until`] waits on it with a
+    /// deadline, which a `JoinHandle` cannot do.
+    exits: Receiver<()>,
+    /// The threads, joined by [`Pool::join`] and [`Pool::join_until`].
     threads: Vec<JoinHandle<()>>,
     size: usize,
 }
@@ -174,6 +179,7 @@ impl<T: Send + 'static> Pool<T> {
     ) -> io::Result<Self> {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<T>>(queue.max(1));
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completion<T>>();
+        let (exit_tx, exit_rx) = crossbeam_channel::bounded::<()>(0);
         let notifier = Arc::new(Notifier::new(waker));
         let busy = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::with_capacity(size);
@@ -182,11 +188,13 @@ impl<T: Send + 'static> Pool<T> {
             let done = done_tx.clone();
             let notifier = Arc::clone(&notifier);
             let busy = Arc::clone(&busy);
+            let exit = exit_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("evloop-worker-{worker}"))
                 .spawn(move || {
                     priority.apply();
-                    worker_loop(worker, jobs, done, &notifier, &busy)
+                    worker_loop(worker, jobs, done, &notifier, &busy);
+                    drop(exit); // the last one to go disconnects `exits`
                 })?;
             threads.push(handle);
         }
@@ -195,6 +203,7 @@ impl<T: Send + 'static> Pool<T> {
             completions: done_rx,
             notifier,
             busy,
+            exits: exit_rx,
             threads,
             size,
         })
@@ -256,7 +265,9 @@ impl<T: Send + 'static> Pool<T> {
         self.jobs = None;
     }
 
-    /// Close the queue and wait for every worker to exit.
+    /// Close the queue and wait for every worker to exit, however long their jobs take. A job
+    /// that ignores its cancel flag holds this up for as long as it runs: a server on its way
+    /// out wants [`Pool::join_until`].
     pub fn join(mut self) {
         self.close();
         for handle in self.threads.drain(..) {
@@ -264,6 +275,36 @@ impl<T: Send + 'static> Pool<T> {
             // left to clean up.
             let _ = handle.join();
         }
+    }
+
+    /// Close the queue and wait for every worker to exit, but not past `deadline`. True when
+    /// they all exited in time. Workers still running a job at the deadline are abandoned:
+    /// their threads are detached, and end with the process, which is about to exit. This is
+    /// what makes `--shutdown-timeout` bound the exit even when a job never checks
+    /// [`JobContext::is_cancelled`].
+    pub fn join_until(mut self, deadline: Instant) -> bool {
+        self.close();
+        loop {
+            match self.exits.recv_deadline(deadline) {
+                // Nothing is ever sent on `exits`; only the disconnection means something.
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!(
+                        "{} of {} workers still running a job at the shutdown deadline; \
+                         abandoning them",
+                        self.busy(),
+                        self.size
+                    );
+                    return false;
+                }
+            }
+        }
+        for handle in self.threads.drain(..) {
+            // Every worker has returned from its loop; this only reaps the thread.
+            let _ = handle.join();
+        }
+        true
     }
 }
 
@@ -605,5 +646,47 @@ mod tests {
         assert_eq!(limit.allow(), None);
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(limit.allow(), Some(2));
+    }
+
+    /// `join_until` returns true at once when every worker is idle.
+    #[test]
+    fn join_until_with_idle_workers_is_prompt() {
+        let (_poll, pool) = pool(2, 8);
+        let started = Instant::now();
+        assert!(pool.join_until(started + Duration::from_secs(5)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    /// A job that ignores its cancel flag cannot hold `join_until` past its deadline: it
+    /// returns false at the deadline and abandons the worker.
+    #[test]
+    fn join_until_abandons_a_job_that_ignores_cancellation() {
+        let (_poll, pool) = pool(1, 8);
+        let ticket = Ticket {
+            owner: 1,
+            seq: 0,
+            part: 0,
+        };
+        let cancel = pool
+            .submit(
+                ticket,
+                Box::new(|_| {
+                    // Never looks at its cancel flag.
+                    std::thread::sleep(Duration::from_secs(3));
+                    0
+                }),
+            )
+            .expect("queued");
+        while pool.busy() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        cancel.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        assert!(!pool.join_until(started + Duration::from_millis(200)));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_millis(1000),
+            "join_until returned after {took:?}"
+        );
     }
 }

@@ -66,7 +66,8 @@ const SLOW_TURN: Duration = Duration::from_millis(100);
 pub enum Exit {
     /// Drained: every request answered, every worker idle.
     Graceful,
-    /// `--shutdown-timeout` passed with connections still open; they were aborted.
+    /// `--shutdown-timeout` passed with connections still open (they were aborted) or with a
+    /// worker still running a job (it was abandoned).
     TimedOut,
 }
 
@@ -202,6 +203,7 @@ impl Server {
             signals: self.signals,
             shutdown: self.shutdown,
             drain_idle_deadline: None,
+            shutdown_deadline: None,
             read_buf: vec![0; READ_BUFFER],
             out: Vec::with_capacity(READ_BUFFER),
             ready: Vec::new(),
@@ -213,8 +215,15 @@ impl Server {
         let exit = reactor.run()?;
         match exit {
             // Every connection is gone and every job answered; jobs of clients that left were
-            // cancelled. Wait for the workers so the process exits with nothing half done.
-            Exit::Graceful => reactor.pool.join(),
+            // cancelled. Wait for the workers so the process exits with nothing half done, but
+            // not past the shutdown deadline: a job that ignores its cancel flag cannot be
+            // stopped, only abandoned.
+            Exit::Graceful => {
+                let deadline = reactor.shutdown_deadline.unwrap_or(reactor.now);
+                if !reactor.pool.join_until(deadline) {
+                    return Ok(Exit::TimedOut);
+                }
+            }
             // Out of time: cancel what is left and do not wait for it. The process is about to
             // exit, which stops the workers wherever they are.
             Exit::TimedOut => {
@@ -257,6 +266,9 @@ struct Reactor {
     shutdown: Arc<AtomicBool>,
     /// Set when a drain begins: idle connections close at this instant.
     drain_idle_deadline: Option<Instant>,
+    /// Set when a drain begins: `--shutdown-timeout` from then, for the connections and, after
+    /// them, for the workers.
+    shutdown_deadline: Option<Instant>,
     /// The read buffer every connection borrows.
     read_buf: Vec<u8>,
     /// The output buffer every connection borrows.
@@ -540,10 +552,10 @@ impl Reactor {
             deregister(self.poll.registry(), &mut listener);
         }
         self.drain_idle_deadline = Some(self.now + DRAIN_IDLE_GRACE);
-        self.timers.insert(
-            self.now + self.config.shutdown_timeout,
-            TimerKind::ShutdownDeadline,
-        );
+        let shutdown_deadline = self.now + self.config.shutdown_timeout;
+        self.shutdown_deadline = Some(shutdown_deadline);
+        self.timers
+            .insert(shutdown_deadline, TimerKind::ShutdownDeadline);
         for token in self.connections.tokens() {
             self.drive(token, Connection::begin_drain);
         }
