@@ -109,17 +109,21 @@ pub struct Completion<T> {
     pub run: Duration,
 }
 
-/// How worker threads are scheduled against the reactor. The reactor is the latency-critical
-/// thread: while it waits for a CPU, every connection waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How worker threads are scheduled against the reactor (`--worker-priority`). The reactor is
+/// the latency-critical thread: while it waits for a CPU, every connection waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WorkerPriority {
-    /// `SCHED_IDLE`: a worker runs only when nothing else wants the CPU, so the reactor always
-    /// goes first. Costs job throughput only while the machine is otherwise saturated.
+    /// SCHED_IDLE: workers run only when nothing else wants the CPU
+    ///
+    /// The reactor always goes first. Costs job throughput only while the machine is otherwise
+    /// saturated.
+    #[default]
     Idle,
-    /// nice +19 relative to the process: the reactor is strongly favoured, but workers keep a
-    /// small share of a saturated CPU.
+    /// Workers at nice +19
+    ///
+    /// The reactor is strongly favoured, but workers keep a small share of a saturated CPU.
     Low,
-    /// The same as the reactor.
+    /// Workers scheduled exactly like the reactor
     Normal,
 }
 
