@@ -1,12 +1,23 @@
-//! Configuration: the command line (SPEC §1), each option also read from an `EVLOOP_*`
-//! environment variable, and the [`Config`] the server runs with.
+//! Configuration: the command line, each option also read from an `EVLOOP_*` environment
+//! variable, and the [`Config`] the server runs with.
+//!
+//! Every default is written once, in [`Config::default`] (and [`Limits::default`] for the size
+//! limits). The command line takes its defaults from there, so `--help`, the binary and a library
+//! user who starts from `Config::default()` can never disagree.
 
+use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
+use log::LevelFilter;
 
 use crate::http::Limits;
 use crate::pool::WorkerPriority;
+
+/// Jobs that may wait per worker thread, unless `--queue` says otherwise.
+pub const QUEUE_PER_WORKER: usize = 64;
 
 /// The server's settings. [`Config::default`] gives the documented defaults, which is what a
 /// library user starts from.
@@ -20,7 +31,7 @@ pub struct Config {
     pub pool: usize,
     /// Jobs that may wait for a worker before new ones get 503.
     pub queue: usize,
-    /// Reactor processes (SPEC §7); only 1 is implemented.
+    /// Reactor processes; only 1 is implemented.
     pub workers: usize,
     /// Open connections at which accepting pauses.
     pub max_connections: usize,
@@ -53,7 +64,7 @@ impl Default for Config {
             host: "127.0.0.1".to_string(),
             port: 8888,
             pool: cpus,
-            queue: 64 * cpus,
+            queue: QUEUE_PER_WORKER * cpus,
             workers: 1,
             max_connections: 10_000,
             keep_alive_timeout: Duration::from_secs(5),
@@ -65,78 +76,103 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             access_log: false,
             max_audio_seconds: 600.0,
-            worker_priority: WorkerPriority::Idle,
+            worker_priority: WorkerPriority::default(),
         }
     }
 }
+
+/// The defaults the command line shows and falls back to.
+static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
 
 /// `evloop` — an event-loop HTTP/1.1 server: one reactor thread, a pool for heavy jobs.
 #[derive(Debug, Parser)]
 #[command(name = "evloop", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Address to listen on.
-    #[arg(long, env = "EVLOOP_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "EVLOOP_HOST", default_value_t = DEFAULTS.host.clone())]
     pub host: String,
     /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "EVLOOP_PORT", default_value_t = 8888)]
+    #[arg(long, env = "EVLOOP_PORT", default_value_t = DEFAULTS.port)]
     pub port: u16,
     /// Worker threads for CPU-heavy jobs [default: number of CPUs].
     #[arg(long, env = "EVLOOP_POOL", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub pool: Option<u64>,
-    /// Jobs that may wait for a worker; beyond it requests get 503 [default: 64 × pool].
-    #[arg(long, env = "EVLOOP_QUEUE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    /// Jobs that may wait for a worker; beyond it requests get 503.
+    #[arg(
+        long,
+        env = "EVLOOP_QUEUE",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        help = format!(
+            "Jobs that may wait for a worker; beyond it requests get 503 \
+             [default: {QUEUE_PER_WORKER} × pool]"
+        )
+    )]
     pub queue: Option<u64>,
     /// Reactor processes (gunicorn-style); only 1 is implemented so far.
-    #[arg(long, env = "EVLOOP_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1))]
+    #[arg(long, env = "EVLOOP_WORKERS", default_value_t = DEFAULTS.workers as u64, value_parser = clap::value_parser!(u64).range(1..=1))]
     pub workers: u64,
     /// Open connections at which accepting pauses.
-    #[arg(long, env = "EVLOOP_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, env = "EVLOOP_MAX_CONNECTIONS", default_value_t = DEFAULTS.max_connections as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
     /// Seconds an idle keep-alive connection is kept.
-    #[arg(long, env = "EVLOOP_KEEP_ALIVE_TIMEOUT", default_value = "5", value_parser = seconds)]
-    pub keep_alive_timeout: Duration,
+    #[arg(long, env = "EVLOOP_KEEP_ALIVE_TIMEOUT", default_value_t = Seconds(DEFAULTS.keep_alive_timeout), value_parser = seconds)]
+    pub keep_alive_timeout: Seconds,
     /// Seconds a client may take to send a request head (then 408).
-    #[arg(long, env = "EVLOOP_HEADER_TIMEOUT", default_value = "10", value_parser = seconds)]
-    pub header_timeout: Duration,
+    #[arg(long, env = "EVLOOP_HEADER_TIMEOUT", default_value_t = Seconds(DEFAULTS.header_timeout), value_parser = seconds)]
+    pub header_timeout: Seconds,
     /// Seconds a client may pause while sending a body (then 408).
-    #[arg(long, env = "EVLOOP_BODY_TIMEOUT", default_value = "30", value_parser = seconds)]
-    pub body_timeout: Duration,
+    #[arg(long, env = "EVLOOP_BODY_TIMEOUT", default_value_t = Seconds(DEFAULTS.body_timeout), value_parser = seconds)]
+    pub body_timeout: Seconds,
     /// Seconds from request read to response start, queueing included (then 504).
-    #[arg(long, env = "EVLOOP_REQUEST_TIMEOUT", default_value = "60", value_parser = seconds)]
-    pub request_timeout: Duration,
+    #[arg(long, env = "EVLOOP_REQUEST_TIMEOUT", default_value_t = Seconds(DEFAULTS.request_timeout), value_parser = seconds)]
+    pub request_timeout: Seconds,
     /// Largest request body in bytes (then 413).
-    #[arg(long, env = "EVLOOP_MAX_BODY", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
+    #[arg(long, env = "EVLOOP_MAX_BODY", default_value_t = DEFAULTS.limits.max_body as u64, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     pub max_body: u64,
     /// Most bytes of request bodies held in memory at once, over all connections; a body that
     /// would pass it gets 503 with Retry-After.
-    #[arg(long, env = "EVLOOP_MAX_BODY_MEMORY", default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    #[arg(long, env = "EVLOOP_MAX_BODY_MEMORY", default_value_t = DEFAULTS.max_body_memory as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub max_body_memory: u64,
     /// Largest request head (request line + headers) in bytes (then 414/431).
-    #[arg(long, env = "EVLOOP_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(64..=1 << 20))]
+    #[arg(long, env = "EVLOOP_MAX_HEADER_BYTES", default_value_t = DEFAULTS.limits.max_head_bytes as u64, value_parser = clap::value_parser!(u64).range(64..=1 << 20))]
     pub max_header_bytes: u64,
     /// Most header fields in a request (then 431).
-    #[arg(long, env = "EVLOOP_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, env = "EVLOOP_MAX_HEADERS", default_value_t = DEFAULTS.limits.max_headers as u64, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub max_headers: u64,
     /// Seconds a graceful shutdown may take before the rest is aborted (exit 1).
-    #[arg(long, env = "EVLOOP_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = seconds)]
-    pub shutdown_timeout: Duration,
+    #[arg(long, env = "EVLOOP_SHUTDOWN_TIMEOUT", default_value_t = Seconds(DEFAULTS.shutdown_timeout), value_parser = seconds)]
+    pub shutdown_timeout: Seconds,
     /// Log every request on target evloop::access.
     #[arg(long, env = "EVLOOP_ACCESS_LOG")]
     pub access_log: bool,
     /// Longest audio the audio endpoints analyse, in seconds (then 413).
-    #[arg(long, env = "EVLOOP_MAX_AUDIO_SECONDS", default_value = "600", value_parser = seconds)]
-    pub max_audio_seconds: Duration,
-    /// How workers are scheduled: idle (SCHED_IDLE: only when the reactor does not need the
-    /// CPU), low (nice +19) or normal.
-    #[arg(long, env = "EVLOOP_WORKER_PRIORITY", default_value = "idle", value_parser = ["idle", "low", "normal"])]
-    pub worker_priority: String,
-    /// error, warn, info, debug or trace (RUST_LOG overrides).
-    #[arg(long, env = "EVLOOP_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "off"])]
-    pub log_level: String,
+    #[arg(long, env = "EVLOOP_MAX_AUDIO_SECONDS", default_value_t = Seconds(Duration::from_secs_f64(DEFAULTS.max_audio_seconds)), value_parser = seconds)]
+    pub max_audio_seconds: Seconds,
+    /// How workers are scheduled against the reactor (docs/SCHEDULING.md).
+    #[arg(long, env = "EVLOOP_WORKER_PRIORITY", value_enum, default_value_t = DEFAULTS.worker_priority)]
+    pub worker_priority: WorkerPriority,
+    /// Log level (RUST_LOG, when set, overrides it).
+    #[arg(
+        long,
+        env = "EVLOOP_LOG_LEVEL",
+        default_value = "info",
+        value_parser = log_level()
+    )]
+    pub log_level: LevelFilter,
+}
+
+/// A number of seconds on the command line: `5`, `0.5`. Shown the same way in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
 }
 
 /// Parse a positive number of seconds, fractions allowed (`0.5`).
-fn seconds(text: &str) -> Result<Duration, String> {
+fn seconds(text: &str) -> Result<Seconds, String> {
     let value: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
@@ -145,39 +181,41 @@ fn seconds(text: &str) -> Result<Duration, String> {
             "`{text}` must be more than 0 and at most 86400 seconds"
         ));
     }
-    Ok(Duration::from_secs_f64(value))
+    Ok(Seconds(Duration::from_secs_f64(value)))
+}
+
+/// The log levels, by the names `RUST_LOG` uses, listed in `--help` and in the error for a
+/// level that is not one of them.
+fn log_level() -> impl TypedValueParser<Value = LevelFilter> {
+    PossibleValuesParser::new(["error", "warn", "info", "debug", "trace", "off"])
+        .try_map(|name| name.parse::<LevelFilter>())
 }
 
 impl Cli {
     /// The [`Config`] these arguments describe.
     pub fn config(&self) -> Config {
-        let defaults = Config::default();
-        let pool = self.pool.map_or(defaults.pool, |n| n as usize);
+        let pool = self.pool.map_or(DEFAULTS.pool, |n| n as usize);
         Config {
             host: self.host.clone(),
             port: self.port,
             pool,
-            queue: self.queue.map_or(64 * pool, |n| n as usize),
+            queue: self.queue.map_or(QUEUE_PER_WORKER * pool, |n| n as usize),
             workers: self.workers as usize,
             max_connections: self.max_connections as usize,
-            keep_alive_timeout: self.keep_alive_timeout,
-            header_timeout: self.header_timeout,
-            body_timeout: self.body_timeout,
-            request_timeout: self.request_timeout,
+            keep_alive_timeout: self.keep_alive_timeout.0,
+            header_timeout: self.header_timeout.0,
+            body_timeout: self.body_timeout.0,
+            request_timeout: self.request_timeout.0,
             limits: Limits {
                 max_head_bytes: self.max_header_bytes as usize,
                 max_headers: self.max_headers as usize,
                 max_body: self.max_body as usize,
             },
             max_body_memory: self.max_body_memory as usize,
-            shutdown_timeout: self.shutdown_timeout,
+            shutdown_timeout: self.shutdown_timeout.0,
             access_log: self.access_log,
-            max_audio_seconds: self.max_audio_seconds.as_secs_f64(),
-            worker_priority: match self.worker_priority.as_str() {
-                "low" => WorkerPriority::Low,
-                "normal" => WorkerPriority::Normal,
-                _ => WorkerPriority::Idle,
-            },
+            max_audio_seconds: self.max_audio_seconds.0.as_secs_f64(),
+            worker_priority: self.worker_priority,
         }
     }
 }
@@ -186,10 +224,24 @@ impl Cli {
 mod tests {
     use super::*;
 
+    /// No argument at all gives exactly [`Config::default`]: the command line has no default
+    /// of its own.
     #[test]
-    fn defaults_follow_the_spec() {
-        let cli = Cli::try_parse_from(["evloop", "--pool", "4"]).unwrap();
-        let config = cli.config();
+    fn command_line_defaults_are_the_config_defaults() {
+        let cli = Cli::try_parse_from(["evloop"]).unwrap();
+        assert_eq!(
+            format!("{:?}", cli.config()),
+            format!("{:?}", Config::default())
+        );
+        assert_eq!(cli.log_level, LevelFilter::Info);
+    }
+
+    /// The documented defaults, and the queue following the pool.
+    #[test]
+    fn documented_defaults() {
+        let config = Cli::try_parse_from(["evloop", "--pool", "4"])
+            .unwrap()
+            .config();
         assert_eq!(config.port, 8888);
         assert_eq!(config.pool, 4);
         assert_eq!(config.queue, 256);
@@ -198,13 +250,40 @@ mod tests {
         assert_eq!(config.limits.max_head_bytes, 16 * 1024);
     }
 
+    /// Values out of range, of the wrong kind, or not among the choices are refused.
     #[test]
     fn bad_values_are_rejected() {
         assert!(Cli::try_parse_from(["evloop", "--pool", "0"]).is_err());
         assert!(Cli::try_parse_from(["evloop", "--port", "70000"]).is_err());
         assert!(Cli::try_parse_from(["evloop", "--keep-alive-timeout", "-1"]).is_err());
         assert!(Cli::try_parse_from(["evloop", "--workers", "2"]).is_err());
+        assert!(Cli::try_parse_from(["evloop", "--worker-priority", "urgent"]).is_err());
+        assert!(Cli::try_parse_from(["evloop", "--log-level", "loud"]).is_err());
         let half = Cli::try_parse_from(["evloop", "--header-timeout", "0.5"]).unwrap();
         assert_eq!(half.config().header_timeout, Duration::from_millis(500));
+    }
+
+    /// Every mode and every log level is accepted by its name.
+    #[test]
+    fn enums_are_accepted_by_name() {
+        for (name, mode) in [
+            ("normal", WorkerPriority::Normal),
+            ("low", WorkerPriority::Low),
+            ("idle", WorkerPriority::Idle),
+        ] {
+            let cli = Cli::try_parse_from(["evloop", "--worker-priority", name]).unwrap();
+            assert_eq!(cli.worker_priority, mode);
+        }
+        for (name, level) in [
+            ("off", LevelFilter::Off),
+            ("error", LevelFilter::Error),
+            ("warn", LevelFilter::Warn),
+            ("info", LevelFilter::Info),
+            ("debug", LevelFilter::Debug),
+            ("trace", LevelFilter::Trace),
+        ] {
+            let cli = Cli::try_parse_from(["evloop", "--log-level", name]).unwrap();
+            assert_eq!(cli.log_level, level);
+        }
     }
 }

@@ -46,8 +46,9 @@
 //!   signal processing that knows nothing of HTTP;
 //! - [`config`]: the command line and its defaults;
 //! - [`error`]: every failure, mapped to a status code in one place;
-//! - [`sys`]: the few `libc` calls (listen backlog, file limit, signals, thread priority) — the
-//!   only `unsafe` in the crate.
+//! - [`signals`]: SIGINT/SIGTERM and friends as events of the loop, through a self-pipe;
+//! - [`sys`]: the listener (backlog) and the few `libc` calls (file limit, thread scheduling) —
+//!   the only `unsafe` in the crate.
 //!
 //! `docs/ARCHITECTURE.md` tells the same story at length, following one request from `accept`
 //! to the last byte written.
@@ -78,6 +79,7 @@ pub mod http;
 pub mod pool;
 pub mod reactor;
 pub mod router;
+pub mod signals;
 pub mod slab;
 pub mod sys;
 pub mod timer;

@@ -21,8 +21,8 @@ fn main() -> ExitCode {
             err.exit()
         }
         Err(err) => {
-            // Bad arguments: the one-line error, the usage, status 2 (SPEC §1). clap only adds
-            // the usage for some kinds of error; print it for all.
+            // Bad arguments: the one-line error, the usage, status 2. clap only adds the usage
+            // for some kinds of error; print it for all.
             let rendered = err.render().to_string();
             eprint!("{rendered}");
             if !rendered.contains("Usage:") {
@@ -31,10 +31,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&cli.log_level);
+    init_logging(cli.log_level);
     let config = cli.config();
 
-    let server = match Server::bind(config.clone()) {
+    let mut server = match Server::bind(config.clone()) {
         Ok(server) => server,
         Err(err) => {
             let why = if err.kind() == io::ErrorKind::AddrInUse {
@@ -75,8 +75,8 @@ fn main() -> ExitCode {
 }
 
 /// `--log-level` sets the default; `RUST_LOG`, when set, overrides it.
-fn init_logging(level: &str) {
-    let env = env_logger::Env::default().default_filter_or(level);
+fn init_logging(level: log::LevelFilter) {
+    let env = env_logger::Env::default().default_filter_or(level.as_str());
     env_logger::Builder::from_env(env)
         .format_timestamp_millis()
         .init();

@@ -16,16 +16,19 @@
 //!    waited out.
 //! 2. **Send, then wake.** A worker puts its completion on the channel *before* waking the
 //!    reactor, so the reactor can never wake, find nothing, and sleep through the result.
-//! 3. **Wakes coalesce; drain until empty.** Three completions may produce one `WAKER` event, so
+//! 3. **Wakes coalesce; never miss one.** Three completions may produce one `WAKER` event, so
 //!    the reactor calls [`Pool::try_completion`] until it returns `None`. To spare a `write(2)`
 //!    per completion, a worker only calls `wake()` when the `wake_pending` flag was clear
-//!    (libuv's `uv_async_send` does the same); the reactor clears the flag *before* draining, so a
-//!    completion sent after the drain always wakes it again.
+//!    (libuv's `uv_async_send` does the same). The reactor re-arms the flag with
+//!    [`Pool::rearm_waker`] *before* it takes completions, so a completion sent after that point
+//!    always wakes it again; a `wake()` that fails clears the flag, so the next completion tries
+//!    again instead of trusting a wake-up that never happened.
 //! 4. **A panicking job costs one answer, not one worker.** Each job runs under `catch_unwind`;
 //!    the panic becomes [`Outcome::Panicked`] and the thread takes the next job.
 //! 5. **Cancellation is cooperative.** Every job carries a flag the reactor sets when the client
 //!    goes away. A queued job whose flag is set is skipped; a running job may poll
-//!    [`JobContext::is_cancelled`] and stop early.
+//!    [`JobContext::is_cancelled`] and stop early. A job that never looks cannot be stopped, so
+//!    [`Pool::join_until`] waits for the workers only until a deadline.
 //!
 //! The pool knows nothing about HTTP: a job is a closure producing any `T`, and a [`Ticket`] is
 //! an opaque pair the reactor uses to find who asked.
@@ -33,12 +36,12 @@
 use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use mio::Waker;
 
 /// Who is waiting for a job: the reactor's connection token, the request's sequence number on
@@ -106,17 +109,21 @@ pub struct Completion<T> {
     pub run: Duration,
 }
 
-/// How worker threads are scheduled against the reactor. The reactor is the latency-critical
-/// thread: while it waits for a CPU, every connection waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How worker threads are scheduled against the reactor (`--worker-priority`). The reactor is
+/// the latency-critical thread: while it waits for a CPU, every connection waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WorkerPriority {
-    /// `SCHED_IDLE`: a worker runs only when nothing else wants the CPU, so the reactor always
-    /// goes first. Costs job throughput only while the machine is otherwise saturated.
+    /// SCHED_IDLE: workers run only when nothing else wants the CPU
+    ///
+    /// The reactor always goes first. Costs job throughput only while the machine is otherwise
+    /// saturated.
+    #[default]
     Idle,
-    /// nice +19 relative to the process: the reactor is strongly favoured, but workers keep a
-    /// small share of a saturated CPU.
+    /// Workers at nice +19
+    ///
+    /// The reactor is strongly favoured, but workers keep a small share of a saturated CPU.
     Low,
-    /// The same as the reactor.
+    /// Workers scheduled exactly like the reactor
     Normal,
 }
 
@@ -152,11 +159,15 @@ pub struct Pool<T: Send + 'static> {
     /// Unbounded on purpose: a worker must never block on the reactor. Its length is bounded
     /// anyway by jobs in flight (queue + workers).
     completions: Receiver<Completion<T>>,
-    /// Set by the first worker that wakes the reactor, cleared by the reactor before it drains.
-    wake_pending: Arc<AtomicBool>,
+    /// How workers wake the reactor (rule 3); shared with every worker.
+    notifier: Arc<Notifier>,
     /// Workers currently running a job.
     busy: Arc<AtomicUsize>,
-    /// The threads, joined by [`Pool::join`].
+    /// Never carries a message: each worker holds a sender and drops it as it returns, so the
+    /// channel disconnects when the last worker is gone. [`Pool::join_until`] waits on it with a
+    /// deadline, which a `JoinHandle` cannot do.
+    exits: Receiver<()>,
+    /// The threads, joined by [`Pool::join`] and [`Pool::join_until`].
     threads: Vec<JoinHandle<()>>,
     size: usize,
 }
@@ -172,28 +183,31 @@ impl<T: Send + 'static> Pool<T> {
     ) -> io::Result<Self> {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<T>>(queue.max(1));
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completion<T>>();
-        let wake_pending = Arc::new(AtomicBool::new(false));
+        let (exit_tx, exit_rx) = crossbeam_channel::bounded::<()>(0);
+        let notifier = Arc::new(Notifier::new(waker));
         let busy = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::with_capacity(size);
         for worker in 0..size {
             let jobs = job_rx.clone();
             let done = done_tx.clone();
-            let waker = Arc::clone(&waker);
-            let wake_pending = Arc::clone(&wake_pending);
+            let notifier = Arc::clone(&notifier);
             let busy = Arc::clone(&busy);
+            let exit = exit_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("evloop-worker-{worker}"))
                 .spawn(move || {
                     priority.apply();
-                    worker_loop(worker, jobs, done, &waker, &wake_pending, &busy)
+                    worker_loop(worker, jobs, done, &notifier, &busy);
+                    drop(exit); // the last one to go disconnects `exits`
                 })?;
             threads.push(handle);
         }
         Ok(Pool {
             jobs: Some(job_tx),
             completions: done_rx,
-            wake_pending,
+            notifier,
             busy,
+            exits: exit_rx,
             threads,
             size,
         })
@@ -219,10 +233,10 @@ impl<T: Send + 'static> Pool<T> {
         }
     }
 
-    /// Call once per `WAKER` event, before draining with [`Pool::try_completion`]: clearing the
-    /// flag first is what makes a completion sent during the drain wake the reactor again.
-    pub fn begin_drain(&self) {
-        self.wake_pending.store(false, Ordering::SeqCst);
+    /// Call once per `WAKER` event, *before* taking completions with [`Pool::try_completion`]:
+    /// from here on, the next completion a worker sends wakes the reactor again (rule 3).
+    pub fn rearm_waker(&self) {
+        self.notifier.rearm();
     }
 
     /// The next finished job, if any. Never blocks.
@@ -255,7 +269,9 @@ impl<T: Send + 'static> Pool<T> {
         self.jobs = None;
     }
 
-    /// Close the queue and wait for every worker to exit.
+    /// Close the queue and wait for every worker to exit, however long their jobs take. A job
+    /// that ignores its cancel flag holds this up for as long as it runs: a server on its way
+    /// out wants [`Pool::join_until`].
     pub fn join(mut self) {
         self.close();
         for handle in self.threads.drain(..) {
@@ -264,6 +280,36 @@ impl<T: Send + 'static> Pool<T> {
             let _ = handle.join();
         }
     }
+
+    /// Close the queue and wait for every worker to exit, but not past `deadline`. True when
+    /// they all exited in time. Workers still running a job at the deadline are abandoned:
+    /// their threads are detached, and end with the process, which is about to exit. This is
+    /// what makes `--shutdown-timeout` bound the exit even when a job never checks
+    /// [`JobContext::is_cancelled`].
+    pub fn join_until(mut self, deadline: Instant) -> bool {
+        self.close();
+        loop {
+            match self.exits.recv_deadline(deadline) {
+                // Nothing is ever sent on `exits`; only the disconnection means something.
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!(
+                        "{} of {} workers still running a job at the shutdown deadline; \
+                         abandoning them",
+                        self.busy(),
+                        self.size
+                    );
+                    return false;
+                }
+            }
+        }
+        for handle in self.threads.drain(..) {
+            // Every worker has returned from its loop; this only reaps the thread.
+            let _ = handle.join();
+        }
+        true
+    }
 }
 
 /// One worker thread: take a job, run it under `catch_unwind`, send the completion, wake.
@@ -271,8 +317,7 @@ fn worker_loop<T>(
     worker: usize,
     jobs: Receiver<Job<T>>,
     done: Sender<Completion<T>>,
-    waker: &Waker,
-    wake_pending: &AtomicBool,
+    notifier: &Notifier,
     busy: &AtomicUsize,
 ) {
     // `recv` returns Err once the reactor drops the sending half: the pool is closing.
@@ -307,10 +352,114 @@ fn worker_loop<T>(
         if done.send(completion).is_err() {
             return; // The reactor is gone; nobody is listening.
         }
-        if !wake_pending.swap(true, Ordering::SeqCst) {
-            if let Err(err) = waker.wake() {
-                log::error!("worker {worker}: waking the reactor failed: {err}");
+        notifier.notify(worker);
+    }
+}
+
+/// How workers wake the reactor: at most once between two [`Pool::rearm_waker`] calls, and
+/// again after a wake-up that failed (rule 3).
+struct Notifier {
+    waker: Arc<Waker>,
+    /// Set by the worker that wakes the reactor, cleared by the reactor when it re-arms (and by
+    /// a worker whose `wake()` failed).
+    ///
+    /// Why it never misses a completion: every change of the flag on the happy path is an
+    /// atomic read-modify-write with `AcqRel` ordering. A worker sends its completion, then
+    /// swaps in `true`. If it finds `true` already, some wake-up is pending that the reactor has
+    /// not re-armed yet: the reactor's later `swap(false)` reads the worker's `true` (or a later
+    /// swap's, which continues the same release sequence), so it *synchronises with* the
+    /// worker's swap, and everything the worker did before, the send included, is visible to
+    /// the `try_recv` calls that follow. That is a guarantee of the memory model, not of the
+    /// x86 hardware, which would forgive weaker orderings.
+    pending: AtomicBool,
+    /// Failed wake-ups are logged at most once a second.
+    failures: LogLimit,
+}
+
+impl Notifier {
+    fn new(waker: Arc<Waker>) -> Notifier {
+        Notifier {
+            waker,
+            pending: AtomicBool::new(false),
+            failures: LogLimit::new(Duration::from_secs(1)),
+        }
+    }
+
+    /// Called by a worker after sending a completion.
+    fn notify(&self, worker: usize) {
+        self.notify_with(worker, || self.waker.wake());
+    }
+
+    /// [`Notifier::notify`] with the wake-up itself supplied, so a test can make it fail.
+    /// Returns true when this call woke the reactor.
+    fn notify_with(&self, worker: usize, wake: impl FnOnce() -> io::Result<()>) -> bool {
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return false; // a wake-up is already on its way; it will find our completion too
+        }
+        match wake() {
+            Ok(()) => true,
+            Err(err) => {
+                // The reactor was not woken, so it will never re-arm: clear the flag ourselves,
+                // or every later completion would trust this wake-up and wait forever. Our own
+                // completion waits for the next one that wakes the reactor.
+                self.pending.store(false, Ordering::Release);
+                if let Some(suppressed) = self.failures.allow() {
+                    log::error!(
+                        "worker {worker}: waking the reactor failed: {err} \
+                         ({suppressed} more failures since the last report)"
+                    );
+                }
+                false
             }
+        }
+    }
+
+    /// Called by the reactor, once per `WAKER` event, before it takes completions.
+    fn rearm(&self) {
+        self.pending.swap(false, Ordering::AcqRel);
+    }
+}
+
+/// Lets a repeated error through to the log at most once per period, counting what it held
+/// back.
+struct LogLimit {
+    period_ms: u64,
+    start: Instant,
+    /// Milliseconds since `start` before which nothing more is logged.
+    next_ms: AtomicU64,
+    /// Errors held back since the last one logged.
+    suppressed: AtomicU64,
+}
+
+impl LogLimit {
+    fn new(period: Duration) -> LogLimit {
+        LogLimit {
+            period_ms: period.as_millis() as u64,
+            start: Instant::now(),
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(number held back since the last report)` when this error may be logged.
+    fn allow(&self) -> Option<u64> {
+        let now = self.start.elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + self.period_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 }
@@ -350,7 +499,7 @@ mod tests {
         while out.len() < n && Instant::now() < deadline {
             poll.poll(&mut events, Some(Duration::from_millis(100)))
                 .expect("poll");
-            pool.begin_drain();
+            pool.rearm_waker();
             while let Some(c) = pool.try_completion() {
                 out.push(c);
             }
@@ -446,5 +595,102 @@ mod tests {
         let done = collect(&mut poll, &pool, 2);
         assert!(matches!(done[1].outcome, Outcome::Cancelled));
         assert!(!ran.load(Ordering::SeqCst), "a cancelled job never runs");
+    }
+
+    /// A notifier on a real poller, for the wake-up rules.
+    fn notifier() -> (Poll, Notifier) {
+        let poll = Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).expect("waker"));
+        (poll, Notifier::new(waker))
+    }
+
+    /// Wake-ups coalesce: once one is pending, further completions do not wake again until the
+    /// reactor re-arms; after that, the next completion wakes it.
+    #[test]
+    fn wake_ups_coalesce_until_the_reactor_rearms() {
+        let (_poll, notifier) = notifier();
+        let mut wakes = 0;
+        let mut wake = || {
+            wakes += 1;
+            Ok(())
+        };
+        assert!(notifier.notify_with(0, &mut wake));
+        assert!(!notifier.notify_with(1, &mut wake));
+        assert!(!notifier.notify_with(0, &mut wake));
+        notifier.rearm();
+        assert!(notifier.notify_with(1, &mut wake));
+        assert_eq!(wakes, 2);
+    }
+
+    /// A failed `wake()` clears the pending flag, so the next completion tries to wake the
+    /// reactor again instead of trusting a wake-up that never happened.
+    #[test]
+    fn a_failed_wake_up_is_retried_by_the_next_completion() {
+        let (_poll, notifier) = notifier();
+        let failing = || Err(io::Error::other("eventfd write failed"));
+        assert!(!notifier.notify_with(0, failing));
+        assert!(
+            !notifier.pending.load(Ordering::Acquire),
+            "the flag stayed set after a failed wake-up"
+        );
+        let mut tried = false;
+        assert!(notifier.notify_with(1, || {
+            tried = true;
+            Ok(())
+        }));
+        assert!(tried, "the next completion did not try to wake the reactor");
+    }
+
+    /// Repeated failures are logged once per period, with the count of those held back.
+    #[test]
+    fn log_limit_lets_one_error_through_per_period() {
+        let limit = LogLimit::new(Duration::from_millis(200));
+        assert_eq!(limit.allow(), Some(0));
+        assert_eq!(limit.allow(), None);
+        assert_eq!(limit.allow(), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(limit.allow(), Some(2));
+    }
+
+    /// `join_until` returns true at once when every worker is idle.
+    #[test]
+    fn join_until_with_idle_workers_is_prompt() {
+        let (_poll, pool) = pool(2, 8);
+        let started = Instant::now();
+        assert!(pool.join_until(started + Duration::from_secs(5)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    /// A job that ignores its cancel flag cannot hold `join_until` past its deadline: it
+    /// returns false at the deadline and abandons the worker.
+    #[test]
+    fn join_until_abandons_a_job_that_ignores_cancellation() {
+        let (_poll, pool) = pool(1, 8);
+        let ticket = Ticket {
+            owner: 1,
+            seq: 0,
+            part: 0,
+        };
+        let cancel = pool
+            .submit(
+                ticket,
+                Box::new(|_| {
+                    // Never looks at its cancel flag.
+                    std::thread::sleep(Duration::from_secs(3));
+                    0
+                }),
+            )
+            .expect("queued");
+        while pool.busy() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        cancel.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        assert!(!pool.join_until(started + Duration::from_millis(200)));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_millis(1000),
+            "join_until returned after {took:?}"
+        );
     }
 }

@@ -1,19 +1,21 @@
-//! The operating-system calls that the standard library and mio do not offer.
+//! The operating-system calls that the standard library, mio, socket2 and signal-hook do not
+//! offer.
 //!
 //! Every `unsafe` block of evloop lives in this file, each with a `// SAFETY:` line. The rest of the
 //! crate sees only safe functions:
 //!
 //! - [`bind_listener`]: a listening socket with *our* backlog (mio's `TcpListener::bind` asks for
-//!   128, which overflows when `wrk -c1000` connects at once and costs each dropped SYN a 1 s retry);
+//!   128, which overflows when `wrk -c1000` connects at once and costs each dropped SYN a 1 s
+//!   retry). socket2 builds it; no `unsafe` is needed for that one;
 //! - [`raise_nofile_limit`]: lift the soft `RLIMIT_NOFILE` to the hard limit, as redis and nginx do;
-//! - [`install_signal_handlers`]: SIGINT/SIGTERM written into a self-pipe the reactor polls;
+//! - [`ignore_sigpipe`]: a peer that resets mid-write gives `EPIPE`, not the death of the process;
 //! - [`set_thread_idle_scheduling`], [`lower_thread_priority`]: workers yield the CPU to the
 //!   reactor, so a saturated pool never delays the thread that owns every socket.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Turn a `-1` return value into the `errno` it stands for.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -24,82 +26,23 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Create a non-blocking, close-on-exec TCP listener bound to `addr` with a listen backlog of
-/// `backlog` (the kernel caps it at `net.core.somaxconn`).
+/// Create a non-blocking, close-on-exec TCP listener bound to `addr` (IPv4 or IPv6) with a listen
+/// backlog of `backlog` (the kernel caps it at `net.core.somaxconn`).
 ///
 /// `SO_REUSEADDR` lets a restarted server bind while old connections sit in TIME_WAIT, which is
 /// what every production server does.
 pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let family = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: plain syscall with constant arguments; the result is checked.
-    let fd = check(unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })?;
-    // SAFETY: `fd` is a socket we just created and own; from here on the `TcpListener` closes it
-    // on every path, including the error returns below.
-    let listener = unsafe { TcpListener::from_raw_fd(fd) };
-
-    let one: libc::c_int = 1;
-    // SAFETY: `one` outlives the call and its size is passed alongside.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })?;
-
-    let (storage, len) = sockaddr_of(addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
-    check(unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
-    // SAFETY: plain syscall on a socket we own.
-    check(unsafe { libc::listen(fd, backlog) })?;
-    Ok(listener)
-}
-
-/// Encode a `SocketAddr` as the C `sockaddr_*` structure `bind(2)` expects.
-fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: `sockaddr_storage` is plain old data; all-zero is a valid (unspecified) value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in`.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in6`.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
+    // `Socket::new` sets close-on-exec itself (atomically, with `SOCK_CLOEXEC`), so a child
+    // process never inherits the listener.
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
 }
 
 /// Raise the soft limit on open files to the hard limit and return the new soft limit.
@@ -157,56 +100,41 @@ pub fn set_thread_idle_scheduling() -> io::Result<()> {
     check(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(|_| ())
 }
 
-/// Write end of the self-pipe, read by the signal handler (-1 until installed).
-static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
-/// How many SIGINT/SIGTERM the process has received: the second one exits at once.
-static SIGNALS_SEEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Exit status when a second signal interrupts a graceful drain (128 + SIGINT, as a shell
-/// reports a process killed by Ctrl-C).
-pub const EXIT_SECOND_SIGNAL: i32 = 130;
-
-/// The signal handler: it may only call async-signal-safe functions, so it writes the signal
-/// number into the self-pipe and lets the reactor do the rest on its next turn.
-extern "C" fn on_signal(signal: libc::c_int) {
-    // SAFETY: `__errno_location` is async-signal-safe; we restore errno so the interrupted code
-    // never sees the `write` below change it.
-    let saved_errno = unsafe { *libc::__errno_location() };
-    if SIGNALS_SEEN.fetch_add(1, Ordering::SeqCst) >= 1 {
-        // The operator pressed Ctrl-C twice: they want out now, not a graceful drain.
-        // SAFETY: `_exit` is async-signal-safe and never returns.
-        unsafe { libc::_exit(EXIT_SECOND_SIGNAL) };
-    }
-    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
-    if fd >= 0 {
-        let byte = signal as u8;
-        // SAFETY: `byte` is a valid one-byte buffer; `write` is async-signal-safe. A full pipe
-        // (EAGAIN) is fine: the reactor already has a byte to wake on.
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
-    }
-    // SAFETY: see above.
-    unsafe { *libc::__errno_location() = saved_errno };
-}
-
-/// Route SIGINT and SIGTERM into the pipe whose write end is `pipe_fd`, and ignore SIGPIPE (a
-/// peer that resets mid-write must give us `EPIPE`, not kill the process).
-pub fn install_signal_handlers(pipe_fd: RawFd) -> io::Result<()> {
-    SIGNAL_PIPE.store(pipe_fd, Ordering::SeqCst);
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `sigaction` is plain old data; zeroed means an empty mask and no flags.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        // SAFETY: `action` is fully initialised and `on_signal` is async-signal-safe.
-        check(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
-    }
-    ignore_sigpipe();
-    Ok(())
-}
-
 /// Ignore SIGPIPE. Rust's runtime already does this for binaries; a library user embedding the
 /// reactor in another program may not have.
 pub fn ignore_sigpipe() {
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// The listener is bound, listening, non-blocking, close-on-exec and `SO_REUSEADDR`, for
+    /// IPv4 and (where the machine has it) IPv6.
+    #[test]
+    fn listener_has_the_options_we_ask_for() {
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let listener = match bind_listener(addr, 16) {
+                Ok(listener) => listener,
+                Err(err) if addr.is_ipv6() => {
+                    eprintln!("no IPv6 here ({err}); skipping {addr}");
+                    continue;
+                }
+                Err(err) => panic!("bind {addr}: {err}"),
+            };
+            assert_eq!(listener.local_addr().unwrap().ip(), addr.ip());
+            assert_ne!(listener.local_addr().unwrap().port(), 0);
+            let err = listener.accept().expect_err("nobody connected");
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{addr}: blocking");
+            let socket = socket2::SockRef::from(&listener);
+            assert!(socket.reuse_address().unwrap(), "{addr}: no SO_REUSEADDR");
+            // SAFETY: F_GETFD on a descriptor we own has no other effect.
+            let flags = unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_GETFD) };
+            assert!(flags & libc::FD_CLOEXEC != 0, "{addr}: not close-on-exec");
+        }
+    }
 }

@@ -45,6 +45,51 @@ fn help_prints_usage_and_exits_0() {
     }
 }
 
+/// `--help` shows each default once, as the server applies it, and lists the choices of the
+/// enumerated options.
+#[test]
+fn help_shows_defaults_and_choices() {
+    let text = stdout(&run(&["--help"]));
+    for expected in [
+        "[default: 8888]",
+        "[default: 5]",
+        "[default: 16777216]",
+        "[default: 64 × pool]",
+        "[default: idle]",
+        "[default: info]",
+        "normal:",
+        "low:",
+        "idle:",
+        "[possible values: error, warn, info, debug, trace, off]",
+    ] {
+        assert!(
+            text.contains(expected),
+            "--help lacks {expected:?}:\n{text}"
+        );
+    }
+}
+
+/// `--log-level` sets the level: at `warn`, the info line a SIGHUP produces is not logged;
+/// at the default `info`, it is.
+#[test]
+fn log_level_filters_the_log() {
+    for (args, logged) in [(&["--log-level", "warn"][..], false), (&[][..], true)] {
+        let server = spawn_binary(&[&["--pool", "1"][..], args].concat());
+        server.signal(libc::SIGHUP);
+        // A turn of the reactor takes the signal; a request answered after it proves the
+        // server is still up.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut client = Client::connect(server.addr());
+        assert_eq!(client.request(get("/plaintext")).status, 200);
+        assert_eq!(
+            server.stderr().contains("received SIGHUP"),
+            logged,
+            "{args:?}: {}",
+            server.stderr()
+        );
+    }
+}
+
 /// `--version` prints the crate version and exits 0.
 #[test]
 fn version_prints_the_version() {
@@ -73,8 +118,8 @@ fn bad_arguments_exit_2() {
     }
 }
 
-/// Every bad argument is followed by the usage line (SPEC §1: "a one-line error, usage, exit
-/// code 2"), invalid values as well as unknown flags.
+/// Every bad argument is followed by the usage line (a one-line error, the usage, exit code 2),
+/// invalid values as well as unknown flags.
 #[test]
 fn bad_arguments_print_usage() {
     for (args, _) in BAD_ARGUMENTS {
@@ -84,8 +129,10 @@ fn bad_arguments_print_usage() {
 }
 
 /// Bad command lines and a word the error must mention.
-const BAD_ARGUMENTS: [(&[&str], &str); 6] = [
+const BAD_ARGUMENTS: [(&[&str], &str); 8] = [
     (&["--pool", "0"], "--pool"),
+    (&["--worker-priority", "urgent"], "--worker-priority"),
+    (&["--log-level", "loud"], "--log-level"),
     (&["--port", "abc"], "--port"),
     (&["--port", "70000"], "--port"),
     (&["--frobnicate"], "--frobnicate"),

@@ -1,15 +1,20 @@
-//! Graceful shutdown: on SIGTERM/SIGINT readiness flips to 503, the listener closes,
-//! requests in flight finish with `Connection: close`, and the process exits 0; a second SIGINT
-//! exits at once (130); a drain that outlives `--shutdown-timeout` is aborted (exit 1).
+//! Graceful shutdown: on SIGTERM/SIGINT readiness flips to 503, the listener closes, requests in
+//! flight finish with `Connection: close`, and the process exits 0; a second SIGINT or SIGTERM
+//! exits at once (130); a drain that outlives `--shutdown-timeout` is aborted (exit 1), even when
+//! a pool job ignores its cancel flag. Other signals (SIGHUP, SIGUSR1/2, SIGALRM) are logged and
+//! ignored: they neither kill the process nor start a drain.
 
 mod common;
 
+use std::sync::mpsc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use evloop::config::Config;
 use evloop::endpoints;
+use evloop::http::{Method, Response};
 use evloop::reactor::{Exit, Server};
+use evloop::router::Reply;
 
 use common::{
     assert_between, connection_refused, get, spawn_binary, test_config, wait_until_refused, Client,
@@ -152,6 +157,57 @@ fn second_sigint_exits_at_once_with_130() {
     assert!(second.elapsed() < Duration::from_secs(1));
 }
 
+/// A second SIGTERM during a drain exits at once with status 130, like a second SIGINT.
+#[test]
+fn second_sigterm_exits_at_once_with_130() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    client.send(get("/sleep?ms=10000"));
+    sleep(Duration::from_millis(100));
+    server.signal(libc::SIGTERM);
+    assert!(wait_until_refused(server.addr(), Duration::from_secs(2)));
+    let second = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.exit_code_within(Duration::from_secs(2)), 130);
+    assert!(second.elapsed() < Duration::from_secs(1));
+}
+
+/// SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM, whose default action would kill the process on the
+/// spot, are logged and ignored: the server keeps answering on the same connection and on new
+/// ones, and still drains and exits 0 on SIGTERM afterwards.
+#[test]
+fn other_signals_are_logged_and_ignored() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut kept = Client::connect(server.addr());
+    assert_eq!(kept.request(get("/plaintext")).status, 200);
+    for (signal, name) in [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGALRM, "SIGALRM"),
+    ] {
+        server.signal(signal);
+        sleep(Duration::from_millis(100));
+        assert!(
+            server.wait_timeout(Duration::ZERO).is_none(),
+            "{name} killed the server"
+        );
+        assert_eq!(kept.request(get("/plaintext")).status, 200, "after {name}");
+        let mut fresh = Client::connect(server.addr());
+        assert_eq!(fresh.request(get("/readyz")).status, 200, "after {name}");
+        assert!(
+            server
+                .stderr()
+                .contains(&format!("received {name}: ignored")),
+            "{name} was not logged:\n{}",
+            server.stderr()
+        );
+    }
+    drop(kept);
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.exit_code_within(Duration::from_secs(3)), 0);
+}
+
 /// A drain that outlives `--shutdown-timeout` (a 5 s sleep in flight, 0.5 s allowed) is aborted:
 /// exit status 1, soon after the timeout.
 #[test]
@@ -217,4 +273,53 @@ fn shutdown_handle_drains_an_in_process_server() {
     assert_eq!(exit, Exit::Graceful);
     assert_eq!(exit.code(), 0);
     assert!(connection_refused(addr));
+}
+
+/// A pool job that ignores its cancel flag cannot hold the exit past `--shutdown-timeout`: its
+/// client has left, so the drain itself completes at once, but the worker is still busy for
+/// 30 s. `run` gives up on it at the shutdown deadline (1 s) and returns `Exit::TimedOut`
+/// (status 1) instead of waiting for it.
+#[test]
+fn a_job_that_ignores_cancellation_cannot_hold_the_exit() {
+    // Sleeps rather than spins: it ignores cancellation just the same, without taking a CPU
+    // from the tests running beside it.
+    let router = endpoints::router().route(Method::Get, "/stubborn", |_, _| {
+        Reply::offload(|_| {
+            sleep(Duration::from_secs(30));
+            Response::text(200, "too late")
+        })
+    });
+    let server = Server::bind(Config {
+        pool: 1,
+        shutdown_timeout: Duration::from_secs(1),
+        ..test_config()
+    })
+    .expect("bind");
+    let addr = server.local_addr();
+    let handle = server.shutdown_handle();
+    let (done, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(server.run(router));
+    });
+
+    let mut client = Client::connect(addr);
+    client.send(get("/stubborn"));
+    sleep(Duration::from_millis(200)); // the only worker is now inside the job
+    drop(client); // the job is cancelled, and ignores it
+    sleep(Duration::from_millis(100));
+
+    let asked = Instant::now();
+    handle.shutdown();
+    let exit = exited
+        .recv_timeout(Duration::from_secs(5))
+        .expect("run did not return within 5 s: it waited for the stubborn job")
+        .expect("run");
+    assert_eq!(exit, Exit::TimedOut);
+    assert_eq!(exit.code(), 1);
+    assert_between(
+        "exit after the shutdown request",
+        asked.elapsed(),
+        Duration::from_millis(900),
+        Duration::from_millis(2500),
+    );
 }

@@ -29,7 +29,8 @@ pub enum Exit {
     /// Drained: every request answered; the pool's workers are joined after (a job cancelled
     /// for a client that left may still be finishing).
     Graceful,
-    /// `--shutdown-timeout` passed with work still in progress; it was aborted.
+    /// `--shutdown-timeout` passed with connections still open (they were aborted) or with a
+    /// worker still running a job (it was abandoned).
     TimedOut,
 }
 
@@ -71,6 +72,14 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
+    /// The shutdown deadline, once draining.
+    pub fn deadline(self) -> Option<Instant> {
+        match self {
+            Lifecycle::Running => None,
+            Lifecycle::Draining { deadline, .. } => Some(deadline),
+        }
+    }
+
     /// The idle grace deadline, once draining.
     pub fn grace(self) -> Option<Instant> {
         match self {

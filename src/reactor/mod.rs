@@ -9,7 +9,7 @@
 //!  │   3. sockets: mark each connection readable as its event says, and drive it — serve what
 //!  │      clients already sent before taking on anything new
 //!  │   4. WAKER: take every finished job off the completion channel, file each with its request
-//!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain
+//!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain; SIGHUP, SIGUSR1/2, SIGALRM are logged
 //!  │   6. LISTENER: accept until WouldBlock (at the connection cap, close the longest-idle
 //!  │      keep-alive connection to admit each new client)
 //!  │   7. timers: fire every expired deadline (sleeps, connection deadlines, accept back-off,
@@ -38,13 +38,11 @@ pub use drain::{Exit, ShutdownHandle};
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::unix::pipe;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::config::Config;
@@ -52,6 +50,7 @@ use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
 use crate::pool::Pool;
 use crate::router::{Reply, Router};
+use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
 use crate::sys;
 use crate::timer::{TimerKind, Timers};
@@ -63,7 +62,7 @@ use drain::{Lifecycle, DRAIN_IDLE_GRACE};
 const LISTENER: Token = Token(usize::MAX - 1);
 /// The pool's waker: a job finished (or a shutdown was requested in-process).
 const WAKER: Token = Token(usize::MAX - 2);
-/// The self-pipe the signal handler writes to.
+/// Signals: the read end of the self-pipe that `signals::Signals` wraps.
 const SIGNAL: Token = Token(usize::MAX - 3);
 
 /// `listen(2)` backlog: room for a burst of connects (`wrk -c1000`) before the kernel drops SYNs.
@@ -83,7 +82,8 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     waker: Arc<Waker>,
-    signals: (pipe::Sender, pipe::Receiver),
+    /// Set by [`Server::handle_signals`]; without it, signals keep their default actions.
+    signals: Option<Signals>,
     shutdown: Arc<AtomicBool>,
     config: Config,
 }
@@ -105,15 +105,12 @@ impl Server {
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (sender, mut receiver) = pipe::new()?;
-        poll.registry()
-            .register(&mut receiver, SIGNAL, Interest::READABLE)?;
         Ok(Server {
             poll,
             listener,
             addr,
             waker,
-            signals: (sender, receiver),
+            signals: None,
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
         })
@@ -132,10 +129,17 @@ impl Server {
         }
     }
 
-    /// Deliver SIGINT and SIGTERM to this server's loop (for the binary; a library user may
-    /// prefer [`Server::shutdown_handle`]). A second signal exits the process at once.
-    pub fn handle_signals(&self) -> io::Result<()> {
-        sys::install_signal_handlers(self.signals.0.as_raw_fd())
+    /// Deliver signals to this server's loop (for the binary; a library user may prefer
+    /// [`Server::shutdown_handle`]): SIGINT and SIGTERM begin the drain, and a second one exits
+    /// the process at once (status 130); SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and
+    /// ignored. The handlers are removed when `run` returns.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new()?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNAL, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
     }
 
     /// Run the loop until a drain completes. Starts the worker pool first and joins it last.
@@ -162,8 +166,7 @@ impl Server {
             date: DateCache::new(),
             router,
             config: self.config,
-            signals: self.signals.1,
-            _signal_sender: self.signals.0,
+            signals: self.signals,
             shutdown_requested: self.shutdown,
             lifecycle: Lifecycle::Running,
             scratch: Scratch::new(),
@@ -174,8 +177,16 @@ impl Server {
         let exit = reactor.run()?;
         match exit {
             // Every connection is gone and every job answered; jobs of clients that left were
-            // cancelled. Wait for the workers so the process exits with nothing half done.
-            Exit::Graceful => reactor.pool.join(),
+            // cancelled. Wait for the workers so the process exits with nothing half done, but
+            // not past the shutdown deadline: a job that ignores its cancel flag cannot be
+            // stopped, only abandoned.
+            Exit::Graceful => {
+                let deadline = reactor.lifecycle.deadline().unwrap_or(reactor.now);
+                if !reactor.pool.join_until(deadline) {
+                    log::error!("shutdown timeout: a worker is still running a job; exiting");
+                    return Ok(Exit::TimedOut);
+                }
+            }
             // Out of time: cancel what is left and do not wait for it. The process is about to
             // exit, which stops the workers wherever they are.
             Exit::TimedOut => {
@@ -273,9 +284,9 @@ struct Reactor {
     date: DateCache,
     router: Router,
     config: Config,
-    signals: pipe::Receiver,
-    /// Kept so the pipe stays open; the signal handler writes to its file descriptor.
-    _signal_sender: pipe::Sender,
+    /// `None` unless [`Server::handle_signals`] was called. Dropped with the reactor, which
+    /// removes the handlers.
+    signals: Option<Signals>,
     /// Set by a [`ShutdownHandle`] (or a signal): begin the drain.
     shutdown_requested: Arc<AtomicBool>,
     /// Running or draining.
@@ -562,7 +573,7 @@ impl Reactor {
     /// Step 4: take every finished job (wakes coalesce, so one event may stand for many) and
     /// file each with its connection.
     fn take_completions(&mut self) {
-        self.pool.begin_drain();
+        self.pool.rearm_waker();
         while let Some(completion) = self.pool.try_completion() {
             let token = completion.ticket.owner;
             if self.connections.get(token).is_some() {
@@ -576,24 +587,24 @@ impl Reactor {
         }
     }
 
-    /// Step 5: empty the self-pipe; SIGINT/SIGTERM begin the drain.
+    /// Step 5: take the signals received; SIGINT/SIGTERM begin the drain, the others are only
+    /// logged.
     fn read_signals(&mut self) {
-        use std::io::Read;
-        let mut buf = [0u8; 64];
-        loop {
-            match self.signals.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    for &signal in &buf[..n] {
-                        log::info!(
-                            "received {}; draining (send it again to exit at once)",
-                            signal_name(signal)
-                        );
-                    }
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        for signal in signals.pending() {
+            match signal {
+                Signal::Interrupt | Signal::Terminate => {
+                    log::info!("received {signal}; draining (send it again to exit at once)");
                     self.shutdown_requested.store(true, Ordering::Release);
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // WouldBlock: empty
+                Signal::Hangup => {
+                    log::info!("received {signal}: ignored; reload arrives with --workers")
+                }
+                Signal::User1 | Signal::User2 | Signal::Alarm => {
+                    log::info!("received {signal}: ignored")
+                }
             }
         }
     }
@@ -690,13 +701,5 @@ impl Reactor {
 fn deregister(registry: &Registry, source: &mut impl mio::event::Source) {
     if let Err(err) = registry.deregister(source) {
         log::debug!("deregister failed: {err}");
-    }
-}
-
-fn signal_name(signal: u8) -> &'static str {
-    match i32::from(signal) {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        _ => "a signal",
     }
 }
