@@ -116,12 +116,15 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
     turns = [int(m.group(1)) for line in log for m in [re.search(r"longest (\d+) us", line)] if m]
+    cpus = [int(m.group(1)) for line in log for m in [re.search(r"CPU in one turn (\d+) us", line)] if m]
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000 if latencies else float("nan")
     worst = latencies[-1] * 1000 if latencies else float("nan")
-    print(f"turn-statistics lines: {len(turns)}; longest turns (us): {sorted(turns)[-5:]}")
+    print(f"turn-statistics lines: {len(turns)}; longest turns (us): {sorted(turns)[-5:]}; "
+          f"most CPU in one turn (us): {sorted(cpus)[-5:]}")
     print(
         f"RESULT clients={args.count} seconds={args.seconds:g} max_turn_us={max(turns, default=-1)} "
+        f"max_turn_cpu_us={max(cpus, default=-1)} "
         f"probe_p50_ms={p50:.2f} probe_max_ms={worst:.2f} probe_requests={len(latencies)} "
         f"probe_errors={len(errors)}"
     )

@@ -8,12 +8,14 @@
 //!   128, which overflows when `wrk -c1000` connects at once and costs each dropped SYN a 1 s
 //!   retry). socket2 builds it; no `unsafe` is needed for that one;
 //! - [`raise_nofile_limit`]: lift the soft `RLIMIT_NOFILE` to the hard limit, as redis and nginx do;
+//! - [`thread_cpu_time`]: the CPU time of the calling thread (for the reactor's turn statistics);
 //! - [`ignore_sigpipe`]: a peer that resets mid-write gives `EPIPE`, not the death of the process;
 //! - [`set_thread_idle_scheduling`], [`lower_thread_priority`]: workers yield the CPU to the
 //!   reactor, so a saturated pool never delays the thread that owns every socket.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -105,6 +107,19 @@ pub fn set_thread_idle_scheduling() -> io::Result<()> {
 pub fn ignore_sigpipe() {
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// CPU time the *calling thread* has used so far. The reactor reads it around a turn (only while
+/// its turn statistics are logged) to tell a long turn that worked from one that waited for a
+/// CPU.
+pub fn thread_cpu_time() -> Duration {
+    // SAFETY: `timespec` is plain old data.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 #[cfg(test)]

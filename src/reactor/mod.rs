@@ -171,7 +171,7 @@ impl Server {
             lifecycle: Lifecycle::Running,
             scratch: Scratch::new(),
             bodies: BodyMemory::new(body_memory),
-            stats: TurnStats::default(),
+            stats: TurnStats::new(),
             now: Instant::now(),
         };
         let exit = reactor.run()?;
@@ -239,35 +239,65 @@ impl Scratch {
     }
 }
 
-/// How long turns take, logged once a second at debug level (`RUST_LOG=evloop::turns=debug`).
+/// How long turns take, logged once a second at debug level (`RUST_LOG=evloop::turns=debug`):
+/// the longest turn by the clock, and the most CPU time one turn used. A long turn with little
+/// CPU waited for a core (another process, or the workers, had it); a long turn with as much CPU
+/// did that much work. Nothing is measured while the log line is off.
 #[derive(Debug, Default)]
 struct TurnStats {
+    /// Whether the statistics are logged at all (checked once, at start).
+    enabled: bool,
     /// Turns since the last report.
     turns: u64,
-    /// The longest of them.
+    /// The longest of them, by the clock.
     max: Duration,
+    /// The most CPU time one of them used.
+    max_cpu: Duration,
+    /// CPU time of the reactor thread when the current turn began.
+    cpu_at_start: Duration,
     /// When the last report was logged.
     reported: Option<Instant>,
 }
 
 impl TurnStats {
+    fn new() -> TurnStats {
+        TurnStats {
+            enabled: log::log_enabled!(target: "evloop::turns", log::Level::Debug),
+            ..TurnStats::default()
+        }
+    }
+
+    /// A turn begins (after `poll` returned).
+    fn begin(&mut self) {
+        if self.enabled {
+            self.cpu_at_start = sys::thread_cpu_time();
+        }
+    }
+
+    /// The turn that began at `now` took `turn`.
     fn record(&mut self, turn: Duration, now: Instant) {
+        if !self.enabled {
+            return;
+        }
+        let cpu = sys::thread_cpu_time().saturating_sub(self.cpu_at_start);
         self.turns += 1;
         self.max = self.max.max(turn);
+        self.max_cpu = self.max_cpu.max(cpu);
         let due = self
             .reported
             .is_none_or(|at| now.saturating_duration_since(at) >= TURN_STATS_EVERY);
         if due {
             log::debug!(
                 target: "evloop::turns",
-                "{} turns, longest {} us",
+                "{} turns, longest {} us, most CPU in one turn {} us",
                 self.turns,
-                self.max.as_micros()
+                self.max.as_micros(),
+                self.max_cpu.as_micros()
             );
-            *self = TurnStats {
-                reported: Some(now),
-                ..TurnStats::default()
-            };
+            self.turns = 0;
+            self.max = Duration::ZERO;
+            self.max_cpu = Duration::ZERO;
+            self.reported = Some(now);
         }
     }
 }
@@ -321,6 +351,7 @@ impl Reactor {
 
             // 2. One clock read for the whole turn.
             self.now = Instant::now();
+            self.stats.begin();
             self.date.refresh(SystemTime::now());
             self.acceptor.eviction_candidates.clear();
 
