@@ -33,6 +33,10 @@ pub struct Connection {
     rejected: bool,
     /// The request a `100 Continue` was signalled for, until that request is decoded.
     continue_for: Option<usize>,
+    /// Decoding stopped for room (the fuzzer's choice, as a full pipeline makes the connection
+    /// stop) with requests possibly left in `held`: the next read or room again resumes it,
+    /// with no new byte needed.
+    paused: bool,
 
     /// The pipeline under test.
     pipeline: Pipeline,
@@ -67,6 +71,7 @@ impl Connection {
             decoded: Vec::new(),
             rejected: false,
             continue_for: None,
+            paused: false,
             pipeline: Pipeline::new(),
             queue: Queue {
                 live: Vec::new(),
@@ -85,10 +90,17 @@ impl Connection {
         }
     }
 
-    /// Bytes arrive: hold them, decode and dispatch every complete request, keep the rest —
+    /// Bytes arrive: hold them, decode and dispatch the complete requests, keep the rest —
     /// what the connection does after each read.
     pub fn read(&mut self, bytes: &[u8], choices: &mut Choices<'_>) {
         self.held.extend_from_slice(bytes);
+        self.decode_held(choices);
+    }
+
+    /// Decode and dispatch complete requests from the held bytes until more bytes are needed,
+    /// the decoder refuses the stream, or the fuzzer says the pipeline is full.
+    fn decode_held(&mut self, choices: &mut Choices<'_>) {
+        self.paused = false;
         if self.rejected {
             let refused = matches!(
                 step(&mut self.decoder, &self.held, &self.limits),
@@ -123,6 +135,10 @@ impl Connection {
                     }
                     self.decoded.push(Event::Request(seen));
                     self.dispatch(choices);
+                    if choices.below(4) == 3 {
+                        self.paused = true;
+                        break;
+                    }
                 }
                 Step::Rejected => {
                     self.decoded.push(Event::Rejected);
@@ -249,9 +265,10 @@ impl Connection {
         }
     }
 
-    /// One thing happens, as the fuzzer chooses: a job finishes, a timer fires, or time passes.
+    /// One thing happens, as the fuzzer chooses: a job finishes, a timer fires, a paused
+    /// connection has room again, or time passes.
     pub fn act(&mut self, choices: &mut Choices<'_>) {
-        match choices.below(3) {
+        match choices.below(4) {
             0 if !self.queue.live.is_empty() => {
                 let job = self.queue.live.remove(choices.below(self.queue.live.len()));
                 self.complete(job, choices);
@@ -263,6 +280,7 @@ impl Connection {
                     .remove(choices.below(self.queue.timers.len()));
                 self.fire(seq);
             }
+            2 if self.paused => self.decode_held(choices),
             _ => {
                 let step = choices.below(2 * self.request_timeout.as_millis() as usize + 1);
                 self.now += Duration::from_millis(step as u64);
@@ -473,12 +491,27 @@ impl Connection {
     /// chooses while it has bytes and in submission order after; then everything must have been
     /// answered, once, in order.
     pub fn finish(&mut self, choices: &mut Choices<'_>) {
+        // Requests already held are decoded even if no byte comes ("wants read again").
+        while self.paused {
+            self.decode_held(choices);
+        }
         if self.rejected {
             let refused = matches!(
                 step(&mut self.decoder, GOOD_REQUEST, &self.limits),
                 Step::Rejected
             );
             assert!(refused, "the decoder accepted a request after an error");
+        }
+        if choices.below(8) == 7 {
+            // The client leaves with work outstanding: the connection cancels all of it.
+            self.pipeline.cancel_all();
+            let cancelled = self
+                .queue
+                .live
+                .iter()
+                .all(|j| j.cancel.load(Ordering::Relaxed));
+            assert!(cancelled, "a job left running after cancel_all");
+            return;
         }
         // Each round takes a control byte or settles one job or timer, and job continuations
         // stop at JOB_BUDGET, so this ends; the bound only turns a mistake into a failure.

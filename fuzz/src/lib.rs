@@ -12,12 +12,15 @@
 //! ```
 //!
 //! The control bytes choose, in the order they are needed: the limits, the request timeout, the
-//! job queue's capacity; then for each read, how many bytes of the stream arrive; for each
-//! decoded request, its reply (now, after a timer, one job, a gather of parts); and between
-//! reads, what happens next (a job finishes and with what, a timer fires, time passes). When
-//! they run out every choice takes its first option: the stream arrives in one read, and every
-//! request is answered at once. The seeds in `fuzz/corpus/request_path/` are real request streams
-//! behind an empty or short control section.
+//! job queue's capacity; then for each read, how many bytes of the stream arrive (1–255, or all
+//! that is left); for each decoded request, its reply (now, after a timer, one job, a gather of
+//! 0–3 parts) and whether decoding pauses after it, as it does when the pipeline is full; and
+//! between reads, what happens next (a job finishes and with what — a response, an error, more
+//! work — a timer fires, a paused connection has room again, time passes and deadlines expire).
+//! At the end, the client may leave with work outstanding. When the control bytes run out every
+//! choice takes its first option: the stream arrives in one read, every request is answered at
+//! once, and remaining jobs finish in submission order. The seeds in `fuzz/corpus/request_path/`
+//! are real request streams behind an empty or short control section.
 //!
 //! # What is asserted
 //!
@@ -25,13 +28,15 @@
 //! 2. The decoder yields the same requests, and the same rejection, whatever the reads: the
 //!    split run is compared with one decode of the whole stream.
 //! 3. After its first error the decoder refuses everything, and nothing more is dispatched.
+//!    Requests held while decoding was paused are decoded without a new byte arriving.
 //! 4. `100 Continue` is signalled at most once per request, only for a request that asked for
 //!    it, and never overtakes an earlier response.
 //! 5. Responses leave in exactly request order (each carries its request's number), and every
 //!    request gets exactly one final response — the one a model of the pipeline predicts: the
 //!    handler's, the job's, the joined parts in part order, the failure of a part, 503 when the
 //!    queue is full, 504 past the deadline.
-//! 6. A job's cancel flag is set exactly when nobody waits for its result any more.
+//! 6. A job's cancel flag is set exactly when nobody waits for its result any more (a deadline,
+//!    a failed sibling, a full queue), and for every job when the client leaves.
 //! 7. `len`, `has_work_outstanding`, `next_deadline` and `is_sleeping` agree with the model
 //!    after every step.
 //!
