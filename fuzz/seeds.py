@@ -4,7 +4,9 @@
 Each seed is `[n: u16 LE][n control bytes][request stream]` (see the target's header). Every
 stream is written twice: with no control bytes (the stream arrives in one read, every request
 is answered at once), and with a fixed control section that keeps the default limits and then
-lets pseudo-random bytes choose reads, replies and completions. The fuzzer mutates both halves.
+lets pseudo-random bytes choose reads, replies and completions. A few streams come with a
+control section written by hand, to reach paths a mutation rarely finds on its own. The fuzzer
+mutates both halves.
 
     python3 fuzz/seeds.py
 """
@@ -60,6 +62,29 @@ STREAMS = {
 # Default limits, a 30 ms request timeout, an unbounded queue; then the choices.
 CONTROL_PREFIX = bytes([0, 29, 0])
 
+EXPECT_POST = b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 8\r\n\r\n"
+
+# Streams behind a control section written by hand, for paths a mutation rarely finds alone.
+# The choices are read in this order: limits, timeout, queue; then per read its length; per
+# request its reply (0 now, 1 timer + delay, 2 job, 3 gather + parts) and whether to pause; per
+# read the number of things that happen next, each an action and its arguments.
+CRAFTED = {
+    # A job for the GET, then a POST whose body has not all arrived: its 100 Continue must
+    # queue behind the GET's response.
+    "continue-behind-a-job": (
+        CONTROL_PREFIX + bytes([len(GET) + len(EXPECT_POST) + 3, 2, 0, 0, 0, 0]),
+        GET + EXPECT_POST + b"12345678",
+    ),
+    # Six requests in one read, answered now, after a timer, by a job, by a gather of two
+    # parts, by a job, and now; then completions in reverse order.
+    "pipelined-every-reply": (
+        CONTROL_PREFIX
+        + bytes([0, 0, 0, 1, 5, 0, 2, 0, 3, 2, 0, 2, 0, 0, 0])
+        + bytes([4, 0, 3, 0, 0, 2, 0, 0, 1, 0, 0, 0, 0]),
+        GET * 6,
+    ),
+}
+
 
 def seed(control: bytes, stream: bytes) -> bytes:
     return struct.pack("<H", len(control)) + control + stream
@@ -73,6 +98,9 @@ def main() -> None:
             f.write(seed(b"", stream))
         control = CONTROL_PREFIX + bytes(rng.randrange(256) for _ in range(48))
         with open(os.path.join(OUT, name + "-split"), "wb") as f:
+            f.write(seed(control, stream))
+    for name, (control, stream) in CRAFTED.items():
+        with open(os.path.join(OUT, name), "wb") as f:
             f.write(seed(control, stream))
 
 

@@ -60,10 +60,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A fresh connection; the fuzzer chooses the request timeout and the queue's capacity.
+    /// A fresh connection; the fuzzer chooses the request timeout and the queue's capacity
+    /// (unbounded, 1, 3 or 8 jobs, or 0: a pool closed by a drain).
     pub fn new(limits: Limits, choices: &mut Choices<'_>) -> Connection {
         let request_timeout = Duration::from_millis(1 + choices.below(50) as u64);
-        let capacity = [usize::MAX, 1, 3, 8][choices.below(4)];
+        let capacity = [usize::MAX, 1, 3, 8, 0][choices.below(5)];
         Connection {
             limits,
             decoder: RequestDecoder::new(),

@@ -12,15 +12,16 @@
 //! ```
 //!
 //! The control bytes choose, in the order they are needed: the limits, the request timeout, the
-//! job queue's capacity; then for each read, how many bytes of the stream arrive (1–255, or all
-//! that is left); for each decoded request, its reply (now, after a timer, one job, a gather of
-//! 0–3 parts) and whether decoding pauses after it, as it does when the pipeline is full; and
-//! between reads, what happens next (a job finishes and with what — a response, an error, more
-//! work — a timer fires, a paused connection has room again, time passes and deadlines expire).
-//! At the end, the client may leave with work outstanding. When the control bytes run out every
-//! choice takes its first option: the stream arrives in one read, every request is answered at
-//! once, and remaining jobs finish in submission order. The seeds in `fuzz/corpus/request_path/`
-//! are real request streams behind an empty or short control section.
+//! job queue's capacity (or a closed pool); then for each read, how many bytes of the stream
+//! arrive (1–255, or all that is left); for each decoded request, its reply (now, after a timer,
+//! one job, a gather of 0–3 parts) and whether decoding pauses after it, as it does when the
+//! pipeline is full; and between reads, what happens next (a job finishes and with what — a
+//! response, an error, more work — a timer fires, a paused connection has room again, time
+//! passes and deadlines expire). At the end, the client may leave with work outstanding. When
+//! the control bytes run out every choice takes its first option: the stream arrives in one
+//! read, every request is answered at once, and remaining jobs finish in submission order. The
+//! seeds in `fuzz/corpus/request_path/` are real request streams behind an empty or short
+//! control section.
 //!
 //! # What is asserted
 //!

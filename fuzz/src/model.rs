@@ -112,9 +112,10 @@ pub struct Queue {
     pub timers: Vec<u64>,
     /// Jobs submitted so far (the next job's id).
     pub submitted: u64,
-    /// Submissions refused because `live` was at `capacity`.
+    /// Submissions refused: `live` was at `capacity`, or the pool is closed.
     pub refused: u64,
-    /// Live jobs the queue takes before it answers `Full` (the pool's bounded queue).
+    /// Live jobs the queue takes before it answers `Full` (the pool's bounded queue); 0 stands
+    /// for a pool that is closed (`Closed`).
     pub capacity: usize,
 }
 
@@ -125,6 +126,10 @@ impl Scheduler for Queue {
         part: usize,
         _work: Work<Reply>,
     ) -> Result<Arc<AtomicBool>, SubmitError> {
+        if self.capacity == 0 {
+            self.refused += 1;
+            return Err(SubmitError::Closed);
+        }
         if self.live.len() >= self.capacity {
             self.refused += 1;
             return Err(SubmitError::Full);
