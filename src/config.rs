@@ -266,7 +266,13 @@ mod tests {
     /// Every mode and every log level is accepted by its name.
     #[test]
     fn enums_are_accepted_by_name() {
+        assert_eq!(
+            Config::default().worker_priority,
+            WorkerPriority::Batch,
+            "the default never starves the pool beside busy processes"
+        );
         for (name, mode) in [
+            ("batch", WorkerPriority::Batch),
             ("normal", WorkerPriority::Normal),
             ("low", WorkerPriority::Low),
             ("idle", WorkerPriority::Idle),

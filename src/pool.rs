@@ -109,36 +109,49 @@ pub struct Completion<T> {
     pub run: Duration,
 }
 
-/// How worker threads are scheduled against the reactor (`--worker-priority`). The reactor is
-/// the latency-critical thread: while it waits for a CPU, every connection waits.
+/// How worker threads are scheduled against the reactor (`--worker-priority`).
+///
+/// The reactor is the latency-critical thread: while it waits for a CPU, every connection
+/// waits. The workers are the throughput: while they wait, every job waits. Each mode is one
+/// trade-off between the two, and the stronger ones starve the pool whenever anything else on
+/// the machine is busy; `docs/SCHEDULING.md` measures all four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WorkerPriority {
-    /// SCHED_IDLE: workers run only when nothing else wants the CPU
+    /// SCHED_BATCH workers: a fair share beside other processes (default)
     ///
-    /// The reactor always goes first. Costs job throughput only while the machine is otherwise
-    /// saturated.
+    /// Workers get their fair share of the CPU beside other processes, but the kernel treats
+    /// them as batch work: a waking worker does not preempt the running reactor.
     #[default]
-    Idle,
-    /// Workers at nice +19
-    ///
-    /// The reactor is strongly favoured, but workers keep a small share of a saturated CPU.
-    Low,
+    Batch,
     /// Workers scheduled exactly like the reactor
     Normal,
+    /// Workers at nice +19: starved beside any busy process (opt-in)
+    ///
+    /// The reactor is strongly favoured, but beside a busy process the workers keep only a
+    /// sliver of a CPU.
+    Low,
+    /// SCHED_IDLE workers: stopped beside any busy process (opt-in)
+    ///
+    /// Workers run only when nothing else wants the CPU, so the reactor never waits for them;
+    /// beside any busy process the pool all but stops.
+    Idle,
 }
 
 impl WorkerPriority {
     /// Apply this priority to the calling thread (a worker, at start). Failure (a container
     /// that forbids it) only leaves the thread at normal priority, so it is logged and ignored.
     fn apply(self) {
-        match self {
-            WorkerPriority::Idle => {
-                if let Err(err) = crate::sys::set_thread_idle_scheduling() {
-                    log::warn!("workers stay at normal priority: SCHED_IDLE failed: {err}");
-                }
+        let result = match self {
+            WorkerPriority::Batch => crate::sys::set_thread_batch_scheduling(),
+            WorkerPriority::Normal => Ok(()),
+            WorkerPriority::Low => {
+                crate::sys::lower_thread_priority(19);
+                Ok(())
             }
-            WorkerPriority::Low => crate::sys::lower_thread_priority(19),
-            WorkerPriority::Normal => {}
+            WorkerPriority::Idle => crate::sys::set_thread_idle_scheduling(),
+        };
+        if let Err(err) = result {
+            log::warn!("workers stay at normal priority: {self:?} scheduling failed: {err}");
         }
     }
 }

@@ -10,8 +10,8 @@
 //! - [`raise_nofile_limit`]: lift the soft `RLIMIT_NOFILE` to the hard limit, as redis and nginx do;
 //! - [`thread_cpu_time`]: the CPU time of the calling thread (for the reactor's turn statistics);
 //! - [`ignore_sigpipe`]: a peer that resets mid-write gives `EPIPE`, not the death of the process;
-//! - [`set_thread_idle_scheduling`], [`lower_thread_priority`]: workers yield the CPU to the
-//!   reactor, so a saturated pool never delays the thread that owns every socket.
+//! - [`set_thread_batch_scheduling`], [`set_thread_idle_scheduling`], [`lower_thread_priority`]:
+//!   how workers are scheduled against the reactor (`docs/SCHEDULING.md`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -90,6 +90,16 @@ pub fn lower_thread_priority(steps: i32) {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, tid, (current + steps).min(19));
     }
+}
+
+/// Put the *calling thread* in the `SCHED_BATCH` class: time-sharing at its normal weight (so
+/// a busy machine cannot starve it), but the kernel treats it as CPU-bound batch work, and a
+/// batch thread that wakes does not preempt the running thread. Workers use it by default.
+pub fn set_thread_batch_scheduling() -> io::Result<()> {
+    // SAFETY: `sched_param` is plain old data; SCHED_BATCH requires priority 0.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; `param` is valid for the call.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) }).map(|_| ())
 }
 
 /// Put the *calling thread* in the `SCHED_IDLE` class: it runs only when no normally scheduled
