@@ -55,7 +55,7 @@ fn help_shows_defaults_and_choices() {
         "[default: 5]",
         "[default: 16777216]",
         "[default: 64 × pool]",
-        "[default: idle]",
+        "[default: batch]",
         "[default: info]",
         "normal:",
         "low:",
