@@ -16,83 +16,20 @@
 # and the load average, so a repeat taken beside somebody else's build can be told apart.
 #
 # Environment: EVLOOP (binary, default ./evloop at the repository root), REPEATS (default 3),
-# DUR (seconds per wrk run, default 10), QUIET_WAIT (default 120), AS_USER (run evloop as this
-# user, e.g. nobody, to see what an unprivileged process gets: the reactor cannot raise its own
-# priority then).
+# DUR (seconds per wrk run, default 10), QUIET_WAIT (default 120).
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-EVLOOP=${EVLOOP:-$ROOT/evloop}
+NAME=scheduling.sh
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
+
 REPEATS=${REPEATS:-3}
 DUR=${DUR:-10}
 QUIET_WAIT=${QUIET_WAIT:-120}
-AS_USER=${AS_USER:-}
-HOST=127.0.0.1
 MODES=("$@")
 [ ${#MODES[@]} -gt 0 ] || MODES=(batch normal low idle)
-
-if [ ! -x "$EVLOOP" ]; then
-  echo "scheduling.sh: no $EVLOOP; run \`make\` first" >&2
-  exit 2
-fi
-if ! command -v wrk >/dev/null; then
-  echo "scheduling.sh: wrk is not installed (apt-get install wrk)" >&2
-  exit 2
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/scheduling.XXXXXXXX")
-PIDS=() # background processes this script started and has not stopped yet
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget_pid() {
-  local pid=$1 kept=() p
-  for p in "${PIDS[@]}"; do
-    [ "$p" = "$pid" ] || kept+=("$p")
-  done
-  PIDS=("${kept[@]}")
-}
-
-# stop PID: SIGTERM, wait for it, forget it.
-stop() {
-  kill -TERM "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  forget_pid "$1"
-}
-
-# start_evloop MODE: ./evloop --pool 2 on a free port; sets EV_PID and EV_PORT.
-start_evloop() {
-  local mode=$1 _i
-  local cmd=("$EVLOOP" --host "$HOST" --port 0 --pool 2 --worker-priority "$mode")
-  if [ -n "$AS_USER" ]; then
-    cmd=(setpriv --reuid="$AS_USER" --regid="$AS_USER" --clear-groups --inh-caps=-all
-      --bounding-set=-all "${cmd[@]}")
-  fi
-  "${cmd[@]}" >"$WORK/evloop.out" 2>"$WORK/evloop.log" &
-  EV_PID=$!
-  PIDS+=("$EV_PID")
-  EV_PORT=
-  for _i in $(seq 200); do
-    EV_PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/evloop.out")
-    [ -n "$EV_PORT" ] && return 0
-    sleep 0.05
-  done
-  echo "scheduling.sh: evloop did not start:" >&2
-  cat "$WORK/evloop.out" "$WORK/evloop.log" >&2
-  exit 1
-}
+need wrk
 
 # rps FILE: the Requests/sec figure of a wrk output.
 rps() {
@@ -141,7 +78,7 @@ busy_loops() {
 }
 
 echo "# evloop $("$EVLOOP" --version | awk '{print $2}'), $(nproc) CPUs, kernel $(uname -r)," \
-  "user $(if [ -n "$AS_USER" ]; then echo "$AS_USER"; else id -un; fi), wrk -t1, ${DUR} s per run"
+  "user $(id -un), wrk -t1, ${DUR} s per run"
 printf '%-7s %3s  %7s %-16s  %9s %9s %6s  %8s %9s\n' \
   mode rep busy% "load (1/5/15)" "idle r/s" "busy r/s" ratio "p99 ms" "cpu r/s"
 
@@ -149,7 +86,7 @@ for mode in "${MODES[@]}"; do
   for rep in $(seq "$REPEATS"); do
     wait_quiet
     load=$(cut -d' ' -f1-3 /proc/loadavg)
-    start_evloop "$mode"
+    start_evloop "$mode" - --pool 2 --worker-priority "$mode"
     url=http://$HOST:$EV_PORT
 
     # (a) /cpu throughput, idle machine then beside two busy loops.
