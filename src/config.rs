@@ -248,6 +248,7 @@ mod tests {
         assert_eq!(config.keep_alive_timeout, Duration::from_secs(5));
         assert_eq!(config.limits.max_body, 16 * 1024 * 1024);
         assert_eq!(config.limits.max_head_bytes, 16 * 1024);
+        assert_eq!(config.worker_priority, WorkerPriority::Batch);
     }
 
     /// Values out of range, of the wrong kind, or not among the choices are refused.

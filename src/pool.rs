@@ -29,6 +29,13 @@
 //!    goes away. A queued job whose flag is set is skipped; a running job may poll
 //!    [`JobContext::is_cancelled`] and stop early. A job that never looks cannot be stopped, so
 //!    [`Pool::join_until`] waits for the workers only until a deadline.
+//! 6. **The reactor stays ahead of its workers, without starving them.** While the reactor waits
+//!    for a CPU, every connection waits; but a pool that only runs when the machine is otherwise
+//!    idle stops entirely beside any busy process. By default workers take their fair share of
+//!    the CPU, never preempt anyone when they wake, and give the CPU away at their checkpoints
+//!    ([`JobContext::is_cancelled`]) at most every [`YIELD_EVERY`] of work, the way every
+//!    `await` of an asyncio coroutine is both a cancellation point and a chance for the loop to
+//!    run. [`WorkerPriority`] chooses the trade-off; `docs/SCHEDULING.md` measures each choice.
 //!
 //! The pool knows nothing about HTTP: a job is a closure producing any `T`, and a [`Ticket`] is
 //! an opaque pair the reactor uses to find who asked.
@@ -44,6 +51,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use mio::Waker;
 
+use crate::sys::{self, Policy};
+
 /// Who is waiting for a job: the reactor's connection token, the request's sequence number on
 /// that connection, and which part of a gathered request this job is. The pool only carries it
 /// back.
@@ -57,6 +66,15 @@ pub struct Ticket {
     pub part: usize,
 }
 
+/// How often, at most, a job running in [`WorkerPriority::Batch`] gives the CPU away at a
+/// checkpoint. The kernel re-examines a running thread's slice only at its timer tick (every
+/// 4 ms at the common `HZ=250`), so without checkpoints a reactor that a worker displaced waits
+/// up to a tick; with them, about this long (if the job checks often). Shorter costs job
+/// throughput beside
+/// other processes (each yield is a chance for them to run too); 250 µs and 1 ms were measured
+/// against this value in `docs/SCHEDULING.md`.
+pub const YIELD_EVERY: Duration = Duration::from_micros(500);
+
 /// What a running job can see of its surroundings.
 pub struct JobContext<'a> {
     /// Which worker runs the job (`K` in `evloop-worker-K`).
@@ -64,14 +82,65 @@ pub struct JobContext<'a> {
     /// How long the job waited in the queue before a worker took it.
     pub queued: Duration,
     cancel: &'a AtomicBool,
+    /// When the job started: the origin of `next_yield`.
+    started: Instant,
+    /// [`YIELD_EVERY`], or `None` when the workers' mode never yields.
+    yield_every: Option<Duration>,
+    /// Nanoseconds after `started` at which the next checkpoint yields. Atomic rather than a
+    /// `Cell` so that a job may share its context with threads of its own.
+    next_yield: AtomicU64,
 }
 
 impl JobContext<'_> {
+    /// The context of a job that starts now on `worker`.
+    fn new(
+        worker: usize,
+        queued: Duration,
+        cancel: &AtomicBool,
+        yield_every: Option<Duration>,
+    ) -> JobContext<'_> {
+        JobContext {
+            worker,
+            queued,
+            cancel,
+            started: Instant::now(),
+            yield_every,
+            next_yield: AtomicU64::new(yield_every.map_or(u64::MAX, nanos)),
+        }
+    }
+
     /// True once the reactor has given up on this job (the client left or timed out). Long jobs
     /// should check it between units of work and return early.
+    ///
+    /// It is also the job's checkpoint for the scheduler: in the default
+    /// [`WorkerPriority::Batch`], when the job has run [`YIELD_EVERY`] since its last yield, the
+    /// worker gives the CPU away (`sched_yield`) before answering, so a reactor waiting for this
+    /// CPU runs now rather than at the next timer tick. If nobody is waiting, the call returns
+    /// at once; the cost is a clock read per call.
     pub fn is_cancelled(&self) -> bool {
+        self.checkpoint();
         self.cancel.load(Ordering::Relaxed)
     }
+
+    /// Yield the CPU if the job has run [`YIELD_EVERY`] since the last yield. Returns true when
+    /// it did.
+    fn checkpoint(&self) -> bool {
+        let Some(every) = self.yield_every else {
+            return false;
+        };
+        let now = nanos(self.started.elapsed());
+        if now < self.next_yield.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.next_yield.store(now + nanos(every), Ordering::Relaxed);
+        std::thread::yield_now();
+        true
+    }
+}
+
+/// A duration in whole nanoseconds (saturating; 584 years fit).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The work itself: runs once, on a worker thread.
@@ -111,47 +180,60 @@ pub struct Completion<T> {
 
 /// How worker threads are scheduled against the reactor (`--worker-priority`).
 ///
-/// The reactor is the latency-critical thread: while it waits for a CPU, every connection
-/// waits. The workers are the throughput: while they wait, every job waits. Each mode is one
-/// trade-off between the two, and the stronger ones starve the pool whenever anything else on
-/// the machine is busy; `docs/SCHEDULING.md` measures all four.
+/// The reactor is the latency-critical thread: while it waits for a CPU, every connection waits.
+/// The workers are the throughput: while they wait, every job waits. Each mode is one trade-off
+/// between the two; `docs/SCHEDULING.md` measures all four beside busy processes and under a
+/// saturated pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WorkerPriority {
-    /// SCHED_BATCH workers: a fair share beside other processes (default)
+    /// SCHED_BATCH workers that yield at checkpoints: fair beside other processes (default)
     ///
-    /// Workers get their fair share of the CPU beside other processes, but the kernel treats
-    /// them as batch work: a waking worker does not preempt the running reactor.
+    /// Workers get their fair share of the CPU beside other processes, but a waking worker
+    /// never preempts the reactor, and a running job gives the CPU away at its checkpoints
+    /// ([`JobContext::is_cancelled`]) at most every [`YIELD_EVERY`].
     #[default]
     Batch,
     /// Workers scheduled exactly like the reactor
-    Normal,
-    /// Workers at nice +19: starved beside any busy process (opt-in)
     ///
-    /// The reactor is strongly favoured, but beside a busy process the workers keep only a
-    /// sliver of a CPU.
+    /// Nothing is changed: a worker and the reactor compete for a CPU as equals, and a worker
+    /// that holds one keeps it until the kernel's next tick.
+    Normal,
+    /// Workers at nice +19: starved beside any busy process
+    ///
+    /// The reactor is strongly favoured, but beside a busy process the workers get about 1/70
+    /// of a CPU each.
     Low,
-    /// SCHED_IDLE workers: stopped beside any busy process (opt-in)
+    /// SCHED_IDLE workers: stopped beside any busy process
     ///
     /// Workers run only when nothing else wants the CPU, so the reactor never waits for them;
-    /// beside any busy process the pool all but stops.
+    /// beside any busy process the pool stops.
     Idle,
 }
 
 impl WorkerPriority {
-    /// Apply this priority to the calling thread (a worker, at start). Failure (a container
+    /// Apply this priority to the calling thread, a worker at its start. Failure (a container
     /// that forbids it) only leaves the thread at normal priority, so it is logged and ignored.
-    fn apply(self) {
+    fn apply_to_worker(self) {
         let result = match self {
-            WorkerPriority::Batch => crate::sys::set_thread_batch_scheduling(),
+            WorkerPriority::Batch => sys::set_thread_policy(Policy::Batch),
             WorkerPriority::Normal => Ok(()),
             WorkerPriority::Low => {
-                crate::sys::lower_thread_priority(19);
-                Ok(())
+                sys::thread_nice().and_then(|nice| sys::set_thread_nice(nice + 19))
             }
-            WorkerPriority::Idle => crate::sys::set_thread_idle_scheduling(),
+            WorkerPriority::Idle => sys::set_thread_policy(Policy::Idle),
         };
         if let Err(err) = result {
-            log::warn!("workers stay at normal priority: {self:?} scheduling failed: {err}");
+            log::warn!("worker stays at normal priority: {self:?} scheduling failed: {err}");
+        }
+    }
+
+    /// How often a job yields at its checkpoints in this mode.
+    fn yield_every(self) -> Option<Duration> {
+        match self {
+            WorkerPriority::Batch => Some(YIELD_EVERY),
+            // `normal` changes nothing by definition; `low` and `idle` already put every other
+            // thread first.
+            WorkerPriority::Normal | WorkerPriority::Low | WorkerPriority::Idle => None,
         }
     }
 }
@@ -209,8 +291,9 @@ impl<T: Send + 'static> Pool<T> {
             let handle = std::thread::Builder::new()
                 .name(format!("evloop-worker-{worker}"))
                 .spawn(move || {
-                    priority.apply();
-                    worker_loop(worker, jobs, done, &notifier, &busy);
+                    priority.apply_to_worker();
+                    let yield_every = priority.yield_every();
+                    worker_loop(worker, yield_every, jobs, done, &notifier, &busy);
                     drop(exit); // the last one to go disconnects `exits`
                 })?;
             threads.push(handle);
@@ -328,6 +411,7 @@ impl<T: Send + 'static> Pool<T> {
 /// One worker thread: take a job, run it under `catch_unwind`, send the completion, wake.
 fn worker_loop<T>(
     worker: usize,
+    yield_every: Option<Duration>,
     jobs: Receiver<Job<T>>,
     done: Sender<Completion<T>>,
     notifier: &Notifier,
@@ -342,11 +426,7 @@ fn worker_loop<T>(
             Outcome::Cancelled
         } else {
             busy.fetch_add(1, Ordering::Relaxed);
-            let ctx = JobContext {
-                worker,
-                queued,
-                cancel: &job.cancel,
-            };
+            let ctx = JobContext::new(worker, queued, &job.cancel, yield_every);
             let work = job.work;
             let result = catch_unwind(AssertUnwindSafe(move || work(&ctx)));
             busy.fetch_sub(1, Ordering::Relaxed);
@@ -705,5 +785,29 @@ mod tests {
             took >= Duration::from_millis(190) && took < Duration::from_millis(1000),
             "join_until returned after {took:?}"
         );
+    }
+
+    /// A checkpoint yields the CPU at most once per period of work, the first time only after a
+    /// full period; in a mode that never yields, it never does.
+    #[test]
+    fn checkpoints_yield_at_most_once_per_period() {
+        let cancel = AtomicBool::new(false);
+        let period = Duration::from_millis(50);
+        let ctx = JobContext::new(0, Duration::ZERO, &cancel, Some(period));
+        assert!(!ctx.checkpoint(), "yielded before a full period of work");
+        std::thread::sleep(period + Duration::from_millis(10));
+        assert!(ctx.checkpoint());
+        assert!(!ctx.checkpoint(), "yielded twice in one period");
+        std::thread::sleep(period + Duration::from_millis(10));
+        assert!(ctx.checkpoint());
+        assert!(!ctx.is_cancelled());
+        cancel.store(true, Ordering::Relaxed);
+        assert!(ctx.is_cancelled());
+
+        let never = JobContext::new(0, Duration::ZERO, &cancel, None);
+        std::thread::sleep(period + Duration::from_millis(10));
+        assert!(!never.checkpoint());
+        assert_eq!(WorkerPriority::Batch.yield_every(), Some(YIELD_EVERY));
+        assert_eq!(WorkerPriority::Normal.yield_every(), None);
     }
 }

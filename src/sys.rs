@@ -10,8 +10,9 @@
 //! - [`raise_nofile_limit`]: lift the soft `RLIMIT_NOFILE` to the hard limit, as redis and nginx do;
 //! - [`thread_cpu_time`]: the CPU time of the calling thread (for the reactor's turn statistics);
 //! - [`ignore_sigpipe`]: a peer that resets mid-write gives `EPIPE`, not the death of the process;
-//! - [`set_thread_batch_scheduling`], [`set_thread_idle_scheduling`], [`lower_thread_priority`]:
-//!   how workers are scheduled against the reactor (`docs/SCHEDULING.md`).
+//! - thread scheduling for the workers, which `docs/SCHEDULING.md` explains:
+//!   [`set_thread_policy`] (`SCHED_BATCH` or `SCHED_IDLE`), [`thread_nice`] and
+//!   [`set_thread_nice`] (nice +19 in `--worker-priority low`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -69,54 +70,65 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
-/// Lower the scheduling priority of the *calling thread* by `steps` nice levels (Linux threads
-/// have their own nice value; the result is capped at 19). Workers call this so the reactor wins
-/// the CPU whenever both want it.
-pub fn lower_thread_priority(steps: i32) {
-    // SAFETY: `gettid` has no preconditions.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
-    // SAFETY: reading our own thread's priority. -1 is also a valid nice value, so errno is
-    // cleared first and checked after, as getpriority(2) prescribes.
-    let current = unsafe {
-        *libc::__errno_location() = 0;
-        let value = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if value == -1 && *libc::__errno_location() != 0 {
-            0
-        } else {
-            value
-        }
-    };
-    // SAFETY: adjusting our own thread's priority; failure (e.g. a seccomp filter) is harmless.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, tid, (current + steps).min(19));
-    }
-}
-
-/// Put the *calling thread* in the `SCHED_BATCH` class: time-sharing at its normal weight (so
-/// a busy machine cannot starve it), but the kernel treats it as CPU-bound batch work, and a
-/// batch thread that wakes does not preempt the running thread. Workers use it by default.
-pub fn set_thread_batch_scheduling() -> io::Result<()> {
-    // SAFETY: `sched_param` is plain old data; SCHED_BATCH requires priority 0.
-    let param: libc::sched_param = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is the calling thread; `param` is valid for the call.
-    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) }).map(|_| ())
-}
-
-/// Put the *calling thread* in the `SCHED_IDLE` class: it runs only when no normally scheduled
-/// thread of the machine wants the CPU. Workers use it so the reactor is never kept waiting by
-/// them; an idle reactor still leaves them every core.
-pub fn set_thread_idle_scheduling() -> io::Result<()> {
-    // SAFETY: `sched_param` is plain old data; SCHED_IDLE requires priority 0.
-    let param: libc::sched_param = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is the calling thread; `param` is valid for the call.
-    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(|_| ())
-}
-
 /// Ignore SIGPIPE. Rust's runtime already does this for binaries; a library user embedding the
 /// reactor in another program may not have.
 pub fn ignore_sigpipe() {
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// The kernel's id of the calling thread. Linux threads have their own nice value and policy,
+/// and `setpriority(PRIO_PROCESS, tid)` addresses one thread, not the process.
+fn thread_id() -> libc::id_t {
+    // SAFETY: `gettid` has no preconditions and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::id_t }
+}
+
+/// The nice value of the calling thread (-20, most favoured, to 19).
+pub fn thread_nice() -> io::Result<i32> {
+    let tid = thread_id();
+    // SAFETY: reading our own thread's priority. -1 is also a valid nice value, so errno is
+    // cleared first and checked after, as getpriority(2) prescribes.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let value = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if value == -1 && *libc::__errno_location() != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(value)
+    }
+}
+
+/// Set the nice value of the calling thread. Raising it (a lower priority) is always allowed;
+/// lowering it needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that permits the value, else `EACCES`.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    let tid = thread_id();
+    // SAFETY: plain syscall on our own thread; the result is checked.
+    check(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice.clamp(-20, 19)) }).map(|_| ())
+}
+
+/// A scheduling policy of the normal (non-real-time) scheduler, other than the default
+/// `SCHED_OTHER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// `SCHED_BATCH`: time-sharing at the thread's nice weight, like `SCHED_OTHER`, but a
+    /// waking thread never preempts the running one; it waits for the next tick.
+    Batch,
+    /// `SCHED_IDLE`: runs only when no other thread of the CPU wants to run.
+    Idle,
+}
+
+/// Put the calling thread in `policy` (`Batch` keeps the thread's nice; `Idle` has none).
+/// Unprivileged threads may always move to either.
+pub fn set_thread_policy(policy: Policy) -> io::Result<()> {
+    let policy = match policy {
+        Policy::Batch => libc::SCHED_BATCH,
+        Policy::Idle => libc::SCHED_IDLE,
+    };
+    // SAFETY: `sched_param` is plain old data; these policies require priority 0.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; `param` is valid for the call.
+    check(unsafe { libc::sched_setscheduler(0, policy, &param) }).map(|_| ())
 }
 
 /// CPU time the *calling thread* has used so far. The reactor reads it around a turn (only while

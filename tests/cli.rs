@@ -57,6 +57,7 @@ fn help_shows_defaults_and_choices() {
         "[default: 64 × pool]",
         "[default: batch]",
         "[default: info]",
+        "batch:",
         "normal:",
         "low:",
         "idle:",

@@ -1,7 +1,8 @@
-//! The worker pool as a client sees it: a full queue sheds load with 503 and `Retry-After`,
-//! a panicking job costs one 500 and not the worker, a job whose client left is skipped, a job
-//! that runs past `--request-timeout` is answered 504, and a completion for a closed connection
-//! never reaches the next connection in the same slot.
+//! The worker pool as a client sees it: a full queue sheds load with 503, a panicking job costs
+//! one 500 and not the worker, a job whose client left is skipped, a job that runs past
+//! `--request-timeout` is answered 504, a completion for a closed connection never reaches the
+//! next connection in the same slot, and `--worker-priority` puts the workers in the scheduling
+//! class it names.
 
 mod common;
 
@@ -244,4 +245,161 @@ fn inline_job_blocks_other_connections() {
         "plaintext answered after {light_done:?}, while the reactor should have been blocked"
     );
     assert_eq!(heavy.read_response().json()["mode"], "inline");
+}
+
+/// Ordinary busy processes (`sh -c 'while :; do :; done'`), one per CPU, killed on drop: the
+/// compile, log shipper or browser that shares a real machine with the server.
+struct BusyLoops(Vec<std::process::Child>);
+
+impl BusyLoops {
+    fn one_per_cpu() -> BusyLoops {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BusyLoops(
+            (0..cpus)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("spawn a busy loop")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// With the default priority, the pool keeps working while every CPU also runs an ordinary
+/// busy process: ten 20 ms jobs, one after another, finish within a few seconds (well under
+/// one on a quiet machine). With `SCHED_IDLE` workers, the former default, a worker waits
+/// about a second for each chance to run, and this took over ten.
+#[test]
+fn the_pool_keeps_working_beside_busy_processes() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    assert_eq!(client.request(get("/cpu?ms=1")).status, 200);
+    let _busy = BusyLoops::one_per_cpu();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(client.request(get("/cpu?ms=20")).status, 200);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "ten 20 ms jobs took {took:?} beside busy processes"
+    );
+}
+
+/// One thread of a process, as `/proc/PID/task/TID/stat` describes it.
+#[derive(Debug)]
+struct ThreadSched {
+    tid: i32,
+    name: String,
+    /// `SCHED_OTHER` 0, `SCHED_BATCH` 3, `SCHED_IDLE` 5.
+    policy: u32,
+    nice: i32,
+}
+
+/// Every thread of process `pid` with its scheduling policy and nice value.
+fn threads_of(pid: i32) -> Vec<ThreadSched> {
+    let mut threads = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/PID/task") {
+        let path = entry.expect("task entry").path();
+        let stat = std::fs::read_to_string(path.join("stat")).expect("read task stat");
+        let name = std::fs::read_to_string(path.join("comm")).expect("read task comm");
+        // Fields after `(comm) `: state is field 3 of stat(5), so field N is index N - 3.
+        let after = &stat[stat.rfind(')').expect("comm field") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        threads.push(ThreadSched {
+            tid: stat
+                .split(' ')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .expect("tid"),
+            name: name.trim().to_string(),
+            nice: fields[19 - 3].parse().expect("nice"),
+            policy: fields[41 - 3].parse().expect("policy"),
+        });
+    }
+    threads
+}
+
+const SCHED_OTHER: u32 = 0;
+const SCHED_BATCH: u32 = 3;
+const SCHED_IDLE: u32 = 5;
+
+/// The reactor (the main thread) and the two workers of a server started with `args`, once
+/// both workers are up and `settled` holds for each (a worker applies its priority as it
+/// starts, an instant after it takes its name). After 5 s, whatever they are.
+fn reactor_and_workers(
+    args: &[&str],
+    settled: impl Fn(&ThreadSched) -> bool,
+) -> (ThreadSched, Vec<ThreadSched>) {
+    let server = spawn_binary(args);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (reactor, workers): (Vec<_>, Vec<_>) = threads_of(server.pid())
+            .into_iter()
+            .filter(|t| t.tid == server.pid() || t.name.starts_with("evloop-worker-"))
+            .partition(|t| t.tid == server.pid());
+        let done = workers.len() == 2 && workers.iter().all(&settled);
+        if done || Instant::now() >= deadline {
+            let reactor = reactor.into_iter().next().expect("the reactor thread");
+            return (reactor, workers);
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// By default the workers run in `SCHED_BATCH` at the process's nice: a fair share of the CPU
+/// beside other busy processes (`SCHED_IDLE` workers stopped entirely beside any), while a
+/// waking worker never preempts the reactor. The reactor itself is left as it was.
+#[test]
+fn default_workers_run_in_sched_batch() {
+    let (reactor, workers) = reactor_and_workers(&["--pool", "2"], |t| t.policy == SCHED_BATCH);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    for worker in &workers {
+        assert_eq!((worker.policy, worker.nice), (SCHED_BATCH, 0), "{worker:?}");
+    }
+    assert_eq!(
+        (reactor.policy, reactor.nice),
+        (SCHED_OTHER, 0),
+        "{reactor:?}"
+    );
+}
+
+/// The opt-in modes: `normal` changes nothing, `low` is nice +19, `idle` is `SCHED_IDLE`; in
+/// none of them is the reactor touched.
+#[test]
+fn opt_in_worker_priorities() {
+    for (mode, policy, nice) in [
+        ("normal", SCHED_OTHER, 0),
+        ("low", SCHED_OTHER, 19),
+        ("idle", SCHED_IDLE, 0),
+    ] {
+        let args = ["--pool", "2", "--worker-priority", mode];
+        let (reactor, workers) =
+            reactor_and_workers(&args, |t| (t.policy, t.nice) == (policy, nice));
+        assert_eq!(workers.len(), 2, "{mode}: {workers:?}");
+        for worker in &workers {
+            assert_eq!(
+                (worker.policy, worker.nice),
+                (policy, nice),
+                "{mode}: {worker:?}"
+            );
+        }
+        assert_eq!(
+            (reactor.policy, reactor.nice),
+            (SCHED_OTHER, 0),
+            "{mode}: {reactor:?}"
+        );
+    }
 }
