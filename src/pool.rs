@@ -37,14 +37,22 @@
 //!    `await` of an asyncio coroutine is both a cancellation point and a chance for the loop to
 //!    run. [`WorkerPriority`] chooses the trade-off; `docs/SCHEDULING.md` measures each choice.
 //!
-//! The pool knows nothing about HTTP: a job is a closure producing any `T`, and a [`Ticket`] is
-//! an opaque pair the reactor uses to find who asked.
+//! 7. **Progress never makes a worker wait, nor memory grow.** A running job may send partial
+//!    results before its final one ([`JobContext::emit`]); they travel the same channel and wake
+//!    the reactor the same way as completions. Each job has at most one message in the channel:
+//!    one emitted while the previous is still there waits in the job's outbox, where a newer one
+//!    replaces it (the reactor gives the credit back when it takes a message off the channel).
+//!    Progress is a snapshot, so the newest is all anyone needs; the final result is never
+//!    replaced.
+//!
+//! The pool knows nothing about HTTP: a job is a closure producing any `T`, a progress message
+//! is bytes, and a [`Ticket`] is an opaque triple the reactor uses to find who asked.
 
 use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,16 +97,36 @@ pub struct JobContext<'a> {
     /// Nanoseconds after `started` at which the next checkpoint yields. Atomic rather than a
     /// `Cell` so that a job may share its context with threads of its own.
     next_yield: AtomicU64,
+    /// Where [`JobContext::emit`] sends progress; `None` in contexts made for tests.
+    progress: Option<&'a dyn SendProgress>,
+    /// Progress waiting for the job's credit (rule 7). A mutex for the same reason as above; it
+    /// is only ever taken by `emit`, never contended in practice.
+    outbox: Mutex<Outbox>,
+}
+
+/// A job's side of rule 7.
+#[derive(Default)]
+struct Outbox {
+    /// Set while one of this job's messages is in the channel; created at the first `emit`.
+    credit: Option<Arc<AtomicBool>>,
+    /// The newest message emitted while the credit was out.
+    held: Option<Vec<u8>>,
+}
+
+/// How a worker puts a progress message on the channel and wakes the reactor.
+trait SendProgress {
+    fn send_progress(&self, bytes: Vec<u8>, credit: Arc<AtomicBool>);
 }
 
 impl JobContext<'_> {
     /// The context of a job that starts now on `worker`.
-    fn new(
+    fn new<'a>(
         worker: usize,
         queued: Duration,
-        cancel: &AtomicBool,
+        cancel: &'a AtomicBool,
         yield_every: Option<Duration>,
-    ) -> JobContext<'_> {
+        progress: Option<&'a dyn SendProgress>,
+    ) -> JobContext<'a> {
         JobContext {
             worker,
             queued,
@@ -106,6 +134,8 @@ impl JobContext<'_> {
             started: Instant::now(),
             yield_every,
             next_yield: AtomicU64::new(yield_every.map_or(u64::MAX, nanos)),
+            progress,
+            outbox: Mutex::new(Outbox::default()),
         }
     }
 
@@ -120,6 +150,43 @@ impl JobContext<'_> {
     pub fn is_cancelled(&self) -> bool {
         self.checkpoint();
         self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Send a progress message towards whoever waits for this job's result (for an HTTP stream,
+    /// one piece of the response body), without waiting for anything: the
+    /// `yield` of an async generator behind a `StreamingResponse`.
+    ///
+    /// A message is a snapshot that a newer one makes obsolete, so messages may be coalesced on
+    /// the way: if this job's previous message is still in the channel, this one waits in the
+    /// job's outbox, replacing any message already waiting there, and goes out with the next
+    /// `emit` after the reactor has taken the previous one (rule 7). The job's result is never
+    /// coalesced, and makes any message still waiting in the outbox obsolete. Messages that do
+    /// arrive keep their order, and all of them arrive before the result.
+    pub fn emit(&self, message: impl Into<Vec<u8>>) {
+        let Some(progress) = self.progress else {
+            return;
+        };
+        let message = message.into();
+        // A poisoned lock only means a thread of this job panicked while emitting; the outbox
+        // itself is always whole.
+        let mut outbox = self
+            .outbox
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let credit = Arc::clone(
+            outbox
+                .credit
+                .get_or_insert_with(|| Arc::new(AtomicBool::new(false))),
+        );
+        if credit.swap(true, Ordering::AcqRel) {
+            // The previous message is still in the channel: keep only the newest.
+            outbox.held = Some(message);
+            return;
+        }
+        // The credit is ours. A message held back is older than this one: drop it.
+        outbox.held = None;
+        drop(outbox);
+        progress.send_progress(message, credit);
     }
 
     /// Yield the CPU if the job has run [`YIELD_EVERY`] since the last yield. Returns true when
@@ -176,6 +243,30 @@ pub struct Completion<T> {
     pub queued: Duration,
     /// Time spent running (zero for a skipped job).
     pub run: Duration,
+}
+
+/// A progress message from a running job ([`JobContext::emit`]).
+#[derive(Debug)]
+pub struct Progress {
+    /// Whose job sent it.
+    pub ticket: Ticket,
+    /// The message.
+    pub bytes: Vec<u8>,
+}
+
+/// What comes back from the workers, in the order each worker sent it.
+#[derive(Debug)]
+pub enum Message<T> {
+    /// A job in progress emitted a message.
+    Progress(Progress),
+    /// A job ended.
+    Done(Completion<T>),
+}
+
+/// What travels on the channel: a message, and for progress the credit to give back (rule 7).
+enum Envelope<T> {
+    Progress(Progress, Arc<AtomicBool>),
+    Done(Completion<T>),
 }
 
 /// How worker threads are scheduled against the reactor (`--worker-priority`).
@@ -252,8 +343,12 @@ pub struct Pool<T: Send + 'static> {
     /// Bounded: its capacity is `--queue`. `None` once [`Pool::close`] has run.
     jobs: Option<Sender<Job<T>>>,
     /// Unbounded on purpose: a worker must never block on the reactor. Its length is bounded
-    /// anyway by jobs in flight (queue + workers).
-    completions: Receiver<Completion<T>>,
+    /// anyway: one completion per job in flight (queue + workers), and at most one progress
+    /// message per running job (rule 7).
+    messages: Receiver<Envelope<T>>,
+    /// Jobs that ended with their cancel flag set: skipped in the queue, or stopped (or
+    /// finished) after the reactor gave up on them.
+    cancelled: Arc<AtomicU64>,
     /// How workers wake the reactor (rule 3); shared with every worker.
     notifier: Arc<Notifier>,
     /// Workers currently running a job.
@@ -277,7 +372,8 @@ impl<T: Send + 'static> Pool<T> {
         priority: WorkerPriority,
     ) -> io::Result<Self> {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<T>>(queue.max(1));
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completion<T>>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Envelope<T>>();
+        let cancelled = Arc::new(AtomicU64::new(0));
         let (exit_tx, exit_rx) = crossbeam_channel::bounded::<()>(0);
         let notifier = Arc::new(Notifier::new(waker));
         let busy = Arc::new(AtomicUsize::new(0));
@@ -287,20 +383,28 @@ impl<T: Send + 'static> Pool<T> {
             let done = done_tx.clone();
             let notifier = Arc::clone(&notifier);
             let busy = Arc::clone(&busy);
+            let cancelled = Arc::clone(&cancelled);
             let exit = exit_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("evloop-worker-{worker}"))
                 .spawn(move || {
                     priority.apply_to_worker();
                     let yield_every = priority.yield_every();
-                    worker_loop(worker, yield_every, jobs, done, &notifier, &busy);
+                    let shared = WorkerShared {
+                        done,
+                        notifier: &notifier,
+                        busy: &busy,
+                        cancelled: &cancelled,
+                    };
+                    worker_loop(worker, yield_every, jobs, &shared);
                     drop(exit); // the last one to go disconnects `exits`
                 })?;
             threads.push(handle);
         }
         Ok(Pool {
             jobs: Some(job_tx),
-            completions: done_rx,
+            messages: done_rx,
+            cancelled,
             notifier,
             busy,
             exits: exit_rx,
@@ -329,20 +433,31 @@ impl<T: Send + 'static> Pool<T> {
         }
     }
 
-    /// Call once per `WAKER` event, *before* taking completions with [`Pool::try_completion`]:
-    /// from here on, the next completion a worker sends wakes the reactor again (rule 3).
+    /// Call once per `WAKER` event, *before* taking messages with [`Pool::try_message`]: from
+    /// here on, the next message a worker sends wakes the reactor again (rule 3).
     pub fn rearm_waker(&self) {
         self.notifier.rearm();
     }
 
-    /// The next finished job, if any. Never blocks.
-    pub fn try_completion(&self) -> Option<Completion<T>> {
-        match self.completions.try_recv() {
-            Ok(completion) => Some(completion),
+    /// The next message from the workers, if any. Never blocks. Taking a progress message gives
+    /// its job the credit to send the next one (rule 7).
+    pub fn try_message(&self) -> Option<Message<T>> {
+        match self.messages.try_recv() {
+            Ok(Envelope::Progress(progress, credit)) => {
+                credit.store(false, Ordering::Release);
+                Some(Message::Progress(progress))
+            }
+            Ok(Envelope::Done(completion)) => Some(Message::Done(completion)),
             // Empty: drained. Disconnected cannot happen while a worker lives, and the pool
             // outlives its workers' senders only after `join`.
             Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => None,
         }
+    }
+
+    /// Jobs so far that ended with their cancel flag set: skipped while queued, or run by a
+    /// worker after the reactor had given up on them.
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// Number of worker threads.
@@ -408,14 +523,46 @@ impl<T: Send + 'static> Pool<T> {
     }
 }
 
+/// What every worker shares with the pool.
+struct WorkerShared<'a, T> {
+    done: Sender<Envelope<T>>,
+    notifier: &'a Notifier,
+    busy: &'a AtomicUsize,
+    cancelled: &'a AtomicU64,
+}
+
+/// A worker's way to send the progress of the job it runs.
+struct ProgressSender<'a, T> {
+    shared: &'a WorkerShared<'a, T>,
+    worker: usize,
+    ticket: Ticket,
+}
+
+impl<T> SendProgress for ProgressSender<'_, T> {
+    fn send_progress(&self, bytes: Vec<u8>, credit: Arc<AtomicBool>) {
+        let progress = Progress {
+            ticket: self.ticket,
+            bytes,
+        };
+        // Rule 2, as for completions. A reactor that is gone reads nothing; the job's own
+        // completion will find the channel closed too.
+        if self
+            .shared
+            .done
+            .send(Envelope::Progress(progress, credit))
+            .is_ok()
+        {
+            self.shared.notifier.notify(self.worker);
+        }
+    }
+}
+
 /// One worker thread: take a job, run it under `catch_unwind`, send the completion, wake.
 fn worker_loop<T>(
     worker: usize,
     yield_every: Option<Duration>,
     jobs: Receiver<Job<T>>,
-    done: Sender<Completion<T>>,
-    notifier: &Notifier,
-    busy: &AtomicUsize,
+    shared: &WorkerShared<'_, T>,
 ) {
     // `recv` returns Err once the reactor drops the sending half: the pool is closing.
     while let Ok(job) = jobs.recv() {
@@ -425,16 +572,24 @@ fn worker_loop<T>(
             // The client left while we were queued: skip the work entirely.
             Outcome::Cancelled
         } else {
-            busy.fetch_add(1, Ordering::Relaxed);
-            let ctx = JobContext::new(worker, queued, &job.cancel, yield_every);
+            shared.busy.fetch_add(1, Ordering::Relaxed);
+            let sender = ProgressSender {
+                shared,
+                worker,
+                ticket: job.ticket,
+            };
+            let ctx = JobContext::new(worker, queued, &job.cancel, yield_every, Some(&sender));
             let work = job.work;
             let result = catch_unwind(AssertUnwindSafe(move || work(&ctx)));
-            busy.fetch_sub(1, Ordering::Relaxed);
+            shared.busy.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Ok(value) => Outcome::Done(value),
                 Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
             }
         };
+        if job.cancel.load(Ordering::Relaxed) {
+            shared.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
         let completion = Completion {
             ticket: job.ticket,
             outcome,
@@ -442,10 +597,10 @@ fn worker_loop<T>(
             run: started.elapsed(),
         };
         // Rule 2: send first, then wake.
-        if done.send(completion).is_err() {
+        if shared.done.send(Envelope::Done(completion)).is_err() {
             return; // The reactor is gone; nobody is listening.
         }
-        notifier.notify(worker);
+        shared.notifier.notify(worker);
     }
 }
 
@@ -593,8 +748,10 @@ mod tests {
             poll.poll(&mut events, Some(Duration::from_millis(100)))
                 .expect("poll");
             pool.rearm_waker();
-            while let Some(c) = pool.try_completion() {
-                out.push(c);
+            while let Some(message) = pool.try_message() {
+                if let Message::Done(c) = message {
+                    out.push(c);
+                }
             }
         }
         out
@@ -793,7 +950,7 @@ mod tests {
     fn checkpoints_yield_at_most_once_per_period() {
         let cancel = AtomicBool::new(false);
         let period = Duration::from_millis(50);
-        let ctx = JobContext::new(0, Duration::ZERO, &cancel, Some(period));
+        let ctx = JobContext::new(0, Duration::ZERO, &cancel, Some(period), None);
         assert!(!ctx.checkpoint(), "yielded before a full period of work");
         std::thread::sleep(period + Duration::from_millis(10));
         assert!(ctx.checkpoint());
@@ -804,7 +961,7 @@ mod tests {
         cancel.store(true, Ordering::Relaxed);
         assert!(ctx.is_cancelled());
 
-        let never = JobContext::new(0, Duration::ZERO, &cancel, None);
+        let never = JobContext::new(0, Duration::ZERO, &cancel, None, None);
         std::thread::sleep(period + Duration::from_millis(10));
         assert!(!never.checkpoint());
         assert_eq!(WorkerPriority::Batch.yield_every(), Some(YIELD_EVERY));

@@ -10,15 +10,22 @@
 //! | [`Reply::After`] | reactor timer, nothing blocks | `await asyncio.sleep(n)` |
 //! | [`Reply::Offload`] | a pool worker | `await run_in_threadpool(f)` |
 //! | [`Reply::Gather`] | several pool workers at once, joined on the reactor | `await asyncio.gather(run_in_threadpool(f), run_in_threadpool(g))` |
+//! | [`Reply::Stream`] | a pool worker, its progress sent as it goes | `StreamingResponse(agen())`, where the async generator `agen` yields pieces as a thread computes them |
 //!
-//! An offloaded job returns a [`Reply`] too, so work can continue where it left off: a job that
-//! decodes an upload can return a `Gather` of two analyses of the decoded data, which is how
-//! `/analyze` decodes once and then runs two jobs in parallel — the Python
+//! An offloaded job returns a [`Reply`] too, and so does a gather's join, so work can continue
+//! where it left off: a job that decodes an upload can return a `Gather` of two analyses of the
+//! decoded data, whose join can return one more job — the Python
 //!
 //! ```text
 //! clip = await run_in_threadpool(decode, body)
-//! snr, speakers = await asyncio.gather(run_in_threadpool(snr, clip), run_in_threadpool(count, clip))
+//! a, b = await asyncio.gather(run_in_threadpool(half, clip, 0), run_in_threadpool(half, clip, 1))
+//! return await run_in_threadpool(finish, a, b)
 //! ```
+//!
+//! A stream's job sends progress with [`JobContext::emit`]; each message becomes a piece of the
+//! response body as soon as the client can take it, and what the job returns ends the body.
+//! Messages are snapshots (the newest replaces an older one the client has not taken yet), so
+//! a client that reads slowly never makes the server hold more, nor the worker wait.
 //!
 //! A handler that does heavy work *itself* and returns [`Reply::Now`] blocks every connection
 //! for as long as it runs — the classic mistake the notes warn about, kept on purpose as
@@ -38,10 +45,11 @@
 //! # let _ = router;
 //! ```
 
+use std::any::Any;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::http::{Method, Request, Response};
+use crate::http::{sse, Method, Request, Response};
 use crate::pool::{JobContext, Work};
 
 /// What the reactor tells a handler about the server.
@@ -60,13 +68,92 @@ pub enum Reply {
     /// Run this closure on a pool worker; what it returns is the reply (usually
     /// [`Reply::Now`], but it may continue with more work).
     Offload(Work<Reply>),
-    /// Run every part on the pool at once; when all have finished, `join` combines their
-    /// responses on the reactor (it should be cheap: it runs on the loop).
-    Gather(Vec<Work<Response>>, Join),
+    /// Run every part on the pool at once, then join their results on the reactor. Built with
+    /// [`Reply::gather`].
+    Gather(Gather),
+    /// A response whose body a pool job produces piece by piece.
+    Stream(Stream),
 }
 
-/// Combines the responses of a [`Reply::Gather`], in the order the parts were given.
-pub type Join = Box<dyn FnOnce(Vec<Response>) -> Response + Send + 'static>;
+/// What a part of a gather sends back: its value (of the type the join expects), or the
+/// response that answers the whole request instead.
+pub type PartResult = Result<Box<dyn Any + Send>, Response>;
+
+/// The parts of a [`Reply::Gather`] and their join, with the parts' type erased (the pipeline
+/// holds gathers of every type in one queue).
+pub struct Gather {
+    parts: Vec<Work<PartResult>>,
+    join: Join,
+}
+
+impl Gather {
+    /// Split into the parts, each to run on the pool, and the join, to run on the reactor with
+    /// the parts' values in the order the parts were given.
+    pub fn into_parts(self) -> (Vec<Work<PartResult>>, Join) {
+        (self.parts, self.join)
+    }
+
+    /// The same gather, with `then` applied to whatever its join returns.
+    pub fn then<F>(self, then: F) -> Gather
+    where
+        F: FnOnce(Reply) -> Reply + Send + 'static,
+    {
+        let join = self.join;
+        Gather {
+            parts: self.parts,
+            join: Box::new(move |values| then(join(values))),
+        }
+    }
+}
+
+/// A gather's join, with the parts' type erased.
+pub type Join = Box<dyn FnOnce(Vec<Box<dyn Any + Send>>) -> Reply + Send>;
+
+/// A response streamed from a pool job: the head now, then a piece of the body for each
+/// message the job emits ([`JobContext::emit`]), then a last piece made from what the job
+/// returns. Sent with `Transfer-Encoding: chunked` to HTTP/1.1 clients; to HTTP/1.0 clients the
+/// body ends when the connection closes.
+pub struct Stream {
+    /// Status, `Content-Type` and extra header fields; its body is not used.
+    pub head: Response,
+    /// The job. Every message it emits is one piece of the body; what it returns is turned
+    /// into the last piece by `end`.
+    pub work: Work<Response>,
+    /// The last piece of the body, from the response that ended the stream: the job's own
+    /// (`status < 400` for success), or the error the server answers for it (the job panicked,
+    /// `--request-timeout` passed, the pool was full). An error that comes before the head was
+    /// sent is answered as an ordinary error response instead, with its own status.
+    pub end: fn(&Response) -> Vec<u8>,
+}
+
+impl Stream {
+    /// A `text/event-stream` (Server-Sent Events) reply: `200`, `Cache-Control: no-cache`. The
+    /// job emits events it frames with [`crate::http::sse::event`]; its response becomes the
+    /// last event, `event: result` with the body as data, or `event: error` if it failed.
+    pub fn events<F>(work: F) -> Stream
+    where
+        F: FnOnce(&JobContext<'_>) -> Response + Send + 'static,
+    {
+        let mut head = Response::text(200, "");
+        head.content_type = "text/event-stream";
+        head.headers.push(("Cache-Control", "no-cache".to_string()));
+        Stream {
+            head,
+            work: Box::new(work),
+            end: end_event,
+        }
+    }
+}
+
+/// The last event of an event stream: `result`, or `error` for a failure.
+fn end_event(response: &Response) -> Vec<u8> {
+    let name = if response.status < 400 {
+        "result"
+    } else {
+        "error"
+    };
+    sse::event(name, response.body.as_bytes())
+}
 
 impl Reply {
     /// Offload `work` to the pool. It may return a [`Response`] or another [`Reply`].
@@ -78,12 +165,31 @@ impl Reply {
         Reply::Offload(Box::new(move |job| work(job).into()))
     }
 
-    /// Run `parts` in parallel on the pool and `join` their responses.
-    pub fn gather<J>(parts: Vec<Work<Response>>, join: J) -> Reply
+    /// Run `parts` in parallel on the pool; once each has returned `Ok(value)`, `join` their
+    /// values (in the order of `parts`) on the reactor. The join should be cheap, since it
+    /// runs on the loop, and may continue with more work. If a part returns `Err(response)`
+    /// or panics, that is the answer: the other parts are cancelled and the join never runs.
+    pub fn gather<T, J, R>(parts: Vec<Work<Result<T, Response>>>, join: J) -> Reply
     where
-        J: FnOnce(Vec<Response>) -> Response + Send + 'static,
+        T: Send + 'static,
+        J: FnOnce(Vec<T>) -> R + Send + 'static,
+        R: Into<Reply>,
     {
-        Reply::Gather(parts, Box::new(join))
+        let parts = parts
+            .into_iter()
+            .map(|part| -> Work<PartResult> {
+                Box::new(move |job| part(job).map(|value| Box::new(value) as Box<dyn Any + Send>))
+            })
+            .collect();
+        let join = Box::new(move |values: Vec<Box<dyn Any + Send>>| -> Reply {
+            // Each value was boxed from a `T` just above: the downcast cannot fail.
+            let values = values
+                .into_iter()
+                .filter_map(|value| value.downcast::<T>().ok().map(|value| *value))
+                .collect();
+            join(values).into()
+        });
+        Reply::Gather(Gather { parts, join })
     }
 }
 

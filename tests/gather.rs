@@ -20,21 +20,20 @@ use common::{get, spawn_in_process, test_config, Client};
 /// Set by the long part of `/error-part` when it sees its cancel flag.
 static SIBLING_SAW_CANCEL: AtomicBool = AtomicBool::new(false);
 
-/// A part that sleeps `ms` on its worker and answers with its worker number.
-fn part(name: &'static str, ms: u64) -> Work<Response> {
+/// A part: a value, or the response that answers the request instead.
+type Part = Work<Result<String, Response>>;
+
+/// A part that sleeps `ms` on its worker and returns its name and worker number.
+fn part(name: &'static str, ms: u64) -> Part {
     Box::new(move |job| {
         sleep(Duration::from_millis(ms));
-        Response::text_owned(200, format!("{name}@{}", job.worker))
+        Ok(format!("{name}@{}", job.worker))
     })
 }
 
-/// Join the parts' bodies with `+`.
-fn join_bodies(parts: Vec<Response>) -> Response {
-    let bodies: Vec<String> = parts
-        .iter()
-        .map(|p| String::from_utf8_lossy(p.body.as_bytes()).into_owned())
-        .collect();
-    Response::text_owned(200, bodies.join("+"))
+/// Join the parts' values with `+`.
+fn join_bodies(parts: Vec<String>) -> Response {
+    Response::text_owned(200, parts.join("+"))
 }
 
 fn server(pool: usize, queue: usize) -> SocketAddr {
@@ -47,26 +46,26 @@ fn server(pool: usize, queue: usize) -> SocketAddr {
             Reply::offload(|_| Reply::gather(vec![part("x", 100), part("y", 100)], join_bodies))
         })
         .route(Method::Get, "/failing-part", |_, _| {
-            let fails: Work<Response> = Box::new(|_| panic!("this part fails on purpose"));
+            let fails: Part = Box::new(|_| panic!("this part fails on purpose"));
             Reply::gather(vec![part("ok", 10), fails], join_bodies)
         })
         .route(Method::Get, "/failing-join", |_, _| {
-            Reply::gather(vec![part("ok", 10)], |_| {
+            Reply::gather(vec![part("ok", 10)], |_| -> Response {
                 panic!("this join fails on purpose")
             })
         })
         .route(Method::Get, "/error-part", |_, _| {
-            let refuses: Work<Response> = Box::new(|_| Response::text(422, "cannot"));
-            let long: Work<Response> = Box::new(|job| {
+            let refuses: Part = Box::new(|_| Err(Response::text(422, "cannot")));
+            let long: Part = Box::new(|job| {
                 let started = Instant::now();
                 while started.elapsed() < Duration::from_secs(2) {
                     if job.is_cancelled() {
                         SIBLING_SAW_CANCEL.store(true, Ordering::SeqCst);
-                        return Response::text(200, "stopped early");
+                        return Ok("stopped early".to_string());
                     }
                     sleep(Duration::from_millis(5));
                 }
-                Response::text(200, "ran to the end")
+                Ok("ran to the end".to_string())
             });
             Reply::gather(vec![refuses, long], join_bodies)
         })

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use evloop::connection::pipeline::{Answer, Pipeline, ResponseMeta};
+use evloop::connection::pipeline::{Answer, JobOutput, Pipeline};
 use evloop::error::Error;
 use evloop::http::{Limits, RequestDecoder, Response};
 use evloop::router::Reply;
@@ -214,7 +214,7 @@ impl Connection {
     fn answer(&mut self, index: usize, response: Response) {
         if self.pipeline.is_empty() {
             self.pipeline.skip();
-            self.sent(Answer::Final(response), meta(index, self.now));
+            self.sent(Answer::Final(response, meta(index, self.now)));
         } else {
             self.pipeline.push_ready(response, meta(index, self.now));
             self.queued += 1;
@@ -225,7 +225,7 @@ impl Connection {
     fn answer_continue(&mut self, index: usize) {
         if self.pipeline.is_empty() {
             self.pipeline.skip();
-            self.sent(Answer::Continue, meta(index, self.now));
+            self.sent(Answer::Continue(meta(index, self.now)));
         } else {
             self.pipeline.push_continue(meta(index, self.now));
             self.queued += 1;
@@ -317,12 +317,22 @@ impl Connection {
             5 => End::More(Plan::Offload),
             _ => End::More(Plan::Gather(choices.below(4))),
         };
+        // A gather's part answers with a value, or with the response that fails the request.
+        let is_part = matches!(
+            &self.requests[index].fate,
+            Fate::Jobs { parts: Some(_), .. }
+        );
         let outcome = match &end {
             End::Respond(status, body) => {
-                Ok(Reply::Now(Response::text_owned(*status, body.clone())))
+                let response = Response::text_owned(*status, body.clone());
+                Ok(match (is_part, *status < 400) {
+                    (false, _) => JobOutput::Reply(Reply::Now(response)),
+                    (true, true) => JobOutput::Part(Ok(Box::new(body.clone()))),
+                    (true, false) => JobOutput::Part(Err(response)),
+                })
             }
             End::Fail(err) => Err(err.clone()),
-            End::More(plan) => Ok(plan.reply(index)),
+            End::More(plan) => Ok(JobOutput::Reply(plan.reply(index))),
         };
         let wanted =
             matches!(&self.requests[index].fate, Fate::Jobs { ids, .. } if ids.contains(&job.id));
@@ -411,14 +421,18 @@ impl Connection {
 
     /// Hand out every response ready at the front, as the connection does before each write.
     fn collect(&mut self) {
-        while let Some((answer, meta)) = self.pipeline.pop_ready() {
+        while let Some(answer) = self.pipeline.next_answer(true) {
             self.queued -= 1;
-            self.sent(answer, meta);
+            self.sent(answer);
         }
     }
 
     /// A response leaves: it must be the next in request order, and the one the model expects.
-    fn sent(&mut self, answer: Answer, meta: ResponseMeta) {
+    fn sent(&mut self, answer: Answer) {
+        let meta = match &answer {
+            Answer::Continue(meta) | Answer::Final(_, meta) => meta,
+            other => panic!("the model starts no stream, yet the pipeline sent {other:?}"),
+        };
         let index: usize = meta
             .log
             .as_ref()
@@ -426,7 +440,7 @@ impl Connection {
             .expect("every response carries its request's number");
         assert_eq!(index, self.next_final, "a response out of request order");
         let response = match answer {
-            Answer::Continue => {
+            Answer::Continue(_) => {
                 assert_ne!(
                     self.continued,
                     Some(index),
@@ -435,7 +449,8 @@ impl Connection {
                 self.continued = Some(index);
                 return;
             }
-            Answer::Final(response) => response,
+            Answer::Final(response, _) => response,
+            _ => unreachable!("matched above"),
         };
         let req = &mut self.requests[index];
         match std::mem::replace(&mut req.fate, Fate::Sent) {

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use evloop::connection::pipeline::{ResponseMeta, Scheduler};
+use evloop::connection::pipeline::{JobOutput, ResponseMeta, Scheduler};
 use evloop::http::Response;
 use evloop::pool::{SubmitError, Work};
 use evloop::router::Reply;
@@ -35,14 +35,10 @@ impl Plan {
             }
             Plan::Offload => Reply::Offload(Box::new(|_| Reply::Now(Response::text(200, "")))),
             Plan::Gather(n) => {
-                let parts: Vec<Work<Response>> = (0..*n)
-                    .map(|_| -> Work<Response> { Box::new(|_| Response::text(200, "")) })
+                let parts: Vec<Work<Result<String, Response>>> = (0..*n)
+                    .map(|_| -> Work<Result<String, Response>> { Box::new(|_| Ok(String::new())) })
                     .collect();
-                Reply::gather(parts, move |parts: Vec<Response>| {
-                    let bodies: Vec<String> = parts
-                        .iter()
-                        .map(|p| String::from_utf8_lossy(p.body.as_bytes()).into_owned())
-                        .collect();
+                Reply::gather(parts, move |bodies: Vec<String>| {
                     Response::text_owned(200, joined(index, &bodies))
                 })
             }
@@ -124,7 +120,7 @@ impl Scheduler for Queue {
         &mut self,
         seq: u64,
         part: usize,
-        _work: Work<Reply>,
+        _work: Work<JobOutput>,
     ) -> Result<Arc<AtomicBool>, SubmitError> {
         if self.capacity == 0 {
             self.refused += 1;
@@ -156,6 +152,7 @@ impl Scheduler for Queue {
 pub fn meta(index: usize, now: Instant) -> ResponseMeta {
     ResponseMeta {
         head_only: false,
+        http10: false,
         http10_keep_alive: false,
         close: false,
         started: now,

@@ -80,17 +80,17 @@ use mio::net::TcpStream;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::decoder::header_storage;
-use crate::http::response::CONTINUE;
+use crate::http::response::{chunk, CONTINUE, LAST_CHUNK};
 use crate::http::{
     ConnectionHeader, DateCache, Decoded, HeadInfo, Method, Request, RequestDecoder, Response,
     Version,
 };
-use crate::pool::{Completion, Outcome, Pool, SubmitError, Ticket, Work};
+use crate::pool::{Completion, Outcome, Pool, Progress, SubmitError, Ticket, Work};
 use crate::router::{Context, Reply, Router};
 use crate::timer::{TimerKind, Timers};
 
 use deadline::{Alarm, Deadline, Deadlines};
-use pipeline::{Answer, Pipeline, ResponseMeta, Scheduler};
+use pipeline::{Answer, JobOutput, Pipeline, ResponseMeta, Scheduler, StreamBody};
 use transport::{ReadOutcome, Transport};
 
 /// Most requests one connection may have waiting for their responses; past it, we stop reading
@@ -117,6 +117,15 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 pub const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// Reads one lingering `drive` makes before yielding.
 const LINGER_READS_PER_DRIVE: usize = 4;
+
+/// Append one piece of a stream's body, framed as the stream's body is.
+fn put_piece(out: &mut Vec<u8>, piece: &[u8], body: StreamBody) {
+    match body {
+        StreamBody::Chunked => chunk(out, piece),
+        StreamBody::UntilClose => out.extend_from_slice(piece),
+        StreamBody::Omitted => {}
+    }
+}
 
 /// What the reactor should do with the connection after a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +173,7 @@ pub struct TurnContext<'a> {
     /// The handlers.
     pub router: &'a Router,
     /// The worker pool.
-    pub pool: &'a Pool<Reply>,
+    pub pool: &'a Pool<JobOutput>,
     /// The reactor's timers.
     pub timers: &'a mut Timers,
     /// The cached `Date` header.
@@ -215,7 +224,7 @@ impl BodyMemory {
 /// A connection's way into the pool and the timer heap, for its pipeline.
 struct ReactorScheduler<'t> {
     token: usize,
-    pool: &'t Pool<Reply>,
+    pool: &'t Pool<JobOutput>,
     timers: &'t mut Timers,
 }
 
@@ -224,7 +233,7 @@ impl Scheduler for ReactorScheduler<'_> {
         &mut self,
         seq: u64,
         part: usize,
-        work: Work<Reply>,
+        work: Work<JobOutput>,
     ) -> Result<Arc<AtomicBool>, SubmitError> {
         let ticket = Ticket {
             owner: self.token,
@@ -608,6 +617,7 @@ impl Connection {
         }
         let mut meta = self.meta(Some(&request), info.keep_alive, turn);
         meta.head_only = info.method == Method::Head;
+        meta.http10 = info.version == Version::Http10;
         meta.http10_keep_alive = info.keep_alive && info.version == Version::Http10;
 
         let ctx = Context {
@@ -691,6 +701,7 @@ impl Connection {
     ) -> ResponseMeta {
         ResponseMeta {
             head_only: false,
+            http10: false,
             http10_keep_alive: false,
             close: !keep_alive,
             started: turn.now,
@@ -703,18 +714,69 @@ impl Connection {
         }
     }
 
-    /// Encode every response ready at the front of the pipeline into the output buffer.
+    /// Encode everything ready at the front of the pipeline into the output buffer: responses,
+    /// and the head, progress and end of a stream. A stream's progress goes in only while the
+    /// client is taking what we write; otherwise it waits in the pipeline, where a newer message
+    /// replaces it.
     fn collect_ready(&mut self, turn: &mut TurnContext<'_>) {
-        while let Some((answer, meta)) = self.pipeline.pop_ready() {
+        loop {
+            let pieces_wanted = !self.transport.is_blocked() && turn.out.len() < OUTPUT_HIGH_WATER;
+            let Some(answer) = self.pipeline.next_answer(pieces_wanted) else {
+                return;
+            };
             match answer {
-                Answer::Continue => {
+                Answer::Continue(_) => {
                     turn.out.extend_from_slice(CONTINUE);
                     // The client sends its body only now: its body clock starts now.
                     self.last_read = turn.now;
                 }
-                Answer::Final(response) => self.encode(&response, &meta, turn),
+                Answer::Final(response, meta) => self.encode(&response, &meta, turn),
+                Answer::StreamHead(head, meta, body) => {
+                    self.encode_stream_head(&head, &meta, body, turn)
+                }
+                Answer::Piece(piece, body) => put_piece(turn.out, &piece, body),
+                Answer::StreamEnd {
+                    last,
+                    body,
+                    meta,
+                    status,
+                    bytes,
+                } => {
+                    put_piece(turn.out, &last, body);
+                    if body == StreamBody::Chunked {
+                        turn.out.extend_from_slice(LAST_CHUNK);
+                    }
+                    self.log_access(&meta, status, bytes, turn);
+                }
             }
         }
+    }
+
+    /// The head of a streamed response. An HTTP/1.0 stream's body ends with the connection, so
+    /// the connection takes no more requests and drops those already behind the stream.
+    fn encode_stream_head(
+        &mut self,
+        head: &Response,
+        meta: &ResponseMeta,
+        body: StreamBody,
+        turn: &mut TurnContext<'_>,
+    ) {
+        let until_close = body == StreamBody::UntilClose;
+        if until_close {
+            self.input = Input::Closing;
+            self.pipeline.abandon_behind_front();
+        }
+        // The stream's slot is still in the pipeline: it is the last response if it is alone.
+        let last =
+            meta.close || until_close || (self.input == Input::Closing && self.pipeline.len() == 1);
+        let connection = if last {
+            ConnectionHeader::Close
+        } else if meta.http10_keep_alive {
+            ConnectionHeader::KeepAlive
+        } else {
+            ConnectionHeader::Omit
+        };
+        head.encode_stream_head(turn.out, turn.date, connection, !meta.http10);
     }
 
     fn encode(&self, response: &Response, meta: &ResponseMeta, turn: &mut TurnContext<'_>) {
@@ -737,6 +799,11 @@ impl Connection {
             ConnectionHeader::Omit
         };
         let bytes = response.encode(turn.out, turn.date, connection, meta.head_only);
+        self.log_access(meta, response.status, bytes, turn);
+    }
+
+    /// One access-log line, if the access log is on.
+    fn log_access(&self, meta: &ResponseMeta, status: u16, bytes: usize, turn: &TurnContext<'_>) {
         if let Some(line) = &meta.log {
             log::info!(
                 target: "evloop::access",
@@ -744,7 +811,7 @@ impl Connection {
                 self.peer,
                 line.0,
                 line.1,
-                response.status,
+                status,
                 bytes,
                 turn.now.saturating_duration_since(meta.started).as_micros(),
                 meta.queued.as_micros()
@@ -791,9 +858,9 @@ impl Connection {
 
     /// A job finished. File what it returned — a response, or more work — with its request;
     /// the reactor drives the connection afterwards.
-    pub fn complete(&mut self, completion: Completion<Reply>, turn: &mut TurnContext<'_>) {
+    pub fn complete(&mut self, completion: Completion<JobOutput>, turn: &mut TurnContext<'_>) {
         let outcome = match completion.outcome {
-            Outcome::Done(reply) => Ok(reply),
+            Outcome::Done(output) => Ok(output),
             Outcome::Panicked(message) => {
                 log::error!("{}: job panicked: {message}", self.peer);
                 Err(Error::JobPanicked)
@@ -813,6 +880,12 @@ impl Connection {
             turn.now,
             &mut scheduler,
         );
+    }
+
+    /// A stream's job sent a progress message: it waits in the pipeline until the client can
+    /// take it; the reactor drives the connection afterwards.
+    pub fn progress(&mut self, progress: Progress) {
+        self.pipeline.progress(progress.ticket.seq, progress.bytes);
     }
 
     /// A `/sleep` timer fired: its response is ready.

@@ -10,17 +10,29 @@
 //! ```text
 //!              ┌──────── job or timer finishes ────────┐
 //!  dispatch ─▶ Running(jobs) / Sleeping(response) ─────▶ Ready(response) ─▶ popped in order
-//!      │          │  a job returns more work: Running again      ▲
-//!      │          └── request deadline passes: Ready(504) ───────┘
-//!      └─ answered at once, or refused: Ready ───────────────────┘
+//!      │          │  a job (or a join) returns more work: Running again    ▲
+//!      │          └── request deadline passes: Ready(504) ─────────────────┘
+//!      ├─ answered at once, or refused: Ready ─────────────────────────────┘
+//!      └─ a stream: Streaming ─▶ head, pieces, last piece ─▶ popped after its last piece
 //! ```
 //!
-//! [`Pipeline::pop_ready`] hands out responses only from the front, so a ready response waits
-//! for every earlier one. Nothing here touches a socket, a clock or a thread: the pool and the
+//! [`Pipeline::next_answer`] hands out responses only from the front, so a ready response waits
+//! for every earlier one.
+//!
+//! ## Streams
+//!
+//! A streamed response is handed out in pieces while its slot stays at the front: its head
+//! when it reaches the front, then each progress message its job sends, then its last piece,
+//! which pops the slot. Until then the requests behind it wait, as HTTP/1.1 requires. A stream
+//! holds at most one unsent progress message: a newer one replaces it ([`Pipeline::progress`]),
+//! and the connection only asks for a piece when the client has taken what was written before.
+//! So however long a client stops reading, a stream's memory stays one message, and the job
+//! never waits. Nothing here touches a socket, a clock or a thread: the pool and the
 //! timers are reached through the [`Scheduler`] trait, and time comes in as an argument. That
 //! is what lets the unit tests below (and the fuzz target) drive every interleaving of
 //! completions, timers and deadlines directly.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +42,27 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::http::Response;
 use crate::pool::{SubmitError, Work};
-use crate::router::{Join, Reply};
+use crate::router::{Join, PartResult, Reply, Stream};
+
+/// What a pool job hands back to the pipeline.
+pub enum JobOutput {
+    /// An offloaded job's reply: the answer, or more work.
+    Reply(Reply),
+    /// A gather part's value, or the response that answers the request instead.
+    Part(PartResult),
+    /// The response that ends a stream.
+    StreamEnd(Response),
+}
+
+impl std::fmt::Debug for JobOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobOutput::Reply(_) => "Reply",
+            JobOutput::Part(_) => "Part",
+            JobOutput::StreamEnd(_) => "StreamEnd",
+        })
+    }
+}
 
 /// How a pipeline starts the work a reply asks for. The connection implements it with the
 /// reactor's pool and timer heap; tests implement it with a list.
@@ -40,7 +72,7 @@ pub trait Scheduler {
         &mut self,
         seq: u64,
         part: usize,
-        work: Work<Reply>,
+        work: Work<JobOutput>,
     ) -> Result<Arc<AtomicBool>, SubmitError>;
     /// Arrange for [`Pipeline::on_timer`]`(seq)` to be called at `at`.
     fn wake_at(&mut self, at: Instant, seq: u64);
@@ -51,6 +83,8 @@ pub trait Scheduler {
 pub struct ResponseMeta {
     /// `HEAD`: headers only.
     pub head_only: bool,
+    /// The request came as HTTP/1.0: a streamed body must end with the connection.
+    pub http10: bool,
     /// HTTP/1.0 with keep-alive: say `Connection: keep-alive`.
     pub http10_keep_alive: bool,
     /// The client asked for this to be the last response (`Connection: close`, HTTP/1.0), or the
@@ -68,9 +102,34 @@ pub struct ResponseMeta {
 #[derive(Debug)]
 pub enum Answer {
     /// The interim `100 Continue` for a request whose body is still to come.
-    Continue,
-    /// A final response.
-    Final(Response),
+    Continue(ResponseMeta),
+    /// A final response; its slot is done.
+    Final(Response, ResponseMeta),
+    /// The head of a streamed response, and how its body is framed. Its slot stays at the
+    /// front for the pieces that follow.
+    StreamHead(Response, ResponseMeta, StreamBody),
+    /// A piece of the body of the stream at the front.
+    Piece(Vec<u8>, StreamBody),
+    /// The last piece of the stream at the front; its slot is done. `status` is the head's,
+    /// `bytes` the body bytes handed out in all, for the access log.
+    StreamEnd {
+        last: Vec<u8>,
+        body: StreamBody,
+        meta: ResponseMeta,
+        status: u16,
+        bytes: usize,
+    },
+}
+
+/// How the body of a streamed response is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamBody {
+    /// In chunks (HTTP/1.1).
+    Chunked,
+    /// As it is, ended by closing the connection (HTTP/1.0).
+    UntilClose,
+    /// Not at all: the request was `HEAD`.
+    Omitted,
 }
 
 /// Where a slot's response is.
@@ -84,6 +143,45 @@ enum SlotState {
     Sleeping(Response),
     /// Ready to go out as soon as everything before it has.
     Ready(Response),
+    /// A stream: its job running or done, its head sent or not.
+    Streaming(Box<Streaming>),
+}
+
+/// A streamed response on its way out.
+#[derive(Debug)]
+struct Streaming {
+    /// The stream's job.
+    job: Jobs,
+    /// The head, until it is handed out.
+    head: Option<Response>,
+    /// How the body is framed, once the head is out.
+    body: StreamBody,
+    /// The newest progress message not handed out yet.
+    progress: Option<Vec<u8>>,
+    /// The last piece, once the job has ended (or the stream was ended for it).
+    last: Option<Vec<u8>>,
+    /// Turns the response that ends the stream into its last piece.
+    end: fn(&Response) -> Vec<u8>,
+    /// The head's status, for the access log.
+    status: u16,
+    /// Body bytes handed out so far.
+    bytes: usize,
+    /// Progress messages replaced before they were handed out.
+    coalesced: u64,
+}
+
+impl Streaming {
+    /// The stream ends with `response` (the job's, or an error the server answers for it).
+    /// Progress not handed out yet is obsolete.
+    fn finish(&mut self, response: &Response) {
+        self.progress = None;
+        self.last = Some((self.end)(response));
+    }
+
+    /// The job may still send progress, and the stream is not complete.
+    fn is_running(&self) -> bool {
+        self.last.is_none()
+    }
 }
 
 /// A request whose response has not been handed out yet.
@@ -120,14 +218,16 @@ impl Jobs {
 
 /// The parts of a gathered request.
 struct Gathering {
-    parts: Vec<Option<Response>>,
+    parts: Vec<Option<Box<dyn Any + Send>>>,
     join: Join,
 }
 
 impl std::fmt::Debug for Gathering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let done = self.parts.iter().filter(|part| part.is_some()).count();
         f.debug_struct("Gathering")
-            .field("parts", &self.parts)
+            .field("parts", &self.parts.len())
+            .field("done", &done)
             .finish_non_exhaustive()
     }
 }
@@ -204,12 +304,12 @@ impl Pipeline {
     }
 
     /// Job `part` of request `seq` finished with `outcome` after waiting `queued` in the queue.
-    /// What it returned becomes the slot's next state: a response, or more work.
+    /// What it returned becomes the slot's next state: a response, a piece, or more work.
     pub fn complete(
         &mut self,
         seq: u64,
         part: usize,
-        outcome: Result<Reply, Error>,
+        outcome: Result<JobOutput, Error>,
         queued: Duration,
         now: Instant,
         scheduler: &mut dyn Scheduler,
@@ -217,46 +317,44 @@ impl Pipeline {
         let Some(slot) = self.slots.iter_mut().find(|slot| slot.seq == seq) else {
             return; // answered already (504): the late result is dropped
         };
-        let SlotState::Running(jobs) = &mut slot.state else {
-            return; // likewise: the slot moved on without this job
-        };
         slot.meta.queued = slot.meta.queued.max(queued);
-        let Some(gathering) = &mut jobs.gather else {
-            // A single job: what it returned is the request's next state.
-            slot.state = match outcome {
-                Ok(reply) => start(reply, seq, now, scheduler),
-                Err(err) => SlotState::Ready(err.into_response()),
-            };
+        match &mut slot.state {
+            SlotState::Running(jobs) => {
+                if let Some(state) = complete_job(jobs, seq, part, outcome, now, scheduler) {
+                    slot.state = state;
+                }
+            }
+            SlotState::Streaming(stream) if stream.is_running() => {
+                let response = match outcome {
+                    Ok(JobOutput::StreamEnd(response)) => response,
+                    Ok(other) => {
+                        log::error!("request {seq}: a stream's job returned {other:?}");
+                        Error::JobPanicked.into_response()
+                    }
+                    Err(err) => err.into_response(),
+                };
+                if stream.head.is_some() && response.status >= 400 {
+                    // Nothing of the stream is out yet: the error can still be an ordinary
+                    // response, with its own status.
+                    slot.state = SlotState::Ready(response);
+                } else {
+                    stream.finish(&response);
+                }
+            }
+            // The slot moved on without this job (a 504, a failed sibling): dropped.
+            _ => {}
+        }
+    }
+
+    /// Request `seq`'s stream sent a progress message. It replaces the one not handed out yet,
+    /// if any.
+    pub fn progress(&mut self, seq: u64, bytes: Vec<u8>) {
+        let Some(slot) = self.slots.iter_mut().find(|slot| slot.seq == seq) else {
             return;
         };
-        let response = match outcome {
-            Ok(Reply::Now(response)) if response.status < 400 => response,
-            Ok(Reply::Now(failed)) => {
-                // A part answered with an error: that error is the answer, and the other parts
-                // are cancelled — the join only ever sees a complete set of successes.
-                jobs.cancel();
-                slot.state = SlotState::Ready(failed);
-                return;
-            }
-            Ok(_) => {
-                log::error!("request {seq}: a gathered part must return a response");
-                jobs.cancel();
-                slot.state = SlotState::Ready(Error::JobPanicked.into_response());
-                return;
-            }
-            Err(err) => {
-                jobs.cancel();
-                slot.state = SlotState::Ready(err.into_response());
-                return;
-            }
-        };
-        if let Some(place) = gathering.parts.get_mut(part) {
-            *place = Some(response);
-        }
-        if gathering.parts.iter().all(Option::is_some) {
-            if let Some(Gathering { parts, join }) = jobs.gather.take() {
-                let parts = parts.into_iter().flatten().collect();
-                slot.state = SlotState::Ready(run_join(join, parts));
+        if let SlotState::Streaming(stream) = &mut slot.state {
+            if stream.is_running() && stream.progress.replace(bytes).is_some() {
+                stream.coalesced += 1;
             }
         }
     }
@@ -285,15 +383,25 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut expired = 0;
         for slot in &mut self.slots {
-            let waiting = matches!(slot.state, SlotState::Running(_) | SlotState::Sleeping(_));
-            if waiting && slot.deadline <= now {
-                if let SlotState::Running(jobs) = &slot.state {
-                    jobs.cancel();
-                }
-                log::warn!("request {} timed out; its work was cancelled", slot.seq);
-                slot.state = SlotState::Ready(Error::GatewayTimeout.into_response());
-                expired += 1;
+            if !slot.state.is_waiting() || slot.deadline > now {
+                continue;
             }
+            log::warn!("request {} timed out; its work was cancelled", slot.seq);
+            expired += 1;
+            let timeout = Error::GatewayTimeout.into_response();
+            match &mut slot.state {
+                SlotState::Running(jobs) => jobs.cancel(),
+                SlotState::Streaming(stream) => {
+                    stream.job.cancel();
+                    if stream.head.is_none() {
+                        // The head is out: the stream ends with the error as its last piece.
+                        stream.finish(&timeout);
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            slot.state = SlotState::Ready(timeout);
         }
         expired
     }
@@ -302,7 +410,7 @@ impl Pipeline {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.slots
             .iter()
-            .filter(|slot| matches!(slot.state, SlotState::Running(_) | SlotState::Sleeping(_)))
+            .filter(|slot| slot.state.is_waiting())
             .map(|slot| slot.deadline)
             .min()
     }
@@ -318,16 +426,41 @@ impl Pipeline {
     /// True while some request waits on a job or a timer (rather than only on earlier
     /// responses or the socket).
     pub fn has_work_outstanding(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|slot| matches!(slot.state, SlotState::Running(_) | SlotState::Sleeping(_)))
+        self.slots.iter().any(|slot| slot.state.is_waiting())
     }
 
-    /// The next response, if the request at the front has one ready.
-    pub fn pop_ready(&mut self) -> Option<(Answer, ResponseMeta)> {
-        let front = self.slots.front()?;
-        if !matches!(front.state, SlotState::Ready(_) | SlotState::Continue) {
-            return None;
+    /// What the front of the pipeline has to send next, if anything: a response, or the head,
+    /// a piece or the end of a stream. Progress pieces are handed out only if `pieces_wanted`
+    /// (the client has taken what was written before); until then the newest waits here.
+    pub fn next_answer(&mut self, pieces_wanted: bool) -> Option<Answer> {
+        let front = self.slots.front_mut()?;
+        match &mut front.state {
+            SlotState::Running(_) | SlotState::Sleeping(_) => return None,
+            SlotState::Continue | SlotState::Ready(_) => {}
+            SlotState::Streaming(stream) => {
+                if let Some(head) = stream.head.take() {
+                    stream.body = if front.meta.head_only {
+                        // Nobody will read the body: stop the job, end the stream.
+                        stream.job.cancel();
+                        stream.progress = None;
+                        stream.last = Some(Vec::new());
+                        StreamBody::Omitted
+                    } else if front.meta.http10 {
+                        StreamBody::UntilClose
+                    } else {
+                        StreamBody::Chunked
+                    };
+                    return Some(Answer::StreamHead(head, front.meta.clone(), stream.body));
+                }
+                if pieces_wanted {
+                    if let Some(piece) = stream.progress.take() {
+                        stream.bytes += piece.len();
+                        return Some(Answer::Piece(piece, stream.body));
+                    }
+                }
+                // Still running, nothing to send: wait.
+                stream.last.as_ref()?;
+            }
         }
         let slot = self.slots.pop_front()?;
         if self.slots.is_empty() {
@@ -335,20 +468,119 @@ impl Pipeline {
             self.slots = VecDeque::new();
         }
         match slot.state {
-            SlotState::Continue => Some((Answer::Continue, slot.meta)),
-            SlotState::Ready(response) => Some((Answer::Final(response), slot.meta)),
+            SlotState::Continue => Some(Answer::Continue(slot.meta)),
+            SlotState::Ready(response) => Some(Answer::Final(response, slot.meta)),
+            SlotState::Streaming(stream) => {
+                let last = stream.last.unwrap_or_default();
+                if stream.coalesced > 0 {
+                    log::debug!(
+                        "request {}: stream ended; {} progress messages were replaced unsent",
+                        slot.seq,
+                        stream.coalesced
+                    );
+                }
+                Some(Answer::StreamEnd {
+                    bytes: stream.bytes + last.len(),
+                    last,
+                    body: stream.body,
+                    meta: slot.meta,
+                    status: stream.status,
+                })
+            }
             SlotState::Running(_) | SlotState::Sleeping(_) => None,
+        }
+    }
+
+    /// Drop every request behind the front one, cancelling their work: the front one is a
+    /// stream whose body ends with the connection, so nothing can be answered after it.
+    pub fn abandon_behind_front(&mut self) {
+        while self.slots.len() > 1 {
+            if let Some(slot) = self.slots.pop_back() {
+                slot.state.cancel();
+                log::debug!("request {} dropped behind an HTTP/1.0 stream", slot.seq);
+            }
         }
     }
 
     /// Set every cancel flag: nobody will read these answers (the connection is closing).
     pub fn cancel_all(&self) {
         for slot in &self.slots {
-            if let SlotState::Running(jobs) = &slot.state {
-                jobs.cancel();
-            }
+            slot.state.cancel();
         }
     }
+}
+
+impl SlotState {
+    /// Waiting on a job or a timer (and so subject to the request deadline).
+    fn is_waiting(&self) -> bool {
+        match self {
+            SlotState::Running(_) | SlotState::Sleeping(_) => true,
+            SlotState::Streaming(stream) => stream.is_running(),
+            SlotState::Continue | SlotState::Ready(_) => false,
+        }
+    }
+
+    /// Set the cancel flags of whatever jobs work for this slot.
+    fn cancel(&self) {
+        match self {
+            SlotState::Running(jobs) => jobs.cancel(),
+            SlotState::Streaming(stream) => stream.job.cancel(),
+            _ => {}
+        }
+    }
+}
+
+/// Job `part` of a slot in `Running(jobs)` ended. Returns the slot's next state, or `None` while
+/// the gather it belongs to still waits for other parts.
+fn complete_job(
+    jobs: &mut Jobs,
+    seq: u64,
+    part: usize,
+    outcome: Result<JobOutput, Error>,
+    now: Instant,
+    scheduler: &mut dyn Scheduler,
+) -> Option<SlotState> {
+    let Some(gathering) = &mut jobs.gather else {
+        // A single job: what it returned is the request's next state.
+        return Some(match outcome {
+            Ok(JobOutput::Reply(reply)) => start(reply, seq, now, scheduler),
+            Ok(other) => {
+                log::error!("request {seq}: a job returned {other:?} where a reply was due");
+                SlotState::Ready(Error::JobPanicked.into_response())
+            }
+            Err(err) => SlotState::Ready(err.into_response()),
+        });
+    };
+    let value = match outcome {
+        Ok(JobOutput::Part(Ok(value))) => value,
+        Ok(JobOutput::Part(Err(failed))) => {
+            // A part answered with an error: that error is the answer, and the other parts are
+            // cancelled — the join only ever sees a complete set of successes.
+            jobs.cancel();
+            return Some(SlotState::Ready(failed));
+        }
+        Ok(other) => {
+            log::error!("request {seq}: a gathered part returned {other:?}");
+            jobs.cancel();
+            return Some(SlotState::Ready(Error::JobPanicked.into_response()));
+        }
+        Err(err) => {
+            jobs.cancel();
+            return Some(SlotState::Ready(err.into_response()));
+        }
+    };
+    if let Some(place) = gathering.parts.get_mut(part) {
+        *place = Some(value);
+    }
+    if !gathering.parts.iter().all(Option::is_some) {
+        return None;
+    }
+    let Gathering { parts, join } = jobs.gather.take()?;
+    let values = parts.into_iter().flatten().collect();
+    Some(match run_join(join, values) {
+        Some(reply) => start(reply, seq, now, scheduler),
+        None => SlotState::Ready(Error::JobPanicked.into_response()),
+    })
 }
 
 /// Turn a handler's (or a job's) reply into the state its slot waits in, starting the jobs or
@@ -367,24 +599,58 @@ fn start(reply: Reply, seq: u64, now: Instant, scheduler: &mut dyn Scheduler) ->
                 SlotState::Ready(Error::JobPanicked.into_response())
             }
         },
-        Reply::Offload(work) => submit(vec![work], seq, None, scheduler),
-        Reply::Gather(parts, join) => {
+        Reply::Offload(work) => {
+            let work: Work<JobOutput> = Box::new(move |job| JobOutput::Reply(work(job)));
+            submit(vec![work], seq, None, scheduler)
+        }
+        Reply::Gather(gather) => {
+            let (parts, join) = gather.into_parts();
             if parts.is_empty() {
-                return SlotState::Ready(run_join(join, Vec::new()));
+                return match run_join(join, Vec::new()) {
+                    Some(reply) => start(reply, seq, now, scheduler),
+                    None => SlotState::Ready(Error::JobPanicked.into_response()),
+                };
             }
             let works = parts
                 .into_iter()
-                .map(|part| -> Work<Reply> { Box::new(move |job| Reply::Now(part(job))) })
+                .map(|part| -> Work<JobOutput> { Box::new(move |job| JobOutput::Part(part(job))) })
                 .collect();
             submit(works, seq, Some(join), scheduler)
         }
+        Reply::Stream(stream) => start_stream(stream, seq, scheduler),
+    }
+}
+
+/// Start a stream's job. Its head waits in the slot until the stream reaches the front.
+fn start_stream(stream: Stream, seq: u64, scheduler: &mut dyn Scheduler) -> SlotState {
+    let Stream { head, work, end } = stream;
+    let status = head.status;
+    if !(200..=599).contains(&status) || status == 204 || status == 304 {
+        // These statuses have no body to stream.
+        log::error!("request {seq}: a stream cannot answer with status {status}");
+        return SlotState::Ready(Error::JobPanicked.into_response());
+    }
+    let work: Work<JobOutput> = Box::new(move |job| JobOutput::StreamEnd(work(job)));
+    match submit(vec![work], seq, None, scheduler) {
+        SlotState::Running(job) => SlotState::Streaming(Box::new(Streaming {
+            job,
+            head: Some(head),
+            body: StreamBody::Chunked,
+            progress: None,
+            last: None,
+            end,
+            status,
+            bytes: 0,
+            coalesced: 0,
+        })),
+        refused => refused,
     }
 }
 
 /// Queue `works` (one job, or every part of a gather). If any part cannot be queued, the parts
 /// already queued are cancelled and the request is answered 503 at once.
 fn submit(
-    works: Vec<Work<Reply>>,
+    works: Vec<Work<JobOutput>>,
     seq: u64,
     join: Option<Join>,
     scheduler: &mut dyn Scheduler,
@@ -418,14 +684,14 @@ fn submit(
     SlotState::Running(jobs)
 }
 
-/// Run a gather's join. It is user code on the loop's thread, so a panic in it is caught: a
-/// 500 for that request, not the end of the server.
-fn run_join(join: Join, parts: Vec<Response>) -> Response {
-    match catch_unwind(AssertUnwindSafe(move || join(parts))) {
-        Ok(response) => response,
+/// Run a gather's join. It is user code on the loop's thread, so a panic in it is caught
+/// (`None`): a 500 for that request, not the end of the server.
+fn run_join(join: Join, values: Vec<Box<dyn Any + Send>>) -> Option<Reply> {
+    match catch_unwind(AssertUnwindSafe(move || join(values))) {
+        Ok(reply) => Some(reply),
         Err(_) => {
             log::error!("a gather's join panicked");
-            Error::JobPanicked.into_response()
+            None
         }
     }
 }

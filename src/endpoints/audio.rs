@@ -117,12 +117,23 @@ fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Rep
             }
             let (snr_model, snr_clip) = (Arc::clone(&app.analyzer), Arc::clone(&clip));
             let (count_model, count_clip) = (Arc::clone(&app.analyzer), clip);
-            let parts: Vec<Work<Response>> = vec![
-                Box::new(move |job| snr_response(&snr_model, &snr_clip, params, job)),
-                Box::new(move |job| speakers_response(&count_model, &count_clip, params, job)),
+            let parts: Vec<Work<Result<Response, Response>>> = vec![
+                Box::new(move |job| ok_or_err(snr_response(&snr_model, &snr_clip, params, job))),
+                Box::new(move |job| {
+                    ok_or_err(speakers_response(&count_model, &count_clip, params, job))
+                }),
             ];
             Reply::gather(parts, join_analysis)
         }),
+    }
+}
+
+/// A part's response as a gather wants it: an error status answers the whole request.
+fn ok_or_err(response: Response) -> Result<Response, Response> {
+    if response.status < 400 {
+        Ok(response)
+    } else {
+        Err(response)
     }
 }
 

@@ -7,6 +7,8 @@
 //! - `/sleep?ms=N`: a reactor timer — waiting without blocking anyone;
 //! - `/cpu?ms=N`: real arithmetic on a pool worker — the reactor stays free;
 //! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits;
+//! - `/cpu/stream?ms=N&every=M`: the same arithmetic, its progress streamed as Server-Sent
+//!   Events;
 //! - `POST /snr-detect`, `/speaker-count`, `/analyze`: audio analysis on the pool ([`audio`]).
 //!
 //! # Caching
@@ -29,8 +31,8 @@ use serde_json::json;
 use crate::audio::Analyzer;
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::{Method, Request, Response};
-use crate::router::{Context, Reply, Router};
+use crate::http::{sse, Method, Request, Response};
+use crate::router::{Context, Reply, Router, Stream};
 
 /// The `Cache-Control` value of every answer computed for one request.
 const NO_STORE: &str = "no-store";
@@ -64,6 +66,7 @@ fn basic_routes() -> Router {
         })
         .route(Method::Get, "/sleep", no_store(sleep))
         .route(Method::Get, "/cpu", no_store(cpu))
+        .route(Method::Get, "/cpu/stream", no_store(cpu_stream))
         .route(Method::Get, "/healthz", |_, _| {
             Response::json_static(200, r#"{"status":"ok"}"#).into()
         })
@@ -91,16 +94,20 @@ where
 
 /// Put `Cache-Control: no-store` on the response `reply` ends in. A job's reply is only known
 /// once it has run, so the job is wrapped to mark its reply in turn; a gather's parts are
-/// intermediate and only its joined response is marked.
+/// intermediate and only what its join returns is marked. A stream's head keeps its own
+/// `Cache-Control`; the response its job ends with is marked, for when it fails before the
+/// head is sent and is answered as an ordinary response.
 fn mark_no_store(reply: Reply) -> Reply {
     match reply {
         Reply::Now(response) => Reply::Now(with_no_store(response)),
         Reply::After(delay, response) => Reply::After(delay, with_no_store(response)),
         Reply::Offload(work) => Reply::Offload(Box::new(move |job| mark_no_store(work(job)))),
-        Reply::Gather(parts, join) => Reply::Gather(
-            parts,
-            Box::new(move |responses| with_no_store(join(responses))),
-        ),
+        Reply::Gather(gather) => Reply::Gather(gather.then(mark_no_store)),
+        Reply::Stream(mut stream) => {
+            let work = stream.work;
+            stream.work = Box::new(move |job| with_no_store(work(job)));
+            Reply::Stream(stream)
+        }
     }
 }
 
@@ -133,10 +140,17 @@ fn index(req: &mut Request<'_>, _ctx: &Context) -> Reply {
             "burn 50 ms on the reactor itself: blocks everyone (the anti-pattern)",
             "/cpu?ms=50&mode=inline",
         ),
+        (
+            "burn 1 s on a worker, its progress streamed as Server-Sent Events (StreamingResponse)",
+            "/cpu/stream?ms=1000&every=100",
+        ),
         ("liveness", "/healthz"),
         ("readiness: 503 while draining", "/readyz"),
     ] {
-        text.push_str(&format!("# {what}\ncurl -s 'http://{host}{path}'\n"));
+        let stream = if path.contains("/stream") { "N" } else { "" };
+        text.push_str(&format!(
+            "# {what}\ncurl -s{stream} 'http://{host}{path}'\n"
+        ));
     }
     for (what, path) in [
         (
@@ -232,6 +246,57 @@ fn cpu(req: &mut Request<'_>, _ctx: &Context) -> Reply {
     }
 }
 
+/// Default interval between two progress events of `/cpu/stream` (ms).
+pub const DEFAULT_EVERY_MS: u64 = 100;
+
+/// `GET /cpu/stream?ms=N[&every=M]`: burn N ms on a worker as `/cpu` does, sending an
+/// `event: progress` (`{"done_ms":…,"total_ms":…}`) after every M ms of it, then an
+/// `event: result` with what `/cpu` would answer. The simplest stream: a browser can follow it
+/// with `new EventSource("/cpu/stream?ms=3000")` (and should `close()` it on `result`, or the
+/// browser reconnects and starts another burn).
+fn cpu_stream(req: &mut Request<'_>, _ctx: &Context) -> Reply {
+    let ms = match query_ms(req, "ms", MAX_CPU_MS) {
+        Ok(ms) => ms,
+        Err(err) => return err.into(),
+    };
+    let every = match req.query_param("every") {
+        None => DEFAULT_EVERY_MS,
+        Some(_) => match query_ms(req, "every", MAX_CPU_MS) {
+            Ok(0) => {
+                return Error::BadQuery("query parameter `every` must be at least 1".into()).into()
+            }
+            Ok(every) => every,
+            Err(err) => return err.into(),
+        },
+    };
+    Reply::Stream(Stream::events(move |job| {
+        let started = Instant::now();
+        let mut done = 0;
+        while done < ms && !job.is_cancelled() {
+            let step = every.min(ms - done);
+            burn(Duration::from_millis(step), || job.is_cancelled());
+            done += step;
+            if done < ms {
+                let progress = json!({ "done_ms": done, "total_ms": ms }).to_string();
+                job.emit(sse::event("progress", progress.as_bytes()));
+            }
+        }
+        if job.is_cancelled() {
+            // Nobody is listening any more; the reactor drops whatever this says.
+            return Error::Unavailable.into_response();
+        }
+        Response::json_value(
+            200,
+            &json!({
+                "ms": ms,
+                "worker": job.worker,
+                "queued_us": job.queued.as_micros() as u64,
+                "run_us": started.elapsed().as_micros() as u64,
+            }),
+        )
+    }))
+}
+
 /// Do real arithmetic for `budget` of wall time, checking `cancelled` about every 50 µs so a
 /// job whose client left stops promptly. Returns the arithmetic's result so the optimiser cannot
 /// remove it.
@@ -321,12 +386,19 @@ mod tests {
         };
         assert_eq!(cache_control(&response), ["no-store"]);
 
-        let gather = mark_no_store(Reply::gather(Vec::new(), |_| Response::text(200, "x")));
-        let Reply::Gather(parts, join) = gather else {
+        let gather = mark_no_store(Reply::gather(
+            Vec::<crate::pool::Work<Result<(), Response>>>::new(),
+            |_| Response::text(200, "x"),
+        ));
+        let Reply::Gather(gather) = gather else {
             panic!("still Gather")
         };
+        let (parts, join) = gather.into_parts();
         assert!(parts.is_empty());
-        assert_eq!(cache_control(&join(Vec::new())), ["no-store"]);
+        let Reply::Now(joined) = join(Vec::new()) else {
+            panic!("the join answers at once")
+        };
+        assert_eq!(cache_control(&joined), ["no-store"]);
     }
 
     /// A burn lasts about as long as asked, and stops early when cancelled.

@@ -17,6 +17,7 @@ pub mod decoder;
 pub mod error;
 pub mod request;
 pub mod response;
+pub mod sse;
 mod syntax;
 pub mod target;
 

@@ -130,6 +130,49 @@ impl Response {
     ) -> usize {
         let start = out.len();
         let body = self.body.as_bytes();
+        let has_content = !(100..200).contains(&self.status) && self.status != 204;
+        let framing = if has_content {
+            Framing::Length(body.len())
+        } else {
+            Framing::None
+        };
+        self.encode_head(out, date, connection, framing);
+        if has_content && self.status != 304 && !head_only {
+            out.extend_from_slice(body);
+        }
+        out.len() - start
+    }
+
+    /// Append the head of a streamed response: the fields [`Response::encode`] writes, but
+    /// `Transfer-Encoding: chunked` instead of `Content-Length` when `chunked`, and no framing
+    /// field at all otherwise (the body of an HTTP/1.0 stream ends when the connection closes,
+    /// so `connection` must then be [`ConnectionHeader::Close`]). The body follows as
+    /// [`chunk`]s and [`LAST_CHUNK`], or as raw bytes. Returns the number of bytes appended.
+    pub fn encode_stream_head(
+        &self,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+        connection: ConnectionHeader,
+        chunked: bool,
+    ) -> usize {
+        let start = out.len();
+        let framing = if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        };
+        self.encode_head(out, date, connection, framing);
+        out.len() - start
+    }
+
+    /// The status line and the fields, up to and including the empty line.
+    fn encode_head(
+        &self,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+        connection: ConnectionHeader,
+        framing: Framing,
+    ) {
         match status_line(self.status) {
             Some(line) => out.extend_from_slice(line),
             None => {
@@ -142,12 +185,17 @@ impl Response {
         }
         out.extend_from_slice(b"Server: evloop\r\nDate: ");
         out.extend_from_slice(date.as_bytes());
-        let has_content = !(100..200).contains(&self.status) && self.status != 204;
-        if has_content {
+        if framing != Framing::None {
             out.extend_from_slice(b"\r\nContent-Type: ");
             put_field_value(out, self.content_type.as_bytes());
-            out.extend_from_slice(b"\r\nContent-Length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        }
+        match framing {
+            Framing::Length(length) => {
+                out.extend_from_slice(b"\r\nContent-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+            }
+            Framing::Chunked => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
+            Framing::UntilClose | Framing::None => {}
         }
         out.extend_from_slice(match connection {
             ConnectionHeader::Omit => b"\r\n",
@@ -164,12 +212,44 @@ impl Response {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if has_content && self.status != 304 && !head_only {
-            out.extend_from_slice(body);
-        }
-        out.len() - start
     }
 }
+
+/// How a response's head says where its body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No content at all (1xx, 204): neither `Content-Type` nor a length.
+    None,
+    /// `Content-Length`.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Nothing: the body ends when the connection closes.
+    UntilClose,
+}
+
+/// Append `piece` as one chunk of a chunked body (RFC 9112 §7.1). An empty piece appends
+/// nothing, since an empty chunk would end the body.
+pub fn chunk(out: &mut Vec<u8>, piece: &[u8]) {
+    if piece.is_empty() {
+        return;
+    }
+    let mut size = [0u8; 16];
+    let mut at = size.len();
+    let mut n = piece.len();
+    while n > 0 {
+        at -= 1;
+        size[at] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+    }
+    out.extend_from_slice(&size[at..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(piece);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The end of a chunked body: the last (empty) chunk and an empty trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// An extra field the encoder may send: a token (RFC 9110 §5.1), and not one of the fields that
 /// frame the message, which the encoder writes itself.

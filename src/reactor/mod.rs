@@ -46,10 +46,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::config::Config;
+use crate::connection::pipeline::JobOutput;
 use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
-use crate::pool::Pool;
-use crate::router::{Reply, Router};
+use crate::pool::{Message, Pool};
+use crate::router::Router;
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
 use crate::sys;
@@ -309,7 +310,7 @@ struct Reactor {
     /// The listener and whether we are taking connections.
     acceptor: Acceptor,
     connections: Slab<Connection>,
-    pool: Pool<Reply>,
+    pool: Pool<JobOutput>,
     timers: Timers,
     date: DateCache,
     router: Router,
@@ -605,16 +606,22 @@ impl Reactor {
     /// file each with its connection.
     fn take_completions(&mut self) {
         self.pool.rearm_waker();
-        while let Some(completion) = self.pool.try_completion() {
-            let token = completion.ticket.owner;
-            if self.connections.get(token).is_some() {
-                self.drive(token, |conn, turn| {
-                    conn.complete(completion, turn);
-                    Next::Wait
-                });
-                self.scratch.touched.push(token);
+        while let Some(message) = self.pool.try_message() {
+            let token = match &message {
+                Message::Progress(progress) => progress.ticket.owner,
+                Message::Done(completion) => completion.ticket.owner,
+            };
+            if self.connections.get(token).is_none() {
+                continue; // the client left; its job was cancelled or finished for nobody
             }
-            // else: the client left; its job was cancelled or finished for nobody.
+            self.drive(token, |conn, turn| {
+                match message {
+                    Message::Progress(progress) => conn.progress(progress),
+                    Message::Done(completion) => conn.complete(completion, turn),
+                }
+                Next::Wait
+            });
+            self.scratch.touched.push(token);
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::pool::JobContext;
+use crate::router::Stream;
 
 /// A scheduler that records what it was asked to do.
 #[derive(Default)]
@@ -20,7 +21,7 @@ impl Scheduler for Recorder {
         &mut self,
         seq: u64,
         part: usize,
-        _work: Work<Reply>,
+        _work: Work<JobOutput>,
     ) -> Result<Arc<AtomicBool>, SubmitError> {
         if self.capacity.is_some_and(|cap| self.jobs.len() >= cap) {
             return Err(SubmitError::Full);
@@ -38,6 +39,7 @@ impl Scheduler for Recorder {
 fn meta(now: Instant) -> ResponseMeta {
     ResponseMeta {
         head_only: false,
+        http10: false,
         http10_keep_alive: false,
         close: false,
         started: now,
@@ -54,30 +56,45 @@ fn offload() -> Reply {
     Reply::offload(|_: &JobContext<'_>| text("job"))
 }
 
+/// A gather of `parts` parts whose values are strings, joined by concatenation.
 fn gather(parts: usize) -> Reply {
     let works = (0..parts)
-        .map(|_| -> Work<Response> { Box::new(|_| text("part")) })
+        .map(|_| -> Work<Result<String, Response>> { Box::new(|_| Ok("part".to_string())) })
         .collect();
-    Reply::gather(works, |parts: Vec<Response>| {
-        let bodies: Vec<&[u8]> = parts.iter().map(|p| p.body.as_bytes()).collect();
-        Response::text_owned(200, String::from_utf8_lossy(&bodies.concat()).into_owned())
+    Reply::gather(works, |parts: Vec<String>| {
+        Response::text_owned(200, parts.concat())
     })
 }
 
-/// Pop every ready response and return its body (or `100` for a Continue).
+/// A single job's completion: it answers `body`.
+fn done(body: &'static str) -> Result<JobOutput, Error> {
+    Ok(JobOutput::Reply(Reply::Now(text(body))))
+}
+
+/// A gather part's completion with the value `value`.
+fn part_done(value: &str) -> Result<JobOutput, Error> {
+    Ok(JobOutput::Part(Ok(Box::new(value.to_string()))))
+}
+
+/// Take everything the front hands out, pieces included, and describe each: `200 body` for a
+/// response, `100` for a Continue, `head 200`, `piece …` and `end …` for a stream.
 fn drain_bodies(pipeline: &mut Pipeline) -> Vec<String> {
     let mut out = Vec::new();
-    while let Some((answer, _)) = pipeline.pop_ready() {
-        out.push(match answer {
-            Answer::Continue => "100".to_string(),
-            Answer::Final(r) => format!(
-                "{} {}",
-                r.status,
-                String::from_utf8_lossy(r.body.as_bytes())
-            ),
-        });
+    while let Some(answer) = pipeline.next_answer(true) {
+        out.push(describe(answer));
     }
     out
+}
+
+fn describe(answer: Answer) -> String {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match answer {
+        Answer::Continue(_) => "100".to_string(),
+        Answer::Final(r, _) => format!("{} {}", r.status, text(r.body.as_bytes())),
+        Answer::StreamHead(r, _, body) => format!("head {} {body:?}", r.status),
+        Answer::Piece(piece, _) => format!("piece {}", text(&piece)),
+        Answer::StreamEnd { last, .. } => format!("end {}", text(&last)),
+    }
 }
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -92,7 +109,6 @@ fn completions_out_of_order_are_answered_in_order() {
     for _ in 0..3 {
         p.begin(offload(), meta(t0), t0 + DEADLINE, t0, &mut sched);
     }
-    let done = |body| Ok(Reply::Now(text(body)));
     p.complete(2, 0, done("c"), Duration::ZERO, t0, &mut sched);
     p.complete(1, 0, done("b"), Duration::ZERO, t0, &mut sched);
     assert!(
@@ -146,14 +162,7 @@ fn expired_jobs_get_504_and_late_results_are_dropped() {
         sched.jobs[0].2.load(Ordering::Relaxed),
         "the job was cancelled"
     );
-    p.complete(
-        0,
-        0,
-        Ok(Reply::Now(text("late"))),
-        Duration::ZERO,
-        t0,
-        &mut sched,
-    );
+    p.complete(0, 0, done("late"), Duration::ZERO, t0, &mut sched);
     let bodies = drain_bodies(&mut p);
     assert_eq!(bodies.len(), 1);
     assert!(bodies[0].starts_with("504 "), "{bodies:?}");
@@ -166,25 +175,18 @@ fn a_job_may_continue_with_more_work() {
     let mut sched = Recorder::default();
     let mut p = Pipeline::new();
     p.begin(offload(), meta(t0), t0 + DEADLINE, t0, &mut sched);
-    p.complete(0, 0, Ok(gather(2)), Duration::ZERO, t0, &mut sched);
+    p.complete(
+        0,
+        0,
+        Ok(JobOutput::Reply(gather(2))),
+        Duration::ZERO,
+        t0,
+        &mut sched,
+    );
     assert_eq!(sched.jobs.len(), 3, "the continuation queued two parts");
     assert_eq!(p.next_deadline(), Some(t0 + DEADLINE));
-    p.complete(
-        0,
-        1,
-        Ok(Reply::Now(text("y"))),
-        Duration::ZERO,
-        t0,
-        &mut sched,
-    );
-    p.complete(
-        0,
-        0,
-        Ok(Reply::Now(text("x"))),
-        Duration::ZERO,
-        t0,
-        &mut sched,
-    );
+    p.complete(0, 1, part_done("y"), Duration::ZERO, t0, &mut sched);
+    p.complete(0, 0, part_done("x"), Duration::ZERO, t0, &mut sched);
     assert_eq!(drain_bodies(&mut p), ["200 xy"], "joined in part order");
 }
 
@@ -193,8 +195,10 @@ fn a_job_may_continue_with_more_work() {
 #[test]
 fn a_failed_part_cancels_its_siblings() {
     let t0 = Instant::now();
-    let failures: Vec<Result<Reply, Error>> = vec![
-        Ok(Reply::Now(Error::BadQuery("bad".into()).into_response())),
+    let failures: Vec<Result<JobOutput, Error>> = vec![
+        Ok(JobOutput::Part(Err(
+            Error::BadQuery("bad".into()).into_response()
+        ))),
         Err(Error::JobPanicked),
         Err(Error::Unavailable),
     ];
@@ -208,7 +212,7 @@ fn a_failed_part_cancels_its_siblings() {
         }
         // The siblings' late results change nothing.
         for part in [0, 2] {
-            let late = Ok(Reply::Now(text("late")));
+            let late = part_done("late");
             p.complete(0, part, late, Duration::ZERO, t0, &mut sched);
         }
         let bodies = drain_bodies(&mut p);
@@ -240,12 +244,15 @@ fn a_panicking_join_is_a_500() {
     let t0 = Instant::now();
     let mut sched = Recorder::default();
     let mut p = Pipeline::new();
-    let reply = Reply::gather(vec![Box::new(|_| text("a"))], |_| panic!("join fails"));
+    let part: Work<Result<u8, Response>> = Box::new(|_| Ok(1));
+    let reply = Reply::gather(vec![part], |_: Vec<u8>| -> Response {
+        panic!("join fails")
+    });
     p.begin(reply, meta(t0), t0 + DEADLINE, t0, &mut sched);
     p.complete(
         0,
         0,
-        Ok(Reply::Now(text("a"))),
+        Ok(JobOutput::Part(Ok(Box::new(1u8)))),
         Duration::ZERO,
         t0,
         &mut sched,
@@ -264,14 +271,7 @@ fn nothing_overtakes_an_earlier_request() {
     p.push_continue(meta(t0));
     p.push_ready(text("ready"), meta(t0));
     assert!(drain_bodies(&mut p).is_empty());
-    p.complete(
-        0,
-        0,
-        Ok(Reply::Now(text("job"))),
-        Duration::ZERO,
-        t0,
-        &mut sched,
-    );
+    p.complete(0, 0, done("job"), Duration::ZERO, t0, &mut sched);
     assert_eq!(drain_bodies(&mut p), ["200 job", "100", "200 ready"]);
 }
 
@@ -309,4 +309,197 @@ fn an_impossible_delay_is_a_500() {
     p.begin(reply, meta(t0), t0 + DEADLINE, t0, &mut sched);
     let bodies = drain_bodies(&mut p);
     assert!(bodies[0].starts_with("500 "), "{bodies:?}");
+}
+
+/// An event stream whose job's completion the test delivers by hand.
+fn stream() -> Reply {
+    Reply::Stream(Stream::events(|_| text("unused")))
+}
+
+/// A stream's job ended with `response`.
+fn stream_done(response: Response) -> Result<JobOutput, Error> {
+    Ok(JobOutput::StreamEnd(response))
+}
+
+/// A stream goes out as head, pieces, last piece; unsent progress keeps only the newest
+/// message, and pieces wait while the client is not taking them.
+#[test]
+fn a_stream_goes_out_head_pieces_end_keeping_only_the_newest_progress() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert!(p.has_work_outstanding());
+    p.progress(0, b"one".to_vec());
+    p.progress(0, b"two".to_vec());
+    assert_eq!(drain_bodies(&mut p), ["head 200 Chunked", "piece two"]);
+    p.progress(0, b"three".to_vec());
+    assert!(
+        p.next_answer(false).is_none(),
+        "a piece went out while the client was not reading"
+    );
+    p.progress(0, b"four".to_vec());
+    assert_eq!(drain_bodies(&mut p), ["piece four"]);
+    p.progress(0, b"five".to_vec());
+    p.complete(
+        0,
+        0,
+        stream_done(text("42")),
+        Duration::ZERO,
+        t0,
+        &mut sched,
+    );
+    assert!(!p.has_work_outstanding());
+    assert_eq!(p.next_deadline(), None);
+    p.progress(0, b"late".to_vec());
+    // The result makes the unsent progress obsolete, and is never held back.
+    let end = p.next_answer(false).map(describe);
+    assert_eq!(end.as_deref(), Some("end event: result\ndata: 42\n\n"));
+    assert!(p.is_empty());
+}
+
+/// A stream behind a running job sends nothing until that job's response is out, and a request
+/// behind the stream waits for the stream's end.
+#[test]
+fn a_stream_keeps_its_place_in_the_response_order() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    p.begin(offload(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.push_ready(text("after"), meta(t0));
+    p.progress(1, b"early".to_vec());
+    assert!(drain_bodies(&mut p).is_empty());
+    p.complete(0, 0, done("first"), Duration::ZERO, t0, &mut sched);
+    assert_eq!(
+        drain_bodies(&mut p),
+        ["200 first", "head 200 Chunked", "piece early"]
+    );
+    p.complete(1, 0, stream_done(text("r")), Duration::ZERO, t0, &mut sched);
+    assert_eq!(
+        drain_bodies(&mut p),
+        ["end event: result\ndata: r\n\n", "200 after"]
+    );
+}
+
+/// Before its head is out, a failing stream is an ordinary error response; after, its last
+/// piece is an error event. The request deadline works the same way.
+#[test]
+fn a_stream_fails_as_a_response_before_its_head_and_as_an_event_after() {
+    let t0 = Instant::now();
+    let refused = || Error::BadQuery("no".into()).into_response();
+
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.complete(0, 0, stream_done(refused()), Duration::ZERO, t0, &mut sched);
+    let bodies = drain_bodies(&mut p);
+    assert!(bodies[0].starts_with("400 {"), "{bodies:?}");
+
+    let mut p = Pipeline::new();
+    p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert_eq!(drain_bodies(&mut p), ["head 200 Chunked"]);
+    p.complete(0, 0, stream_done(refused()), Duration::ZERO, t0, &mut sched);
+    let bodies = drain_bodies(&mut p);
+    assert!(
+        bodies[0].starts_with("end event: error\ndata: {") && bodies[0].contains("400"),
+        "{bodies:?}"
+    );
+
+    // Deadline before the head: a 504 response; after: an error event, and the job cancelled.
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    p.begin(offload(), meta(t0), t0 + DEADLINE * 2, t0, &mut sched);
+    p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert_eq!(p.expire(t0 + DEADLINE), 1);
+    assert!(sched.jobs[1].2.load(Ordering::Relaxed));
+    p.complete(0, 0, done("first"), Duration::ZERO, t0, &mut sched);
+    let bodies = drain_bodies(&mut p);
+    assert!(bodies[1].starts_with("504 "), "{bodies:?}");
+
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert_eq!(drain_bodies(&mut p), ["head 200 Chunked"]);
+    p.progress(0, b"unsent".to_vec());
+    assert_eq!(p.expire(t0 + DEADLINE), 1);
+    assert!(sched.jobs[0].2.load(Ordering::Relaxed));
+    let bodies = drain_bodies(&mut p);
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(bodies[0].starts_with("end event: error") && bodies[0].contains("504"));
+    assert!(p.is_empty());
+}
+
+/// `HEAD` gets the stream's head and no body; its job is cancelled at once.
+#[test]
+fn a_head_request_ends_its_stream_at_the_head() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    let head = ResponseMeta {
+        head_only: true,
+        ..meta(t0)
+    };
+    p.begin(stream(), head, t0 + DEADLINE, t0, &mut sched);
+    p.progress(0, b"unread".to_vec());
+    assert_eq!(drain_bodies(&mut p), ["head 200 Omitted", "end "]);
+    assert!(
+        sched.jobs[0].2.load(Ordering::Relaxed),
+        "the job was cancelled"
+    );
+    assert!(p.is_empty());
+}
+
+/// An HTTP/1.0 stream's body ends with the connection: the requests behind it are dropped and
+/// their work cancelled.
+#[test]
+fn an_http10_stream_is_close_delimited_and_drops_what_follows() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    let old = ResponseMeta {
+        http10: true,
+        ..meta(t0)
+    };
+    p.begin(stream(), old, t0 + DEADLINE, t0, &mut sched);
+    p.begin(offload(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.push_ready(text("behind"), meta(t0));
+    assert_eq!(
+        p.next_answer(true).map(describe).as_deref(),
+        Some("head 200 UntilClose")
+    );
+    p.abandon_behind_front();
+    assert_eq!(p.len(), 1);
+    assert!(sched.jobs[1].2.load(Ordering::Relaxed));
+    assert!(!sched.jobs[0].2.load(Ordering::Relaxed));
+    p.cancel_all();
+    assert!(
+        sched.jobs[0].2.load(Ordering::Relaxed),
+        "closing cancels the stream"
+    );
+}
+
+/// A stream that cannot be queued is a 503; one whose status has no body is a 500.
+#[test]
+fn a_stream_that_cannot_start_is_an_ordinary_error() {
+    let t0 = Instant::now();
+    let mut sched = Recorder {
+        capacity: Some(0),
+        ..Recorder::default()
+    };
+    let mut p = Pipeline::new();
+    p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert!(drain_bodies(&mut p)[0].starts_with("503 "));
+    let mut sched = Recorder::default();
+    let mut no_body = Stream::events(|_| text("x"));
+    no_body.head.status = 204;
+    p.begin(
+        Reply::Stream(no_body),
+        meta(t0),
+        t0 + DEADLINE,
+        t0,
+        &mut sched,
+    );
+    assert!(drain_bodies(&mut p)[0].starts_with("500 "));
+    assert!(sched.jobs.is_empty());
 }
