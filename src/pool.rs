@@ -847,6 +847,90 @@ mod tests {
         assert!(!ran.load(Ordering::SeqCst), "a cancelled job never runs");
     }
 
+    /// A job has at most one progress message in the channel: what it emits meanwhile waits in
+    /// its outbox, the newest replacing the older, and goes out with the first `emit` after the
+    /// reactor has taken the previous message. Messages keep their order, before the result.
+    #[test]
+    fn a_job_has_one_progress_message_in_the_channel_at_a_time() {
+        let (mut poll, pool) = pool(1, 8);
+        let ticket = Ticket {
+            owner: 3,
+            seq: 0,
+            part: 0,
+        };
+        let (step_tx, step_rx) = crossbeam_channel::unbounded::<()>();
+        let (emitted_tx, emitted_rx) = crossbeam_channel::unbounded::<()>();
+        pool.submit(
+            ticket,
+            Box::new(move |job| {
+                for i in 0..5u8 {
+                    job.emit(vec![i]); // 0 goes out; 1..=4 wait, each replacing the last
+                }
+                emitted_tx.send(()).unwrap();
+                step_rx.recv().unwrap(); // the reactor has taken message 0
+                job.emit(vec![9]); // the credit is back: 9 goes out, 4 is obsolete
+                emitted_tx.send(()).unwrap();
+                step_rx.recv().unwrap();
+                7
+            }),
+        )
+        .expect("queued");
+        let mut events = Events::with_capacity(8);
+        let mut take = |poll: &mut Poll| {
+            emitted_rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("job ran");
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .expect("poll");
+            pool.rearm_waker();
+            let mut got = Vec::new();
+            while let Some(message) = pool.try_message() {
+                match message {
+                    Message::Progress(p) => got.push(p.bytes),
+                    Message::Done(_) => panic!("done too early"),
+                }
+            }
+            step_tx.send(()).unwrap();
+            got
+        };
+        assert_eq!(take(&mut poll), vec![vec![0]]);
+        assert_eq!(take(&mut poll), vec![vec![9]]);
+        let done = collect(&mut poll, &pool, 1);
+        assert!(matches!(done[0].outcome, Outcome::Done(7)));
+        assert_eq!(pool.cancelled(), 0);
+    }
+
+    /// Jobs that end with their cancel flag set are counted, skipped or not.
+    #[test]
+    fn cancelled_jobs_are_counted() {
+        let (mut poll, pool) = pool(1, 8);
+        let t = |seq| Ticket {
+            owner: 1,
+            seq,
+            part: 0,
+        };
+        let gate = Arc::new(AtomicBool::new(false));
+        let hold = Arc::clone(&gate);
+        let running = pool
+            .submit(
+                t(0),
+                Box::new(move |job| {
+                    while !hold.load(Ordering::SeqCst) && !job.is_cancelled() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    0
+                }),
+            )
+            .expect("queued");
+        let queued = pool.submit(t(1), Box::new(|_| 1)).expect("queued");
+        pool.submit(t(2), Box::new(|_| 2)).expect("queued");
+        queued.store(true, Ordering::SeqCst);
+        running.store(true, Ordering::SeqCst);
+        collect(&mut poll, &pool, 3);
+        assert_eq!(pool.cancelled(), 2);
+        drop(gate);
+    }
+
     /// A notifier on a real poller, for the wake-up rules.
     fn notifier() -> (Poll, Notifier) {
         let poll = Poll::new().expect("poll");

@@ -424,7 +424,10 @@ impl Reactor {
 
             // 10. Done draining?
             if self.lifecycle.is_draining() && self.connections.is_empty() {
-                log::info!("drained: every connection closed");
+                log::info!(
+                    "drained: every connection closed ({} jobs ended cancelled since start)",
+                    self.pool.cancelled()
+                );
                 return Ok(Exit::Graceful);
             }
         }

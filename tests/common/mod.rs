@@ -304,8 +304,10 @@ pub struct Response {
     pub reason: String,
     /// Header fields in the order received.
     pub headers: Vec<(String, String)>,
-    /// The body (`Content-Length` bytes).
+    /// The body (`Content-Length` bytes, or the chunks of a chunked body joined).
     pub body: Vec<u8>,
+    /// The chunks of a chunked body, each as received; empty for a `Content-Length` body.
+    pub chunks: Vec<Vec<u8>>,
     /// The head exactly as received, up to and including the blank line.
     pub raw_head: String,
 }
@@ -403,9 +405,22 @@ pub fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<(Response, u
         reason,
         headers,
         body: Vec::new(),
+        chunks: Vec::new(),
         raw_head,
     };
     let bodiless = head_only || (100..200).contains(&status) || status == 204 || status == 304;
+    if !bodiless
+        && response
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+    {
+        let Some((chunks, used)) = parse_chunks(&buf[head_len..])? else {
+            return Ok(None);
+        };
+        response.body = chunks.concat();
+        response.chunks = chunks;
+        return Ok(Some((response, head_len + used)));
+    }
     let length = if bodiless {
         0
     } else {
@@ -420,6 +435,36 @@ pub fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<(Response, u
     }
     response.body = buf[head_len..head_len + length].to_vec();
     Ok(Some((response, head_len + length)))
+}
+
+/// Parse a whole chunked body (lowercase hex sizes, no extensions, no trailers: what evloop
+/// sends) from the front of `buf`: its chunks and the bytes it took, or `None` if incomplete.
+pub fn parse_chunks(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, String> {
+    let mut chunks = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(line_end) = buf[pos..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let size_text = std::str::from_utf8(&buf[pos..pos + line_end])
+            .map_err(|_| "chunk size is not text".to_string())?;
+        if size_text.is_empty() || !size_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("bad chunk size line {size_text:?}"));
+        }
+        let size = usize::from_str_radix(size_text, 16).map_err(|e| e.to_string())?;
+        let data = pos + line_end + 2;
+        if buf.len() < data + size + 2 {
+            return Ok(None);
+        }
+        if &buf[data + size..data + size + 2] != b"\r\n" {
+            return Err(format!("chunk of {size} bytes not followed by CRLF"));
+        }
+        pos = data + size + 2;
+        if size == 0 {
+            return Ok(Some((chunks, pos)));
+        }
+        chunks.push(buf[data..data + size].to_vec());
+    }
 }
 
 /// Parse every response in `bytes` (e.g. all a connection sent before EOF); fail on leftovers.
@@ -470,6 +515,70 @@ impl Client {
         Client {
             stream,
             buf: Vec::new(),
+        }
+    }
+
+    /// Connect with a receive buffer of about `bytes` (set before the connection, so the
+    /// window the client advertises is small): a client that stops reading stops the server
+    /// soon, instead of after megabytes of kernel buffers.
+    pub fn connect_with_receive_buffer(addr: SocketAddr, bytes: usize) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        socket
+            .connect_timeout(&addr.into(), IO_TIMEOUT)
+            .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+        let stream: TcpStream = socket.into();
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next chunk of a chunked body whose head was read with
+    /// [`Client::read_head_response`]: `Some(data)`, or `None` for the last chunk (its empty
+    /// trailer section consumed too). Fails the test if nothing complete arrives in `within`.
+    pub fn next_chunk(&mut self, within: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line_end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let size = std::str::from_utf8(&self.buf[..line_end])
+                    .ok()
+                    .and_then(|text| usize::from_str_radix(text, 16).ok())
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "bad chunk size line in {:?}",
+                            String::from_utf8_lossy(&self.buf)
+                        )
+                    });
+                let data = line_end + 2;
+                let total = data + size + 2;
+                if self.buf.len() >= total {
+                    assert_eq!(
+                        &self.buf[data + size..total],
+                        b"\r\n",
+                        "chunk not ended by CRLF"
+                    );
+                    let chunk = self.buf[data..data + size].to_vec();
+                    self.buf.drain(..total);
+                    return (size > 0).then_some(chunk);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no complete chunk within {within:?}; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            match self.fill(left) {
+                Ok(0) => panic!("EOF inside a chunked body"),
+                Ok(_) => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(err) => panic!("read: {err}"),
+            }
         }
     }
 

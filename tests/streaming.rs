@@ -1,0 +1,323 @@
+//! Streamed responses on the wire: the exact bytes of a Server-Sent Events stream inside a
+//! chunked body, its place in the response order, HTTP/1.0 and `HEAD`, a client that stops
+//! reading (memory stays flat, the worker never waits, and what is sent is the newest
+//! progress), a client that leaves (its job stops at once), and `--request-timeout` ending a
+//! stream that has already started.
+
+mod common;
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use evloop::http::Method;
+use evloop::router::{Reply, Router, Stream};
+
+use common::{get, spawn_binary, spawn_in_process, test_config, Client, Response};
+
+/// Split one SSE event, checking its exact bytes: `event: NAME\ndata: JSON\n\n`.
+fn event(chunk: &[u8]) -> (String, Value) {
+    let text = std::str::from_utf8(chunk).expect("an event is text");
+    let rest = text
+        .strip_prefix("event: ")
+        .unwrap_or_else(|| panic!("not an event: {text:?}"));
+    let (name, rest) = rest.split_once('\n').expect("the event line ends");
+    let data = rest
+        .strip_prefix("data: ")
+        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("not one data line then a blank line: {text:?}"));
+    assert!(!data.contains('\n'), "one data line: {text:?}");
+    let value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data:?}"));
+    (name.to_string(), value)
+}
+
+/// The head of an event stream sent with chunked framing.
+fn assert_chunked_event_stream(head: &Response) {
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(head.header("cache-control"), Some("no-cache"));
+    assert_eq!(head.header("content-length"), None);
+}
+
+/// Read every event of a chunked stream, each chunk exactly one event.
+fn read_events(client: &mut Client, within: Duration) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    while let Some(chunk) = client.next_chunk(within) {
+        events.push(event(&chunk));
+    }
+    events
+}
+
+/// Progress events, in order, one per chunk, then the result; the connection carries on.
+#[test]
+fn an_event_stream_is_one_event_per_chunk_then_the_result() {
+    let server = spawn_binary(&["--pool", "2"]);
+    let mut client = Client::connect(server.addr());
+    client.send(get("/cpu/stream?ms=200&every=40"));
+    let head = client.read_head_response();
+    assert_chunked_event_stream(&head);
+    let events = read_events(&mut client, Duration::from_secs(10));
+    let (last, progress) = events.split_last().expect("at least the result");
+    assert_eq!(last.0, "result", "{events:?}");
+    assert_eq!(last.1["ms"], 200);
+    assert!(!progress.is_empty(), "no progress at all: {events:?}");
+    let mut previous = 0;
+    for (name, data) in progress {
+        assert_eq!(name, "progress");
+        assert_eq!(data["total_ms"], 200);
+        let done = data["done_ms"].as_u64().expect("done_ms");
+        assert!(
+            done > previous && done < 200 && done % 40 == 0,
+            "{events:?}"
+        );
+        previous = done;
+    }
+    // Keep-alive: the next request on the same connection is answered normally.
+    let next = client.request(get("/plaintext"));
+    assert_eq!(next.body, b"Hello, World!");
+}
+
+/// A stream waits for the response before it, and the one after it waits for the stream's end.
+#[test]
+fn a_stream_keeps_its_place_among_pipelined_requests() {
+    let server = spawn_binary(&["--pool", "2"]);
+    let mut client = Client::connect(server.addr());
+    client.send(
+        [
+            get("/sleep?ms=150"),
+            get("/cpu/stream?ms=100&every=20"),
+            get("/plaintext"),
+        ]
+        .concat(),
+    );
+    let slept = client.read_response();
+    assert_eq!(slept.json()["slept_ms"], 150);
+    assert_chunked_event_stream(&client.read_head_response());
+    let events = read_events(&mut client, Duration::from_secs(10));
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("result"));
+    assert_eq!(client.read_response().body, b"Hello, World!");
+}
+
+/// HTTP/1.0 has no chunked coding: the body is the events themselves, ended by the close, and
+/// a request pipelined behind the stream is not answered (nothing can follow such a body).
+#[test]
+fn an_http10_stream_ends_with_the_connection() {
+    let server = spawn_binary(&["--pool", "2"]);
+    let mut client = Client::connect(server.addr());
+    client.send(
+        "GET /cpu/stream?ms=100&every=20 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+         GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    let head = client.read_head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(head.header("transfer-encoding"), None);
+    assert_eq!(head.header("content-length"), None);
+    assert!(head.says_close(), "{head:?}");
+    let (body, _) = client.read_to_end(Duration::from_secs(10));
+    let text = String::from_utf8(body).expect("text");
+    let events: Vec<&str> = text.split_inclusive("\n\n").collect();
+    let (last, progress) = events.split_last().expect("events");
+    for piece in progress {
+        assert_eq!(event(piece.as_bytes()).0, "progress", "{text:?}");
+    }
+    let (name, data) = event(last.as_bytes());
+    assert_eq!((name.as_str(), data["ms"].as_u64()), ("result", Some(100)));
+}
+
+/// `HEAD` gets the head alone, and the job behind it stops at once: with one worker, the next
+/// job runs right away.
+#[test]
+fn head_of_a_stream_is_the_head_alone_and_stops_the_job() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    client.send("HEAD /cpu/stream?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = client.read_head_response();
+    assert_chunked_event_stream(&head);
+    let started = Instant::now();
+    let next = client.request(get("/cpu?ms=1"));
+    assert_eq!(next.status, 200, "{next:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the HEAD's 5 s job held the only worker for {:?}",
+        started.elapsed()
+    );
+}
+
+/// Bad parameters are refused with an ordinary JSON error, before any stream starts.
+#[test]
+fn bad_parameters_are_an_ordinary_400() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut client = Client::connect(server.addr());
+    for path in [
+        "/cpu/stream",
+        "/cpu/stream?ms=x",
+        "/cpu/stream?ms=10&every=0",
+        "/cpu/stream?ms=99999999",
+    ] {
+        let response = client.request(get(path));
+        response.assert_json_error(400);
+        assert!(response.header("content-length").is_some());
+    }
+}
+
+/// A client that stops reading for 3 s: the server's memory stays flat, the worker finishes on
+/// its own time (the only worker is free for another client meanwhile), and when reading
+/// resumes the stream completes, in order. (These 2000 small events all fit in the kernel's
+/// socket buffers, which grow to megabytes; the next test overflows them.)
+#[test]
+fn a_client_that_stops_reading_costs_neither_memory_nor_the_worker() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut reader = Client::connect_with_receive_buffer(server.addr(), 4096);
+    // 2000 progress events of ~60 bytes: far more than the socket buffers hold.
+    reader.send(get("/cpu/stream?ms=2000&every=1"));
+    assert_chunked_event_stream(&reader.read_head_response());
+    let rss_before = server.rss_bytes();
+    let paused_at = Instant::now();
+
+    // While the reader sleeps, the job runs out its 2 s and the worker is free again.
+    sleep(Duration::from_millis(2500));
+    let mut other = Client::connect(server.addr());
+    let asked = Instant::now();
+    let answer = other.request(get("/cpu?ms=1"));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1000),
+        "the only worker was still busy {:?} into the pause",
+        paused_at.elapsed()
+    );
+    let rss_during = server.rss_bytes();
+    sleep(Duration::from_secs(3).saturating_sub(paused_at.elapsed()));
+
+    let events = read_events(&mut reader, Duration::from_secs(10));
+    let (last, progress) = events.split_last().expect("events");
+    assert_eq!(last.0, "result", "the stream did not complete");
+    let run_ms = last.1["run_us"].as_u64().expect("run_us") / 1000;
+    assert!(
+        run_ms < 2600,
+        "the job waited for the reader: ran {run_ms} ms"
+    );
+    let done: Vec<u64> = progress
+        .iter()
+        .map(|(_, data)| data["done_ms"].as_u64().expect("done_ms"))
+        .collect();
+    assert!(
+        done.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {done:?}"
+    );
+    assert!(
+        rss_during < rss_before + 2 * 1024 * 1024,
+        "RSS grew from {rss_before} to {rss_during} bytes while a client did not read"
+    );
+}
+
+/// When the socket buffers are full, progress the client is not taking is replaced by newer
+/// progress instead of piling up: a job emitting 64 MB of 32 KB messages as fast as it can,
+/// to a client that reads nothing for a second, finishes at once, and the client then gets a
+/// few messages — the newest ones, in order — and the result.
+#[test]
+fn unsent_progress_is_replaced_by_newer_progress() {
+    const MESSAGES: usize = 2048;
+    const SIZE: usize = 32 * 1024;
+    let router = Router::new().route(Method::Get, "/flood", |_, _| {
+        Reply::Stream(Stream::events(|job| {
+            let started = Instant::now();
+            for index in 0..MESSAGES {
+                let mut data = format!("{index:06} ").into_bytes();
+                data.resize(SIZE, b'x');
+                job.emit(evloop::http::sse::event("progress", &data));
+            }
+            evloop::http::Response::text_owned(200, started.elapsed().as_millis().to_string())
+        }))
+    });
+    let addr = spawn_in_process(test_config(), router);
+    let mut client = Client::connect_with_receive_buffer(addr, 4096);
+    client.send(get("/flood"));
+    assert_chunked_event_stream(&client.read_head_response());
+    sleep(Duration::from_secs(1));
+    let mut indexes = Vec::new();
+    let result = loop {
+        let chunk = client
+            .next_chunk(Duration::from_secs(10))
+            .expect("the stream ends with its result, not an empty chunk");
+        let text = String::from_utf8(chunk).expect("text");
+        if let Some(data) = text.strip_prefix("event: result\ndata: ") {
+            break data.trim_end().to_string();
+        }
+        let data = text
+            .strip_prefix("event: progress\ndata: ")
+            .expect("progress");
+        assert_eq!(data.len(), SIZE + 2, "a message arrived whole");
+        indexes.push(data[..6].parse::<usize>().expect("index"));
+    };
+    assert_eq!(client.next_chunk(Duration::from_secs(5)), None);
+    let job_ms: u64 = result.parse().expect("the job's run time");
+    assert!(job_ms < 1000, "the job waited for its reader: {job_ms} ms");
+    assert!(
+        indexes.len() < MESSAGES / 2,
+        "{} of {MESSAGES} messages were sent: nothing was replaced",
+        indexes.len()
+    );
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+}
+
+/// A client that leaves mid-stream cancels its job: with one worker and 200 ms windows, the
+/// next job starts well within 1.5 windows of the disconnect.
+#[test]
+fn a_client_that_leaves_frees_the_worker_within_a_window() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let mut streamer = Client::connect(server.addr());
+    streamer.send(get("/cpu/stream?ms=10000&every=200"));
+    assert_chunked_event_stream(&streamer.read_head_response());
+    let first = streamer
+        .next_chunk(Duration::from_secs(5))
+        .expect("a progress event");
+    assert_eq!(event(&first).0, "progress");
+    let mut other = Client::connect(server.addr());
+    drop(streamer);
+    let left = Instant::now();
+    let answer = other.request(get("/cpu?ms=1"));
+    let took = left.elapsed();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        took < Duration::from_millis(300),
+        "the next job waited {took:?} after the streaming client left"
+    );
+    // The cancellation is counted, and reported when the server stops.
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.exit_code_within(Duration::from_secs(10)), 0);
+    assert!(
+        server
+            .stderr()
+            .contains("(1 jobs ended cancelled since start)"),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// `--request-timeout` ends a stream that has started with an error event carrying the 504, and
+/// the connection carries on.
+#[test]
+fn the_request_timeout_ends_a_started_stream_with_an_error_event() {
+    let server = spawn_binary(&["--pool", "1", "--request-timeout", "1"]);
+    let mut client = Client::connect(server.addr());
+    let started = Instant::now();
+    client.send(get("/cpu/stream?ms=8000&every=100"));
+    assert_chunked_event_stream(&client.read_head_response());
+    let events = read_events(&mut client, Duration::from_secs(10));
+    let took = started.elapsed();
+    let (last, progress) = events.split_last().expect("events");
+    assert_eq!(last.0, "error", "{events:?}");
+    assert_eq!(last.1["status"], 504, "{events:?}");
+    assert!(progress.iter().all(|(name, _)| name == "progress"));
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "ended after {took:?}"
+    );
+    // The job was cancelled: the only worker takes the next job at once.
+    let asked = Instant::now();
+    assert_eq!(client.request(get("/cpu?ms=1")).status, 200);
+    assert!(asked.elapsed() < Duration::from_millis(1000));
+}
