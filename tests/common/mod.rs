@@ -437,9 +437,12 @@ pub fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<(Response, u
     Ok(Some((response, head_len + length)))
 }
 
+/// The chunks of a whole chunked body, and the bytes it took on the wire.
+pub type Chunks = (Vec<Vec<u8>>, usize);
+
 /// Parse a whole chunked body (lowercase hex sizes, no extensions, no trailers: what evloop
 /// sends) from the front of `buf`: its chunks and the bytes it took, or `None` if incomplete.
-pub fn parse_chunks(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, String> {
+pub fn parse_chunks(buf: &[u8]) -> Result<Option<Chunks>, String> {
     let mut chunks = Vec::new();
     let mut pos = 0;
     loop {
