@@ -321,3 +321,28 @@ fn the_request_timeout_ends_a_started_stream_with_an_error_event() {
     assert_eq!(client.request(get("/cpu?ms=1")).status, 200);
     assert!(asked.elapsed() < Duration::from_millis(1000));
 }
+
+/// A client that leaves after a request that ends its connection (`Connection: close`, or
+/// any HTTP/1.0 stream) is not read from any more, yet its leaving still cancels the job.
+#[test]
+fn a_client_that_leaves_after_its_last_request_cancels_its_job_too() {
+    let server = spawn_binary(&["--pool", "1"]);
+    for request in [
+        "GET /cpu?ms=10000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /cpu/stream?ms=10000&every=200 HTTP/1.0\r\n\r\n",
+    ] {
+        let mut leaving = Client::connect(server.addr());
+        leaving.send(request);
+        sleep(Duration::from_millis(300)); // the job is running
+        drop(leaving);
+        let left = Instant::now();
+        let mut other = Client::connect(server.addr());
+        let answer = other.request(get("/cpu?ms=1"));
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(
+            left.elapsed() < Duration::from_millis(1000),
+            "after {request:?} the next job waited {:?}",
+            left.elapsed()
+        );
+    }
+}

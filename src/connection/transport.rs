@@ -79,6 +79,11 @@ impl Transport {
         self.peer_closing |= closing;
     }
 
+    /// An event said the peer's FIN (or an error) is queued, whether or not we have read it.
+    pub fn is_peer_closing(&self) -> bool {
+        self.peer_closing
+    }
+
     /// The socket may have bytes for us.
     pub fn is_readable(&self) -> bool {
         self.readable
