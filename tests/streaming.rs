@@ -214,8 +214,9 @@ fn a_client_that_stops_reading_costs_neither_memory_nor_the_worker() {
 
 /// When the socket buffers are full, progress the client is not taking is replaced by newer
 /// progress instead of piling up: a job emitting 64 MB of 32 KB messages as fast as it can,
-/// to a client that reads nothing for a second, finishes at once, and the client then gets a
-/// few messages — the newest ones, in order — and the result.
+/// to a client that reads nothing for a second, is done emitting at once, and the client then
+/// gets a few messages — the newest ones, in order, the very last one included as soon as the
+/// client makes room for it (not only when the job next has news) — and the result.
 #[test]
 fn unsent_progress_is_replaced_by_newer_progress() {
     const MESSAGES: usize = 2048;
@@ -228,7 +229,10 @@ fn unsent_progress_is_replaced_by_newer_progress() {
                 data.resize(SIZE, b'x');
                 job.emit(evloop::http::sse::event("progress", &data));
             }
-            evloop::http::Response::text_owned(200, started.elapsed().as_millis().to_string())
+            let emitting = started.elapsed().as_millis();
+            // A long last phase with no news.
+            sleep(Duration::from_millis(2500));
+            evloop::http::Response::text_owned(200, emitting.to_string())
         }))
     });
     let addr = spawn_in_process(test_config(), router);
@@ -237,6 +241,8 @@ fn unsent_progress_is_replaced_by_newer_progress() {
     assert_chunked_event_stream(&client.read_head_response());
     sleep(Duration::from_secs(1));
     let mut indexes = Vec::new();
+    let reading = Instant::now();
+    let mut last_progress_after = None;
     let result = loop {
         let chunk = client
             .next_chunk(Duration::from_secs(10))
@@ -250,16 +256,28 @@ fn unsent_progress_is_replaced_by_newer_progress() {
             .expect("progress");
         assert_eq!(data.len(), SIZE + 2, "a message arrived whole");
         indexes.push(data[..6].parse::<usize>().expect("index"));
+        last_progress_after = Some(reading.elapsed());
     };
     assert_eq!(client.next_chunk(Duration::from_secs(5)), None);
-    let job_ms: u64 = result.parse().expect("the job's run time");
-    assert!(job_ms < 1000, "the job waited for its reader: {job_ms} ms");
+    let emitting_ms: u64 = result.parse().expect("the job's emitting time");
+    assert!(
+        emitting_ms < 1000,
+        "emitting waited for the reader: {emitting_ms} ms"
+    );
     assert!(
         indexes.len() < MESSAGES / 2,
         "{} of {MESSAGES} messages were sent: nothing was replaced",
         indexes.len()
     );
     assert!(indexes.windows(2).all(|w| w[0] < w[1]), "{indexes:?}");
+    // The job is done emitting within its first second; the last message reached the client
+    // as soon as it read, well before the job ended (2.5 s later) and superseded it.
+    assert_eq!(indexes.last(), Some(&(MESSAGES - 1)), "{indexes:?}");
+    let after = last_progress_after.expect("some progress");
+    assert!(
+        after < Duration::from_millis(1200),
+        "the last message came {after:?} late"
+    );
 }
 
 /// A client that leaves mid-stream cancels its job: with one worker and 200 ms windows, the

@@ -387,6 +387,11 @@ impl Connection {
                     return Next::Close;
                 }
             }
+            // The write took everything while a stream's progress waited for it to: send that
+            // now, rather than when the job next has news.
+            if !self.transport.is_blocked() && self.pipeline.has_piece_waiting() {
+                continue;
+            }
             // Everything answered on a connection that takes no more requests?
             if self.pipeline.is_empty() && !self.transport.is_blocked() {
                 match self.input {
@@ -773,7 +778,9 @@ impl Connection {
     ) {
         let until_close = body == StreamBody::UntilClose;
         if until_close {
-            self.input = Input::Closing;
+            if self.input.is_open() {
+                self.input = Input::Closing;
+            }
             self.pipeline.abandon_behind_front();
         }
         // The stream's slot is still in the pipeline: it is the last response if it is alone.

@@ -491,6 +491,15 @@ impl Pipeline {
         }
     }
 
+    /// True when the stream at the front has a progress message waiting for the client to take
+    /// what was written before.
+    pub fn has_piece_waiting(&self) -> bool {
+        matches!(
+            self.slots.front().map(|slot| &slot.state),
+            Some(SlotState::Streaming(stream)) if stream.head.is_none() && stream.progress.is_some()
+        )
+    }
+
     /// Drop every request behind the front one, cancelling their work: the front one is a
     /// stream whose body ends with the connection, so nothing can be answered after it.
     pub fn abandon_behind_front(&mut self) {
