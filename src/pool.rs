@@ -41,9 +41,9 @@
 //!    results before its final one ([`JobContext::emit`]); they travel the same channel and wake
 //!    the reactor the same way as completions. Each job has at most one message in the channel:
 //!    one emitted while the previous is still there waits in the job's outbox, where a newer one
-//!    replaces it (the reactor gives the credit back when it takes a message off the channel).
-//!    Progress is a snapshot, so the newest is all anyone needs; the final result is never
-//!    replaced.
+//!    replaces it, and goes out at the job's next `emit` or checkpoint after the reactor has
+//!    taken the previous one (taking a message gives the job its credit back). Progress is a
+//!    snapshot, so the newest is all anyone needs; the final result is never replaced.
 //!
 //! The pool knows nothing about HTTP: a job is a closure producing any `T`, a progress message
 //! is bytes, and a [`Ticket`] is an opaque triple the reactor uses to find who asked.
@@ -52,7 +52,7 @@ use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -99,9 +99,11 @@ pub struct JobContext<'a> {
     next_yield: AtomicU64,
     /// Where [`JobContext::emit`] sends progress; `None` in contexts made for tests.
     progress: Option<&'a dyn SendProgress>,
-    /// Progress waiting for the job's credit (rule 7). A mutex for the same reason as above; it
-    /// is only ever taken by `emit`, never contended in practice.
+    /// Progress waiting for the job's credit (rule 7). A mutex for the same reason as above;
+    /// only `emit`, and a checkpoint while a message waits, take it.
     outbox: Mutex<Outbox>,
+    /// True while a message waits in the outbox: lets a checkpoint skip the lock.
+    holding: AtomicBool,
 }
 
 /// A job's side of rule 7.
@@ -136,6 +138,7 @@ impl JobContext<'_> {
             next_yield: AtomicU64::new(yield_every.map_or(u64::MAX, nanos)),
             progress,
             outbox: Mutex::new(Outbox::default()),
+            holding: AtomicBool::new(false),
         }
     }
 
@@ -146,9 +149,13 @@ impl JobContext<'_> {
     /// [`WorkerPriority::Batch`], when the job has run [`YIELD_EVERY`] since its last yield, the
     /// worker gives the CPU away (`sched_yield`) before answering, so a reactor waiting for this
     /// CPU runs now rather than at the next timer tick. If nobody is waiting, the call returns
-    /// at once; the cost is a clock read per call.
+    /// at once; the cost is a clock read per call. And it is where a progress message that
+    /// waits in the job's outbox goes out, once the reactor has taken the previous one.
     pub fn is_cancelled(&self) -> bool {
         self.checkpoint();
+        if self.holding.load(Ordering::Relaxed) {
+            self.send_held();
+        }
         self.cancel.load(Ordering::Relaxed)
     }
 
@@ -158,35 +165,55 @@ impl JobContext<'_> {
     ///
     /// A message is a snapshot that a newer one makes obsolete, so messages may be coalesced on
     /// the way: if this job's previous message is still in the channel, this one waits in the
-    /// job's outbox, replacing any message already waiting there, and goes out with the next
-    /// `emit` after the reactor has taken the previous one (rule 7). The job's result is never
-    /// coalesced, and makes any message still waiting in the outbox obsolete. Messages that do
-    /// arrive keep their order, and all of them arrive before the result.
+    /// job's outbox, where a newer message replaces it, and goes out at the job's next `emit` or
+    /// checkpoint ([`JobContext::is_cancelled`]) after the reactor has taken the previous one
+    /// (rule 7). The job's result is never coalesced, and makes a message still waiting in the
+    /// outbox obsolete. Messages that do arrive keep their order, and all of them arrive before
+    /// the result.
     pub fn emit(&self, message: impl Into<Vec<u8>>) {
+        if self.progress.is_none() {
+            return;
+        }
+        let mut outbox = self.outbox();
+        // A message waiting is older than this one: this one takes its place.
+        outbox.held = Some(message.into());
+        self.holding.store(true, Ordering::Relaxed);
+        self.send_from(outbox);
+    }
+
+    /// Send the message waiting in the outbox, if the credit is back.
+    fn send_held(&self) {
+        let outbox = self.outbox();
+        self.send_from(outbox);
+    }
+
+    /// Send the outbox's message if the job holds the credit; otherwise leave it waiting.
+    fn send_from(&self, mut outbox: MutexGuard<'_, Outbox>) {
         let Some(progress) = self.progress else {
             return;
         };
-        let message = message.into();
-        // A poisoned lock only means a thread of this job panicked while emitting; the outbox
-        // itself is always whole.
-        let mut outbox = self
-            .outbox
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
         let credit = Arc::clone(
             outbox
                 .credit
                 .get_or_insert_with(|| Arc::new(AtomicBool::new(false))),
         );
-        if credit.swap(true, Ordering::AcqRel) {
-            // The previous message is still in the channel: keep only the newest.
-            outbox.held = Some(message);
-            return;
+        if outbox.held.is_none() || credit.swap(true, Ordering::AcqRel) {
+            return; // nothing to send, or the previous message is still in the channel
         }
-        // The credit is ours. A message held back is older than this one: drop it.
-        outbox.held = None;
+        let Some(message) = outbox.held.take() else {
+            return;
+        };
+        self.holding.store(false, Ordering::Relaxed);
         drop(outbox);
         progress.send_progress(message, credit);
+    }
+
+    /// The outbox. A poisoned lock only means a thread of this job panicked while emitting; the
+    /// outbox itself is always whole.
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Yield the CPU if the job has run [`YIELD_EVERY`] since the last yield. Returns true when
@@ -848,8 +875,9 @@ mod tests {
     }
 
     /// A job has at most one progress message in the channel: what it emits meanwhile waits in
-    /// its outbox, the newest replacing the older, and goes out with the first `emit` after the
-    /// reactor has taken the previous message. Messages keep their order, before the result.
+    /// its outbox, the newest replacing the older, and goes out at the job's first checkpoint
+    /// (or `emit`) after the reactor has taken the previous message. Messages keep their order,
+    /// before the result.
     #[test]
     fn a_job_has_one_progress_message_in_the_channel_at_a_time() {
         let (mut poll, pool) = pool(1, 8);
@@ -868,7 +896,11 @@ mod tests {
                 }
                 emitted_tx.send(()).unwrap();
                 step_rx.recv().unwrap(); // the reactor has taken message 0
-                job.emit(vec![9]); // the credit is back: 9 goes out, 4 is obsolete
+                assert!(!job.is_cancelled()); // a checkpoint: 4 goes out
+                emitted_tx.send(()).unwrap();
+                step_rx.recv().unwrap(); // the reactor has taken message 4
+                job.emit(vec![8]); // the credit is back: 8 goes out
+                job.emit(vec![9]); // waits, and is made obsolete by the result
                 emitted_tx.send(()).unwrap();
                 step_rx.recv().unwrap();
                 7
@@ -894,7 +926,8 @@ mod tests {
             got
         };
         assert_eq!(take(&mut poll), vec![vec![0]]);
-        assert_eq!(take(&mut poll), vec![vec![9]]);
+        assert_eq!(take(&mut poll), vec![vec![4]]);
+        assert_eq!(take(&mut poll), vec![vec![8]]);
         let done = collect(&mut poll, &pool, 1);
         assert!(matches!(done[0].outcome, Outcome::Done(7)));
         assert_eq!(pool.cancelled(), 0);
