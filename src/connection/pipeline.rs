@@ -203,7 +203,7 @@ struct Slot {
 struct Jobs {
     /// One cancel flag per job: set them all when nobody wants the answer any more.
     cancels: Vec<Arc<AtomicBool>>,
-    /// For a [`Reply::Gather`]: the parts' responses as they arrive, and how to join them.
+    /// For a [`Reply::Gather`]: the parts' values as they arrive, and how to join them.
     gather: Option<Gathering>,
 }
 
