@@ -20,7 +20,7 @@ there, no window opens, the server sees nothing) and checked as the readers' str
 the server's send queue (`tx_queue` in /proc/net/tcp). A stream sat whole in the kernel, so the
 server never had to hold any of it back for want of room, when its last chunk is in the
 client's receive queue, or when the kernel holds at least as many bytes of it as the smallest
-whole stream a reader received (whole streams differ by some bytes: the numbers in the result,
+stream a reader received (complete streams differ by some bytes: the numbers in the result,
 progress the server coalesced even for a reader). Then the non-readers close (with unread data,
 so the kernel resets the connection) and, --after seconds later, the server's RSS is read a
 last time.
@@ -29,39 +29,42 @@ With --server-pid, the server's VmRSS (/proc/PID/status) is read before the firs
 every --sample-ms during the run, and at the end: before, peak and after.
 
 A stream the kernel cannot hold makes the server coalesce: it keeps the newest unsent progress
-event, not every one. Two options make that happen on loopback: --rcvbuf sets SO_RCVBUF on the
-non-readers' sockets before they connect (the kernel doubles the value and sizes the TCP window
-from it), and --maxseg sets TCP_MAXSEG, the segment size they announce. The second is needed
-because the server's send buffer grows with the connection's congestion window times its
-segment size: with loopback's 64 KB segments it grew to nearly 4 MB (net.ipv4.tcp_wmem's
-maximum on the machine measured), more than the longest stream (10 s, about 600 KB), however
-small the client's window; with 88-byte segments it stays far smaller (40 to 150 KB in the runs
-of docs/STREAMING-LOAD.md).
+event, not every one. Two options make that happen on loopback, both set on the non-readers' sockets
+before they connect, since the handshake settles what they govern: --rcvbuf sets SO_RCVBUF (the
+kernel doubles the value, raises it to its minimum, and sizes the TCP window from it), and --maxseg
+sets TCP_MAXSEG, the segment size they announce. Both are needed: the server's send buffer grows
+with the connection's congestion window times its segment size, and the window grows with every
+segment the client acknowledges. Measured on a 2-core machine (Linux, BBR): with loopback's 64 KB
+segments the send buffer grew to nearly 4 MB (net.ipv4.tcp_wmem's maximum there) even behind a 4 KB
+SO_RCVBUF, more than the longest stream (10 s, about 600 KB); with 88-byte segments and a 4 KB
+SO_RCVBUF the kernel held 30 to 215 KB of a stream, varying from one connection to the next; with
+88-byte segments and SO_RCVBUF 1024 (raised to 2304) it held about 53 KB of each in every trial.
 
 Prints a summary and a final machine-readable line (times in ms, sizes in bytes, RSS in KB):
 
     RESULT readers=100 complete=100 failed=0 non_readers=100 nr_failed=0 ttr_p50=5012.3
     ttr_p99=9950.1 ttr_max=10040.2 gap_p50=2.1 gap_p99=6.3 gap_max=8.0 progress_min=97
-    progress_max=99 stream_bytes=6081 nr_kernel_min=5960 nr_kernel_max=6081 nr_whole=100
-    nr_unwritten_kb=0 wall_s=10.1 ideal_s=10.0 rss_before=4700 rss_peak=5040 rss_after=5040
-    rss_samples=203 rss_max_interval=55.2
+    progress_max=99 stream_bytes=6081 reader_bytes_min=5960 nr_kernel_min=5960
+    nr_kernel_max=6081 nr_whole=100 nr_unwritten_kb=0 wall_s=10.1 ideal_s=10.0 rss_before=4700
+    rss_peak=5040 rss_after=5040 rss_samples=203 rss_max_interval=55.2
 
 (on one line). `ttr` is the time from sending the request to receiving the `result` event;
 `gap` is, per stream, the longest time between two consecutive events; both are summarised over
 the readers whose stream completed. `ideal_s` is when the last stream would end if the --pool
 workers did nothing but burn, one stream after another (clients x MS / pool); `wall_s` is when
 the last reader's did. `stream_bytes` is a whole stream on the wire, head and chunk framing
-included: the longest a reader received with every progress event. `nr_kernel_*` is what the
-kernel held of a non-reader's stream at the end (-1 without non-readers), `nr_whole` counts the
+included, with every progress event; `reader_bytes_min` is the smallest stream a reader
+received (the server may coalesce progress even for a reader). `nr_kernel_*` is what the kernel
+held of a non-reader's stream at the end (-1 without non-readers), `nr_whole` counts the
 non-readers whose whole stream was there, and `nr_unwritten_kb` adds up, over the others, how
-far each was from the smallest whole stream: at least what a server that kept every event it
-could not send would hold for them.
+far each was from `reader_bytes_min`: at least what a server that kept every event it could not
+send would hold for them.
 
 Exit status 0 only if every reader got a complete, well-framed stream with a 200 and no socket
 error, and every non-reader connected, sent its request and holds nothing malformed.
 
     scripts/stream_load.py --port 8888 --clients 200 --non-readers 100 --ms 100 --every 1 \\
-        --server-pid 1234 [--rcvbuf 4096 --maxseg 88]
+        --server-pid 1234 [--rcvbuf 1024 --maxseg 88]
 """
 
 import argparse
@@ -100,6 +103,8 @@ class Client:
         self.complete = False  # the last chunk arrived after the result
         self.error = None
         self.kernel = None  # a non-reader: bytes of its stream in the kernel at the end
+        self.head_bytes = 0  # the response head, blank line included
+        self.result_bytes = 0  # the result event's chunk, framing included
 
 
 def parse(client, now, ms):
@@ -129,6 +134,7 @@ def parse(client, now, ms):
             client.error = f"content-type {headers.get('content-type')!r}"
             return
         client.buf = client.buf[end + 4 :]
+        client.head_bytes = end + 4
         client.in_body = True
     while not client.complete and client.error is None:
         line_end = client.buf.find(b"\r\n")
@@ -188,12 +194,28 @@ def event(client, data, now, ms):
             client.error = f"a result for another stream: {payload!r}"
             return
         client.result_at = now
+        client.result_bytes = chunk_bytes(data)
     else:
         client.error = f"an unexpected event {name!r}"
         return
     if client.last_event_at is not None:
         client.max_gap = max(client.max_gap, now - client.last_event_at)
     client.last_event_at = now
+
+
+def chunk_bytes(data):
+    """The size on the wire of `data` sent as one chunk: hex size, CRLF, data, CRLF."""
+    return len(f"{len(data):x}\r\n") + len(data) + 2
+
+
+def whole_stream_bytes(client, ms, every):
+    """A whole stream on the wire, every progress event in it, from the head and the result
+    `client` received (the numbers in the result vary in length)."""
+    progress = sum(
+        chunk_bytes(f'event: progress\ndata: {{"done_ms":{done},"total_ms":{ms}}}\n\n'.encode())
+        for done in range(every, ms, every)
+    )
+    return client.head_bytes + progress + client.result_bytes + len(b"0\r\n\r\n")
 
 
 def rss_kb(pid):
@@ -401,10 +423,9 @@ def main():
     gaps = sorted(c.max_gap * 1000 for c in good)
     progress = sorted(c.progress for c in good)
     expected = math.ceil(args.ms / args.every) - 1
-    whole = [c.received for c in good if c.progress == expected] or [c.received for c in good]
-    stream_bytes = max(whole, default=0)
-    # The smallest whole stream a reader received: progress the server coalesced for a reader,
-    # and the numbers of the result, make whole streams differ by some bytes.
+    stream_bytes = max((whole_stream_bytes(c, args.ms, args.every) for c in good), default=0)
+    # The smallest stream a reader received: progress the server coalesced for a reader, and
+    # the numbers of the result, make complete streams differ by some bytes.
     smallest = min((c.received for c in good), default=0)
     kernel = [c.kernel for c in non_readers if c.kernel is not None]
     ended = [c for c in non_readers if c.kernel is not None and
@@ -428,7 +449,7 @@ def main():
               f"  p99 {percentile(gaps, 99):.1f}  max {gaps[-1]:.1f}")
         print(f"  progress events per stream: {progress[0]}..{progress[-1]} of {expected} "
               f"(fewer when the server coalesced some); a whole stream is {stream_bytes} bytes "
-              f"on the wire")
+              f"on the wire, the readers received {smallest}..{max(c.received for c in good)}")
     if kernel:
         print(f"  non-readers: the kernel held {min(kernel)}..{max(kernel)} bytes of a stream at "
               f"the end (client receive queue + server send queue); {len(ended)} of "
@@ -436,7 +457,7 @@ def main():
         if cut:
             short = [smallest - c.kernel for c in cut]
             print(f"  the other {len(cut)} were {min(short)}..{max(short)} bytes short of the "
-                  f"smallest whole stream a reader got: {unwritten / 1024:.0f} KB in all, that a "
+                  f"smallest stream a reader received: {unwritten / 1024:.0f} KB in all, that a "
                   f"server keeping every event it could not send would hold")
     if args.server_pid is not None:
         print(f"  server VmRSS, KB: before {rss['before']}, peak {rss['peak']}, after "
@@ -458,6 +479,7 @@ def main():
           f"gap_p50={fmt(gaps, 50)} gap_p99={fmt(gaps, 99)} gap_max={fmt(gaps, 100)} "
           f"progress_min={progress[0] if progress else 0} "
           f"progress_max={progress[-1] if progress else 0} stream_bytes={stream_bytes} "
+          f"reader_bytes_min={smallest} "
           f"nr_kernel_min={min(kernel) if kernel else -1} "
           f"nr_kernel_max={max(kernel) if kernel else -1} nr_whole={len(ended)} "
           f"nr_unwritten_kb={unwritten / 1024:.0f} wall_s={wall:.2f} ideal_s={ideal:.2f} "
