@@ -32,13 +32,14 @@ A stream the kernel cannot hold makes the server coalesce: it keeps the newest u
 event, not every one. Two options make that happen on loopback, both set on the non-readers' sockets
 before they connect, since the handshake settles what they govern: --rcvbuf sets SO_RCVBUF (the
 kernel doubles the value, raises it to its minimum, and sizes the TCP window from it), and --maxseg
-sets TCP_MAXSEG, the segment size they announce. Both are needed: the server's send buffer grows
-with the connection's congestion window times its segment size, and the window grows with every
-segment the client acknowledges. Measured on a 2-core machine (Linux, BBR): with loopback's 64 KB
-segments the send buffer grew to nearly 4 MB (net.ipv4.tcp_wmem's maximum there) even behind a 4 KB
-SO_RCVBUF, more than the longest stream (10 s, about 600 KB); with 88-byte segments and a 4 KB
-SO_RCVBUF the kernel held 30 to 215 KB of a stream, varying from one connection to the next; with
-88-byte segments and SO_RCVBUF 1024 (raised to 2304) it held about 53 KB of each in every trial.
+sets TCP_MAXSEG, the segment size they announce. Both are needed: Linux sizes the server's send
+buffer from the connection's congestion window times its segment size, and the congestion window
+grows as the client acknowledges segments. Measured on a 2-core machine (Linux, BBR): with
+loopback's 64 KB segments the send buffer grew to nearly 4 MB (net.ipv4.tcp_wmem's maximum there)
+even behind a 4 KB SO_RCVBUF, more than the longest stream (10 s, about 600 KB); with 88-byte
+segments and a 4 KB SO_RCVBUF the kernel held 30 to 215 KB of a stream, varying from one connection
+to the next; with 88-byte segments and SO_RCVBUF 1024 (raised to 2304) it held about 53 KB of each
+in every trial.
 
 Prints a summary and a final machine-readable line (times in ms, sizes in bytes, RSS in KB):
 
