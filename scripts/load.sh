@@ -2,8 +2,8 @@
 # scripts/load.sh MODE — real clients (wrk, ab, small Python programs) against ./evloop, with
 # nginx as the peer.
 #
-#   scripts/load.sh smoke   every scenario briefly (about 30 s): what CI runs (`make smoke`)
-#   scripts/load.sh full    the figures (about 2 minutes): what `make load` runs
+#   scripts/load.sh smoke   every scenario briefly (under a minute): what CI runs (`make smoke`)
+#   scripts/load.sh full    the figures (about 3 minutes): what `make load` runs
 #
 # Both modes exit non-zero on a CORRECTNESS failure only: non-2xx answers or socket errors in the
 # plaintext run, ab failures or connections not kept alive, a /sleep request not answered, a
@@ -647,7 +647,8 @@ check "$([ "$I_ERRS" = 0 ] && echo 1 || echo 0)" "i. audio uploads: only 2xx, no
 # reactor to carry per ms of burn, so a reactor that falls behind shows at once as a long gap
 # between two events. ms=100 (full) gives each stream 99 gaps to measure and each of A and B
 # 200 x 100 ms / 2 workers = 10 s of pool time; C0 and C have 8 x 2500 ms / 2 = 10 s each.
-# With the waits between runs, j takes about 45 s on an otherwise idle machine (full mode).
+# With the waits after each run that makes about 45 s (full mode); on a busy machine the pool
+# gets less than its two cores and j takes longer (about 75 s at a load average of 6 to 7).
 #   A. every client reads every event as it comes.
 #   B. every second client never reads a byte and holds its connection open until the readers
 #      are done. Its job runs all the same (a worker never waits for a reader), so the readers
