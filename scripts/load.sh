@@ -656,16 +656,16 @@ check "$([ "$I_ERRS" = 0 ] && echo 1 || echo 0)" "i. audio uploads: only 2xx, no
 #      queue), the same longest gap between two events. But a 100 ms stream is about 6 KB and
 #      sits whole in the kernel's socket buffers: B shows that the server does not wait for a
 #      client that does not read, not what it does with output it cannot send.
-#   C0, C. streams too long for the kernel: STREAMS_C clients, STREAM_MS_C ms each (about
-#      150 KB); in C0 all read, in C every second one never reads. C's non-readers announce the
-#      smallest receive buffer (SO_RCVBUF 1024, which the kernel raises to 2304) and 88-byte
-#      segments: with loopback's 64 KB segments the server's send buffer grows to megabytes and
-#      holds a whole stream anyway, and with a 4 KB receive buffer it still varies from 30 to
-#      215 KB (see stream_load.py); this way the kernel holds about 53 KB of each. Of the rest
-#      the server keeps only the newest progress event, so its RSS should not grow by the bytes
-#      it did not write, and C's readers should keep C0's pace. (The longest gap of a 2.5 s
-#      stream is not comparable with a 100 ms one's: a longer stream meets more of the other
-#      processes' time slices.)
+#   C0, C. streams too long for the kernel: STREAMS_C clients, STREAM_MS_C ms each (about 150 KB in
+#      full mode, 90 KB in smoke); in C0 all read, in C every second one never reads. C's
+#      non-readers announce the smallest receive buffer (SO_RCVBUF 1024, which the kernel raises to
+#      2304) and 88-byte segments: with loopback's 64 KB segments the server's send buffer grows to
+#      megabytes and holds a whole stream anyway, and with a 4 KB receive buffer the kernel still
+#      held 28 to 216 KB of a stream (see stream_load.py); this way it holds about 53 KB of each.
+#      Of the rest the server keeps only the newest progress event, so its RSS should not grow by
+#      the bytes it did not write, and C's readers should keep C0's pace. (The longest gap of a
+#      2.5 s stream is not comparable with a 100 ms one's: the longer the stream, the more chances
+#      it has to meet a hiccup.)
 section "j. $STREAMS x GET /cpu/stream?ms=$STREAM_MS&every=1 (--pool 2): A all read, B half never read; C0, C: $STREAMS_C x ms=$STREAM_MS_C, all read, half never read (small windows)"
 # stream_run NAME CLIENTS NON-READERS MS [stream_load.py options...]: one run against a fresh
 # server; its output is kept in $WORK/stream-NAME.txt. Sets S_OK (1 when stream_load.py

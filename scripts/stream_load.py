@@ -37,7 +37,7 @@ buffer from the connection's congestion window times its segment size, and the c
 grows as the client acknowledges segments. Measured on a 2-core machine (Linux, BBR): with
 loopback's 64 KB segments the send buffer grew to nearly 4 MB (net.ipv4.tcp_wmem's maximum there)
 even behind a 4 KB SO_RCVBUF, more than the longest stream (10 s, about 600 KB); with 88-byte
-segments and a 4 KB SO_RCVBUF the kernel held 30 to 215 KB of a stream, varying from one connection
+segments and a 4 KB SO_RCVBUF the kernel held 28 to 216 KB of a stream, varying from one connection
 to the next; with 88-byte segments and SO_RCVBUF 1024 (raised to 2304) it held about 53 KB of each
 in every trial.
 
