@@ -2,14 +2,16 @@
 # scripts/load.sh MODE — real clients (wrk, ab, small Python programs) against ./evloop, with
 # nginx as the peer.
 #
-#   scripts/load.sh smoke   every scenario briefly (about 30 s): what CI runs (`make smoke`)
-#   scripts/load.sh full    the figures (about 2 minutes): what `make load` runs
+#   scripts/load.sh smoke   every scenario briefly (under a minute): what CI runs (`make smoke`)
+#   scripts/load.sh full    the figures (about 3 minutes): what `make load` runs
 #
 # Both modes exit non-zero on a CORRECTNESS failure only: non-2xx answers or socket errors in the
 # plaintext run, ab failures or connections not kept alive, a /sleep request not answered, a
-# request lost in the graceful drain or a drain that did not exit 0. A speed figure never fails
-# a run: the machine is shared and small, so throughput is reported as a ratio against nginx
-# measured in the same run, and CPU as server CPU time per request.
+# request lost in the graceful drain or a drain that did not exit 0, a reading stream client
+# that did not get a whole, well-framed event stream ending in its result (or a stream client
+# that could not connect). A speed figure never fails a run: the machine is shared and small,
+# so throughput is reported as a ratio against nginx measured in the same run, and CPU as server
+# CPU time per request.
 #
 # Server CPU per request: utime + stime of the server process (all its threads; nginx: master +
 # worker) from /proc/PID/stat, fields 14 and 15 in clock ticks, read before and after a run and
@@ -26,6 +28,10 @@
 #   h. SIGTERM under a mixed load                        no request lost, exit status 0
 #   i. a 10 s WAV to each audio endpoint                 single-job times, /analyze's fan-out,
 #                                                        pool throughput, /plaintext p99 meanwhile
+#   j. 200 GET /cpu/stream at once, half never reading  the readers' pace and the server's RSS
+#                                                        against a run where all 200 read; the
+#                                                        same with streams too long for the
+#                                                        kernel's buffers
 #
 # Environment: EVLOOP (binary, default ./evloop at the repository root), NGINX (default: the one
 # on PATH, or /usr/sbin/nginx). Without nginx the nginx columns read n/a.
@@ -39,12 +45,20 @@ case "$MODE" in
     AB_N=5000      # ab requests
     IDLE_N=1000    # idle connections held in g
     DRAIN_LOAD=1   # seconds of load before SIGTERM in h
+    STREAMS=40     # streams at once in j's runs A and B (half of them not reading in B)
+    STREAM_MS=50   # ms of burn per stream in A and B (one progress event per ms)
+    STREAMS_C=4    # streams at once in j's runs C0 and C (half of them not reading in C)
+    STREAM_MS_C=1500
     ;;
   full)
     DUR=10
     AB_N=100000
     IDLE_N=10000
     DRAIN_LOAD=3
+    STREAMS=200
+    STREAM_MS=100
+    STREAMS_C=8
+    STREAM_MS_C=2500
     ;;
   *)
     echo "usage: $0 smoke|full" >&2
@@ -623,6 +637,102 @@ row i "/speaker-count, /analyze -c8: req/s" "$I_SPK_RPS, $I_AN_RPS" "" ""
 row i "/plaintext p99, audio saturating the pool" "$I_P99" "" ""
 check "$([ "$I_ERRS" = 0 ] && echo 1 || echo 0)" "i. audio uploads: only 2xx, no socket errors" \
   "$I_ERRS non-2xx or socket errors"
+
+# --- j. streams nobody reads ----------------------------------------------------------------
+# GET /cpu/stream?ms=N&every=1 burns N ms on a worker and sends a Server-Sent Event, one chunk of
+# about 60 bytes, after every ms of it: N - 1 progress events, then the result. STREAMS clients
+# ask at once, on a fresh server with a pool of 2 for each run, so every run starts from the
+# same RSS; scripts/stream_load.py drives them from one selector loop and reads the server's
+# VmRSS every 50 ms. every=1 is the densest stream the endpoint makes: the most events for the
+# reactor to carry per ms of burn, so a reactor that falls behind shows at once as a long gap
+# between two events. ms=100 (full) gives each stream 99 gaps to measure and each of A and B
+# 200 x 100 ms / 2 workers = 10 s of pool time; C0 and C have 8 x 2500 ms / 2 = 10 s each.
+# With the waits after each run that makes about 45 s (full mode); on a busy machine the pool
+# gets less than its two cores and j takes longer (about 75 s at a load average of 6 to 7).
+#   A. every client reads every event as it comes.
+#   B. every second client never reads a byte and holds its connection open until the readers
+#      are done. Its job runs all the same (a worker never waits for a reader), so the readers
+#      should keep A's pace: the same time from request to result (mostly their place in the
+#      queue), the same longest gap between two events. But a 100 ms stream is about 6 KB and
+#      sits whole in the kernel's socket buffers: B shows that the server does not wait for a
+#      client that does not read, not what it does with output it cannot send.
+#   C0, C. streams too long for the kernel: STREAMS_C clients, STREAM_MS_C ms each (about 150 KB in
+#      full mode, 90 KB in smoke); in C0 all read, in C every second one never reads. C's
+#      non-readers announce the smallest receive buffer (SO_RCVBUF 1024, which the kernel raises to
+#      2304) and 88-byte segments: with loopback's 64 KB segments the server's send buffer grows to
+#      megabytes and holds a whole stream anyway, and with a 4 KB receive buffer the kernel still
+#      held 28 to 216 KB of a stream (see stream_load.py); this way it holds about 53 KB of each.
+#      Of the rest the server keeps only the newest progress event, so its RSS should not grow by
+#      the bytes it did not write, and C's readers should keep C0's pace. (The longest gap of a
+#      2.5 s stream is not comparable with a 100 ms one's: the longer the stream, the more chances
+#      it has to meet a hiccup.)
+section "j. $STREAMS x GET /cpu/stream?ms=$STREAM_MS&every=1 (--pool 2): A all read, B half never read; C0, C: $STREAMS_C x ms=$STREAM_MS_C, all read, half never read (small windows)"
+# stream_run NAME CLIENTS NON-READERS MS [stream_load.py options...]: one run against a fresh
+# server; its output is kept in $WORK/stream-NAME.txt. Sets S_OK (1 when stream_load.py
+# passed: every reader got its whole stream, every client connected) and S_CPU (the server's
+# CPU seconds during the run, workers included).
+stream_run() {
+  local name=$1 clients=$2 non_readers=$3 ms=$4 out=$WORK/stream-$1.txt before
+  shift 4
+  start_evloop "stream-$name" --pool 2 --queue 512
+  before=$(cpu_ticks "$EV_PID")
+  S_OK=1
+  python3 "$SCRIPTS/stream_load.py" --host "$HOST" --port "$EV_PORT" --server-pid "$EV_PID" \
+    --pool 2 --clients "$clients" --non-readers "$non_readers" --ms "$ms" --every 1 "$@" \
+    >"$out" 2>&1 || S_OK=0
+  S_CPU=$(calc "%.1f" "($(cpu_ticks "$EV_PID") - $before) / $CLK_TCK" 1)
+  stop "$EV_PID"
+  echo "  $name:"
+  grep -v '^RESULT' "$out" | sed 's/^/  /'
+  echo "    server CPU ${S_CPU} s"
+}
+# jr NAME KEY: KEY from the RESULT line of run NAME.
+jr() { result "$WORK/stream-$1.txt" "$2"; }
+# rss_rise NAME: peak minus before VmRSS of run NAME in KB (n/a without both).
+rss_rise() {
+  awk -v p="$(jr "$1" rss_peak)" -v b="$(jr "$1" rss_before)" \
+    'BEGIN { if (p !~ /^[0-9]+$/ || b !~ /^[0-9]+$/) print "n/a"; else print p - b }'
+}
+# seconds MS: milliseconds as seconds, two decimals.
+seconds() { awk -v ms="$1" 'BEGIN { if (ms ~ /^[0-9.]+$/) printf "%.2f", ms / 1000; else print "?" }'; }
+# stream_rows NAME MEASURE: the summary rows of run NAME.
+stream_rows() {
+  row j "$2" "$(seconds "$(jr "$1" ttr_p50)")/$(seconds "$(jr "$1" ttr_p99)")/$(seconds "$(jr "$1" ttr_max)") s" "" \
+    "request to result p50/p99/max; $(jr "$1" complete)/$(jr "$1" readers) readers complete"
+  row j "  longest gap between two events" "$(jr "$1" gap_p50)/$(jr "$1" gap_p99)/$(jr "$1" gap_max) ms" "" \
+    "p50/p99/max over the readers' streams"
+  row j "  server VmRSS before/peak/after" "$(jr "$1" rss_before)/$(jr "$1" rss_peak)/$(jr "$1" rss_after) KB" "" \
+    "server CPU $S_CPU s; last result at $(jr "$1" wall_s) s, ideal $(jr "$1" ideal_s) s"
+  check "$S_OK" "j. $1: every reader's stream whole, to its result" \
+    "$(jr "$1" complete)/$(jr "$1" readers) complete, $(jr "$1" nr_failed) non-readers failed"
+}
+stream_run A "$STREAMS" 0 "$STREAM_MS"
+stream_rows A "A: $STREAMS streams, all read"
+stream_run B "$STREAMS" $((STREAMS / 2)) "$STREAM_MS"
+stream_rows B "B: $((STREAMS / 2)) of $STREAMS never read"
+stream_run C0 "$STREAMS_C" 0 "$STREAM_MS_C"
+stream_rows C0 "C0: $STREAMS_C streams of ${STREAM_MS_C} ms, all read"
+stream_run C "$STREAMS_C" $((STREAMS_C / 2)) "$STREAM_MS_C" --rcvbuf 1024 --maxseg 88
+stream_rows C "C: $((STREAMS_C / 2)) of $STREAMS_C never read, small windows"
+row j "  bytes per stream: A and B; C0 and C" "$(jr A stream_bytes); $(jr C stream_bytes)" "" \
+  "whole in the kernel: B $(jr B nr_whole)/$((STREAMS / 2)), C $(jr C nr_whole)/$((STREAMS_C / 2)); C never written: $(jr C nr_unwritten_kb) KB"
+J_RISE_A=$(rss_rise A) J_RISE_B=$(rss_rise B) J_RISE_C=$(rss_rise C)
+# keeps_pace X Y: 1 when run Y's readers' p50 to result is within 20% (and 100 ms) of run X's.
+keeps_pace() {
+  awk -v x="$(jr "$1" ttr_p50)" -v y="$(jr "$2" ttr_p50)" \
+    'BEGIN { print ((x ~ /^[0-9.]+$/ && y ~ /^[0-9.]+$/ && y <= x * 1.2 + 100) ? 1 : 0) }'
+}
+note "$(keeps_pace A B)" "j. B: readers' p50 to result within 20% of A's" \
+  "A $(jr A ttr_p50) ms, B $(jr B ttr_p50) ms"
+note "$(keeps_pace C0 C)" "j. C: readers' p50 to result within 20% of C0's" \
+  "C0 $(jr C0 ttr_p50) ms, C $(jr C ttr_p50) ms"
+note "$(awk -v a="$J_RISE_A" -v b="$J_RISE_B" 'BEGIN { print ((a ~ /^-?[0-9]+$/ && b ~ /^-?[0-9]+$/ && b <= a + 1024) ? 1 : 0) }')" \
+  "j. B: RSS rise within 1 MB of A's" "A +$J_RISE_A KB, B +$J_RISE_B KB"
+note "$(awk -v c="$J_RISE_C" -v u="$(jr C nr_unwritten_kb)" 'BEGIN { print ((c ~ /^-?[0-9]+$/ && c < u + 0) ? 1 : 0) }')" \
+  "j. C: RSS rise below the bytes never written" "+$J_RISE_C KB, $(jr C nr_unwritten_kb) KB never written"
+if [ "$(jr C nr_whole)" != 0 ]; then
+  CHECKS+=("WARN|j. C: no non-reader's stream whole in the kernel|$(jr C nr_whole) of $((STREAMS_C / 2)) were: C did not overflow them")
+fi
 
 # --- the end ---------------------------------------------------------------------------------
 
