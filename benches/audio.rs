@@ -1,7 +1,8 @@
 //! What the audio analysis costs, stage by stage, on a 10-second clip: one voice in white noise
 //! at 10 dB, from the deterministic generator in `evloop::audio::synth`.
 //!
-//! - `audio/decode_16k`: WAV body → mono 16 kHz samples (RIFF walk, hound, DC, WADA);
+//! - `audio/decode_16k`: WAV body → mono 16 kHz samples (RIFF walk, bulk sample
+//!   conversion, DC, WADA);
 //! - `audio/decode_44k_stereo`: the same clip at 44.1 kHz stereo, so the decode includes the
 //!   channel mix and the polyphase resampler;
 //! - `audio/snr`: STFT, noise floor, SNR and VAD (`/snr-detect` after the decode);
