@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::no_store;
-use crate::audio::{Analyzer, Clip, SnrReport, SpeakerReport, VadParams, HOP_RANGE};
+use crate::audio::{Analyzer, AudioError, Clip, SnrReport, SpeakerReport, VadParams, HOP_RANGE};
 use crate::error::Error;
 use crate::http::{Body, Method, Request, Response};
 use crate::pool::{JobContext, Work};
@@ -214,9 +214,13 @@ fn speakers_response(
     }
 }
 
-/// The `/snr-detect` JSON. `None` (the job was cancelled: nobody is waiting) becomes a 503.
-fn snr_json(report: Option<SnrReport>, clip: &Clip, params: VadParams) -> Result<Value, Error> {
-    let report = report.ok_or(Error::Unavailable)?;
+/// The `/snr-detect` JSON. A cancelled analysis (nobody is waiting) becomes a 503.
+fn snr_json(
+    report: Result<SnrReport, AudioError>,
+    clip: &Clip,
+    params: VadParams,
+) -> Result<Value, Error> {
+    let report = report?;
     let info = clip.info;
     Ok(json!({
         "snr_db": round(report.snr_db, 3),
@@ -235,8 +239,8 @@ fn snr_json(report: Option<SnrReport>, clip: &Clip, params: VadParams) -> Result
 }
 
 /// The `/speaker-count` JSON.
-fn speakers_json(report: Option<SpeakerReport>, clip: &Clip) -> Result<Value, Error> {
-    let report = report.ok_or(Error::Unavailable)?;
+fn speakers_json(report: Result<SpeakerReport, AudioError>, clip: &Clip) -> Result<Value, Error> {
+    let report = report?;
     Ok(json!({
         "speakers": report.speakers,
         "segments": report.segments,
