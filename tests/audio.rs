@@ -383,3 +383,36 @@ fn audio_answers_are_not_stored() {
         assert_eq!(response.header("cache-control"), Some("no-store"), "{path}");
     }
 }
+
+/// The server's `/analyze` body is, byte for byte, `audio::analysis_json` of what the library
+/// computes for the same upload in one pass: the two jobs' JSON spliced by the join is the
+/// library's JSON.
+#[test]
+fn analyze_answers_the_library_json_byte_for_byte() {
+    use evloop::audio::{analysis_json, Analyzer, VadParams};
+    let server = server();
+    let mut client = Client::connect(server.addr());
+    let analyzer = Analyzer::new();
+    let never = || false;
+    for (name, query, params) in [
+        ("spk_k3_r0_clean.wav", "", VadParams::default()),
+        (
+            "snr_v2_pink_05db.wav",
+            "?vad_hop_size=160&vad_threshold=0.8",
+            VadParams {
+                hop: 160,
+                threshold: 0.8,
+            },
+        ),
+        ("fmt_44k_stereo.wav", "", VadParams::default()),
+    ] {
+        let body = wav(name);
+        let response = client.request(post(&format!("/analyze{query}"), &body));
+        assert_eq!(response.status, 200, "{name}");
+        let clip = analyzer.decode(&body, 600.0).expect("fixture decodes");
+        let json = |(snr, speakers)| analysis_json(&snr, &speakers, &clip.info, params).to_string();
+        let one_pass = analyzer.analyze(&clip, params, &never).map(json);
+        let served = String::from_utf8(response.body).expect("UTF-8 body");
+        assert_eq!(one_pass.as_deref(), Ok(served.as_str()), "{name}");
+    }
+}

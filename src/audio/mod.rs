@@ -33,6 +33,9 @@
 //! `&self`, and the few lazily built parts (one STFT plan per hop, one resampling filter per
 //! rate) sit behind a `Mutex` that is held only to look up or insert.
 //!
+//! The reports' JSON is built here too ([`analysis_json`] and its siblings, `json.rs`), so that
+//! every caller answers the same bytes.
+//!
 //! # Cancellation
 //!
 //! Every analysis takes `cancelled: &dyn Fn() -> bool` and polls it about every 0.05 ms of
@@ -58,6 +61,7 @@
 mod checkpoint;
 mod features;
 mod frames;
+mod json;
 mod noise;
 mod resample;
 mod speakers;
@@ -65,6 +69,8 @@ mod spectrum;
 pub mod synth;
 mod wada;
 mod wav;
+
+pub use self::json::{analysis_json, snr_json, speakers_json};
 
 #[cfg(test)]
 mod tests;
