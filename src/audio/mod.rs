@@ -33,8 +33,16 @@
 //! `&self`, and the few lazily built parts (one STFT plan per hop, one resampling filter per
 //! rate) sit behind a `Mutex` that is held only to look up or insert.
 //!
-//! The reports' JSON is built here too ([`analysis_json`] and its siblings, `json.rs`), so that
-//! every caller answers the same bytes.
+//! # Two ways to run it
+//!
+//! - [`Analyzer::snr`], [`Analyzer::speakers`], [`Analyzer::analyze`]: on the calling thread;
+//! - [`Analyzer::analyze_part`] for each of `n` parts, then [`Analyzer::finish`]: the
+//!   per-frame feature work cut into `n` parts of equal estimated cost, for parallel jobs
+//!   (`split.rs`, which also gives the plan for chaining them in an endpoint).
+//!
+//! Both end in the same code on the same numbers (`frames.rs` for stages 2–4, then the
+//! same features, embeddings and clustering), so their results are equal to the last bit;
+//! [`analysis_json`] and its siblings (`json.rs`) turn them into the endpoints' answers.
 //!
 //! # Cancellation
 //!
@@ -66,11 +74,13 @@ mod noise;
 mod resample;
 mod speakers;
 mod spectrum;
+mod split;
 pub mod synth;
 mod wada;
 mod wav;
 
 pub use self::json::{analysis_json, snr_json, speakers_json};
+pub use self::split::PartialAnalysis;
 
 #[cfg(test)]
 mod tests;
@@ -313,7 +323,8 @@ impl Analyzer {
     }
 
     /// Both reports, on the calling thread, with the frame analysis done once: what `/analyze`
-    /// answers.
+    /// answers, and what [`Analyzer::analyze_part`] with [`Analyzer::finish`] give too, to
+    /// the last bit.
     pub fn analyze(
         &self,
         clip: &Clip,

@@ -29,7 +29,8 @@
 //!
 //! [`SegmentPlan`] says, from the VAD alone, which feature frames are read: MFCCs for speech
 //! frames, F0 for segment frames. [`FeatureSpan::extract`] computes them over any range of
-//! frames, and [`embed`] and [`count_speakers`] finish from the features of the whole clip.
+//! frames — the whole clip, or one part of a split — and [`embed`] and [`count_speakers`]
+//! finish from the joined features.
 //!
 //! A cluster counts as a speaker if its segments add up to at least 0.5 s; at least one
 //! speaker is reported when there is any segment at all.
@@ -143,11 +144,14 @@ pub(crate) fn long_enough(frames: usize) -> bool {
     frames as f64 / FRAMES_PER_SECOND >= SEG_MIN_S
 }
 
-/// MFCCs and F0 of a contiguous range of feature frames (so far, always the whole clip).
+/// MFCCs and F0 of a contiguous range of feature frames: what one part of a split computes,
+/// or, over every frame, what the whole analysis does.
 pub(crate) struct FeatureSpan {
-    /// MFCCs per frame of the range extracted; zeros where the frame is not speech (never read).
+    /// The feature frames covered.
+    pub range: Range<usize>,
+    /// MFCCs per frame of `range`; zeros where the frame is not speech (never read).
     pub cepstra: Vec<Cepstrum>,
-    /// F0 in Hz per frame of the range extracted, 0 when unvoiced; 0 where the frame is in no segment
+    /// F0 in Hz per frame of `range`, 0 when unvoiced; 0 where the frame is in no segment
     /// (never read).
     pub f0: Vec<f64>,
 }
@@ -169,7 +173,7 @@ impl FeatureSpan {
         // stretch without a tick.
         let mut cepstra = Vec::with_capacity(range.len());
         let mut f0 = Vec::with_capacity(range.len());
-        for t in range {
+        for t in range.clone() {
             cepstra.push(if plan.is_speech[t] {
                 features.mfcc(x, t, &mut scratch)
             } else {
@@ -182,7 +186,25 @@ impl FeatureSpan {
             });
             checkpoint.tick(plan.cost_ns(t) + LINK_NS)?;
         }
-        Ok(FeatureSpan { cepstra, f0 })
+        Ok(FeatureSpan { range, cepstra, f0 })
+    }
+
+    /// Spans that tile `0..frames` in order, joined into one; `None` if they do not.
+    pub(crate) fn join(spans: Vec<FeatureSpan>, frames: usize) -> Option<FeatureSpan> {
+        let mut joined = FeatureSpan {
+            range: 0..0,
+            cepstra: Vec::with_capacity(frames),
+            f0: Vec::with_capacity(frames),
+        };
+        for span in spans {
+            if span.range.start != joined.range.end {
+                return None;
+            }
+            joined.range.end = span.range.end;
+            joined.cepstra.extend(span.cepstra);
+            joined.f0.extend(span.f0);
+        }
+        (joined.range.end == frames).then_some(joined)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The analyses end to end, on synthetic clips with exact labels (see [`super::synth`]).
 
 mod cancel;
+mod golden;
 
 use super::synth::{self, Voice};
 use super::*;
