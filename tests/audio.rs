@@ -385,8 +385,9 @@ fn audio_answers_are_not_stored() {
 }
 
 /// The server's `/analyze` body is, byte for byte, `audio::analysis_json` of what the library
-/// computes for the same upload, whichever way the library runs it: in one pass, or as two
-/// parts and a finish. So an endpoint may use either.
+/// computes for the same upload, whichever way the library runs it: in one pass, as two parts
+/// and a finish, or window by window. So an endpoint may use any of them, and a stream's final
+/// event can reuse the JSON exactly.
 #[test]
 fn analyze_answers_the_library_json_byte_for_byte() {
     use evloop::audio::{analysis_json, Analyzer, VadParams};
@@ -417,8 +418,15 @@ fn analyze_answers_the_library_json_byte_for_byte() {
             .collect::<Result<Vec<_>, _>>()
             .and_then(|parts| analyzer.finish(parts, &never))
             .map(json);
+        let progressive = analyzer
+            .analyze_progressive(&clip, params, &never, &mut |_| {})
+            .map(json);
         let served = String::from_utf8(response.body).expect("UTF-8 body");
-        for (how, library) in [("one pass", one_pass), ("parts", parts)] {
+        for (how, library) in [
+            ("one pass", one_pass),
+            ("parts", parts),
+            ("progressive", progressive),
+        ] {
             assert_eq!(library.as_deref(), Ok(served.as_str()), "{name}, {how}");
         }
     }

@@ -1,6 +1,6 @@
 //! The frame analysis (stages 2–4: STFT bands, noise floor, SNR and VAD) and what each report
-//! takes from it. Every way of running the analysis — whole, or split in parts — ends in
-//! [`Frames::from_bands`] on the clip's band energies, so they all agree.
+//! takes from it. Every way of running the analysis — whole, split in parts, window by window —
+//! ends in [`Frames::from_bands`] on the clip's band energies, so they all agree.
 
 use super::checkpoint::Checkpoint;
 use super::noise::{self, FrameAnalysis};

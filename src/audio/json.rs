@@ -1,6 +1,6 @@
 //! The JSON the audio endpoints answer with. Built here, next to the reports, so that every way
-//! of running an analysis — one job, a gather of parts — answers with the same bytes for the
-//! same clip.
+//! of running an analysis — one job, a gather of parts, the last event of a stream — answers
+//! with the same bytes for the same clip.
 //!
 //! Numbers are rounded for the wire (dB to 0.001, ratios to 0.0001, seconds to 0.0001); an
 //! undefined value is `null`. Objects keep their keys in the order written here (serde_json's
@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::{ClipInfo, SnrReport, SpeakerReport, VadParams};
+use super::{ClipInfo, Progress, SnrReport, SpeakerReport, VadParams};
 
 /// The `/snr-detect` answer.
 pub fn snr_json(report: &SnrReport, info: &ClipInfo, params: VadParams) -> Value {
@@ -49,6 +49,16 @@ pub fn analysis_json(
     json!({
         "snr": snr_json(snr, info, params),
         "speaker_count": speakers_json(speakers, info),
+    })
+}
+
+/// One progress event of [`super::Analyzer::analyze_progressive`], rounded as the reports are.
+pub fn progress_json(progress: &Progress) -> Value {
+    json!({
+        "processed_s": round(Some(progress.processed_s), 4),
+        "duration_s": round(Some(progress.duration_s), 4),
+        "snr_db_so_far": round(progress.snr_db_so_far, 3),
+        "speech_ratio_so_far": round(progress.speech_ratio_so_far, 4),
     })
 }
 

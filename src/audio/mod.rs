@@ -33,14 +33,16 @@
 //! `&self`, and the few lazily built parts (one STFT plan per hop, one resampling filter per
 //! rate) sit behind a `Mutex` that is held only to look up or insert.
 //!
-//! # Two ways to run it
+//! # Three ways to run it
 //!
 //! - [`Analyzer::snr`], [`Analyzer::speakers`], [`Analyzer::analyze`]: on the calling thread;
 //! - [`Analyzer::analyze_part`] for each of `n` parts, then [`Analyzer::finish`]: the
 //!   per-frame feature work cut into `n` parts of equal estimated cost, for parallel jobs
-//!   (`split.rs`, which also gives the plan for chaining them in an endpoint).
+//!   (`split.rs`, which also gives the plan for chaining them in an endpoint);
+//! - [`Analyzer::analyze_progressive`]: a window (one second) at a time, reporting progress
+//!   and estimates of the SNR and speech ratio so far (`progressive.rs`).
 //!
-//! Both end in the same code on the same numbers (`frames.rs` for stages 2–4, then the
+//! All three end in the same code on the same numbers (`frames.rs` for stages 2–4, then the
 //! same features, embeddings and clustering), so their results are equal to the last bit;
 //! [`analysis_json`] and its siblings (`json.rs`) turn them into the endpoints' answers.
 //!
@@ -71,6 +73,7 @@ mod features;
 mod frames;
 mod json;
 mod noise;
+mod progressive;
 mod resample;
 mod speakers;
 mod spectrum;
@@ -79,7 +82,8 @@ pub mod synth;
 mod wada;
 mod wav;
 
-pub use self::json::{analysis_json, snr_json, speakers_json};
+pub use self::json::{analysis_json, progress_json, snr_json, speakers_json};
+pub use self::progressive::Progress;
 pub use self::split::PartialAnalysis;
 
 #[cfg(test)]
@@ -323,8 +327,8 @@ impl Analyzer {
     }
 
     /// Both reports, on the calling thread, with the frame analysis done once: what `/analyze`
-    /// answers, and what [`Analyzer::analyze_part`] with [`Analyzer::finish`] give too, to
-    /// the last bit.
+    /// answers, and what [`Analyzer::analyze_part`] with [`Analyzer::finish`] and
+    /// [`Analyzer::analyze_progressive`] give too, to the last bit.
     pub fn analyze(
         &self,
         clip: &Clip,

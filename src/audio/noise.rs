@@ -202,9 +202,81 @@ impl Hangover {
     }
 }
 
+/// The hangover applied one frame at a time: [`Hangover::apply`] on a mask that grows.
+///
+/// Only the end of the mask is ever in doubt: a speech run can still grow, or be joined to the
+/// next one across a short gap, and the non-speech frames after it can still be filled. Every
+/// frame before that is decided once and for all, and goes to `decided`. So the speech count of
+/// `apply(raw so far)` is `decided_speech` plus the open run if it is longer than a blip: O(1)
+/// per frame instead of a pass over the whole mask.
+pub(crate) struct StreamingHangover {
+    hangover: Hangover,
+    /// Decisions that can no longer change, for the first `decided.len()` frames.
+    pub decided: Vec<bool>,
+    /// Speech frames in `decided`.
+    decided_speech: usize,
+    /// Length of the open speech run after gap filling (0: none).
+    run: usize,
+    /// Non-speech frames since the open run, not yet more than a fillable gap.
+    gap: usize,
+}
+
+impl StreamingHangover {
+    pub(crate) fn new(hangover: Hangover) -> StreamingHangover {
+        StreamingHangover {
+            hangover,
+            decided: Vec::new(),
+            decided_speech: 0,
+            run: 0,
+            gap: 0,
+        }
+    }
+
+    /// Frames pushed so far.
+    pub(crate) fn len(&self) -> usize {
+        self.decided.len() + self.run + self.gap
+    }
+
+    /// Append one frame's decision before the hangover.
+    pub(crate) fn push(&mut self, speech: bool) {
+        match (speech, self.run) {
+            // Speech after a run: the gap between them (if any) is short enough to fill.
+            (true, 1..) => {
+                self.run += self.gap + 1;
+                self.gap = 0;
+            }
+            (true, 0) => self.run = 1,
+            // Non-speech with no run open: no speech before it to fill towards.
+            (false, 0) => self.decided.push(false),
+            (false, _) => {
+                self.gap += 1;
+                if self.gap > self.hangover.gap {
+                    // Too long to fill: the run is over, and so is the gap.
+                    let keep = self.run > self.hangover.blip;
+                    self.decided.extend(std::iter::repeat_n(keep, self.run));
+                    self.decided.extend(std::iter::repeat_n(false, self.gap));
+                    self.decided_speech += if keep { self.run } else { 0 };
+                    (self.run, self.gap) = (0, 0);
+                }
+            }
+        }
+    }
+
+    /// Speech frames in `Hangover::apply` of every frame pushed so far: the mask as if it
+    /// ended here (a trailing gap is not filled; the open run counts unless it is a blip).
+    pub(crate) fn speech_frames(&self) -> usize {
+        self.decided_speech
+            + if self.run > self.hangover.blip {
+                self.run
+            } else {
+                0
+            }
+    }
+}
+
 /// A power ratio in dB: −30 dB for ratios ≤ 10⁻³ (speech energy lost in the noise estimate's
 /// error), at most 100 dB.
-fn ratio_db(ratio: f64) -> f64 {
+pub(crate) fn ratio_db(ratio: f64) -> f64 {
     if ratio > 1e-3 {
         (10.0 * ratio.log10()).min(100.0)
     } else {
@@ -355,6 +427,42 @@ mod tests {
         assert_eq!(close_open(m("..##..."), 2, 1), m("..##..."));
         assert_eq!(close_open(m("#...#....##"), 2, 1), m(".........##"));
         assert_eq!(close_open(m("##...##"), 2, 1), m("##...##"));
+    }
+
+    /// The streaming hangover agrees with the whole-mask one on every prefix of random masks
+    /// (runs of random lengths, so that gaps and blips of every length around the limits
+    /// occur), for the hangover lengths of hops 80, 256 and 1024; and what it has decided is
+    /// what the whole-mask hangover says of those frames.
+    #[test]
+    fn streaming_hangover_equals_the_whole_mask() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for hop in [80, 256, 1024] {
+            let hangover = Hangover::new(hop);
+            for _ in 0..50 {
+                let mut raw = Vec::new();
+                let mut speech = next(2) == 0;
+                while raw.len() < 400 {
+                    let len = 1 + next(2 * hangover.gap as u64 + 4) as usize;
+                    raw.extend(std::iter::repeat_n(speech, len));
+                    speech = !speech;
+                }
+                let mut streaming = StreamingHangover::new(hangover);
+                for (i, &r) in raw.iter().enumerate() {
+                    streaming.push(r);
+                    let whole = hangover.apply(raw[..=i].to_vec());
+                    assert_eq!(streaming.len(), i + 1);
+                    let want = whole.iter().filter(|&&s| s).count();
+                    assert_eq!(streaming.speech_frames(), want, "hop {hop}, frame {i}");
+                    assert_eq!(streaming.decided[..], whole[..streaming.decided.len()]);
+                }
+            }
+        }
     }
 
     /// Python's float floor division on the hop lengths the API accepts.

@@ -29,8 +29,8 @@
 //!
 //! [`SegmentPlan`] says, from the VAD alone, which feature frames are read: MFCCs for speech
 //! frames, F0 for segment frames. [`FeatureSpan::extract`] computes them over any range of
-//! frames — the whole clip, or one part of a split — and [`embed`] and [`count_speakers`]
-//! finish from the joined features.
+//! frames — the whole clip, one part of a split, or (through the progressive analysis' cache)
+//! a window at a time — and [`embed`] and [`count_speakers`] finish from the joined features.
 //!
 //! A cluster counts as a speaker if its segments add up to at least 0.5 s; at least one
 //! speaker is reported when there is any segment at all.

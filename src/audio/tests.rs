@@ -2,6 +2,7 @@
 
 mod cancel;
 mod golden;
+mod progress;
 
 use super::synth::{self, Voice};
 use super::*;

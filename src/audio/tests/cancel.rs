@@ -45,6 +45,10 @@ fn a_true_check_stops_every_analysis() {
     assert!(cancelled(a.speakers(&c, p, &yes).map(drop)));
     assert!(cancelled(a.analyze(&c, p, &yes).map(drop)));
     assert!(cancelled(a.analyze_part(&c, 1, 2, p, &yes).map(drop)));
+    let mut events = 0;
+    let progressive = a.analyze_progressive(&c, p, &yes, &mut |_| events += 1);
+    assert!(cancelled(progressive.map(drop)));
+    assert_eq!(events, 0);
     let parts = [0, 1].map(|i| a.analyze_part(&c, i, 2, p, &never));
     let parts = Vec::from(parts.map(|part| part.unwrap_or_else(|e| panic!("{e}"))));
     assert!(cancelled(a.finish(parts, &yes).map(drop)));

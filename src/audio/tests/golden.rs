@@ -1,4 +1,5 @@
-//! Every way of running the analysis gives the results recorded before the split existed (`testdata/analyze_golden.json`, made with the one-shot
+//! Every way of running the analysis gives the results recorded before the split and the
+//! progressive analysis existed (`testdata/analyze_golden.json`, made with the one-shot
 //! `snr` and `speakers` of that time): every number to the last bit, and the `/analyze` JSON
 //! byte for byte, on every fixture that decodes, at six hop and threshold settings.
 
@@ -155,5 +156,21 @@ fn three_parts_equal_the_record() {
     each_case(false, |a, clip, params| {
         let part = |i| a.analyze_part(clip, i, 3, params, &never);
         a.finish(vec![part(0)?, part(1)?, part(2)?], &never)
+    });
+}
+
+/// The progressive analysis' final result; its last progress event carries the final SNR
+/// and speech ratio.
+#[test]
+fn progressive_equals_the_record() {
+    each_case(true, |a, clip, params| {
+        let mut last = None;
+        let result = a.analyze_progressive(clip, params, &never, &mut |p| last = Some(p))?;
+        let last = last.unwrap_or_else(|| panic!("no progress reported"));
+        assert_eq!(
+            (last.snr_db_so_far, last.speech_ratio_so_far),
+            (result.0.snr_db, result.0.speech_ratio)
+        );
+        Ok(result)
     });
 }
