@@ -12,6 +12,8 @@
 //! ten polls per yield period, with room for the estimates to be off several times over (on a
 //! busy machine, cache misses make every item slower). A loop over items each costing more
 //! than that polls once per item. Where a stage ends, the check is polled unconditionally.
+//! `benches/audio.rs` measures the most CPU time spent between two polls: 0.07–0.15 ms,
+//! on a 10 s clip and on a pathological 10-minute clip of 1000 segments alike.
 //!
 //! The estimates are per item, not per sample, and never touch the innermost loops (an FFT, a
 //! dot product, a sum over one frame): that is where the work is, and where a branch would cost.
