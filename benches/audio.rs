@@ -1,25 +1,43 @@
 //! What the audio analysis costs, stage by stage, on a 10-second clip: one voice in white noise
 //! at 10 dB, from the deterministic generator in `evloop::audio::synth`.
 //!
-//! - `audio/decode_16k`: WAV body → mono 16 kHz samples (RIFF walk, hound, DC, WADA);
+//! - `audio/decode_16k`: WAV body → mono 16 kHz samples (RIFF walk, bulk sample
+//!   conversion, DC, WADA);
 //! - `audio/decode_44k_stereo`: the same clip at 44.1 kHz stereo, so the decode includes the
 //!   channel mix and the polyphase resampler;
 //! - `audio/snr`: STFT, noise floor, SNR and VAD (`/snr-detect` after the decode);
 //! - `audio/speakers`: the frame analysis again, then MFCC, F0 and clustering;
-//! - `audio/analyze`: decode + snr + speakers, what `/analyze` runs on one worker.
+//! - `audio/analyze`: decode + snr + speakers, what `/analyze`'s jobs run today;
+//! - `audio/analyze_one_pass`: decode + `Analyzer::analyze` (the frame analysis once);
+//! - `audio/part_0_of_2`, `audio/part_1_of_2`, `audio/finish`: the split analysis' pieces;
+//! - `audio/parallel`: the two parts on two scoped threads, then `finish` (no decode);
+//! - `audio/progressive`: `Analyzer::analyze_progressive`, one window per second.
 //!
 //! Every clip is 10 s long, so **the time per iteration in milliseconds divided by 10 is the
 //! CPU cost in ms per second of audio**. Targets: `analyze` ≤ 2.5 ms/s, `snr` ≤ 1.2 ms/s.
 //!
-//! `cargo bench --bench audio` measures (about 30 s, small samples: each iteration is
-//! milliseconds long and steady); `cargo test --benches` runs each once as a test.
+//! After criterion, `audio/ratios` times the pieces itself (medians of 200 runs, in thread CPU
+//! time, so that other processes on the machine do not count) and prints the ratios
+//! `docs/AUDIO.md` quotes: the parallel pipeline against snr + speakers (its critical path in
+//! CPU time, which is its wall time on an idle machine with a core per part, and its wall
+//! time as measured), the balance of the two parts, the progressive analysis against one
+//! pass, and the most work between two polls of the cancel check, on the 10 s clip and on a
+//! pathological 10-minute clip of short blips (1000 segments to cluster).
+//!
+//! `cargo bench --bench audio` measures (about 60 s, small samples: each iteration is
+//! milliseconds long and steady); `cargo test --benches` runs each once as a test, and skips
+//! the ratios.
 
+use std::cell::Cell;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use evloop::audio::synth::{self, Voice};
-use evloop::audio::{Analyzer, VadParams};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use evloop::audio::synth::{self, Rng, Voice};
+use evloop::audio::{
+    Analyzer, AudioError, Clip, PartialAnalysis, SnrReport, SpeakerReport, VadParams,
+};
+use evloop::sys::thread_cpu_time;
 
 /// Length of every benchmark clip, seconds.
 const SECONDS: f64 = 10.0;
@@ -55,6 +73,45 @@ fn bodies() -> (Vec<u8>, Vec<u8>) {
     (wav16, body.into_inner())
 }
 
+/// 600 s of 0.3 s harmonic blips of random pitch, 0.3 s apart, in noise at 30 dB: each blip
+/// is a segment, 1000 of them, the clustering's worst kind of input.
+fn blips() -> Vec<u8> {
+    let rate = f64::from(synth::RATE);
+    let (blip, gap) = ((0.3 * rate) as usize, (0.3 * rate) as usize);
+    let mut rng = Rng::new(3);
+    let mut x = Vec::with_capacity(1000 * (blip + gap));
+    for _ in 0..1000 {
+        let f0 = rng.range(90.0, 250.0);
+        x.extend((0..blip).map(|n| {
+            let t = n as f64 / rate;
+            (1..=8)
+                .map(|h| (2.0 * std::f64::consts::PI * f0 * h as f64 * t).sin() / h as f64)
+                .sum::<f64>()
+                * 0.1
+        }));
+        x.resize(x.len() + gap, 0.0);
+    }
+    let noise = synth::white_noise(x.len(), 4);
+    synth::wav_16bit(&synth::mix_at_snr(&x, &noise, 30.0), synth::RATE).expect("blips WAV")
+}
+
+type Reports = (SnrReport, SpeakerReport);
+
+/// The split analysis as a pool of two would run it: both parts at once, then the finish.
+fn parallel(analyzer: &Analyzer, clip: &Clip, params: VadParams) -> Result<Reports, AudioError> {
+    let never = || false;
+    let parts: Vec<Result<PartialAnalysis, AudioError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|i| s.spawn(move || analyzer.analyze_part(clip, i, 2, params, &|| false)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("part thread"))
+            .collect()
+    });
+    analyzer.finish(parts.into_iter().collect::<Result<_, _>>()?, &never)
+}
+
 fn audio(c: &mut Criterion) {
     let analyzer = Analyzer::new();
     let params = VadParams::default();
@@ -73,6 +130,8 @@ fn audio(c: &mut Criterion) {
             .map(|c| c.info.channels),
         Ok(2)
     );
+    let whole = analyzer.analyze(&clip, params, &never);
+    assert_eq!(parallel(&analyzer, &clip, params), whole);
 
     let mut group = c.benchmark_group("audio");
     group
@@ -94,12 +153,215 @@ fn audio(c: &mut Criterion) {
     group.bench_function("analyze", |b| {
         b.iter(|| {
             let clip = analyzer.decode(black_box(&wav16), MAX_SECONDS).ok()?;
-            let snr = analyzer.snr(&clip, params, &never)?;
-            let speakers = analyzer.speakers(&clip, params, &never)?;
+            let snr = analyzer.snr(&clip, params, &never).ok()?;
+            let speakers = analyzer.speakers(&clip, params, &never).ok()?;
             Some((snr, speakers))
         })
     });
+    group.bench_function("analyze_one_pass", |b| {
+        b.iter(|| {
+            let clip = analyzer.decode(black_box(&wav16), MAX_SECONDS).ok()?;
+            analyzer.analyze(&clip, params, &never).ok()
+        })
+    });
+    for part in 0..2 {
+        group.bench_function(format!("part_{part}_of_2"), |b| {
+            b.iter(|| analyzer.analyze_part(black_box(&clip), part, 2, params, &never))
+        });
+    }
+    group.bench_function("finish", |b| {
+        b.iter_batched(
+            || {
+                (0..2)
+                    .map(|i| analyzer.analyze_part(&clip, i, 2, params, &never))
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("parts")
+            },
+            |parts| analyzer.finish(parts, &never),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("parallel", |b| {
+        b.iter(|| parallel(&analyzer, black_box(&clip), params))
+    });
+    group.bench_function("progressive", |b| {
+        b.iter(|| analyzer.analyze_progressive(black_box(&clip), params, &never, &mut |_| {}))
+    });
     group.finish();
+
+    if measuring("audio/ratios") {
+        ratios(&analyzer, &wav16, &clip, params);
+    }
+}
+
+/// Whether this run benchmarks (not `cargo test --benches`) with no filter, or a filter that
+/// matches `name`.
+fn measuring(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    args.iter().any(|a| a == "--bench")
+        && (filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+}
+
+/// Median CPU time of the calling thread over `runs` calls of `f`: what the work costs,
+/// whatever else the machine is running.
+fn median_cpu(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = thread_cpu_time();
+            f();
+            thread_cpu_time() - start
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+/// One run of the parallel pipeline: its wall time, and its critical path in CPU time (the
+/// slower part's CPU time plus the finish's), which is its wall time on an idle machine with
+/// a core per part.
+fn parallel_timed(analyzer: &Analyzer, clip: &Clip, params: VadParams) -> (Duration, Duration) {
+    let never = || false;
+    let start = Instant::now();
+    let parts: Vec<(PartialAnalysis, Duration)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                s.spawn(move || {
+                    let cpu = thread_cpu_time();
+                    let part = analyzer.analyze_part(clip, i, 2, params, &|| false);
+                    (part.expect("not cancelled"), thread_cpu_time() - cpu)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("part thread"))
+            .collect()
+    });
+    let slowest = parts.iter().map(|(_, cpu)| *cpu).max().unwrap_or_default();
+    let finish_cpu = thread_cpu_time();
+    let result = analyzer.finish(parts.into_iter().map(|(p, _)| p).collect(), &never);
+    black_box(result.expect("not cancelled"));
+    (start.elapsed(), slowest + (thread_cpu_time() - finish_cpu))
+}
+
+/// The most CPU time the calling thread spends between two polls of the cancel check (or the
+/// start or end) during `f`. CPU time, not wall time: a thread that waits for a core is not
+/// working.
+fn longest_poll_gap(f: impl FnOnce(&dyn Fn() -> bool)) -> Duration {
+    let last = Cell::new(thread_cpu_time());
+    let longest = Cell::new(Duration::ZERO);
+    let poll = || {
+        let now = thread_cpu_time();
+        longest.set(longest.get().max(now - last.get()));
+        last.set(now);
+        false
+    };
+    f(&poll);
+    poll();
+    longest.get()
+}
+
+fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
+    let never = || false;
+    const RUNS: usize = 200;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let decode = median_cpu(RUNS, || {
+        drop(black_box(analyzer.decode(wav16, MAX_SECONDS)))
+    });
+    let snr = median_cpu(RUNS, || drop(black_box(analyzer.snr(clip, params, &never))));
+    let speakers = median_cpu(RUNS, || {
+        drop(black_box(analyzer.speakers(clip, params, &never)))
+    });
+    let one_pass = median_cpu(RUNS, || {
+        drop(black_box(analyzer.analyze(clip, params, &never)))
+    });
+    let part = |i| {
+        median_cpu(RUNS, || {
+            drop(black_box(analyzer.analyze_part(clip, i, 2, params, &never)))
+        })
+    };
+    let (part0, part1) = (part(0), part(1));
+    let progressive = median_cpu(RUNS, || {
+        drop(black_box(analyzer.analyze_progressive(
+            clip,
+            params,
+            &never,
+            &mut |_| {},
+        )))
+    });
+    let mut runs: Vec<(Duration, Duration)> = (0..RUNS)
+        .map(|_| parallel_timed(analyzer, clip, params))
+        .collect();
+    runs.sort();
+    let (wall_min, wall_median) = (runs[0].0, runs[RUNS / 2].0);
+    let mut critical: Vec<Duration> = runs.iter().map(|r| r.1).collect();
+    critical.sort();
+    let critical = critical[RUNS / 2];
+    let of_sum = |d: Duration| d.as_secs_f64() / (snr + speakers).as_secs_f64();
+
+    println!("audio/ratios: 10 s clip, medians of {RUNS} runs, CPU time unless said");
+    println!(
+        "  decode {:.2} ms, snr {:.2} ms, speakers {:.2} ms, analyze (one pass) {:.2} ms",
+        ms(decode),
+        ms(snr),
+        ms(speakers),
+        ms(one_pass)
+    );
+    println!(
+        "  part 0 {:.2} ms, part 1 {:.2} ms; parallel pipeline (2 threads + finish): \
+         critical path {:.2} ms, wall {:.2} ms median, {:.2} ms best",
+        ms(part0),
+        ms(part1),
+        ms(critical),
+        ms(wall_median),
+        ms(wall_min)
+    );
+    println!(
+        "  parallel / (snr + speakers): critical path {:.3}, wall {:.3} median, {:.3} best",
+        of_sum(critical),
+        of_sum(wall_median),
+        of_sum(wall_min)
+    );
+    println!(
+        "  with the decode, as requests: (decode + critical path) / (2 decode + snr + speakers) \
+         = {:.3}",
+        (decode + critical).as_secs_f64() / (2 * decode + snr + speakers).as_secs_f64()
+    );
+    println!(
+        "  progressive / analyze (one pass) = {:.3}",
+        progressive.as_secs_f64() / one_pass.as_secs_f64()
+    );
+
+    let gaps = [
+        longest_poll_gap(|check| drop(analyzer.analyze(clip, params, check))),
+        longest_poll_gap(|check| drop(analyzer.analyze_part(clip, 0, 2, params, check))),
+        longest_poll_gap(|check| {
+            drop(analyzer.analyze_progressive(clip, params, check, &mut |_| {}))
+        }),
+    ];
+    let blips = analyzer
+        .decode(&blips(), MAX_SECONDS)
+        .expect("blips decode");
+    let start = thread_cpu_time();
+    let report = analyzer
+        .speakers(&blips, params, &never)
+        .expect("not cancelled");
+    let blips_time = thread_cpu_time() - start;
+    let blips_gap = longest_poll_gap(|check| drop(analyzer.speakers(&blips, params, check)));
+    println!(
+        "  longest gap between cancel polls: analyze {:.3} ms, part {:.3} ms, \
+         progressive {:.3} ms",
+        ms(gaps[0]),
+        ms(gaps[1]),
+        ms(gaps[2])
+    );
+    println!(
+        "  600 s of blips: {} segments, speakers {:.0} ms, longest gap between polls {:.3} ms",
+        report.segments,
+        ms(blips_time),
+        ms(blips_gap)
+    );
 }
 
 criterion_group!(benches, audio);

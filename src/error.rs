@@ -134,6 +134,8 @@ impl From<AudioError> for Error {
             }
             AudioError::NoSamples => Error::Unprocessable(message),
             AudioError::TooLong { .. } => Error::AudioTooLong(message),
+            // Nobody is waiting for the answer; 503 is what a cancelled job gets anyway.
+            AudioError::Cancelled => Error::Unavailable,
         }
     }
 }

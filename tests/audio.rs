@@ -383,3 +383,51 @@ fn audio_answers_are_not_stored() {
         assert_eq!(response.header("cache-control"), Some("no-store"), "{path}");
     }
 }
+
+/// The server's `/analyze` body is, byte for byte, `audio::analysis_json` of what the library
+/// computes for the same upload, whichever way the library runs it: in one pass, as two parts
+/// and a finish, or window by window. So an endpoint may use any of them, and a stream's final
+/// event can reuse the JSON exactly.
+#[test]
+fn analyze_answers_the_library_json_byte_for_byte() {
+    use evloop::audio::{analysis_json, Analyzer, VadParams};
+    let server = server();
+    let mut client = Client::connect(server.addr());
+    let analyzer = Analyzer::new();
+    let never = || false;
+    for (name, query, params) in [
+        ("spk_k3_r0_clean.wav", "", VadParams::default()),
+        (
+            "snr_v2_pink_05db.wav",
+            "?vad_hop_size=160&vad_threshold=0.8",
+            VadParams {
+                hop: 160,
+                threshold: 0.8,
+            },
+        ),
+        ("fmt_44k_stereo.wav", "", VadParams::default()),
+    ] {
+        let body = wav(name);
+        let response = client.request(post(&format!("/analyze{query}"), &body));
+        assert_eq!(response.status, 200, "{name}");
+        let clip = analyzer.decode(&body, 600.0).expect("fixture decodes");
+        let json = |(snr, speakers)| analysis_json(&snr, &speakers, &clip.info, params).to_string();
+        let one_pass = analyzer.analyze(&clip, params, &never).map(json);
+        let parts = (0..2)
+            .map(|i| analyzer.analyze_part(&clip, i, 2, params, &never))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|parts| analyzer.finish(parts, &never))
+            .map(json);
+        let progressive = analyzer
+            .analyze_progressive(&clip, params, &never, &mut |_| {})
+            .map(json);
+        let served = String::from_utf8(response.body).expect("UTF-8 body");
+        for (how, library) in [
+            ("one pass", one_pass),
+            ("parts", parts),
+            ("progressive", progressive),
+        ] {
+            assert_eq!(library.as_deref(), Ok(served.as_str()), "{name}, {how}");
+        }
+    }
+}

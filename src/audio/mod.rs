@@ -8,10 +8,11 @@
 //! `scripts/dataset/evaluate.py --reference` compares the two clip by clip). One request runs
 //! these stages, in this order:
 //!
-//! 1. **decode** (`wav.rs`): walk the RIFF chunks, decode the samples (hound), mix the channels
-//!    to mono by their mean, subtract the mean (DC), measure the WADA statistic at the file's own
-//!    rate, and resample to 16 kHz (`resample.rs`). Rates from 8 kHz ([`MIN_SAMPLE_RATE`]) to
-//!    768 kHz are accepted, so the 16 kHz clip holds at most two samples per byte of body;
+//! 1. **decode** (`wav.rs`): walk the RIFF chunks, convert the samples from the `data` chunk's
+//!    bytes in bulk, mix the channels to mono by their mean, subtract the mean (DC), measure the
+//!    WADA statistic at the file's own rate, and resample to 16 kHz (`resample.rs`). Rates from
+//!    8 kHz ([`MIN_SAMPLE_RATE`]) to 768 kHz are accepted, so the 16 kHz clip holds at most two
+//!    samples per byte of body;
 //! 2. **frames** (`spectrum.rs`): a short-time Fourier transform, window 2·hop, hop as asked,
 //!    summed into the six WebRTC VAD bands;
 //! 3. **noise floor** (`noise.rs`): per band, the lowest mode of the histogram of log energies —
@@ -27,18 +28,38 @@
 //! # The model
 //!
 //! [`Analyzer`] holds everything that does not depend on the clip: FFT plans, windows, the mel
-//! filterbank, the DCT matrix and the resampling filters (the WADA curve is a constant table). It is built once at start-up and
-//! shared by `Arc` among the workers; every method takes `&self`, and the few lazily built parts
-//! (one STFT plan per hop, one resampling filter per rate) sit behind a `Mutex` that is held
-//! only to look up or insert.
+//! filterbank, the DCT matrix and the resampling filters (the WADA curve is a constant table).
+//! It is built once at start-up and shared by `Arc` among the workers; every method takes
+//! `&self`, and the few lazily built parts (one STFT plan per hop, one resampling filter per
+//! rate) sit behind a `Mutex` that is held only to look up or insert.
+//!
+//! # Three ways to run it
+//!
+//! - [`Analyzer::snr`], [`Analyzer::speakers`], [`Analyzer::analyze`]: on the calling thread;
+//! - [`Analyzer::analyze_part`] for each of `n` parts, then [`Analyzer::finish`]: the
+//!   per-frame feature work cut into `n` parts of equal estimated cost, for parallel jobs
+//!   (`split.rs`, which also gives the plan for chaining them in an endpoint);
+//! - [`Analyzer::analyze_progressive`]: a window (one second) at a time, reporting progress
+//!   and estimates of the SNR and speech ratio so far (`progressive.rs`).
+//!
+//! All three end in the same code on the same numbers (`frames.rs` for stages 2–4, then the
+//! same features, embeddings and clustering), so their results are equal to the last bit;
+//! [`analysis_json`] and its siblings (`json.rs`) turn them into the endpoints' answers.
+//!
+//! # Cancellation
+//!
+//! Every analysis takes `cancelled: &dyn Fn() -> bool` and polls it about every 0.05 ms of
+//! estimated work, inside the STFT, noise-floor, VAD, feature, embedding and clustering loops
+//! (`checkpoint.rs`); once it returns true, the analysis stops and returns
+//! [`AudioError::Cancelled`]. Decoding is not cancellable: about 1 ms for 10 s of 16 kHz audio.
 //!
 //! # Cost
 //!
 //! Measured by `benches/audio.rs` (one core, release build), in ms of CPU per second of 16 kHz
-//! audio: decode 0.35–0.4, SNR 0.06, speakers 0.5 (it repeats the frame analysis), so about
-//! 0.9–1 for all three. A 44.1 kHz stereo file costs 2–2.5 ms per second to decode: 5.5 times
-//! the samples, plus the resampler. The analyses poll a `cancelled` callback between stages, so a
-//! request whose client went away stops early; decoding is not cancellable.
+//! audio: decode 0.1, SNR 0.06, speakers 0.46 (it repeats the frame analysis), so about
+//! 0.6–0.7 for all three; [`Analyzer::analyze`], which runs the frame analysis once, saves the
+//! repeat. A 44.1 kHz stereo file costs about 0.7 ms per second to decode: 5.5 times the
+//! samples, plus the resampler.
 //!
 //! # Omitted
 //!
@@ -47,14 +68,23 @@
 //! clearly different pitch and timbre that take turns with pauses, and does worse on
 //! real conversations (overlap, same-gender voices, back-channels).
 
+mod checkpoint;
 mod features;
+mod frames;
+mod json;
 mod noise;
+mod progressive;
 mod resample;
 mod speakers;
 mod spectrum;
+mod split;
 pub mod synth;
 mod wada;
 mod wav;
+
+pub use self::json::{analysis_json, progress_json, snr_json, speakers_json};
+pub use self::progressive::Progress;
+pub use self::split::PartialAnalysis;
 
 #[cfg(test)]
 mod tests;
@@ -65,9 +95,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use realfft::RealFftPlanner;
 
+use self::checkpoint::Checkpoint;
 use self::features::FrameFeatures;
-use self::noise::FrameAnalysis;
+use self::frames::{Frames, SpeechPlan};
 use self::resample::Polyphase;
+use self::speakers::{FeatureSpan, SegmentPlan};
 use self::spectrum::StftPlan;
 
 /// The rate every analysis runs at. Other rates are resampled to it on decode.
@@ -187,7 +219,7 @@ pub struct SpeakerReport {
     pub segments: usize,
 }
 
-/// Why a body could not be decoded.
+/// Why a body could not be decoded, or an analysis did not finish.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AudioError {
     /// The body is empty.
@@ -209,6 +241,9 @@ pub enum AudioError {
         /// The limit it exceeds.
         max_seconds: f64,
     },
+    /// The analysis stopped because its `cancelled` check said so: nobody wants the result
+    /// (the client left, or the request timed out). Never caused by the body.
+    Cancelled,
 }
 
 impl fmt::Display for AudioError {
@@ -226,21 +261,12 @@ impl fmt::Display for AudioError {
                 f,
                 "audio is {seconds:.1} s long, longer than the {max_seconds} s allowed"
             ),
+            AudioError::Cancelled => write!(f, "analysis cancelled"),
         }
     }
 }
 
 impl std::error::Error for AudioError {}
-
-/// What the frame analysis (stages 2–4) found; both reports start from it.
-enum Frames {
-    /// Every sample is zero: nothing to measure.
-    Silence,
-    /// Fewer than `noise::MIN_FRAMES` STFT frames: too short for a histogram.
-    TooShort,
-    /// Noise floor, SNR and the speech mask.
-    Analysed(FrameAnalysis),
-}
 
 impl Analyzer {
     /// Builds the model: FFT plans for the fixed sizes, windows, mel filterbank, DCT.
@@ -275,112 +301,79 @@ impl Analyzer {
     }
 
     /// Global SNR (sub-band noise floor, WADA fallback under 20 frames), active SNR, speech
-    /// ratio. Returns `None` if `cancelled()` became true between stages.
+    /// ratio. `Err(AudioError::Cancelled)` once `cancelled()` is true: it is polled about
+    /// every 0.05 ms of work (see `checkpoint.rs`).
     pub fn snr(
         &self,
         clip: &Clip,
         params: VadParams,
         cancelled: &dyn Fn() -> bool,
-    ) -> Option<SnrReport> {
-        let wada_snr_db = clip.wada_snr_db.filter(|v| v.is_finite());
-        let report = match self.frames(clip, params, cancelled)? {
-            Frames::Silence => SnrReport {
-                snr_db: None,
-                snr_active_db: None,
-                speech_ratio: Some(0.0),
-                wada_snr_db,
-                method: "silence",
-            },
-            Frames::TooShort => SnrReport {
-                snr_db: wada_snr_db,
-                snr_active_db: None,
-                speech_ratio: None,
-                wada_snr_db,
-                method: "wada",
-            },
-            Frames::Analysed(frames) => SnrReport {
-                snr_db: finite(frames.snr_db),
-                snr_active_db: frames.snr_active_db.and_then(finite),
-                speech_ratio: finite(frames.speech_ratio()),
-                wada_snr_db,
-                method: "noise-floor",
-            },
-        };
-        Some(report)
+    ) -> Result<SnrReport, AudioError> {
+        let mut checkpoint = Checkpoint::new(cancelled);
+        Ok(self.frames(clip, params, &mut checkpoint)?.snr_report(clip))
     }
 
-    /// Speaker count estimate (capped at [`MAX_SPEAKERS`]) and number of segments. Returns
-    /// `None` if `cancelled()` became true between stages.
+    /// Speaker count estimate (capped at [`MAX_SPEAKERS`]) and number of segments.
+    /// `Err(AudioError::Cancelled)` once `cancelled()` is true, as for [`Analyzer::snr`].
     pub fn speakers(
         &self,
         clip: &Clip,
         params: VadParams,
         cancelled: &dyn Fn() -> bool,
-    ) -> Option<SpeakerReport> {
-        let frames = match self.frames(clip, params, cancelled)? {
-            Frames::Silence => {
-                return Some(SpeakerReport {
-                    speakers: Some(0),
-                    segments: 0,
-                })
-            }
-            Frames::TooShort => {
-                return Some(SpeakerReport {
-                    speakers: None,
-                    segments: 0,
-                })
-            }
-            Frames::Analysed(frames) => frames,
-        };
-        // No speech at all (noise only): nothing to cluster.
-        if frames.speech_ratio() <= 0.0 {
-            return Some(SpeakerReport {
-                speakers: Some(0),
-                segments: 0,
-            });
-        }
-        let hop = clamp_hop(params.hop);
-        let embeddings =
-            speakers::embed_segments(&self.features, &clip.samples, &frames.speech, hop);
-        if cancelled() {
-            return None;
-        }
-        let speakers = speakers::count_speakers(&embeddings).min(MAX_SPEAKERS);
-        Some(SpeakerReport {
-            speakers: Some(speakers),
-            segments: embeddings.len(),
-        })
+    ) -> Result<SpeakerReport, AudioError> {
+        let mut checkpoint = Checkpoint::new(cancelled);
+        let frames = self.frames(clip, params, &mut checkpoint)?;
+        self.speaker_report(clip, &frames, params, &mut checkpoint)
     }
 
-    /// Stages 2–4, shared by both reports: STFT band energies, noise floor, SNR and VAD.
-    /// `None` when cancelled (checked after the STFT and after the noise floor).
-    fn frames(
+    /// Both reports, on the calling thread, with the frame analysis done once: what `/analyze`
+    /// answers, and what [`Analyzer::analyze_part`] with [`Analyzer::finish`] and
+    /// [`Analyzer::analyze_progressive`] give too, to the last bit.
+    pub fn analyze(
         &self,
         clip: &Clip,
         params: VadParams,
         cancelled: &dyn Fn() -> bool,
-    ) -> Option<Frames> {
+    ) -> Result<(SnrReport, SpeakerReport), AudioError> {
+        let mut checkpoint = Checkpoint::new(cancelled);
+        let frames = self.frames(clip, params, &mut checkpoint)?;
+        let speakers = self.speaker_report(clip, &frames, params, &mut checkpoint)?;
+        Ok((frames.snr_report(clip), speakers))
+    }
+
+    /// Stages 2–4, shared by both reports: STFT band energies, noise floor, SNR and VAD.
+    fn frames(
+        &self,
+        clip: &Clip,
+        params: VadParams,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<Frames, AudioError> {
         if clip.silent {
-            return Some(Frames::Silence);
+            return Ok(Frames::Silence);
         }
         let hop = clamp_hop(params.hop);
-        let bands = self.stft_plan(hop).band_energies(&clip.samples);
-        if bands.len() < noise::MIN_FRAMES {
-            return Some(Frames::TooShort);
-        }
-        if cancelled() {
-            return None;
-        }
-        let floor = noise::noise_floor(&bands);
-        if cancelled() {
-            return None;
-        }
-        Some(Frames::Analysed(noise::analyse_frames(
-            &bands,
-            &floor,
-            hop,
-            params.threshold,
-        )))
+        let bands = self
+            .stft_plan(hop)
+            .band_energies(&clip.samples, checkpoint)?;
+        Frames::from_bands(&bands, hop, params.threshold, checkpoint)
+    }
+
+    /// Stage 5 on the whole clip: features, embeddings, clustering.
+    fn speaker_report(
+        &self,
+        clip: &Clip,
+        frames: &Frames,
+        params: VadParams,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<SpeakerReport, AudioError> {
+        let hop = clamp_hop(params.hop);
+        let plan = match frames.speech_plan(clip.samples.len(), hop, checkpoint)? {
+            SpeechPlan::Known(report) => return Ok(report),
+            SpeechPlan::Segments(plan) => plan,
+        };
+        let all = 0..plan.frames();
+        let features = FeatureSpan::extract(&self.features, &clip.samples, &plan, all, checkpoint)?;
+        cluster(&plan, features, checkpoint)
     }
 
     /// The STFT plan for window 2·hop, built on first use.
@@ -430,6 +423,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn clamp_hop(hop: usize) -> usize {
     hop.clamp(*HOP_RANGE.start(), *HOP_RANGE.end())
+}
+
+/// The end of stage 5, once every feature frame `plan` reads is in `features`: embeddings,
+/// clustering, the report.
+fn cluster(
+    plan: &SegmentPlan,
+    mut features: FeatureSpan,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<SpeakerReport, AudioError> {
+    checkpoint.poll()?;
+    let segments = speakers::embed(plan, &mut features, checkpoint)?;
+    checkpoint.poll()?;
+    let speakers = speakers::count_speakers(&segments, checkpoint)?.min(MAX_SPEAKERS);
+    Ok(SpeakerReport {
+        speakers: Some(speakers),
+        segments: segments.len(),
+    })
 }
 
 /// Reports carry only finite numbers: JSON has no NaN.

@@ -29,7 +29,9 @@
 
 use std::ops::Range;
 
+use super::checkpoint::{Checkpoint, KERNEL_NS, LEVEL_NS, LINK_NS};
 use super::spectrum::{BandEnergies, BANDS};
+use super::AudioError;
 
 /// Fewer STFT frames than this and the histogram has too few points: use WADA instead.
 pub(crate) const MIN_FRAMES: usize = 20;
@@ -77,18 +79,24 @@ impl FrameAnalysis {
 
 /// Noise power per band: 10^(mode/10) of each band's smoothed log-energy histogram.
 /// Needs at least [`SMOOTH_FRAMES`] frames.
-pub(crate) fn noise_floor(bands: &[BandEnergies]) -> [f64; BANDS] {
+pub(crate) fn noise_floor(
+    bands: &[BandEnergies],
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<[f64; BANDS], AudioError> {
     let kernel = gaussian_kernel();
     let mut levels_db = Vec::with_capacity(bands.len());
-    std::array::from_fn(|b| {
+    let mut floor = [0.0; BANDS];
+    for (b, slot) in floor.iter_mut().enumerate() {
         levels_db.clear();
-        levels_db.extend(bands.windows(SMOOTH_FRAMES).map(|w| {
+        for w in bands.windows(SMOOTH_FRAMES) {
             // The reference convolves with [1/3, 1/3, 1/3]; same products, same sum.
             let smoothed: f64 = w.iter().map(|e| e[b] * (1.0 / SMOOTH_FRAMES as f64)).sum();
-            10.0 * (smoothed + TINY).log10()
-        }));
-        10f64.powf(lowest_mode_db(&levels_db, &kernel) / 10.0)
-    })
+            levels_db.push(10.0 * (smoothed + TINY).log10());
+            checkpoint.tick(LEVEL_NS)?;
+        }
+        *slot = 10f64.powf(lowest_mode_db(&levels_db, &kernel, checkpoint)? / 10.0);
+    }
+    Ok(floor)
 }
 
 /// Global and active SNR, and the speech mask after the hangover.
@@ -97,49 +105,178 @@ pub(crate) fn analyse_frames(
     noise: &[f64; BANDS],
     hop: usize,
     threshold: f64,
-) -> FrameAnalysis {
-    let total = |e: &BandEnergies| e.iter().sum::<f64>();
-    let mean_energy = bands.iter().map(total).sum::<f64>() / bands.len() as f64;
-    let noise_total = noise
-        .iter()
-        .sum::<f64>()
-        .max(NOISE_FLOOR_MIN_REL * mean_energy)
-        .max(TINY);
-
-    let speech_noise = noise[VAD_BANDS].iter().sum::<f64>().max(TINY);
-    let raw: Vec<bool> = bands
-        .iter()
-        .map(|e| {
-            let band_snr_db =
-                10.0 * (e[VAD_BANDS].iter().sum::<f64>() / speech_noise + 1e-12).log10();
-            let p = 1.0 / (1.0 + (-(band_snr_db - VAD_CENTER_DB) / VAD_SLOPE_DB).exp());
-            p > threshold
-        })
-        .collect();
-    let frame_ms = 1000.0 * hop as f64 / 16000.0;
-    let speech = close_open(
-        raw,
-        floor_div(GAP_FILL_MS, frame_ms),
-        floor_div(MIN_RUN_MS, frame_ms),
-    );
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<FrameAnalysis, AudioError> {
+    // A pass over the frames costs about a nanosecond a frame and a band; each is followed by
+    // a tick, so that no run of passes goes unpolled on a long clip.
+    let pass_ns = bands.len() as u64 * BANDS as u64;
+    let mean_energy = bands.iter().map(frame_energy).sum::<f64>() / bands.len() as f64;
+    checkpoint.tick(pass_ns)?;
+    let noise_total = noise_total(noise, mean_energy);
+    let vad = Vad::new(noise, threshold);
+    let mut raw = Vec::with_capacity(bands.len());
+    for e in bands {
+        raw.push(vad.is_speech(e));
+        checkpoint.tick(LEVEL_NS)?;
+    }
+    let speech = Hangover::new(hop).apply(raw);
+    checkpoint.tick(pass_ns)?;
 
     let (speech_sum, speech_frames) = bands
         .iter()
         .zip(&speech)
         .filter(|(_, &s)| s)
-        .fold((0.0, 0usize), |(sum, n), (e, _)| (sum + total(e), n + 1));
+        .fold((0.0, 0usize), |(sum, n), (e, _)| {
+            (sum + frame_energy(e), n + 1)
+        });
     let snr_active_db = (speech_frames > 0)
         .then(|| ratio_db((speech_sum / speech_frames as f64 - noise_total) / noise_total));
-    FrameAnalysis {
+    Ok(FrameAnalysis {
         snr_db: ratio_db((mean_energy - noise_total) / noise_total),
         snr_active_db,
         speech,
+    })
+}
+
+/// A frame's energy over all bands.
+pub(crate) fn frame_energy(e: &BandEnergies) -> f64 {
+    e.iter().sum::<f64>()
+}
+
+/// The noise power the SNR divides by: the bands' floors summed, at least
+/// [`NOISE_FLOOR_MIN_REL`] of the mean frame energy (which caps the SNR at 100 dB).
+pub(crate) fn noise_total(noise: &[f64; BANDS], mean_energy: f64) -> f64 {
+    noise
+        .iter()
+        .sum::<f64>()
+        .max(NOISE_FLOOR_MIN_REL * mean_energy)
+        .max(TINY)
+}
+
+/// The VAD's decision for one frame, before the hangover.
+pub(crate) struct Vad {
+    /// Noise power of the speech bands (250–4000 Hz).
+    speech_noise: f64,
+    /// `vad_threshold`.
+    threshold: f64,
+}
+
+impl Vad {
+    pub(crate) fn new(noise: &[f64; BANDS], threshold: f64) -> Vad {
+        Vad {
+            speech_noise: noise[VAD_BANDS].iter().sum::<f64>().max(TINY),
+            threshold,
+        }
+    }
+
+    /// The speech bands' SNR, through the logistic, above the threshold.
+    pub(crate) fn is_speech(&self, e: &BandEnergies) -> bool {
+        let band_snr_db =
+            10.0 * (e[VAD_BANDS].iter().sum::<f64>() / self.speech_noise + 1e-12).log10();
+        let p = 1.0 / (1.0 + (-(band_snr_db - VAD_CENTER_DB) / VAD_SLOPE_DB).exp());
+        p > self.threshold
+    }
+}
+
+/// The hangover's two lengths, in frames of one hop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hangover {
+    /// Non-speech gaps of at most this many frames, with speech on both sides, are filled.
+    gap: usize,
+    /// Then speech runs of at most this many frames are dropped.
+    blip: usize,
+}
+
+impl Hangover {
+    pub(crate) fn new(hop: usize) -> Hangover {
+        let frame_ms = 1000.0 * hop as f64 / 16000.0;
+        Hangover {
+            gap: floor_div(GAP_FILL_MS, frame_ms),
+            blip: floor_div(MIN_RUN_MS, frame_ms),
+        }
+    }
+
+    /// The speech mask after the hangover.
+    pub(crate) fn apply(self, raw: Vec<bool>) -> Vec<bool> {
+        close_open(raw, self.gap, self.blip)
+    }
+}
+
+/// The hangover applied one frame at a time: [`Hangover::apply`] on a mask that grows.
+///
+/// Only the end of the mask is ever in doubt: a speech run can still grow, or be joined to the
+/// next one across a short gap, and the non-speech frames after it can still be filled. Every
+/// frame before that is decided once and for all, and goes to `decided`. So the speech count of
+/// `apply(raw so far)` is `decided_speech` plus the open run if it is longer than a blip: O(1)
+/// per frame instead of a pass over the whole mask.
+pub(crate) struct StreamingHangover {
+    hangover: Hangover,
+    /// Decisions that can no longer change, for the first `decided.len()` frames.
+    pub decided: Vec<bool>,
+    /// Speech frames in `decided`.
+    decided_speech: usize,
+    /// Length of the open speech run after gap filling (0: none).
+    run: usize,
+    /// Non-speech frames since the open run, not yet more than a fillable gap.
+    gap: usize,
+}
+
+impl StreamingHangover {
+    pub(crate) fn new(hangover: Hangover) -> StreamingHangover {
+        StreamingHangover {
+            hangover,
+            decided: Vec::new(),
+            decided_speech: 0,
+            run: 0,
+            gap: 0,
+        }
+    }
+
+    /// Frames pushed so far.
+    pub(crate) fn len(&self) -> usize {
+        self.decided.len() + self.run + self.gap
+    }
+
+    /// Append one frame's decision before the hangover.
+    pub(crate) fn push(&mut self, speech: bool) {
+        match (speech, self.run) {
+            // Speech after a run: the gap between them (if any) is short enough to fill.
+            (true, 1..) => {
+                self.run += self.gap + 1;
+                self.gap = 0;
+            }
+            (true, 0) => self.run = 1,
+            // Non-speech with no run open: no speech before it to fill towards.
+            (false, 0) => self.decided.push(false),
+            (false, _) => {
+                self.gap += 1;
+                if self.gap > self.hangover.gap {
+                    // Too long to fill: the run is over, and so is the gap.
+                    let keep = self.run > self.hangover.blip;
+                    self.decided.extend(std::iter::repeat_n(keep, self.run));
+                    self.decided.extend(std::iter::repeat_n(false, self.gap));
+                    self.decided_speech += if keep { self.run } else { 0 };
+                    (self.run, self.gap) = (0, 0);
+                }
+            }
+        }
+    }
+
+    /// Speech frames in `Hangover::apply` of every frame pushed so far: the mask as if it
+    /// ended here (a trailing gap is not filled; the open run counts unless it is a blip).
+    pub(crate) fn speech_frames(&self) -> usize {
+        self.decided_speech
+            + if self.run > self.hangover.blip {
+                self.run
+            } else {
+                0
+            }
     }
 }
 
 /// A power ratio in dB: −30 dB for ratios ≤ 10⁻³ (speech energy lost in the noise estimate's
 /// error), at most 100 dB.
-fn ratio_db(ratio: f64) -> f64 {
+pub(crate) fn ratio_db(ratio: f64) -> f64 {
     if ratio > 1e-3 {
         (10.0 * ratio.log10()).min(100.0)
     } else {
@@ -160,12 +297,17 @@ fn gaussian_kernel() -> Vec<f64> {
 
 /// The lowest local maximum of the smoothed histogram of `values` (dB) that reaches
 /// [`PEAK_REL`] of the highest; the highest if there is none.
-pub(crate) fn lowest_mode_db(values: &[f64], kernel: &[f64]) -> f64 {
+pub(crate) fn lowest_mode_db(
+    values: &[f64],
+    kernel: &[f64],
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<f64, AudioError> {
     let (min, max) = values
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
+    checkpoint.tick(values.len() as u64 * LINK_NS)?;
     let reach = kernel.len() / 2;
     // The grid spans the values plus the kernel's reach on both sides.
     let lo = (min / KDE_STEP_DB).floor() * KDE_STEP_DB - 4.0 * KDE_BW_DB;
@@ -175,6 +317,7 @@ pub(crate) fn lowest_mode_db(values: &[f64], kernel: &[f64]) -> f64 {
         // numpy rounds half to even; so do we, for the same bins.
         let i = ((v - lo) / KDE_STEP_DB).round_ties_even().max(0.0) as usize;
         counts[i.min(bins - 1)] += 1.0;
+        checkpoint.tick(LINK_NS)?;
     }
     // Kernel density: spread each occupied bin over its neighbours. Most bins are empty, so
     // scattering from the occupied ones is far cheaper than a dense convolution.
@@ -185,6 +328,7 @@ pub(crate) fn lowest_mode_db(values: &[f64], kernel: &[f64]) -> f64 {
         for (j, d) in density[first..=last].iter_mut().enumerate() {
             *d += c * kernel[first + j + reach - i];
         }
+        checkpoint.tick(KERNEL_NS)?;
     }
     let peak = density.iter().copied().fold(0.0, f64::max);
     let mode = (1..bins.saturating_sub(1))
@@ -194,7 +338,7 @@ pub(crate) fn lowest_mode_db(values: &[f64], kernel: &[f64]) -> f64 {
                 && density[i] >= PEAK_REL * peak
         })
         .unwrap_or_else(|| density.iter().position(|&d| d == peak).unwrap_or(0));
-    lo + mode as f64 * KDE_STEP_DB
+    Ok(lo + mode as f64 * KDE_STEP_DB)
 }
 
 /// The hangover: fill gaps of ≤ `gap` non-speech frames that have speech on both sides, then
@@ -245,10 +389,15 @@ fn floor_div(a: f64, b: f64) -> usize {
 mod tests {
     use super::*;
 
+    fn mode(values: &[f64]) -> f64 {
+        lowest_mode_db(values, &gaussian_kernel(), &mut Checkpoint::new(&|| false))
+            .unwrap_or(f64::NAN)
+    }
+
     /// The mode of a histogram of identical values is that value (to the bin width).
     #[test]
     fn mode_of_a_spike() {
-        let mode = lowest_mode_db(&[-42.0; 50], &gaussian_kernel());
+        let mode = mode(&[-42.0; 50]);
         assert!((mode + 42.0).abs() < 0.051, "{mode}");
     }
 
@@ -257,7 +406,7 @@ mod tests {
     fn lowest_mode_is_the_noise() {
         let mut values = vec![-60.0; 40];
         values.extend([-20.0; 100]);
-        let mode = lowest_mode_db(&values, &gaussian_kernel());
+        let mode = mode(&values);
         assert!((mode + 60.0).abs() < 0.2, "{mode}");
     }
 
@@ -266,7 +415,7 @@ mod tests {
     fn small_humps_are_ignored() {
         let mut values = vec![-80.0; 3];
         values.extend([-50.0; 100]);
-        let mode = lowest_mode_db(&values, &gaussian_kernel());
+        let mode = mode(&values);
         assert!((mode + 50.0).abs() < 0.2, "{mode}");
     }
 
@@ -278,6 +427,42 @@ mod tests {
         assert_eq!(close_open(m("..##..."), 2, 1), m("..##..."));
         assert_eq!(close_open(m("#...#....##"), 2, 1), m(".........##"));
         assert_eq!(close_open(m("##...##"), 2, 1), m("##...##"));
+    }
+
+    /// The streaming hangover agrees with the whole-mask one on every prefix of random masks
+    /// (runs of random lengths, so that gaps and blips of every length around the limits
+    /// occur), for the hangover lengths of hops 80, 256 and 1024; and what it has decided is
+    /// what the whole-mask hangover says of those frames.
+    #[test]
+    fn streaming_hangover_equals_the_whole_mask() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for hop in [80, 256, 1024] {
+            let hangover = Hangover::new(hop);
+            for _ in 0..50 {
+                let mut raw = Vec::new();
+                let mut speech = next(2) == 0;
+                while raw.len() < 400 {
+                    let len = 1 + next(2 * hangover.gap as u64 + 4) as usize;
+                    raw.extend(std::iter::repeat_n(speech, len));
+                    speech = !speech;
+                }
+                let mut streaming = StreamingHangover::new(hangover);
+                for (i, &r) in raw.iter().enumerate() {
+                    streaming.push(r);
+                    let whole = hangover.apply(raw[..=i].to_vec());
+                    assert_eq!(streaming.len(), i + 1);
+                    let want = whole.iter().filter(|&&s| s).count();
+                    assert_eq!(streaming.speech_frames(), want, "hop {hop}, frame {i}");
+                    assert_eq!(streaming.decided[..], whole[..streaming.decided.len()]);
+                }
+            }
+        }
     }
 
     /// Python's float floor division on the hop lengths the API accepts.

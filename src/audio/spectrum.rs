@@ -14,9 +14,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use realfft::num_complex::Complex;
 use realfft::RealToComplex;
 
-use super::SAMPLE_RATE;
+use super::checkpoint::{Checkpoint, STFT_NS_PER_HOP_SAMPLE};
+use super::{AudioError, SAMPLE_RATE};
 
 /// Number of sub-bands.
 pub(crate) const BANDS: usize = 6;
@@ -52,38 +54,79 @@ impl StftPlan {
         }
     }
 
-    /// Band energies of every whole frame of `x` (16 kHz).
-    pub(crate) fn band_energies(&self, x: &[f64]) -> Vec<BandEnergies> {
-        let len = 2 * self.hop;
-        if x.len() < len {
-            return Vec::new();
+    /// Whole frames in `len` samples.
+    pub(crate) fn frame_count(&self, len: usize) -> usize {
+        let window = 2 * self.hop;
+        if len < window {
+            0
+        } else {
+            (len - window) / self.hop + 1
         }
-        let frames = (x.len() - len) / self.hop + 1;
-        let mut input = self.fft.make_input_vec();
-        let mut spectrum = self.fft.make_output_vec();
-        let mut scratch = self.fft.make_scratch_vec();
-        let mut power = vec![0.0; spectrum.len()];
-        let mut out = Vec::with_capacity(frames);
-        for t in 0..frames {
+    }
+
+    /// Band energies of every whole frame of `x` (16 kHz).
+    pub(crate) fn band_energies(
+        &self,
+        x: &[f64],
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<Vec<BandEnergies>, AudioError> {
+        let mut out = Vec::with_capacity(self.frame_count(x.len()));
+        self.extend(x, &mut self.buffers(), &mut out, checkpoint)?;
+        Ok(out)
+    }
+
+    /// FFT buffers for [`StftPlan::extend`], so that a caller extending frame by frame
+    /// allocates them once.
+    pub(crate) fn buffers(&self) -> StftBuffers {
+        StftBuffers {
+            input: self.fft.make_input_vec(),
+            spectrum: self.fft.make_output_vec(),
+            scratch: self.fft.make_scratch_vec(),
+        }
+    }
+
+    /// Append to `out` the band energies of the whole frames of `x` it does not hold yet:
+    /// frames `out.len()` up to [`StftPlan::frame_count`]`(x.len())`. Each frame reads only its
+    /// own samples, so a clip's frames computed a window at a time equal those computed at once.
+    pub(crate) fn extend(
+        &self,
+        x: &[f64],
+        buffers: &mut StftBuffers,
+        out: &mut Vec<BandEnergies>,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<(), AudioError> {
+        let len = 2 * self.hop;
+        let frame_ns = self.hop as u64 * STFT_NS_PER_HOP_SAMPLE;
+        for t in out.len()..self.frame_count(x.len()) {
             let frame = &x[t * self.hop..t * self.hop + len];
-            for ((slot, &v), &w) in input.iter_mut().zip(frame).zip(&self.window) {
+            for ((slot, &v), &w) in buffers.input.iter_mut().zip(frame).zip(&self.window) {
                 *slot = v * w;
             }
-            // The buffers have the plan's own lengths, so the FFT cannot refuse them.
-            if self
-                .fft
-                .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
-                .is_err()
-            {
-                return Vec::new();
-            }
-            for (p, c) in power.iter_mut().zip(&spectrum) {
-                *p = c.norm_sqr();
-            }
-            out.push(self.bands.clone().map(|bins| power[bins].iter().sum()));
+            // The buffers have the plan's own lengths, so the FFT cannot refuse them; if it
+            // ever did, the frame would count as silent.
+            let energies = match self.fft.process_with_scratch(
+                &mut buffers.input,
+                &mut buffers.spectrum,
+                &mut buffers.scratch,
+            ) {
+                Ok(()) => self
+                    .bands
+                    .clone()
+                    .map(|bins| buffers.spectrum[bins].iter().map(|c| c.norm_sqr()).sum()),
+                Err(_) => [0.0; BANDS],
+            };
+            out.push(energies);
+            checkpoint.tick(frame_ns)?;
         }
-        out
+        Ok(())
     }
+}
+
+/// The FFT's input, output and scratch buffers, of the plan's own lengths.
+pub(crate) struct StftBuffers {
+    input: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
 }
 
 /// The bins of each band for an FFT of `len` points at 16 kHz. Bin frequencies are computed as

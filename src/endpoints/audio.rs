@@ -16,10 +16,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use super::no_store;
-use crate::audio::{Analyzer, Clip, SnrReport, SpeakerReport, VadParams, HOP_RANGE};
+use crate::audio::{analysis_json, snr_json, speakers_json, Analyzer, Clip, VadParams, HOP_RANGE};
 use crate::error::Error;
 use crate::http::{Body, Method, Request, Response};
 use crate::pool::{JobContext, Work};
@@ -152,18 +150,21 @@ fn run_inline(app: &AudioApp, wav: &[u8], params: VadParams, analysis: Analysis)
         Err(err) => return err.into_response(),
     };
     let never = || false;
-    let snr = || snr_json(app.analyzer.snr(&clip, params, &never), &clip, params);
-    let speakers = || speakers_json(app.analyzer.speakers(&clip, params, &never), &clip);
+    let (model, info) = (&app.analyzer, &clip.info);
     let value = match analysis {
-        Analysis::Snr => snr(),
-        Analysis::Speakers => speakers(),
-        Analysis::Both => {
-            snr().and_then(|snr| Ok(json!({ "snr": snr, "speaker_count": speakers()? })))
-        }
+        Analysis::Snr => model
+            .snr(&clip, params, &never)
+            .map(|snr| snr_json(&snr, info, params)),
+        Analysis::Speakers => model
+            .speakers(&clip, params, &never)
+            .map(|speakers| speakers_json(&speakers, info)),
+        Analysis::Both => model
+            .analyze(&clip, params, &never)
+            .map(|(snr, speakers)| analysis_json(&snr, &speakers, info, params)),
     };
     match value {
         Ok(value) => Response::json_value(200, &value),
-        Err(err) => err.into_response(),
+        Err(err) => Error::from(err).into_response(),
     }
 }
 
@@ -199,60 +200,30 @@ fn vad_params(req: &Request<'_>) -> Result<VadParams, Error> {
     Ok(VadParams { hop, threshold })
 }
 
+/// The `/snr-detect` answer; a cancelled job (nobody is waiting) becomes a 503.
 fn snr_response(
     model: &Analyzer,
     clip: &Clip,
     params: VadParams,
     job: &JobContext<'_>,
 ) -> Response {
-    let report = model.snr(clip, params, &|| job.is_cancelled());
-    match snr_json(report, clip, params) {
-        Ok(value) => Response::json_value(200, &value),
-        Err(err) => err.into_response(),
+    match model.snr(clip, params, &|| job.is_cancelled()) {
+        Ok(report) => Response::json_value(200, &snr_json(&report, &clip.info, params)),
+        Err(err) => Error::from(err).into_response(),
     }
 }
 
+/// The `/speaker-count` answer; a cancelled job becomes a 503.
 fn speakers_response(
     model: &Analyzer,
     clip: &Clip,
     params: VadParams,
     job: &JobContext<'_>,
 ) -> Response {
-    let report = model.speakers(clip, params, &|| job.is_cancelled());
-    match speakers_json(report, clip) {
-        Ok(value) => Response::json_value(200, &value),
-        Err(err) => err.into_response(),
+    match model.speakers(clip, params, &|| job.is_cancelled()) {
+        Ok(report) => Response::json_value(200, &speakers_json(&report, &clip.info)),
+        Err(err) => Error::from(err).into_response(),
     }
-}
-
-/// The `/snr-detect` JSON. `None` (the job was cancelled: nobody is waiting) becomes a 503.
-fn snr_json(report: Option<SnrReport>, clip: &Clip, params: VadParams) -> Result<Value, Error> {
-    let report = report.ok_or(Error::Unavailable)?;
-    let info = clip.info;
-    Ok(json!({
-        "snr_db": round(report.snr_db, 3),
-        "snr_active_db": round(report.snr_active_db, 3),
-        "speech_ratio": round(report.speech_ratio, 4),
-        "wada_snr_db": round(report.wada_snr_db, 3),
-        "method": report.method,
-        "vad_hop_size": params.hop,
-        "vad_threshold": params.threshold,
-        "duration_s": round(Some(info.duration_s), 4),
-        "sample_rate": info.sample_rate,
-        "channels": info.channels,
-        "bits": info.bits,
-        "frames": info.frames,
-    }))
-}
-
-/// The `/speaker-count` JSON.
-fn speakers_json(report: Option<SpeakerReport>, clip: &Clip) -> Result<Value, Error> {
-    let report = report.ok_or(Error::Unavailable)?;
-    Ok(json!({
-        "speakers": report.speakers,
-        "segments": report.segments,
-        "duration_s": round(Some(clip.info.duration_s), 4),
-    }))
 }
 
 /// Join the two parts of `/analyze` on the reactor: a failed part is the answer; otherwise the
@@ -272,13 +243,4 @@ fn join_analysis(mut parts: Vec<Response>) -> Response {
         body: Body::Owned(body),
         ..Response::json(200, Vec::new())
     }
-}
-
-/// Round to `digits` decimals for the JSON (`None` stays `null`; NaN and infinities, which the
-/// analysis never returns, would also become `null`).
-fn round(value: Option<f64>, digits: i32) -> Option<f64> {
-    let scale = 10f64.powi(digits);
-    value
-        .filter(|v| v.is_finite())
-        .map(|v| (v * scale).round() / scale)
 }
