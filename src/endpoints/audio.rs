@@ -5,10 +5,16 @@
 //! |---|---|---|
 //! | `POST /snr-detect` | one: decode, then SNR and voice activity | `await run_in_threadpool(snr_detect, wav)` |
 //! | `POST /speaker-count` | one: decode, then the speaker estimate | `await run_in_threadpool(speaker_count, wav)` |
-//! | `POST /analyze` | one to decode, then **two in parallel**, joined on the reactor | `clip = await run_in_threadpool(decode, wav)`; `await asyncio.gather(...)` |
+//! | `POST /analyze` | one to decode, then **one part per worker in parallel**, joined on the reactor, then one to finish | `clip = await run_in_threadpool(decode, wav)`; `parts = await asyncio.gather(*(run_in_threadpool(part, clip, i) for i in range(n)))`; `await run_in_threadpool(finish, parts)` |
+//! | `POST /analyze/stream` | one to decode, then one that analyses window by window, its progress streamed | `StreamingResponse` of an async generator fed by a thread |
 //!
 //! `mode=inline` runs the same work on the reactor instead — the blocking mistake, kept for
-//! demonstration: every other connection waits, and the slow-turn warning says so.
+//! demonstration: every other connection waits, and the slow-turn warning says so (not for the
+//! stream).
+//!
+//! Every job passes `|| job.is_cancelled()` to the analysis, which checks it at least every
+//! fraction of a millisecond: a client that leaves frees its workers at once, and the checks
+//! are where the workers yield to the reactor.
 //!
 //! The [`Analyzer`] (FFT plans, filterbanks, tables: the "model") is built once per process and
 //! shared by every worker through an `Arc`: one model per process, as a Python service loads its
@@ -17,11 +23,14 @@
 use std::sync::Arc;
 
 use super::no_store;
-use crate::audio::{analysis_json, snr_json, speakers_json, Analyzer, Clip, VadParams, HOP_RANGE};
+use crate::audio::{
+    analysis_json, progress_json, snr_json, speakers_json, Analyzer, Clip, PartialAnalysis,
+    VadParams, HOP_RANGE,
+};
 use crate::error::Error;
-use crate::http::{Body, Method, Request, Response};
+use crate::http::{sse, Method, Request, Response};
 use crate::pool::{JobContext, Work};
-use crate::router::{Reply, Router};
+use crate::router::{Reply, Router, Stream};
 
 /// Which analysis an endpoint runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,19 +40,28 @@ enum Analysis {
     Both,
 }
 
-/// What the audio handlers share: the model and the duration cap.
+/// What the audio handlers share: the model, the duration cap, and how many parts `/analyze`
+/// splits its work into.
 struct AudioApp {
     analyzer: Arc<Analyzer>,
     max_seconds: f64,
+    parts: usize,
 }
 
-/// Register `POST /snr-detect`, `POST /speaker-count` and `POST /analyze` on `router`.
-pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64) -> Router {
+/// Most parts `/analyze` splits into, whatever the pool: past this, each part's share of the
+/// frame analysis (which every part repeats) outweighs what the split saves.
+const MAX_PARTS: usize = 4;
+
+/// Register `POST /snr-detect`, `POST /speaker-count`, `POST /analyze` and
+/// `POST /analyze/stream` on `router`. `/analyze` splits its work into one part per worker
+/// (`pool`), up to [`MAX_PARTS`].
+pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64, pool: usize) -> Router {
     let app = Arc::new(AudioApp {
         analyzer,
         max_seconds,
+        parts: pool.clamp(1, MAX_PARTS),
     });
-    let (snr, speakers, both) = (Arc::clone(&app), Arc::clone(&app), app);
+    let (snr, speakers, both) = (Arc::clone(&app), Arc::clone(&app), Arc::clone(&app));
     // Every answer, errors included, is about one upload: never to be stored by a cache.
     router
         .route(
@@ -61,10 +79,67 @@ pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64) -> Rout
             "/analyze",
             no_store(move |req, _| handle(&both, req, Analysis::Both)),
         )
+        .route(
+            Method::Post,
+            "/analyze/stream",
+            no_store(move |req, _| handle_stream(&app, req)),
+        )
         // A bad query is refused before an upload is read, instead of `100 Continue`.
         .check(Method::Post, "/snr-detect", |req| query(req).map(drop))
         .check(Method::Post, "/speaker-count", |req| query(req).map(drop))
         .check(Method::Post, "/analyze", |req| query(req).map(drop))
+        .check(Method::Post, "/analyze/stream", |req| {
+            stream_query(req).map(drop)
+        })
+}
+
+/// The query of `/analyze/stream`: `/analyze`'s, without `mode=inline` (a stream's job is a
+/// pool job by nature).
+fn stream_query(req: &Request<'_>) -> Result<VadParams, Error> {
+    match query(req)? {
+        (params, false) => Ok(params),
+        (_, true) => Err(Error::BadQuery(
+            "`mode=inline` is not available for a stream".to_string(),
+        )),
+    }
+}
+
+/// `POST /analyze/stream`: decode on a worker (a bad upload is an ordinary 4xx, before any
+/// stream starts), then stream the analysis window by window: an `event: progress` per window
+/// (`processed_s`, `duration_s`, `snr_db_so_far`, `speech_ratio_so_far`), then `event: result`
+/// with exactly the JSON `/analyze` answers for the same upload and query.
+fn handle_stream(app: &Arc<AudioApp>, req: &mut Request<'_>) -> Reply {
+    let params = match stream_query(req) {
+        Ok(params) => params,
+        Err(err) => return err.into(),
+    };
+    let wav = std::mem::take(&mut req.body);
+    let app = Arc::clone(app);
+    Reply::offload(move |job| -> Reply {
+        let clip = match app.decode(&wav) {
+            Ok(clip) => clip,
+            Err(err) => return err.into(),
+        };
+        if job.is_cancelled() {
+            return Error::Unavailable.into();
+        }
+        Reply::Stream(Stream::events(move |job| {
+            let cancelled = || job.is_cancelled();
+            let mut report = |progress| {
+                let data = progress_json(&progress).to_string();
+                job.emit(sse::event("progress", data.as_bytes()));
+            };
+            match app
+                .analyzer
+                .analyze_progressive(&clip, params, &cancelled, &mut report)
+            {
+                Ok((snr, speakers)) => {
+                    Response::json_value(200, &analysis_json(&snr, &speakers, &clip.info, params))
+                }
+                Err(err) => Error::from(err).into_response(),
+            }
+        }))
+    })
 }
 
 /// The query, read and checked: what the head alone decides.
@@ -104,7 +179,8 @@ fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Rep
             Ok(clip) => speakers_response(&app.analyzer, &clip, params, job),
             Err(err) => err.into_response(),
         }),
-        // Decode once on a worker, then fan out: the job's reply is a gather of two more jobs.
+        // Decode once on a worker, then fan out: the job's reply is a gather of one part per
+        // worker, whose join continues with one more job to finish.
         Analysis::Both => Reply::offload(move |job| -> Reply {
             let clip = match app.decode(&wav) {
                 Ok(clip) => Arc::new(clip),
@@ -113,26 +189,39 @@ fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Rep
             if job.is_cancelled() {
                 return Error::Unavailable.into();
             }
-            let (snr_model, snr_clip) = (Arc::clone(&app.analyzer), Arc::clone(&clip));
-            let (count_model, count_clip) = (Arc::clone(&app.analyzer), clip);
-            let parts: Vec<Work<Result<Response, Response>>> = vec![
-                Box::new(move |job| ok_or_err(snr_response(&snr_model, &snr_clip, params, job))),
-                Box::new(move |job| {
-                    ok_or_err(speakers_response(&count_model, &count_clip, params, job))
-                }),
-            ];
-            Reply::gather(parts, join_analysis)
+            fan_out(&app, clip, params)
         }),
     }
 }
 
-/// A part's response as a gather wants it: an error status answers the whole request.
-fn ok_or_err(response: Response) -> Result<Response, Response> {
-    if response.status < 400 {
-        Ok(response)
-    } else {
-        Err(response)
-    }
+/// The parallel part of `/analyze`: `app.parts` jobs, each the features of its share of the
+/// clip; their join, on the reactor, only moves the parts into one last job, which merges them,
+/// clusters the speakers and answers (the clustering can take long on a pathological clip: not
+/// work for the loop).
+fn fan_out(app: &Arc<AudioApp>, clip: Arc<Clip>, params: VadParams) -> Reply {
+    let of = app.parts;
+    let parts: Vec<Work<Result<PartialAnalysis, Response>>> = (0..of)
+        .map(|part| -> Work<Result<PartialAnalysis, Response>> {
+            let (model, clip) = (Arc::clone(&app.analyzer), Arc::clone(&clip));
+            Box::new(move |job| {
+                model
+                    .analyze_part(&clip, part, of, params, &|| job.is_cancelled())
+                    .map_err(|err| Error::from(err).into_response())
+            })
+        })
+        .collect();
+    let model = Arc::clone(&app.analyzer);
+    let info = clip.info;
+    Reply::gather(parts, move |parts: Vec<PartialAnalysis>| {
+        Reply::offload(
+            move |job| match model.finish(parts, &|| job.is_cancelled()) {
+                Ok((snr, speakers)) => {
+                    Response::json_value(200, &analysis_json(&snr, &speakers, &info, params))
+                }
+                Err(err) => Error::from(err).into_response(),
+            },
+        )
+    })
 }
 
 impl AudioApp {
@@ -223,24 +312,5 @@ fn speakers_response(
     match model.speakers(clip, params, &|| job.is_cancelled()) {
         Ok(report) => Response::json_value(200, &speakers_json(&report, &clip.info)),
         Err(err) => Error::from(err).into_response(),
-    }
-}
-
-/// Join the two parts of `/analyze` on the reactor: a failed part is the answer; otherwise the
-/// two JSON objects side by side (spliced as bytes: both are already serialised objects).
-fn join_analysis(mut parts: Vec<Response>) -> Response {
-    if let Some(failed) = parts.iter().position(|part| part.status != 200) {
-        return parts.swap_remove(failed);
-    }
-    let mut body =
-        Vec::with_capacity(64 + parts.iter().map(|p| p.body.as_bytes().len()).sum::<usize>());
-    body.extend_from_slice(br#"{"snr":"#);
-    body.extend_from_slice(parts.first().map_or(&b"null"[..], |p| p.body.as_bytes()));
-    body.extend_from_slice(br#","speaker_count":"#);
-    body.extend_from_slice(parts.get(1).map_or(&b"null"[..], |p| p.body.as_bytes()));
-    body.push(b'}');
-    Response {
-        body: Body::Owned(body),
-        ..Response::json(200, Vec::new())
     }
 }

@@ -51,7 +51,12 @@ pub fn router() -> Router {
 /// shared by every worker.
 pub fn router_for(config: &Config) -> Router {
     let analyzer = Arc::new(Analyzer::new());
-    audio::routes(basic_routes(), analyzer, config.max_audio_seconds)
+    audio::routes(
+        basic_routes(),
+        analyzer,
+        config.max_audio_seconds,
+        config.pool,
+    )
 }
 
 /// The endpoints that need no model.
@@ -162,12 +167,17 @@ fn index(req: &mut Request<'_>, _ctx: &Context) -> Reply {
             "/speaker-count",
         ),
         (
-            "both at once: decode once, two jobs in parallel (asyncio.gather)",
+            "both at once: decode once, a part per worker in parallel (asyncio.gather)",
             "/analyze",
         ),
+        (
+            "the same, its progress streamed as Server-Sent Events, window by window",
+            "/analyze/stream",
+        ),
     ] {
+        let stream = if path.contains("/stream") { "N" } else { "" };
         text.push_str(&format!(
-            "# {what}\ncurl -s --data-binary @clip.wav 'http://{host}{path}'\n"
+            "# {what}\ncurl -s{stream} --data-binary @clip.wav 'http://{host}{path}'\n"
         ));
     }
     Response::text_owned(200, text).into()
