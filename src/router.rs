@@ -13,14 +13,18 @@
 //! | [`Reply::Stream`] | a pool worker, its progress sent as it goes | `StreamingResponse(agen())`, where the async generator `agen` yields pieces as a thread computes them |
 //!
 //! An offloaded job returns a [`Reply`] too, and so does a gather's join, so work can continue
-//! where it left off: a job that decodes an upload can return a `Gather` of two analyses of the
-//! decoded data, whose join can return one more job — the Python
+//! where it left off: a job that decodes an upload can return a `Gather` of parts of the
+//! analysis of the decoded data, whose join can return one more job to finish — the Python
 //!
 //! ```text
 //! clip = await run_in_threadpool(decode, body)
-//! a, b = await asyncio.gather(run_in_threadpool(half, clip, 0), run_in_threadpool(half, clip, 1))
-//! return await run_in_threadpool(finish, a, b)
+//! parts = await asyncio.gather(*(run_in_threadpool(analyze_part, clip, i, n) for i in range(n)))
+//! return await run_in_threadpool(finish, parts)
 //! ```
+//!
+//! which is how `POST /analyze` runs (`src/endpoints/audio.rs`). A job may also return a
+//! [`Reply::Stream`]: `POST /analyze/stream` decodes in one job, so that a bad upload is an
+//! ordinary error response, and only then returns the stream that analyses the clip.
 //!
 //! A stream's job sends progress with [`JobContext::emit`]; each message becomes a piece of the
 //! response body as soon as the client can take it, and what the job returns ends the body.

@@ -5,20 +5,23 @@
 //! |---|---|---|
 //! | `POST /snr-detect` | one: decode, then SNR and voice activity | `await run_in_threadpool(snr_detect, wav)` |
 //! | `POST /speaker-count` | one: decode, then the speaker estimate | `await run_in_threadpool(speaker_count, wav)` |
-//! | `POST /analyze` | one to decode, then **one part per worker in parallel**, joined on the reactor, then one to finish | `clip = await run_in_threadpool(decode, wav)`; `parts = await asyncio.gather(*(run_in_threadpool(part, clip, i) for i in range(n)))`; `await run_in_threadpool(finish, parts)` |
+//! | `POST /analyze` | one to decode, then **one part per worker in parallel** (up to four), joined on the reactor, then one to finish | `clip = await run_in_threadpool(decode, wav)`; `parts = await asyncio.gather(*(run_in_threadpool(analyze_part, clip, i, n) for i in range(n)))`; `await run_in_threadpool(finish, parts)` |
 //! | `POST /analyze/stream` | one to decode, then one that analyses window by window, its progress streamed | `StreamingResponse` of an async generator fed by a thread |
 //!
 //! `mode=inline` runs the same work on the reactor instead — the blocking mistake, kept for
 //! demonstration: every other connection waits, and the slow-turn warning says so (not for the
 //! stream).
 //!
-//! Every job passes `|| job.is_cancelled()` to the analysis, which checks it at least every
-//! fraction of a millisecond: a client that leaves frees its workers at once, and the checks
-//! are where the workers yield to the reactor.
+//! Every job that analyses passes `|| job.is_cancelled()` to the analysis, which checks it
+//! after about every 0.05 ms of estimated work: a client that leaves frees those workers within
+//! a fraction of a millisecond, and the checks are where the workers yield to the reactor.
+//! Decoding is not cancellable; the decode jobs of `/analyze` and `/analyze/stream` check the
+//! flag once it is done, before they start more jobs.
 //!
 //! The [`Analyzer`] (FFT plans, filterbanks, tables: the "model") is built once per process and
 //! shared by every worker through an `Arc`: one model per process, as a Python service loads its
-//! model once per worker process, but without a copy per thread. What each number means, and how accurate it is, is in `docs/AUDIO.md`.
+//! model once per worker process, but without a copy per thread. What each number means, and
+//! how accurate it is, is in `docs/AUDIO.md`.
 
 use std::sync::Arc;
 
@@ -48,13 +51,14 @@ struct AudioApp {
     parts: usize,
 }
 
-/// Most parts `/analyze` splits into, whatever the pool: past this, each part's share of the
-/// frame analysis (which every part repeats) outweighs what the split saves.
+/// Most parts `/analyze` splits into, whatever the pool: every part repeats the frame analysis,
+/// so each extra part adds the same CPU time while taking less off the wall time than the one
+/// before it.
 const MAX_PARTS: usize = 4;
 
 /// Register `POST /snr-detect`, `POST /speaker-count`, `POST /analyze` and
 /// `POST /analyze/stream` on `router`. `/analyze` splits its work into one part per worker
-/// (`pool`), up to [`MAX_PARTS`].
+/// (`pool`), up to `MAX_PARTS` (4).
 pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64, pool: usize) -> Router {
     let app = Arc::new(AudioApp {
         analyzer,
@@ -194,10 +198,10 @@ fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Rep
     }
 }
 
-/// The parallel part of `/analyze`: `app.parts` jobs, each the features of its share of the
-/// clip; their join, on the reactor, only moves the parts into one last job, which merges them,
-/// clusters the speakers and answers (the clustering can take long on a pathological clip: not
-/// work for the loop).
+/// The parallel part of `/analyze`: `app.parts` jobs, each the frame analysis of the whole clip
+/// and the features of its cost-balanced share of the feature frames; their join, on the
+/// reactor, only moves the parts into one last job, which merges them, clusters the speakers
+/// and answers (the clustering can take long on a pathological clip: not work for the loop).
 fn fan_out(app: &Arc<AudioApp>, clip: Arc<Clip>, params: VadParams) -> Reply {
     let of = app.parts;
     let parts: Vec<Work<Result<PartialAnalysis, Response>>> = (0..of)
