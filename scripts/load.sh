@@ -577,8 +577,9 @@ fi
 
 # --- i. audio on the pool ---------------------------------------------------------------------
 # The CPU-heavy jobs: a 10 s WAV POSTed to each audio endpoint (scripts/post_wav.lua). First one
-# request at a time on an idle pool, for the single-job time; /analyze runs its two analyses as
-# two jobs at once, so it should take well under the sum of the other two. Then wrk keeps 8
+# request at a time on an idle pool, for the single-job time; /analyze decodes once, then runs
+# its analysis as one part per worker (2 here) at once and finishes in one more job, so it
+# should take well under the sum of the other two. Then wrk keeps 8
 # uploads in flight: with 2 workers the ideal is 2 / (single-job time) requests a second. And
 # /plaintext is timed meanwhile, as in d: the reactor must not notice the pool is full.
 section "i. audio: a 10 s WAV to /snr-detect, /speaker-count, /analyze (--pool 2)"
@@ -631,7 +632,7 @@ printf '  /plaintext while /snr-detect saturates the pool: p50 %s p99 %s (%s /sn
 stop "$AUDIO_PID"
 row i "10 s WAV, one at a time: /snr-detect" "$I_SNR_MS ms" "" ""
 row i "  /speaker-count" "$I_SPK_MS ms" "" ""
-row i "  /analyze (2 jobs at once)" "$I_AN_MS ms" "" "$I_FANOUT of snr + speakers"
+row i "  /analyze (2 parts at once)" "$I_AN_MS ms" "" "$I_FANOUT of snr + speakers"
 row i "/snr-detect -c8: req/s" "$I_SNR_RPS" "" "$I_SNR_PCT of 2 / single-job time"
 row i "/speaker-count, /analyze -c8: req/s" "$I_SPK_RPS, $I_AN_RPS" "" ""
 row i "/plaintext p99, audio saturating the pool" "$I_P99" "" ""
