@@ -7,7 +7,8 @@
 //!   channel mix and the polyphase resampler;
 //! - `audio/snr`: STFT, noise floor, SNR and VAD (`/snr-detect` after the decode);
 //! - `audio/speakers`: the frame analysis again, then MFCC, F0 and clustering;
-//! - `audio/analyze`: decode + snr + speakers, what `/analyze`'s jobs run today;
+//! - `audio/analyze`: decode + snr + speakers, the work of `/snr-detect` and `/speaker-count`
+//!   together (the sum `/analyze`'s split is measured against);
 //! - `audio/analyze_one_pass`: decode + `Analyzer::analyze` (the frame analysis once);
 //! - `audio/part_0_of_2`, `audio/part_1_of_2`, `audio/finish`: the split analysis' pieces;
 //! - `audio/parallel`: the two parts on two scoped threads, then `finish` (no decode);

@@ -356,7 +356,7 @@ fn low_sample_rates_are_refused_at_once() {
 }
 
 /// Every answer of the audio endpoints is about one upload and says `Cache-Control: no-store`
-/// exactly once: a result from one job, from a gather of two (`/analyze`), from the reactor
+/// exactly once: a result from one job, from a gather's last job (`/analyze`), from the reactor
 /// (`mode=inline`), a decode error from a worker, and a bad query refused on the reactor.
 #[test]
 fn audio_answers_are_not_stored() {

@@ -37,9 +37,9 @@ pub fn speakers_json(report: &SpeakerReport, info: &ClipInfo) -> Value {
     })
 }
 
-/// The `/analyze` answer: the two others side by side, `{"snr": …, "speaker_count": …}`.
-/// Serialised, it is byte for byte the splice of the two serialised objects into
-/// `{"snr":` … `,"speaker_count":` … `}`, which is how a join of two jobs can build it.
+/// The `/analyze` answer (and the data of `/analyze/stream`'s last event): the two others side
+/// by side, `{"snr": …, "speaker_count": …}`. Serialised, it is byte for byte the splice of the
+/// two serialised objects into `{"snr":` … `,"speaker_count":` … `}`.
 pub fn analysis_json(
     snr: &SnrReport,
     speakers: &SpeakerReport,

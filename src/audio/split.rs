@@ -1,4 +1,4 @@
-//! The analysis split into balanced parts, so that `/analyze` can keep two workers busy.
+//! The analysis split into balanced parts, so that `/analyze` can keep several workers busy.
 //!
 //! # Where the work is
 //!

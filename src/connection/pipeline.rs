@@ -5,7 +5,7 @@
 //! HTTP/1.1 answers requests strictly in the order they arrived (RFC 9112 §9.3.2), but the work
 //! behind them finishes in any order: a `/sleep` timer, a pool job, the two halves of a gather.
 //! The pipeline is the queue that reconciles the two. Each request that is not answered on the
-//! spot gets a [`Slot`], and a slot is in exactly one [`SlotState`]:
+//! spot gets a `Slot`, and a slot is in exactly one `SlotState`:
 //!
 //! ```text
 //!              ┌──────── job or timer finishes ────────┐
