@@ -236,6 +236,14 @@ impl Connection {
         self.requests[index].fate = self.started(index, &plan, before);
     }
 
+    /// The request a job or a timer works for, by its sequence number: one the pipeline began.
+    fn request_of(&self, seq: u64) -> usize {
+        match self.by_seq.get(&seq) {
+            Some(&index) => index,
+            None => panic!("work started for sequence number {seq}, which no request has"),
+        }
+    }
+
     /// The metadata the connection gives request `index` (a `100 Continue` comes before its
     /// request is decoded, and gets the defaults).
     fn meta(&self, index: usize) -> ResponseMeta {

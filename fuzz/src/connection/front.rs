@@ -252,7 +252,7 @@ impl Connection {
             "a piece waiting"
         );
         for job in &self.queue.live {
-            let wanted = self.requests[self.by_seq[&job.seq]].fate.wants(job.id);
+            let wanted = self.requests[self.request_of(job.seq)].fate.wants(job.id);
             assert_eq!(
                 job.cancel.load(Ordering::Relaxed),
                 !wanted,

@@ -104,7 +104,7 @@ impl Connection {
 
     /// `job` finishes, returning what the fuzzer chooses.
     pub(super) fn complete(&mut self, job: Job, choices: &mut Choices<'_>) {
-        let index = self.by_seq[&job.seq];
+        let index = self.request_of(job.seq);
         let failed = |choices: &mut Choices<'_>| [400, 404, 500, 503][choices.below(4)];
         // What the job returns: a response, a failure, or (for a job of its own) more work.
         enum End {
@@ -226,7 +226,8 @@ impl Connection {
     /// The timer of request `seq` fires.
     pub(super) fn fire(&mut self, seq: u64) {
         self.pipeline.on_timer(seq);
-        let req = &mut self.requests[self.by_seq[&seq]];
+        let index = self.request_of(seq);
+        let req = &mut self.requests[index];
         if let Fate::Timer { body } = &mut req.fate {
             let body = std::mem::take(body);
             req.fate = Fate::Answered {
