@@ -51,8 +51,9 @@
 //! 7. A job's cancel flag is set exactly when nobody waits for its result any more (a deadline,
 //!    a failed sibling, a full queue, a `HEAD` stream's head, a request dropped behind an
 //!    HTTP/1.0 stream), and for every job, a running stream's included, when the client leaves.
-//! 8. `len`, `has_work_outstanding`, `next_deadline`, `is_sleeping` and `has_piece_waiting`
-//!    agree with the model after every step (a running stream is work outstanding).
+//! 8. `len`, `has_work_outstanding`, `next_deadline`, `is_sleeping`, `has_unsent_continue` and
+//!    `has_piece_waiting` agree with the model after every step (a running stream is work
+//!    outstanding).
 //!
 //! # Layout
 //!

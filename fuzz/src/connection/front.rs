@@ -241,6 +241,11 @@ impl Connection {
             let sleeping = matches!(req.fate, Fate::Timer { .. });
             assert_eq!(self.pipeline.is_sleeping(req.seq), sleeping, "{req:?}");
         }
+        assert_eq!(
+            self.pipeline.has_unsent_continue(),
+            self.continue_queued.is_some(),
+            "a 100 Continue waiting"
+        );
         let piece_waiting = matches!(
             self.requests.get(self.next_final),
             Some(Req { fate: Fate::Stream(stream), .. })
