@@ -64,10 +64,15 @@ CONTROL_PREFIX = bytes([0, 29, 0])
 
 EXPECT_POST = b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 8\r\n\r\n"
 
+EVENTS = b"GET /cpu/stream HTTP/1.1\r\nHost: a\r\n\r\n"
+
 # Streams behind a control section written by hand, for paths a mutation rarely finds alone.
 # The choices are read in this order: limits, timeout, queue; then per read its length; per
-# request its reply (0 now, 1 timer + delay, 2 job, 3 gather + parts) and whether to pause; per
-# read the number of things that happen next, each an action and its arguments.
+# request its reply (0 now, 1 timer + delay, 2 job, 3 gather + parts + whether its join
+# continues, 4 stream + head status) and whether to pause; after decoding, whether pieces are
+# wanted; per read the number of things that happen next, each an action (0 a job ends, 1 a
+# timer fires, 3 time passes, 4 progress) and its arguments, then whether pieces are wanted.
+# A choice among fewer than two options takes no byte (one live job, one running stream).
 CRAFTED = {
     # A job for the GET, then a POST whose body has not all arrived: its 100 Continue must
     # queue behind the GET's response.
@@ -79,9 +84,51 @@ CRAFTED = {
     # parts, by a job, and now; then completions in reverse order.
     "pipelined-every-reply": (
         CONTROL_PREFIX
-        + bytes([0, 0, 0, 1, 5, 0, 2, 0, 3, 2, 0, 2, 0, 0, 0])
-        + bytes([4, 0, 3, 0, 0, 2, 0, 0, 1, 0, 0, 0, 0]),
+        + bytes([0, 0, 0, 1, 5, 0, 2, 0, 3, 2, 0, 0, 2, 0, 0, 0, 0])
+        + bytes([4, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0]),
         GET * 6,
+    ),
+    # A stream: its head; a piece; a progress message the client does not take, replaced by
+    # a newer one before it does; then the end.
+    "stream-pieces-coalesced": (
+        CONTROL_PREFIX
+        + bytes([0, 4, 0, 0, 0])
+        + bytes([4, 4, 0, 0, 4, 0, 1, 4, 0, 0, 0, 0, 0]),
+        EVENTS,
+    ),
+    # A HEAD stream behind a job, with progress before its head: head, empty end, its job
+    # cancelled; the job's late end changes nothing.
+    "stream-head-request": (
+        CONTROL_PREFIX
+        + bytes([0, 2, 0, 4, 0, 0, 0])
+        + bytes([3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        GET + b"HEAD /cpu/stream HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+    # An HTTP/1.0 stream with a job and a ready response behind it: its head drops both; a
+    # piece; the dropped job's late end; the stream's job fails after its head (an error event).
+    "stream-http10-drops-what-follows": (
+        CONTROL_PREFIX
+        + bytes([0, 4, 0, 0, 2, 0, 0, 0, 0])
+        + bytes([3, 4, 0, 0, 0, 1, 0, 0, 0, 1, 2, 0]),
+        b"GET /cpu/stream HTTP/1.0\r\n\r\n" + GET + GET,
+    ),
+    # A stream's deadline after its head (its end is a 504 error event), then another's
+    # before its head (an ordinary 504), behind a job that times out with it.
+    "stream-deadlines": (
+        CONTROL_PREFIX
+        + bytes([len(EVENTS), 4, 0, 0, 0])
+        + bytes([2, 4, 0, 0, 3, 20, 0])
+        + bytes([0, 2, 0, 4, 0, 0, 0])
+        + bytes([3, 3, 10, 0, 4, 0, 0, 3, 20, 0]),
+        EVENTS + GET + EVENTS,
+    ),
+    # Two gathers whose joins continue, with a stream and with a job: parts end out of order,
+    # the stream sends a piece, the rest ends in submission order.
+    "gather-join-continues": (
+        CONTROL_PREFIX
+        + bytes([0, 3, 2, 1, 3, 0, 0, 3, 1, 1, 1, 0, 0])
+        + bytes([4, 0, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0]),
+        GET * 2,
     ),
 }
 
