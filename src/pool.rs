@@ -98,7 +98,7 @@ pub struct JobContext<'a> {
     /// `Cell` so that a job may share its context with threads of its own.
     next_yield: AtomicU64,
     /// Where [`JobContext::emit`] sends progress; `None` in contexts made for tests.
-    progress: Option<&'a dyn SendProgress>,
+    progress: Option<&'a (dyn SendProgress + Sync)>,
     /// Progress waiting for the job's credit (rule 7). A mutex for the same reason as above;
     /// only `emit`, and a checkpoint while a message waits, take it.
     outbox: Mutex<Outbox>,
@@ -127,7 +127,7 @@ impl JobContext<'_> {
         queued: Duration,
         cancel: &'a AtomicBool,
         yield_every: Option<Duration>,
-        progress: Option<&'a dyn SendProgress>,
+        progress: Option<&'a (dyn SendProgress + Sync)>,
     ) -> JobContext<'a> {
         JobContext {
             worker,
@@ -585,7 +585,7 @@ impl<T> SendProgress for ProgressSender<'_, T> {
 }
 
 /// One worker thread: take a job, run it under `catch_unwind`, send the completion, wake.
-fn worker_loop<T>(
+fn worker_loop<T: Send>(
     worker: usize,
     yield_every: Option<Duration>,
     jobs: Receiver<Job<T>>,
@@ -931,6 +931,13 @@ mod tests {
         let done = collect(&mut poll, &pool, 1);
         assert!(matches!(done[0].outcome, Outcome::Done(7)));
         assert_eq!(pool.cancelled(), 0);
+    }
+
+    /// A job may share its context with threads of its own.
+    #[test]
+    fn a_job_context_can_be_shared_with_the_jobs_own_threads() {
+        fn assert_sync<T: Sync>() {}
+        assert_sync::<JobContext<'static>>();
     }
 
     /// Jobs that end with their cancel flag set are counted, skipped or not.

@@ -363,3 +363,48 @@ fn a_client_that_leaves_after_its_last_request_cancels_its_job_too() {
         );
     }
 }
+
+/// A stream's `end` is user code on the loop's thread: if it panics, that stream ends without
+/// its last event, and the server goes on serving.
+#[test]
+fn a_panicking_end_costs_its_stream_not_the_server() {
+    fn explode(_: &evloop::http::Response) -> Vec<u8> {
+        panic!("this end fails on purpose")
+    }
+    let router = Router::new().route(Method::Get, "/boom", |_, _| {
+        let mut stream = Stream::events(|job| {
+            job.emit(evloop::http::sse::event("progress", b"{}"));
+            evloop::http::Response::text(200, "done")
+        });
+        stream.end = explode;
+        Reply::Stream(stream)
+    });
+    let addr = spawn_in_process(test_config(), router);
+    let mut client = Client::connect(addr);
+    client.send(get("/boom"));
+    assert_chunked_event_stream(&client.read_head_response());
+    while client.next_chunk(Duration::from_secs(5)).is_some() {}
+    let mut other = Client::connect(addr);
+    other.send(get("/boom"));
+    assert_chunked_event_stream(&other.read_head_response());
+}
+
+/// A client that fills its pipeline and then leaves is noticed although the connection has
+/// stopped reading from it: its jobs are cancelled at once, not after the first one's run.
+#[test]
+fn a_client_that_leaves_with_a_full_pipeline_cancels_its_jobs() {
+    let server = spawn_binary(&["--pool", "1"]);
+    let mut leaving = Client::connect(server.addr());
+    leaving.send(get("/cpu?ms=4000").repeat(40));
+    sleep(Duration::from_millis(300)); // the first job is running, the pipeline is full
+    drop(leaving);
+    let left = Instant::now();
+    let mut other = Client::connect(server.addr());
+    let answer = other.request(get("/cpu?ms=1"));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        left.elapsed() < Duration::from_millis(1000),
+        "the next job waited {:?} after the client left",
+        left.elapsed()
+    );
+}

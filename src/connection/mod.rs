@@ -46,7 +46,7 @@
 //! | its budget for this call is spent | returns [`Next::Again`] | the reactor, on its next turn |
 //! | everything answered, `Closing` | shuts down writing, lingers | readable events, the linger deadline |
 //! | everything answered, `PeerClosed` | returns [`Next::Close`] | — |
-//! | the peer's EOF while jobs, timers or a stream still work for it (read, or, once the last request is read, reported by the socket's event) | returns [`Next::Close`] (the jobs are cancelled) | — |
+//! | the peer's EOF while jobs, timers or a stream still work for it (read, or, while we are not reading, reported by the socket's event) | returns [`Next::Close`] (the jobs are cancelled) | — |
 //! | waiting for a job, a timer, the socket, or the peer to read | arms its deadline, returns [`Next::Wait`] | a completion, a timer, a socket event |
 //!
 //! **Backpressure.** Reading stops while the peer is not taking our output, while
@@ -411,14 +411,15 @@ impl Connection {
                 }
                 continue;
             }
-            if self.input == Input::Closing
+            if !self.may_read()
                 && self.transport.is_peer_closing()
                 && self.pipeline.has_work_outstanding()
             {
-                // The client has closed after its last request while jobs, timers or a stream
-                // still work for it. We are not reading, so we learn it from the event rather
-                // than from a read: it has gone, as below, and closing cancels its jobs now
-                // rather than when their answer fails to be written.
+                // The client has closed while jobs, timers or a stream still work for it, and we
+                // are not reading (its last request is read, its pipeline is full, or it is not
+                // taking our output). We learn it from the event rather than from a read: it has
+                // gone, as below, and closing cancels its jobs now rather than when their answer
+                // fails to be written.
                 return Next::Close;
             }
             if !(self.may_read() && self.transport.is_readable()) {

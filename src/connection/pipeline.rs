@@ -175,7 +175,13 @@ impl Streaming {
     /// Progress not handed out yet is obsolete.
     fn finish(&mut self, response: &Response) {
         self.progress = None;
-        self.last = Some((self.end)(response));
+        let end = self.end;
+        self.last = Some(
+            catch_unwind(AssertUnwindSafe(|| end(response))).unwrap_or_else(|_| {
+                log::error!("a stream's end panicked");
+                Vec::new()
+            }),
+        );
     }
 
     /// The job may still send progress, and the stream is not complete.
