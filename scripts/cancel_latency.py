@@ -46,7 +46,10 @@ def read_response(sock):
         if name.strip().lower() == b"content-length":
             length = int(value)
     while len(body) < length:
-        body += sock.recv(65536)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"connection closed {length - len(body)} bytes short")
+        body += chunk
     return int(head.split(b" ")[1])
 
 

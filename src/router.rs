@@ -120,13 +120,16 @@ pub type Join = Box<dyn FnOnce(Vec<Box<dyn Any + Send>>) -> Reply + Send>;
 pub struct Stream {
     /// Status, `Content-Type` and extra header fields; its body is not used.
     pub head: Response,
-    /// The job. Every message it emits is one piece of the body; what it returns is turned
-    /// into the last piece by `end`.
+    /// The job. Each message it emits that reaches the client is one piece of the body (a
+    /// message the client has not taken yet is replaced by the next: see
+    /// [`JobContext::emit`]); what it returns is turned into the last piece by `end`.
     pub work: Work<Response>,
     /// The last piece of the body, from the response that ended the stream: the job's own
-    /// (`status < 400` for success), or the error the server answers for it (the job panicked,
-    /// `--request-timeout` passed, the pool was full). An error that comes before the head was
-    /// sent is answered as an ordinary error response instead, with its own status.
+    /// (`status < 400` for success), or the error the server answers for it once the head is
+    /// out (the job panicked or was skipped, `--request-timeout` passed). An error that comes
+    /// before the head was sent (those, or a full queue) is answered as an ordinary error
+    /// response instead, with its own status. It runs on the reactor: keep it cheap. If it
+    /// panics, the stream ends without a last piece.
     pub end: fn(&Response) -> Vec<u8>,
 }
 

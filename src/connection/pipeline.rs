@@ -198,7 +198,9 @@ struct Slot {
     /// Where its response is.
     state: SlotState,
     /// `--request-timeout` after dispatch: a slot still `Running` or `Sleeping` then is
-    /// answered 504 instead. It stays with the request through every job it chains to.
+    /// answered 504 instead, and a stream still running ends with the 504 as its last piece
+    /// (or is answered 504, if its head is not out yet). It stays with the request through
+    /// every job it chains to.
     deadline: Instant,
     /// How to frame the response.
     meta: ResponseMeta,

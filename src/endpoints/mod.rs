@@ -260,7 +260,7 @@ fn cpu(req: &mut Request<'_>, _ctx: &Context) -> Reply {
 pub const DEFAULT_EVERY_MS: u64 = 100;
 
 /// `GET /cpu/stream?ms=N[&every=M]`: burn N ms on a worker as `/cpu` does, sending an
-/// `event: progress` (`{"done_ms":…,"total_ms":…}`) after every M ms of it, then an
+/// `event: progress` (`{"done_ms":…,"total_ms":…}`) after every M ms of it but the last, then an
 /// `event: result` with what `/cpu` would answer. The simplest stream: a browser can follow it
 /// with `new EventSource("/cpu/stream?ms=3000")` (and should `close()` it on `result`, or the
 /// browser reconnects and starts another burn).

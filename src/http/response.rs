@@ -145,9 +145,10 @@ impl Response {
 
     /// Append the head of a streamed response: the fields [`Response::encode`] writes, but
     /// `Transfer-Encoding: chunked` instead of `Content-Length` when `chunked`, and no framing
-    /// field at all otherwise (the body of an HTTP/1.0 stream ends when the connection closes,
-    /// so `connection` must then be [`ConnectionHeader::Close`]). The body follows as
-    /// [`chunk`]s and [`LAST_CHUNK`], or as raw bytes. Returns the number of bytes appended.
+    /// field at all otherwise: the body of an HTTP/1.0 stream ends when the connection closes,
+    /// so unless no body follows (`HEAD`), `connection` must then be
+    /// [`ConnectionHeader::Close`]. The body follows as [`chunk`]s and [`LAST_CHUNK`], or as
+    /// raw bytes. Returns the number of bytes appended.
     pub fn encode_stream_head(
         &self,
         out: &mut Vec<u8>,
