@@ -8,7 +8,8 @@
 //!  │   2. read the clock once for the turn; refresh the cached Date header if the second changed
 //!  │   3. sockets: mark each connection readable as its event says, and drive it — serve what
 //!  │      clients already sent before taking on anything new
-//!  │   4. WAKER: take every finished job off the completion channel, file each with its request
+//!  │   4. WAKER: take finished jobs and progress off the channel (up to a bound per turn), file
+//!  │      each with its request
 //!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain; SIGHUP, SIGUSR1/2, SIGALRM are logged
 //!  │   6. LISTENER: accept until WouldBlock (at the connection cap, close the longest-idle
 //!  │      keep-alive connection to admit each new client)
@@ -76,6 +77,11 @@ const EVENTS_PER_POLL: usize = 1024;
 const SLOW_TURN: Duration = Duration::from_millis(100);
 /// How often the turn statistics are logged (at debug level, target `evloop::turns`).
 const TURN_STATS_EVERY: Duration = Duration::from_secs(1);
+/// Most messages (completions and progress) one turn takes off the channel. Each job has at most
+/// one message in the channel, but taking a progress message gives its job the credit for the
+/// next one: without a bound, workers that emit as fast as the reactor takes could keep it in
+/// step 4 for ever. The rest waits for the next turn, which then does not sleep.
+const MESSAGES_PER_TURN: usize = 1024;
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -223,6 +229,8 @@ struct Scratch {
     touched: Vec<usize>,
     /// Connections that yielded with work left this turn: driven on the next.
     yielded: Vec<usize>,
+    /// Step 4 stopped at [`MESSAGES_PER_TURN`] with messages left: take them next turn.
+    messages_left: bool,
     /// The slowest handler of this turn, for the slow-turn warning.
     slowest: Option<(Duration, String)>,
 }
@@ -235,6 +243,7 @@ impl Scratch {
             ready: Vec::new(),
             touched: Vec::new(),
             yielded: Vec::new(),
+            messages_left: false,
             slowest: None,
         }
     }
@@ -335,7 +344,7 @@ impl Reactor {
         loop {
             // 1. Poll: sleep until the next deadline, or not at all if work is left over.
             let yielded = std::mem::take(&mut self.scratch.yielded);
-            let timeout = if yielded.is_empty() {
+            let timeout = if yielded.is_empty() && !self.scratch.messages_left {
                 self.timers.poll_timeout(Instant::now())
             } else {
                 Some(Duration::ZERO)
@@ -383,8 +392,8 @@ impl Reactor {
             }
             self.scratch.ready = ready;
 
-            // 4. Completions.
-            if wake {
+            // 4. Completions and progress.
+            if wake || std::mem::take(&mut self.scratch.messages_left) {
                 self.take_completions();
             }
             // 5. Signals and in-process shutdown requests.
@@ -605,11 +614,14 @@ impl Reactor {
         self.acceptor.on_close();
     }
 
-    /// Step 4: take every finished job (wakes coalesce, so one event may stand for many) and
-    /// file each with its connection.
+    /// Step 4: take every finished job and progress message (wakes coalesce, so one event may
+    /// stand for many) and file each with its connection; at most [`MESSAGES_PER_TURN`].
     fn take_completions(&mut self) {
         self.pool.rearm_waker();
-        while let Some(message) = self.pool.try_message() {
+        for _ in 0..MESSAGES_PER_TURN {
+            let Some(message) = self.pool.try_message() else {
+                return;
+            };
             let token = match &message {
                 Message::Progress(progress) => progress.ticket.owner,
                 Message::Done(completion) => completion.ticket.owner,
@@ -626,6 +638,8 @@ impl Reactor {
             });
             self.scratch.touched.push(token);
         }
+        // Stopped at the bound: what is left was announced by a wake-up this turn consumed.
+        self.scratch.messages_left = true;
     }
 
     /// Step 5: take the signals received; SIGINT/SIGTERM begin the drain, the others are only
