@@ -17,7 +17,8 @@
 //! 2. **Send, then wake.** A worker puts its completion on the channel *before* waking the
 //!    reactor, so the reactor can never wake, find nothing, and sleep through the result.
 //! 3. **Wakes coalesce; never miss one.** Three completions may produce one `WAKER` event, so
-//!    the reactor calls [`Pool::try_message`] until it returns `None`. To spare a `write(2)`
+//!    the reactor calls [`Pool::try_message`] until it returns `None` (or, at its bound per
+//!    turn, on its next turn without sleeping). To spare a `write(2)`
 //!    per completion, a worker only calls `wake()` when the `wake_pending` flag was clear
 //!    (libuv's `uv_async_send` does the same). The reactor re-arms the flag with
 //!    [`Pool::rearm_waker`] *before* it takes completions, so a completion sent after that point
