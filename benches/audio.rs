@@ -25,9 +25,16 @@
 //! pass, and the most work between two polls of the cancel check, on the 10 s clip and on a
 //! pathological 10-minute clip of short blips (1000 segments to cluster).
 //!
+//! `audio/long` does the same for the longest inputs the default limits let through (600 s,
+//! 16 MiB of body): the most CPU time between two polls in `finish`, `analyze_progressive` and
+//! the other analyses of a 600 s clip of speech and of the 600 s of blips, and in the decode
+//! of the four bodies that cost it most: 8-bit mono at 22.05 kHz for 600 s and at 44.1 kHz
+//! for 360 s, 16-bit mono at 48 kHz for 170 s and at 16 kHz for 520 s. Each is the largest of
+//! [`GAP_RUNS`] runs.
+//!
 //! `cargo bench --bench audio` measures (about 60 s, small samples: each iteration is
-//! milliseconds long and steady); `cargo test --benches` runs each once as a test, and skips
-//! the ratios.
+//! milliseconds long and steady; `-- ratios` or `-- long` runs one section alone);
+//! `cargo test --benches` runs each once as a test, and skips the ratios and the long inputs.
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -192,6 +199,9 @@ fn audio(c: &mut Criterion) {
 
     if measuring("audio/ratios") {
         ratios(&analyzer, &wav16, &clip, params);
+    }
+    if measuring("audio/long") {
+        long_inputs(&analyzer, params);
     }
 }
 
@@ -363,6 +373,105 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
         ms(blips_time),
         ms(blips_gap)
     );
+}
+
+/// Runs of each measurement in `audio/long`; the largest gap of them is reported.
+const GAP_RUNS: usize = 5;
+
+/// The largest of [`GAP_RUNS`] measurements of `gap`, in ms.
+fn worst_of_runs(mut gap: impl FnMut() -> Duration) -> f64 {
+    let worst = (0..GAP_RUNS).map(|_| gap()).max().unwrap_or_default();
+    worst.as_secs_f64() * 1e3
+}
+
+/// A mono PCM WAV body of `seconds` at `rate` Hz with `bits` (8 or 16) per sample: a tone in
+/// noise, written byte by byte (the bench needs the size and the encoding, not the sound).
+fn upload(rate: u32, bits: u16, seconds: u32) -> Vec<u8> {
+    let frames = rate * seconds;
+    let bytes = frames * u32::from(bits / 8);
+    let mut body = Vec::with_capacity(44 + bytes as usize);
+    body.extend_from_slice(b"RIFF");
+    body.extend_from_slice(&(36 + bytes).to_le_bytes());
+    body.extend_from_slice(b"WAVEfmt ");
+    body.extend_from_slice(&16u32.to_le_bytes());
+    body.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    body.extend_from_slice(&1u16.to_le_bytes()); // mono
+    body.extend_from_slice(&rate.to_le_bytes());
+    body.extend_from_slice(&(rate * u32::from(bits / 8)).to_le_bytes());
+    body.extend_from_slice(&(bits / 8).to_le_bytes());
+    body.extend_from_slice(&bits.to_le_bytes());
+    body.extend_from_slice(b"data");
+    body.extend_from_slice(&bytes.to_le_bytes());
+    let mut rng = Rng::new(5);
+    for n in 0..frames {
+        let tone = (2.0 * std::f64::consts::PI * 440.0 * f64::from(n) / f64::from(rate)).sin();
+        let v = 0.3 * tone + 0.05 * rng.gaussian();
+        match bits {
+            8 => body.push((v * 127.0).round().clamp(-128.0, 127.0) as i8 as u8 ^ 0x80),
+            _ => body.extend_from_slice(&((v * 32767.0).round() as i16).to_le_bytes()),
+        }
+    }
+    body
+}
+
+/// The most CPU time between two cancel polls on the longest inputs: see the module notes.
+fn long_inputs(analyzer: &Analyzer, params: VadParams) {
+    let never = || false;
+    let speech = synth::speech(Voice::LOW, MAX_SECONDS, 6);
+    let noise = synth::white_noise(speech.len(), 7);
+    let speech = synth::wav_16bit(&synth::mix_at_snr(&speech, &noise, 10.0), synth::RATE)
+        .expect("600 s WAV");
+    println!("audio/long: the most CPU time between two cancel polls, largest of {GAP_RUNS} runs");
+    for (name, body) in [("speech", speech), ("blips", blips())] {
+        let clip = analyzer.decode(&body, MAX_SECONDS).expect("600 s clip");
+        let parts = || {
+            (0..2)
+                .map(|i| analyzer.analyze_part(&clip, i, 2, params, &never))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("not cancelled")
+        };
+        let finish = worst_of_runs(|| {
+            let parts = parts();
+            longest_poll_gap(|check| drop(analyzer.finish(parts, check)))
+        });
+        let part = worst_of_runs(|| {
+            longest_poll_gap(|check| drop(analyzer.analyze_part(&clip, 1, 2, params, check)))
+        });
+        let one_pass = worst_of_runs(|| {
+            longest_poll_gap(|check| drop(analyzer.analyze(&clip, params, check)))
+        });
+        let progressive = worst_of_runs(|| {
+            longest_poll_gap(|check| {
+                drop(analyzer.analyze_progressive(&clip, params, check, &mut |_| {}))
+            })
+        });
+        let segments = analyzer
+            .analyze(&clip, params, &never)
+            .map(|(_, speakers)| speakers.segments)
+            .unwrap_or_default();
+        println!(
+            "  600 s of {name} ({segments} segments): finish {finish:.3} ms, part 1 of 2 \
+             {part:.3} ms, analyze {one_pass:.3} ms, progressive {progressive:.3} ms"
+        );
+    }
+    for (rate, bits, seconds) in [
+        (22_050, 8, 600),
+        (44_100, 8, 360),
+        (48_000, 16, 170),
+        (16_000, 16, 520),
+    ] {
+        let body = upload(rate, bits, seconds);
+        // Decoding polls nothing: the whole decode is one stretch.
+        let decode = worst_of_runs(|| {
+            let start = thread_cpu_time();
+            drop(black_box(analyzer.decode(&body, MAX_SECONDS)));
+            thread_cpu_time() - start
+        });
+        println!(
+            "  decode {bits}-bit {rate} Hz {seconds} s ({:.1} MiB): {decode:.3} ms",
+            body.len() as f64 / f64::from(1 << 20)
+        );
+    }
 }
 
 criterion_group!(benches, audio);
