@@ -126,7 +126,7 @@ fn audio(c: &mut Criterion) {
     let never = || false;
     let (wav16, wav44) = bodies();
     let clip = analyzer
-        .decode(&wav16, MAX_SECONDS)
+        .decode(&wav16, MAX_SECONDS, &never)
         .expect("bench clip decodes");
     // Set-up check: the clip is what the bench claims to measure.
     let report = analyzer.snr(&clip, params, &never).expect("not cancelled");
@@ -134,7 +134,7 @@ fn audio(c: &mut Criterion) {
     assert!(report.snr_db.is_some_and(|v| (v - 10.0).abs() < 1.0));
     assert_eq!(
         analyzer
-            .decode(&wav44, MAX_SECONDS)
+            .decode(&wav44, MAX_SECONDS, &never)
             .map(|c| c.info.channels),
         Ok(2)
     );
@@ -147,10 +147,10 @@ fn audio(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
     group.bench_function("decode_16k", |b| {
-        b.iter(|| analyzer.decode(black_box(&wav16), MAX_SECONDS))
+        b.iter(|| analyzer.decode(black_box(&wav16), MAX_SECONDS, &never))
     });
     group.bench_function("decode_44k_stereo", |b| {
-        b.iter(|| analyzer.decode(black_box(&wav44), MAX_SECONDS))
+        b.iter(|| analyzer.decode(black_box(&wav44), MAX_SECONDS, &never))
     });
     group.bench_function("snr", |b| {
         b.iter(|| analyzer.snr(black_box(&clip), params, &never))
@@ -160,7 +160,9 @@ fn audio(c: &mut Criterion) {
     });
     group.bench_function("analyze", |b| {
         b.iter(|| {
-            let clip = analyzer.decode(black_box(&wav16), MAX_SECONDS).ok()?;
+            let clip = analyzer
+                .decode(black_box(&wav16), MAX_SECONDS, &never)
+                .ok()?;
             let snr = analyzer.snr(&clip, params, &never).ok()?;
             let speakers = analyzer.speakers(&clip, params, &never).ok()?;
             Some((snr, speakers))
@@ -168,7 +170,9 @@ fn audio(c: &mut Criterion) {
     });
     group.bench_function("analyze_one_pass", |b| {
         b.iter(|| {
-            let clip = analyzer.decode(black_box(&wav16), MAX_SECONDS).ok()?;
+            let clip = analyzer
+                .decode(black_box(&wav16), MAX_SECONDS, &never)
+                .ok()?;
             analyzer.analyze(&clip, params, &never).ok()
         })
     });
@@ -278,7 +282,7 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
     const RUNS: usize = 200;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let decode = median_cpu(RUNS, || {
-        drop(black_box(analyzer.decode(wav16, MAX_SECONDS)))
+        drop(black_box(analyzer.decode(wav16, MAX_SECONDS, &never)))
     });
     let snr = median_cpu(RUNS, || drop(black_box(analyzer.snr(clip, params, &never))));
     let speakers = median_cpu(RUNS, || {
@@ -352,7 +356,7 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
         }),
     ];
     let blips = analyzer
-        .decode(&blips(), MAX_SECONDS)
+        .decode(&blips(), MAX_SECONDS, &never)
         .expect("blips decode");
     let start = thread_cpu_time();
     let report = analyzer
@@ -423,7 +427,9 @@ fn long_inputs(analyzer: &Analyzer, params: VadParams) {
         .expect("600 s WAV");
     println!("audio/long: the most CPU time between two cancel polls, largest of {GAP_RUNS} runs");
     for (name, body) in [("speech", speech), ("blips", blips())] {
-        let clip = analyzer.decode(&body, MAX_SECONDS).expect("600 s clip");
+        let clip = analyzer
+            .decode(&body, MAX_SECONDS, &never)
+            .expect("600 s clip");
         let parts = || {
             (0..2)
                 .map(|i| analyzer.analyze_part(&clip, i, 2, params, &never))
@@ -461,11 +467,8 @@ fn long_inputs(analyzer: &Analyzer, params: VadParams) {
         (16_000, 16, 520),
     ] {
         let body = upload(rate, bits, seconds);
-        // Decoding polls nothing: the whole decode is one stretch.
         let decode = worst_of_runs(|| {
-            let start = thread_cpu_time();
-            drop(black_box(analyzer.decode(&body, MAX_SECONDS)));
-            thread_cpu_time() - start
+            longest_poll_gap(|check| drop(black_box(analyzer.decode(&body, MAX_SECONDS, check))))
         });
         println!(
             "  decode {bits}-bit {rate} Hz {seconds} s ({:.1} MiB): {decode:.3} ms",

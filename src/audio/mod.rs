@@ -283,14 +283,27 @@ impl Analyzer {
 
     /// Decode a WAV body: PCM 8/16/24/32-bit int, 32-bit float, WAVE_FORMAT_EXTENSIBLE, extra
     /// chunks; mono by channel mean; DC removed; resampled to 16 kHz. Rejects what it cannot
-    /// use, and clips longer than `max_seconds`.
-    pub fn decode(&self, wav: &[u8], max_seconds: f64) -> Result<Clip, AudioError> {
-        let decoded = wav::decode(wav, max_seconds)?;
-        let silent = decoded.mono.iter().all(|&v| v == 0.0);
-        let wada_snr_db = wada::wada_snr_db(&decoded.mono, decoded.lsb);
+    /// use, and clips longer than `max_seconds`. `Err(AudioError::Cancelled)` once
+    /// `cancelled()` is true: it is polled about every 0.05 ms of work, as in the analyses.
+    pub fn decode(
+        &self,
+        wav: &[u8],
+        max_seconds: f64,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Clip, AudioError> {
+        let mut checkpoint = Checkpoint::new(cancelled);
+        let decoded = wav::decode(wav, max_seconds, &mut checkpoint)?;
+        let silent = all_zero(&decoded.mono, &mut checkpoint)?;
+        let wada_snr_db = wada::wada_snr_db(&decoded.mono, decoded.lsb, &mut checkpoint)?;
         let samples = match resample::ratio_to_16k(decoded.info.sample_rate)? {
             None => decoded.mono,
-            Some((up, down)) => self.polyphase(up, down).apply(&decoded.mono),
+            Some((up, down)) => {
+                let samples = self
+                    .polyphase(up, down, &mut checkpoint)?
+                    .apply(&decoded.mono, &mut checkpoint)?;
+                checkpoint.release(decoded.mono)?;
+                samples
+            }
         };
         Ok(Clip {
             samples,
@@ -388,17 +401,23 @@ impl Analyzer {
     }
 
     /// The resampling filter for `up/down`, designed outside the lock (two workers may both
-    /// design the same filter once; both results are identical).
-    fn polyphase(&self, up: usize, down: usize) -> Arc<Polyphase> {
+    /// design the same filter once; both results are identical). A design cut short by the
+    /// checkpoint leaves nothing in the cache.
+    fn polyphase(
+        &self,
+        up: usize,
+        down: usize,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<Arc<Polyphase>, AudioError> {
         if let Some(filter) = lock(&self.filters).get(&(up, down)) {
-            return Arc::clone(filter);
+            return Ok(Arc::clone(filter));
         }
-        let filter = Arc::new(Polyphase::design(up, down));
+        let filter = Arc::new(Polyphase::design(up, down, checkpoint)?);
         let mut cache = lock(&self.filters);
         if cache.len() < FILTER_CACHE_LIMIT {
             cache.insert((up, down), Arc::clone(&filter));
         }
-        filter
+        Ok(filter)
     }
 }
 
@@ -419,6 +438,17 @@ impl Clip {
 /// still a valid cache, so carry on with it.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every sample of `x` is exactly zero (digital silence), a block at a time.
+fn all_zero(x: &[f64], checkpoint: &mut Checkpoint<'_>) -> Result<bool, AudioError> {
+    for block in x.chunks(checkpoint::BLOCK) {
+        if !block.iter().all(|&v| v == 0.0) {
+            return Ok(false);
+        }
+        checkpoint.tick(block.len() as u64 * checkpoint::READ_NS)?;
+    }
+    Ok(true)
 }
 
 fn clamp_hop(hop: usize) -> usize {

@@ -120,7 +120,7 @@ fn handle_stream(app: &Arc<AudioApp>, req: &mut Request<'_>) -> Reply {
     let wav = std::mem::take(&mut req.body);
     let app = Arc::clone(app);
     Reply::offload(move |job| -> Reply {
-        let clip = match app.decode(&wav) {
+        let clip = match app.decode(&wav, &|| job.is_cancelled()) {
             Ok(clip) => clip,
             Err(err) => return err.into(),
         };
@@ -175,18 +175,22 @@ fn handle(app: &Arc<AudioApp>, req: &mut Request<'_>, analysis: Analysis) -> Rep
     }
     let app = Arc::clone(app);
     match analysis {
-        Analysis::Snr => Reply::offload(move |job| match app.decode(&wav) {
-            Ok(clip) => snr_response(&app.analyzer, &clip, params, job),
-            Err(err) => err.into_response(),
-        }),
-        Analysis::Speakers => Reply::offload(move |job| match app.decode(&wav) {
-            Ok(clip) => speakers_response(&app.analyzer, &clip, params, job),
-            Err(err) => err.into_response(),
-        }),
+        Analysis::Snr => {
+            Reply::offload(move |job| match app.decode(&wav, &|| job.is_cancelled()) {
+                Ok(clip) => snr_response(&app.analyzer, &clip, params, job),
+                Err(err) => err.into_response(),
+            })
+        }
+        Analysis::Speakers => {
+            Reply::offload(move |job| match app.decode(&wav, &|| job.is_cancelled()) {
+                Ok(clip) => speakers_response(&app.analyzer, &clip, params, job),
+                Err(err) => err.into_response(),
+            })
+        }
         // Decode once on a worker, then fan out: the job's reply is a gather of one part per
         // worker, whose join continues with one more job to finish.
         Analysis::Both => Reply::offload(move |job| -> Reply {
-            let clip = match app.decode(&wav) {
+            let clip = match app.decode(&wav, &|| job.is_cancelled()) {
                 Ok(clip) => Arc::new(clip),
                 Err(err) => return err.into(),
             };
@@ -229,16 +233,16 @@ fn fan_out(app: &Arc<AudioApp>, clip: Arc<Clip>, params: VadParams) -> Reply {
 }
 
 impl AudioApp {
-    fn decode(&self, wav: &[u8]) -> Result<Clip, Error> {
+    fn decode(&self, wav: &[u8], cancelled: &dyn Fn() -> bool) -> Result<Clip, Error> {
         self.analyzer
-            .decode(wav, self.max_seconds)
+            .decode(wav, self.max_seconds, cancelled)
             .map_err(Error::from)
     }
 }
 
 /// The same work as the pool would do, on the calling thread (the reactor, for `mode=inline`).
 fn run_inline(app: &AudioApp, wav: &[u8], params: VadParams, analysis: Analysis) -> Response {
-    let clip = match app.decode(wav) {
+    let clip = match app.decode(wav, &|| false) {
         Ok(clip) => clip,
         Err(err) => return err.into_response(),
     };
