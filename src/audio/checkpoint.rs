@@ -39,6 +39,9 @@ pub(crate) const F0_NS: u64 = 3_800;
 pub(crate) const DISTANCE_NS: u64 = 30;
 /// Estimated cost of one step of the clustering's scans (compare, or update one distance).
 pub(crate) const LINK_NS: u64 = 2;
+/// Estimated cost of copying one feature frame's MFCCs and F0 (160 bytes) into a fresh
+/// buffer, mostly the page faults of its first write.
+pub(crate) const COPY_NS: u64 = 100;
 
 /// Samples a bulk pass of the decode (conversion, sums, resampling) handles between two ticks:
 /// a block long enough for the loop over it to stay unrolled and vectorised, short enough to
