@@ -39,6 +39,9 @@ pub(crate) const F0_NS: u64 = 3_800;
 pub(crate) const DISTANCE_NS: u64 = 30;
 /// Estimated cost of one step of the clustering's scans (compare, or update one distance).
 pub(crate) const LINK_NS: u64 = 2;
+/// Estimated cost of one frame of a light pass that maps or bins it (the STFT frame holding a
+/// feature frame's centre, a level's histogram bin) and reads or writes one entry: about 5 ns.
+pub(crate) const STEP_NS: u64 = 6;
 /// Estimated cost of copying one feature frame's MFCCs and F0 (160 bytes) into a fresh
 /// buffer, mostly the page faults of its first write.
 pub(crate) const COPY_NS: u64 = 100;

@@ -42,7 +42,7 @@
 use std::cmp::Ordering;
 use std::ops::Range;
 
-use super::checkpoint::{Checkpoint, COPY_NS, DISTANCE_NS, F0_NS, LINK_NS, MFCC_NS};
+use super::checkpoint::{Checkpoint, COPY_NS, DISTANCE_NS, F0_NS, LINK_NS, MFCC_NS, STEP_NS};
 use super::features::{frame_count, Cepstrum, FrameFeatures, CEPS, FRAMES_PER_SECOND, FRAME_HOP};
 use super::noise::runs;
 use super::{AudioError, SAMPLE_RATE};
@@ -105,18 +105,21 @@ impl SegmentPlan {
         let mut is_speech = Vec::with_capacity(frames);
         for t in 0..frames {
             is_speech.push(speech[stft_frame_of(t, hop).min(speech.len() - 1)]);
-            checkpoint.tick(LINK_NS)?;
+            checkpoint.tick(STEP_NS)?;
         }
         let mut in_segment = vec![false; frames];
         let mut pieces = Vec::new();
-        for run in runs(&is_speech, true) {
+        let speech_runs = runs(&is_speech, true);
+        checkpoint.tick(frames as u64 * LINK_NS)?;
+        for run in speech_runs {
+            let len = run.len() as u64;
             if long_enough(run.len()) {
                 in_segment[run.clone()].fill(true);
                 let seconds = run.len() as f64 / FRAMES_PER_SECOND;
                 pieces.extend(split(run, (seconds / SEG_MAX_S).ceil() as usize));
             }
+            checkpoint.tick(len * LINK_NS)?;
         }
-        checkpoint.tick(2 * frames as u64 * LINK_NS)?;
         Ok(SegmentPlan {
             is_speech,
             in_segment,
