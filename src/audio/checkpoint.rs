@@ -67,11 +67,14 @@ pub(crate) const DESIGN_NS: u64 = 100;
 /// Estimated cost of stepping over one RIFF chunk.
 pub(crate) const CHUNK_NS: u64 = 5;
 
-/// Bytes [`Checkpoint::release`] gives back between two ticks: 16 pages.
-const RELEASE_STEP: usize = 64 * 1024;
-/// Estimated cost of giving back one [`RELEASE_STEP`]: the kernel unmaps 16 pages, about a
-/// microsecond each on a virtual machine.
-const RELEASE_NS: u64 = 16_000;
+/// Buffers at least this large are always mapped on their own by glibc's `malloc` (32 MiB is
+/// the most its adaptive `M_MMAP_THRESHOLD` grows to), so freeing one unmaps every page.
+const ALWAYS_MAPPED: usize = 32 << 20;
+/// Bytes [`Checkpoint::release`] gives back between two ticks: 64 pages.
+const RELEASE_STEP: usize = 256 << 10;
+/// Estimated cost of giving back one [`RELEASE_STEP`]: a `mremap` call, about 10 µs with its
+/// TLB flush on a virtual machine, and 64 pages unmapped at about half a microsecond each.
+const RELEASE_NS: u64 = 45_000;
 
 /// A cancel check polled every [`POLL_EVERY_NS`] of estimated work.
 pub(crate) struct Checkpoint<'a> {
@@ -108,16 +111,23 @@ impl<'a> Checkpoint<'a> {
         }
     }
 
-    /// Free a large buffer a [`RELEASE_STEP`] at a time, ticking after each step.
+    /// Free `buffer`: at once if it is smaller than [`ALWAYS_MAPPED`], else a
+    /// [`RELEASE_STEP`] at a time, ticking after each step.
     ///
-    /// Dropping it would be one stretch without a poll: the allocator hands a large block
-    /// back to the kernel, which unmaps every page of it (15–25 ms for the 100 MB of a
-    /// 600 s, 22.05 kHz clip's mono mix, on a virtual machine). Shrinking the vector from its
-    /// end instead returns the tail a step at a time: glibc's `realloc` shrinks a block in
-    /// place, unmapping the pages past the new end (`mremap`) or freeing them into its heap.
-    /// Once the check is true, the rest is dropped at once: the work is ending anyway.
+    /// A smaller buffer goes back to the allocator's heap for next to nothing (after the first
+    /// such free in a process, which raises glibc's threshold). A larger one is a mapping of
+    /// its own, and dropping it would be one stretch without a poll while the kernel unmaps
+    /// every page: 8–25 ms for the 100 MB of a 600 s, 22.05 kHz clip's mono mix on a virtual
+    /// machine. Shrinking the vector from its end returns the tail a step at a time instead:
+    /// glibc's `realloc` shrinks such a mapping in place (`mremap`). Each step costs a system
+    /// call, so freeing this way takes about a third longer than at once. Once the check is
+    /// true, the rest is dropped at once: the work is ending anyway.
     pub(crate) fn release<T>(&mut self, mut buffer: Vec<T>) -> Result<(), AudioError> {
-        let step = (RELEASE_STEP / std::mem::size_of::<T>().max(1)).max(1);
+        let size = std::mem::size_of::<T>().max(1);
+        if buffer.capacity() * size < ALWAYS_MAPPED {
+            return Ok(());
+        }
+        let step = RELEASE_STEP / size;
         while buffer.capacity() > step {
             buffer.truncate(buffer.capacity() - step);
             buffer.shrink_to_fit();
