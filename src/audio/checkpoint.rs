@@ -67,9 +67,9 @@ pub(crate) const DESIGN_NS: u64 = 100;
 /// Estimated cost of stepping over one RIFF chunk.
 pub(crate) const CHUNK_NS: u64 = 5;
 
-/// Buffers at least this large are always mapped on their own by glibc's `malloc` (32 MiB is
-/// the most its adaptive `M_MMAP_THRESHOLD` grows to), so freeing one unmaps every page.
-const ALWAYS_MAPPED: usize = 32 << 20;
+/// Buffers from this size on are freed by [`Checkpoint::release`] a step at a time: a plain
+/// drop of one takes 0.1 ms or more.
+const RELEASE_FROM: usize = 1 << 20;
 /// Bytes [`Checkpoint::release`] gives back between two ticks: 64 pages.
 const RELEASE_STEP: usize = 256 << 10;
 /// Estimated cost of giving back one [`RELEASE_STEP`]: a `mremap` call, about 10 µs with its
@@ -111,20 +111,21 @@ impl<'a> Checkpoint<'a> {
         }
     }
 
-    /// Free `buffer`: at once if it is smaller than [`ALWAYS_MAPPED`], else a
-    /// [`RELEASE_STEP`] at a time, ticking after each step.
+    /// Free `buffer`: at once if it is smaller than [`RELEASE_FROM`], else a [`RELEASE_STEP`]
+    /// at a time, ticking after each step.
     ///
-    /// A smaller buffer goes back to the allocator's heap for next to nothing (after the first
-    /// such free in a process, which raises glibc's threshold). A larger one is a mapping of
-    /// its own, and dropping it would be one stretch without a poll while the kernel unmaps
-    /// every page: 8–25 ms for the 100 MB of a 600 s, 22.05 kHz clip's mono mix on a virtual
-    /// machine. Shrinking the vector from its end returns the tail a step at a time instead:
-    /// glibc's `realloc` shrinks such a mapping in place (`mremap`). Each step costs a system
-    /// call, so freeing this way takes about a third longer than at once. Once the check is
-    /// true, the rest is dropped at once: the work is ending anyway.
+    /// glibc's `malloc` gives a buffer of a megabyte or more a mapping of its own (its
+    /// threshold adapts to the sizes freed, but a request as large as the last one freed is
+    /// still mapped apart), and dropping it is one stretch without a poll while the kernel
+    /// unmaps every page: about 1 ms for the 9 MB of features of a 600 s clip, 8–25 ms for the
+    /// 100 MB mono mix of a 600 s, 22.05 kHz one, on a virtual machine. Shrinking the vector
+    /// from its end returns the tail a step at a time instead: `realloc` shrinks a mapping in
+    /// place (`mremap`), or a heap block by splitting it. Each step is a system call, so freeing
+    /// this way costs about half as much again as at once. Once the check is true, the rest is
+    /// dropped at once: the work is ending anyway.
     pub(crate) fn release<T>(&mut self, mut buffer: Vec<T>) -> Result<(), AudioError> {
         let size = std::mem::size_of::<T>().max(1);
-        if buffer.capacity() * size < ALWAYS_MAPPED {
+        if buffer.capacity() * size < RELEASE_FROM {
             return Ok(());
         }
         let step = RELEASE_STEP / size;

@@ -368,7 +368,9 @@ impl Analyzer {
         let bands = self
             .stft_plan(hop)
             .band_energies(&clip.samples, checkpoint)?;
-        Frames::from_bands(&bands, hop, params.threshold, checkpoint)
+        let frames = Frames::from_bands(&bands, hop, params.threshold, checkpoint)?;
+        checkpoint.release(bands)?;
+        Ok(frames)
     }
 
     /// Stage 5 on the whole clip: features, embeddings, clustering.
@@ -464,6 +466,9 @@ fn cluster(
 ) -> Result<SpeakerReport, AudioError> {
     checkpoint.poll()?;
     let segments = speakers::embed(plan, &mut features, checkpoint)?;
+    // Read no more: freed here a step at a time, not dropped at the end in one stretch.
+    checkpoint.release(features.cepstra)?;
+    checkpoint.release(features.f0)?;
     checkpoint.poll()?;
     let speakers = speakers::count_speakers(&segments, checkpoint)?.min(MAX_SPEAKERS);
     Ok(SpeakerReport {

@@ -123,6 +123,7 @@ impl Analyzer {
             stft.extend(x, &mut buffers, &mut bands, &mut checkpoint)?;
             Frames::from_bands(&bands, hop, params.threshold, &mut checkpoint)?
         };
+        checkpoint.release(bands)?;
         let snr = frames.snr_report(clip);
         let last = Progress {
             processed_s: duration_s,
