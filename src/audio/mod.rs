@@ -48,10 +48,14 @@
 //!
 //! # Cancellation
 //!
-//! Every analysis takes `cancelled: &dyn Fn() -> bool` and polls it about every 0.05 ms of
-//! estimated work, inside the STFT, noise-floor, VAD, feature, embedding and clustering loops
-//! (`checkpoint.rs`); once it returns true, the analysis stops and returns
-//! [`AudioError::Cancelled`]. Decoding is not cancellable: about 1 ms for 10 s of 16 kHz audio.
+//! Every analysis, and [`Analyzer::decode`], takes `cancelled: &dyn Fn() -> bool` and polls it
+//! about every 0.05 ms of estimated work: inside the decode's passes (RIFF walk, conversion,
+//! DC, WADA, the resampling filter's design and the resampler) and the STFT, noise-floor, VAD,
+//! feature, join, embedding and clustering loops (`checkpoint.rs`, which also gives the gaps
+//! measured). Once it returns true, the work stops and returns [`AudioError::Cancelled`]. That
+//! matters for the decode too: about 1 ms for 10 s of 16 kHz audio, but 85–370 ms of CPU for
+//! the costliest uploads a 16 MiB body allows (8-bit mono at 22.05 or 44.1 kHz, 16-bit at
+//! 48 kHz).
 //!
 //! # Cost
 //!

@@ -141,9 +141,9 @@ fn a_late_check_stops_the_decode_promptly() {
 
 /// The decode polls all along its passes: the RIFF walk, the conversion and the channel mix,
 /// the DC, silence and WADA passes, the resampling filter's design (a fresh analyzer has none
-/// cached) and the resampler. A check that is polled and stays
-/// false gives the same clip, bit for bit, as one never polled; a check that turns true after
-/// `n` polls is polled exactly `n + 1` times, wherever the `n`-th poll falls.
+/// cached) and the resampler. A check that is polled and stays false gives the same clip, bit
+/// for bit, as one never polled; a check that turns true after `n` polls is polled exactly
+/// `n + 1` times, wherever the `n`-th poll falls.
 #[test]
 fn the_decode_is_polled_inside_its_passes() -> Result<(), Box<dyn std::error::Error>> {
     let x = noisy_speech(Voice::HIGH, 6.0, 10.0, 71);
