@@ -372,8 +372,8 @@ fn normalise(
     checkpoint: &mut Checkpoint<'_>,
 ) -> Result<(), AudioError> {
     let mut speech = Vec::new();
-    for (t, &is_speech) in is_speech[..cepstra.len()].iter().enumerate() {
-        if is_speech {
+    for (t, &speaks) in is_speech[..cepstra.len()].iter().enumerate() {
+        if speaks {
             speech.push(t);
         }
         checkpoint.tick(LINK_NS)?;
