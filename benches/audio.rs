@@ -25,11 +25,20 @@
 //! pass, and the most work between two polls of the cancel check, on the 10 s clip and on a
 //! pathological 10-minute clip of short blips (1000 segments to cluster).
 //!
+//! `audio/long` does the same for the longest inputs the default limits let through (600 s,
+//! 16 MiB of body): the most CPU time between two polls in `finish`, `analyze_progressive` and
+//! the other analyses of a 600 s clip of speech and of the 600 s of blips, and in the decode
+//! of the four bodies that cost it most: 8-bit mono at 22.05 kHz for 600 s and at 44.1 kHz
+//! for 360 s, 16-bit mono at 48 kHz for 170 s and at 16 kHz for 520 s (and of 16 MiB of empty
+//! chunks). Each is the longest gap of a run, the median and the largest of [`GAP_RUNS`] runs,
+//! and the gap 99 % of the gaps stay under; the decode rows add the decode's CPU time and the
+//! time its caller then takes to free the clip, after the last poll.
+//!
 //! `cargo bench --bench audio` measures (about 60 s, small samples: each iteration is
-//! milliseconds long and steady); `cargo test --benches` runs each once as a test, and skips
-//! the ratios.
+//! milliseconds long and steady; `-- ratios` or `-- long` runs one section alone);
+//! `cargo test --benches` runs each once as a test, and skips the ratios and the long inputs.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -119,7 +128,7 @@ fn audio(c: &mut Criterion) {
     let never = || false;
     let (wav16, wav44) = bodies();
     let clip = analyzer
-        .decode(&wav16, MAX_SECONDS)
+        .decode(&wav16, MAX_SECONDS, &never)
         .expect("bench clip decodes");
     // Set-up check: the clip is what the bench claims to measure.
     let report = analyzer.snr(&clip, params, &never).expect("not cancelled");
@@ -127,7 +136,7 @@ fn audio(c: &mut Criterion) {
     assert!(report.snr_db.is_some_and(|v| (v - 10.0).abs() < 1.0));
     assert_eq!(
         analyzer
-            .decode(&wav44, MAX_SECONDS)
+            .decode(&wav44, MAX_SECONDS, &never)
             .map(|c| c.info.channels),
         Ok(2)
     );
@@ -140,10 +149,10 @@ fn audio(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
     group.bench_function("decode_16k", |b| {
-        b.iter(|| analyzer.decode(black_box(&wav16), MAX_SECONDS))
+        b.iter(|| analyzer.decode(black_box(&wav16), MAX_SECONDS, &never))
     });
     group.bench_function("decode_44k_stereo", |b| {
-        b.iter(|| analyzer.decode(black_box(&wav44), MAX_SECONDS))
+        b.iter(|| analyzer.decode(black_box(&wav44), MAX_SECONDS, &never))
     });
     group.bench_function("snr", |b| {
         b.iter(|| analyzer.snr(black_box(&clip), params, &never))
@@ -153,7 +162,9 @@ fn audio(c: &mut Criterion) {
     });
     group.bench_function("analyze", |b| {
         b.iter(|| {
-            let clip = analyzer.decode(black_box(&wav16), MAX_SECONDS).ok()?;
+            let clip = analyzer
+                .decode(black_box(&wav16), MAX_SECONDS, &never)
+                .ok()?;
             let snr = analyzer.snr(&clip, params, &never).ok()?;
             let speakers = analyzer.speakers(&clip, params, &never).ok()?;
             Some((snr, speakers))
@@ -161,7 +172,9 @@ fn audio(c: &mut Criterion) {
     });
     group.bench_function("analyze_one_pass", |b| {
         b.iter(|| {
-            let clip = analyzer.decode(black_box(&wav16), MAX_SECONDS).ok()?;
+            let clip = analyzer
+                .decode(black_box(&wav16), MAX_SECONDS, &never)
+                .ok()?;
             analyzer.analyze(&clip, params, &never).ok()
         })
     });
@@ -192,6 +205,9 @@ fn audio(c: &mut Criterion) {
 
     if measuring("audio/ratios") {
         ratios(&analyzer, &wav16, &clip, params);
+    }
+    if measuring("audio/long") {
+        long_inputs(&analyzer, params);
     }
 }
 
@@ -246,21 +262,40 @@ fn parallel_timed(analyzer: &Analyzer, clip: &Clip, params: VadParams) -> (Durat
     (start.elapsed(), slowest + (thread_cpu_time() - finish_cpu))
 }
 
-/// The most CPU time the calling thread spends between two polls of the cancel check (or the
-/// start or end) during `f`. CPU time, not wall time: a thread that waits for a core is not
-/// working.
-fn longest_poll_gap(f: impl FnOnce(&dyn Fn() -> bool)) -> Duration {
+/// The CPU time the calling thread spends between two polls of the cancel check (or the start
+/// or end) during `f`: the longest gap, and the one 99 % of the gaps stay under. CPU time, not
+/// wall time: a thread that waits for a core is not working. What `f` returns is dropped after
+/// the last poll: freeing it is the caller's work.
+fn poll_gaps<T>(f: impl FnOnce(&dyn Fn() -> bool) -> T) -> PollGaps {
     let last = Cell::new(thread_cpu_time());
-    let longest = Cell::new(Duration::ZERO);
+    let gaps = RefCell::new(Vec::new());
     let poll = || {
         let now = thread_cpu_time();
-        longest.set(longest.get().max(now - last.get()));
+        gaps.borrow_mut().push(now - last.get());
         last.set(now);
         false
     };
-    f(&poll);
+    let result = f(&poll);
     poll();
-    longest.get()
+    drop(result);
+    let mut gaps = gaps.into_inner();
+    gaps.sort();
+    PollGaps {
+        longest: gaps[gaps.len() - 1],
+        p99: gaps[gaps.len() * 99 / 100],
+    }
+}
+
+/// What [`poll_gaps`] measured.
+#[derive(Clone, Copy)]
+struct PollGaps {
+    longest: Duration,
+    p99: Duration,
+}
+
+/// The longest gap between two polls during `f`.
+fn longest_poll_gap<T>(f: impl FnOnce(&dyn Fn() -> bool) -> T) -> Duration {
+    poll_gaps(f).longest
 }
 
 fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
@@ -268,7 +303,7 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
     const RUNS: usize = 200;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let decode = median_cpu(RUNS, || {
-        drop(black_box(analyzer.decode(wav16, MAX_SECONDS)))
+        drop(black_box(analyzer.decode(wav16, MAX_SECONDS, &never)))
     });
     let snr = median_cpu(RUNS, || drop(black_box(analyzer.snr(clip, params, &never))));
     let speakers = median_cpu(RUNS, || {
@@ -342,7 +377,7 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
         }),
     ];
     let blips = analyzer
-        .decode(&blips(), MAX_SECONDS)
+        .decode(&blips(), MAX_SECONDS, &never)
         .expect("blips decode");
     let start = thread_cpu_time();
     let report = analyzer
@@ -363,6 +398,135 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
         ms(blips_time),
         ms(blips_gap)
     );
+}
+
+/// Runs of each measurement in `audio/long`.
+const GAP_RUNS: usize = 5;
+
+/// [`GAP_RUNS`] measurements of `gaps`, as "longest: median (largest) of the runs, 99th
+/// percentile: median of the runs".
+fn gap_runs(mut gaps: impl FnMut() -> PollGaps) -> String {
+    let runs: Vec<PollGaps> = (0..GAP_RUNS).map(|_| gaps()).collect();
+    let mut longest: Vec<Duration> = runs.iter().map(|g| g.longest).collect();
+    let mut p99: Vec<Duration> = runs.iter().map(|g| g.p99).collect();
+    longest.sort();
+    p99.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "{:.3} ({:.3}) ms, p99 {:.3} ms",
+        ms(longest[GAP_RUNS / 2]),
+        ms(longest[GAP_RUNS - 1]),
+        ms(p99[GAP_RUNS / 2])
+    )
+}
+
+/// A mono PCM WAV body of `seconds` at `rate` Hz with `bits` (8 or 16) per sample: a tone in
+/// noise, written byte by byte (the bench needs the size and the encoding, not the sound).
+fn upload(rate: u32, bits: u16, seconds: u32) -> Vec<u8> {
+    let frames = rate * seconds;
+    let bytes = frames * u32::from(bits / 8);
+    let mut body = Vec::with_capacity(44 + bytes as usize);
+    body.extend_from_slice(b"RIFF");
+    body.extend_from_slice(&(36 + bytes).to_le_bytes());
+    body.extend_from_slice(b"WAVEfmt ");
+    body.extend_from_slice(&16u32.to_le_bytes());
+    body.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    body.extend_from_slice(&1u16.to_le_bytes()); // mono
+    body.extend_from_slice(&rate.to_le_bytes());
+    body.extend_from_slice(&(rate * u32::from(bits / 8)).to_le_bytes());
+    body.extend_from_slice(&(bits / 8).to_le_bytes());
+    body.extend_from_slice(&bits.to_le_bytes());
+    body.extend_from_slice(b"data");
+    body.extend_from_slice(&bytes.to_le_bytes());
+    let mut rng = Rng::new(5);
+    for n in 0..frames {
+        let tone = (2.0 * std::f64::consts::PI * 440.0 * f64::from(n) / f64::from(rate)).sin();
+        let v = 0.3 * tone + 0.05 * rng.gaussian();
+        match bits {
+            8 => body.push((v * 127.0).round().clamp(-128.0, 127.0) as i8 as u8 ^ 0x80),
+            _ => body.extend_from_slice(&((v * 32767.0).round() as i16).to_le_bytes()),
+        }
+    }
+    body
+}
+
+/// 16 MiB of empty `JUNK` chunks between the `fmt ` chunk and one second of 16-bit audio: the
+/// most chunks a default-sized body can hold.
+fn junk_upload() -> Vec<u8> {
+    let mut body = upload(16_000, 16, 1);
+    let data = body.split_off(36);
+    for _ in 0..(16 << 20) / 8 - 10_000 {
+        body.extend_from_slice(b"JUNK\0\0\0\0");
+    }
+    body.extend_from_slice(&data);
+    let riff = (body.len() - 8) as u32;
+    body[4..8].copy_from_slice(&riff.to_le_bytes());
+    body
+}
+
+/// The most CPU time between two cancel polls on the longest inputs: see the module notes.
+fn long_inputs(analyzer: &Analyzer, params: VadParams) {
+    let never = || false;
+    let speech = synth::speech(Voice::LOW, MAX_SECONDS, 6);
+    let noise = synth::white_noise(speech.len(), 7);
+    let speech = synth::wav_16bit(&synth::mix_at_snr(&speech, &noise, 10.0), synth::RATE)
+        .expect("600 s WAV");
+    println!(
+        "audio/long: CPU time between two cancel polls: the longest gap, median (largest) of \
+         {GAP_RUNS} runs, and the 99th percentile gap"
+    );
+    for (name, body) in [("speech", speech), ("blips", blips())] {
+        let clip = analyzer
+            .decode(&body, MAX_SECONDS, &never)
+            .expect("600 s clip");
+        let parts = || {
+            (0..2)
+                .map(|i| analyzer.analyze_part(&clip, i, 2, params, &never))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("not cancelled")
+        };
+        let finish = gap_runs(|| {
+            let parts = parts();
+            poll_gaps(|check| analyzer.finish(parts, check))
+        });
+        let part =
+            gap_runs(|| poll_gaps(|check| analyzer.analyze_part(&clip, 1, 2, params, check)));
+        let one_pass = gap_runs(|| poll_gaps(|check| analyzer.analyze(&clip, params, check)));
+        let progressive = gap_runs(|| {
+            poll_gaps(|check| analyzer.analyze_progressive(&clip, params, check, &mut |_| {}))
+        });
+        let segments = analyzer
+            .analyze(&clip, params, &never)
+            .map(|(_, speakers)| speakers.segments)
+            .unwrap_or_default();
+        println!("  600 s of {name}, {segments} segments:");
+        println!("    finish {finish}, part 1 of 2 {part}");
+        println!("    analyze {one_pass}, progressive {progressive}");
+    }
+    let uploads = [
+        ("8-bit 22.05 kHz 600 s", upload(22_050, 8, 600)),
+        ("8-bit 44.1 kHz 360 s", upload(44_100, 8, 360)),
+        ("16-bit 48 kHz 170 s", upload(48_000, 16, 170)),
+        ("16-bit 16 kHz 520 s", upload(16_000, 16, 520)),
+        ("2 million empty chunks, then 1 s", junk_upload()),
+    ];
+    for (name, body) in uploads {
+        // The first run at a new rate designs its resampling filter too.
+        let gap = gap_runs(|| poll_gaps(|check| analyzer.decode(&body, MAX_SECONDS, check)));
+        let start = thread_cpu_time();
+        let clip = analyzer.decode(&body, MAX_SECONDS, &never);
+        let cpu = thread_cpu_time() - start;
+        let start = thread_cpu_time();
+        drop(clip);
+        let free = thread_cpu_time() - start;
+        println!(
+            "  decode {name} ({:.1} MiB): {:.0} ms of CPU, gap {gap}; the caller frees the clip \
+             in {:.1} ms",
+            body.len() as f64 / f64::from(1 << 20),
+            cpu.as_secs_f64() * 1e3,
+            free.as_secs_f64() * 1e3
+        );
+    }
 }
 
 criterion_group!(benches, audio);

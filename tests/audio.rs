@@ -355,6 +355,39 @@ fn low_sample_rates_are_refused_at_once() {
     assert_eq!(floor.json()["sample_rate"], 8_000);
 }
 
+/// A client that leaves while its upload decodes frees the only worker within half a second:
+/// the decode polls its job's cancel flag, as the analyses do. The upload is the costliest a
+/// 16 MiB body allows per byte (8-bit mono at 44.1 kHz, 360 s, resampled): decoding it takes
+/// about 0.35 s of CPU in a release build and seconds in this debug one, so one second after
+/// it was sent the decode is still running. The cancellation is counted.
+#[test]
+fn a_client_that_leaves_mid_decode_frees_the_worker() {
+    let mut server = spawn_binary(&["--pool", "1"]);
+    let body = wav_8bit_mono(44_100, 44_100 * 360);
+    let mut uploader = Client::connect(server.addr());
+    uploader.send(post("/snr-detect", &body));
+    std::thread::sleep(Duration::from_secs(1));
+    let mut other = Client::connect(server.addr());
+    drop(uploader);
+    let left = Instant::now();
+    let answer = other.request(get("/cpu?ms=1"));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        left.elapsed() < Duration::from_millis(500),
+        "the worker was busy {:?} after its client left",
+        left.elapsed()
+    );
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.exit_code_within(Duration::from_secs(10)), 0);
+    assert!(
+        server
+            .stderr()
+            .contains("(1 jobs ended cancelled since start)"),
+        "{}",
+        server.stderr()
+    );
+}
+
 /// Every answer of the audio endpoints is about one upload and says `Cache-Control: no-store`
 /// exactly once: a result from one job, from a gather's last job (`/analyze`), from the reactor
 /// (`mode=inline`), a decode error from a worker, and a bad query refused on the reactor.
@@ -410,7 +443,9 @@ fn analyze_answers_the_library_json_byte_for_byte() {
         let body = wav(name);
         let response = client.request(post(&format!("/analyze{query}"), &body));
         assert_eq!(response.status, 200, "{name}");
-        let clip = analyzer.decode(&body, 600.0).expect("fixture decodes");
+        let clip = analyzer
+            .decode(&body, 600.0, &|| false)
+            .expect("fixture decodes");
         let json = |(snr, speakers)| analysis_json(&snr, &speakers, &clip.info, params).to_string();
         let one_pass = analyzer.analyze(&clip, params, &never).map(json);
         let parts = (0..2)

@@ -29,7 +29,7 @@
 
 use std::ops::Range;
 
-use super::checkpoint::{Checkpoint, KERNEL_NS, LEVEL_NS, LINK_NS};
+use super::checkpoint::{Checkpoint, KERNEL_NS, LEVEL_NS, LINK_NS, STEP_NS};
 use super::spectrum::{BandEnergies, BANDS};
 use super::AudioError;
 
@@ -129,6 +129,7 @@ pub(crate) fn analyse_frames(
         .fold((0.0, 0usize), |(sum, n), (e, _)| {
             (sum + frame_energy(e), n + 1)
         });
+    checkpoint.tick(pass_ns)?;
     let snr_active_db = (speech_frames > 0)
         .then(|| ratio_db((speech_sum / speech_frames as f64 - noise_total) / noise_total));
     Ok(FrameAnalysis {
@@ -317,7 +318,7 @@ pub(crate) fn lowest_mode_db(
         // numpy rounds half to even; so do we, for the same bins.
         let i = ((v - lo) / KDE_STEP_DB).round_ties_even().max(0.0) as usize;
         counts[i.min(bins - 1)] += 1.0;
-        checkpoint.tick(LINK_NS)?;
+        checkpoint.tick(STEP_NS)?;
     }
     // Kernel density: spread each occupied bin over its neighbours. Most bins are empty, so
     // scattering from the occupied ones is far cheaper than a dense convolution.

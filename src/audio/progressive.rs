@@ -44,7 +44,7 @@
 //! refresh moves the estimate less; how far a mid-clip estimate is from the final value depends
 //! on the clip (a clip whose first seconds are all speech overestimates the noise at first).
 
-use super::checkpoint::{Checkpoint, F0_NS, LEVEL_NS, LINK_NS, MFCC_NS};
+use super::checkpoint::{Checkpoint, F0_NS, LEVEL_NS, MFCC_NS, STEP_NS};
 use super::features::{frame_count, Cepstrum, Scratch, CEPS};
 use super::frames::{Frames, SpeechPlan};
 use super::noise::{self, Hangover, StreamingHangover, Vad};
@@ -123,6 +123,7 @@ impl Analyzer {
             stft.extend(x, &mut buffers, &mut bands, &mut checkpoint)?;
             Frames::from_bands(&bands, hop, params.threshold, &mut checkpoint)?
         };
+        checkpoint.release(bands)?;
         let snr = frames.snr_report(clip);
         let last = Progress {
             processed_s: duration_s,
@@ -322,7 +323,7 @@ impl<'a> FeatureCache<'a> {
             if plan.in_segment[t] {
                 self.f0(x, t, checkpoint)?;
             }
-            checkpoint.tick(LINK_NS)?;
+            checkpoint.tick(STEP_NS)?;
         }
         Ok(FeatureSpan {
             range: 0..plan.frames(),

@@ -19,6 +19,7 @@
 //! (p = index mod up); each output is then one short dot product over contiguous taps:
 //! 55 per output for 44.1 kHz, 61 for 48 kHz, 21 for 8 kHz.
 
+use super::checkpoint::{Checkpoint, BLOCK, DESIGN_NS, READ_NS, TAP_NS, WRITE_NS};
 use super::{AudioError, MIN_SAMPLE_RATE, SAMPLE_RATE};
 
 /// Kaiser window shape parameter of `resample_poly`'s default window, `('kaiser', 5.0)`.
@@ -67,63 +68,89 @@ pub(crate) fn ratio_to_16k(rate: u32) -> Result<Option<(usize, usize)>, AudioErr
 }
 
 impl Polyphase {
-    /// Design scipy's filter for `up/down` (in lowest terms, neither zero).
-    pub(crate) fn design(up: usize, down: usize) -> Polyphase {
+    /// Design scipy's filter for `up/down` (in lowest terms, neither zero). Up to 80 001
+    /// taps (at [`MAX_RATIO_TERM`]), several milliseconds of work, so the checkpoint is ticked
+    /// per tap, per phase, and per [`BLOCK`] of taps in the passes over all of them.
+    pub(crate) fn design(
+        up: usize,
+        down: usize,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<Polyphase, AudioError> {
         let max_rate = up.max(down);
         let cutoff = 1.0 / max_rate as f64;
         let half_len = HALF_LEN_PER_RATE * max_rate;
         let taps = 2 * half_len + 1;
         // firwin: cutoff·sinc(cutoff·m) under a symmetric Kaiser window, m = tap − H.
-        let mut h: Vec<f64> = (0..taps)
-            .map(|i| {
-                let m = i as f64 - half_len as f64;
-                cutoff * sinc(cutoff * m) * kaiser(i, half_len)
-            })
-            .collect();
-        // Unit gain at DC, then ×up for the inserted zeros.
-        let sum: f64 = h.iter().sum();
-        for tap in &mut h {
-            *tap = *tap / sum * up as f64;
+        let mut h: Vec<f64> = Vec::with_capacity(taps);
+        for i in 0..taps {
+            let m = i as f64 - half_len as f64;
+            h.push(cutoff * sinc(cutoff * m) * kaiser(i, half_len));
+            checkpoint.tick(DESIGN_NS)?;
         }
-        let phases = (0..up)
-            .map(|p| {
-                let mut taps: Vec<f64> = h.iter().skip(p).step_by(up).copied().collect();
-                taps.reverse();
-                taps
-            })
-            .collect();
-        Polyphase {
+        // Unit gain at DC, then ×up for the inserted zeros. The sum runs in tap order from
+        // −0.0, as `iter().sum()` does.
+        let mut sum = -0.0;
+        for block in h.chunks(BLOCK) {
+            sum = block.iter().fold(sum, |sum, tap| sum + tap);
+            checkpoint.tick(block.len() as u64 * READ_NS)?;
+        }
+        for block in h.chunks_mut(BLOCK) {
+            for tap in block.iter_mut() {
+                *tap = *tap / sum * up as f64;
+            }
+            checkpoint.tick(block.len() as u64 * WRITE_NS)?;
+        }
+        let mut phases = Vec::with_capacity(up);
+        for p in 0..up {
+            let mut taps: Vec<f64> = h.iter().skip(p).step_by(up).copied().collect();
+            taps.reverse();
+            phases.push(taps);
+            // An allocation and a strided copy: about as long as one tap's design.
+            checkpoint.tick(DESIGN_NS)?;
+        }
+        Ok(Polyphase {
             up,
             down,
             half_len,
             phases,
-        }
+        })
     }
 
-    /// Resample a whole clip: ⌈len·up/down⌉ outputs.
-    pub(crate) fn apply(&self, x: &[f64]) -> Vec<f64> {
+    /// Resample a whole clip: ⌈len·up/down⌉ outputs, computed a [`BLOCK`] at a time with a
+    /// tick of the checkpoint after each block.
+    pub(crate) fn apply(
+        &self,
+        x: &[f64],
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<Vec<f64>, AudioError> {
         let n_out = (x.len() * self.up).div_ceil(self.down);
+        // Every phase holds ⌈(2H + 1)/up⌉ taps or one fewer.
+        let output_ns = WRITE_NS + self.phases[0].len() as u64 * TAP_NS;
         let mut y = Vec::with_capacity(n_out);
-        for m in 0..n_out {
-            // Position of output m on the upsampled time axis, shifted by the filter centre.
-            let t = self.half_len + m * self.down;
-            let taps = &self.phases[t % self.up];
-            // The phase's taps meet inputs newest + 1 − taps.len() … newest; zeros outside
-            // the clip contribute nothing, so clip the range to it.
-            let newest = t / self.up;
-            let start = (newest + 1).saturating_sub(taps.len());
-            let end = (newest + 1).min(x.len());
-            if start >= end {
-                y.push(0.0);
-                continue;
-            }
-            let first_tap = start + taps.len() - (newest + 1);
-            y.push(dot(
-                &x[start..end],
-                &taps[first_tap..first_tap + (end - start)],
-            ));
+        for first in (0..n_out).step_by(BLOCK) {
+            let block = first..n_out.min(first + BLOCK);
+            let outputs = block.len() as u64;
+            y.extend(block.map(|m| self.output(x, m)));
+            checkpoint.tick(outputs * output_ns)?;
         }
-        y
+        Ok(y)
+    }
+
+    /// Output `m` of the resampled `x`.
+    fn output(&self, x: &[f64], m: usize) -> f64 {
+        // Position of output m on the upsampled time axis, shifted by the filter centre.
+        let t = self.half_len + m * self.down;
+        let taps = &self.phases[t % self.up];
+        // The phase's taps meet inputs newest + 1 − taps.len() … newest; zeros outside the
+        // clip contribute nothing, so clip the range to it.
+        let newest = t / self.up;
+        let start = (newest + 1).saturating_sub(taps.len());
+        let end = (newest + 1).min(x.len());
+        if start >= end {
+            return 0.0;
+        }
+        let first_tap = start + taps.len() - (newest + 1);
+        dot(&x[start..end], &taps[first_tap..first_tap + (end - start)])
     }
 }
 
@@ -185,12 +212,24 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// `x` resampled by `up/down`, with a check that is never true.
+    fn resampled(up: usize, down: usize, x: &[f64]) -> Vec<f64> {
+        let never = || false;
+        let mut checkpoint = Checkpoint::new(&never);
+        let resampled = Polyphase::design(up, down, &mut checkpoint)
+            .and_then(|filter| filter.apply(x, &mut checkpoint));
+        match resampled {
+            Ok(y) => y,
+            Err(e) => panic!("never cancelled, yet {e}"),
+        }
+    }
+
     /// A constant signal keeps its level through the filter (unit DC gain), away from the
     /// clip's edges where the zero padding pulls it down.
     #[test]
     fn dc_gain_is_one() {
         for (up, down) in [(2, 1), (1, 3), (160, 441)] {
-            let y = Polyphase::design(up, down).apply(&vec![1.0; 4000]);
+            let y = resampled(up, down, &vec![1.0; 4000]);
             let mid = y[y.len() / 2];
             assert!((mid - 1.0).abs() < 1e-3, "{up}/{down}: {mid}");
         }
@@ -199,8 +238,8 @@ mod tests {
     /// Output length is ⌈N·up/down⌉, as resample_poly's.
     #[test]
     fn output_length() {
-        assert_eq!(Polyphase::design(160, 441).apply(&[0.0; 1000]).len(), 363);
-        assert_eq!(Polyphase::design(2, 1).apply(&[0.0; 7]).len(), 14);
+        assert_eq!(resampled(160, 441, &[0.0; 1000]).len(), 363);
+        assert_eq!(resampled(2, 1, &[0.0; 7]).len(), 14);
     }
 
     /// The ratio is reduced to lowest terms; 16 kHz needs none; odd rates are refused, and so

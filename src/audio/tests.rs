@@ -14,7 +14,7 @@ fn analyzer() -> Analyzer {
 /// Decode a 16 kHz clip built from `samples`.
 fn clip(a: &Analyzer, samples: &[f64]) -> Clip {
     let body = synth::wav_16bit(samples, synth::RATE).unwrap_or_default();
-    match a.decode(&body, 600.0) {
+    match a.decode(&body, 600.0, &never) {
         Ok(clip) => clip,
         Err(e) => panic!("synthetic clip did not decode: {e}"),
     }
@@ -29,6 +29,17 @@ fn noisy_speech(voice: Voice, seconds: f64, snr_db: f64, seed: u64) -> Vec<f64> 
 
 fn never() -> bool {
     false
+}
+
+/// `x` resampled by `up/down`, as the decoder does.
+fn resampled(up: usize, down: usize, x: &[f64]) -> Vec<f64> {
+    let mut checkpoint = Checkpoint::new(&never);
+    let resampled = Polyphase::design(up, down, &mut checkpoint)
+        .and_then(|filter| filter.apply(x, &mut checkpoint));
+    match resampled {
+        Ok(y) => y,
+        Err(e) => panic!("never cancelled, yet {e}"),
+    }
 }
 
 fn snr(a: &Analyzer, clip: &Clip) -> SnrReport {
@@ -236,12 +247,11 @@ fn clip_at_44k_stereo() -> Result<(), Box<dyn std::error::Error>> {
     let a = analyzer();
     let x = noisy_speech(Voice::HIGH, 6.0, 10.0, 51);
     let original = snr(&a, &clip(&a, &x)).snr_db.unwrap_or(f64::NAN);
-    let stereo: Vec<f64> = Polyphase::design(441, 160)
-        .apply(&x)
+    let stereo: Vec<f64> = resampled(441, 160, &x)
         .iter()
         .flat_map(|&v| [v, v])
         .collect();
-    let c = a.decode(&wav_body(&stereo, 44_100, 2)?, 600.0)?;
+    let c = a.decode(&wav_body(&stereo, 44_100, 2)?, 600.0, &never)?;
     assert_eq!(
         (c.info.sample_rate, c.info.channels, c.info.frames),
         (44_100, 2, 264_600)
@@ -262,11 +272,11 @@ fn clip_at_44k_stereo() -> Result<(), Box<dyn std::error::Error>> {
 fn clip_at_8k() -> Result<(), Box<dyn std::error::Error>> {
     let a = analyzer();
     let x = noisy_speech(Voice::LOW, 6.0, 10.0, 52);
-    let narrow = Polyphase::design(1, 2).apply(&x);
-    let c = a.decode(&wav_body(&narrow, 8_000, 1)?, 600.0)?;
+    let narrow = resampled(1, 2, &x);
+    let c = a.decode(&wav_body(&narrow, 8_000, 1)?, 600.0, &never)?;
     assert_eq!(c.info.duration_s, 6.0);
     let got = snr(&a, &c).snr_db.unwrap_or(f64::NAN);
-    let want = snr(&a, &clip(&a, &Polyphase::design(2, 1).apply(&narrow)))
+    let want = snr(&a, &clip(&a, &resampled(2, 1, &narrow)))
         .snr_db
         .unwrap_or(f64::NAN);
     assert!((got - want).abs() < 0.1, "{got} vs {want}");
@@ -300,7 +310,7 @@ fn decoded_clip_is_bounded_by_the_body() -> Result<(), Box<dyn std::error::Error
     let a = analyzer();
     for rate in [8_000, 11_025, 12_000, 16_000, 22_050, 44_100, 96_000] {
         let body = wav_8bit(rate as usize / 2, rate)?;
-        let c = a.decode(&body, 600.0)?;
+        let c = a.decode(&body, 600.0, &never)?;
         assert!(
             c.samples().len() <= 2 * body.len(),
             "{rate} Hz: {} samples from {} bytes",
@@ -312,7 +322,10 @@ fn decoded_clip_is_bounded_by_the_body() -> Result<(), Box<dyn std::error::Error
     for rate in [4, 1_000, 7_999] {
         let body = wav_8bit(rate as usize * 600, rate)?;
         assert!(
-            matches!(a.decode(&body, 7_200.0), Err(AudioError::Unsupported(_))),
+            matches!(
+                a.decode(&body, 7_200.0, &never),
+                Err(AudioError::Unsupported(_))
+            ),
             "{rate} Hz"
         );
     }

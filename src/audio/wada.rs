@@ -14,6 +14,9 @@
 //! ln(LSB/2) − 1; so |x| is floored at LSB/(2e) rather than at a tiny epsilon, which would let
 //! the zeros of a quiet 16-bit recording drag E[ln |z|] down by several dB of SNR.
 
+use super::checkpoint::{Checkpoint, BLOCK, LN_NS, READ_NS};
+use super::AudioError;
+
 /// SNR of the first table entry, dB; entries follow in 1 dB steps.
 const TABLE_START_DB: f64 = -20.0;
 
@@ -151,10 +154,21 @@ const WADA_TABLE: [f64; 121] = [
 
 /// WADA-SNR in dB (−20 … 100) of a mono, DC-free signal with quantisation step `lsb` (0 for
 /// float input). `None` for digital silence, where the SNR is undefined.
-pub(crate) fn wada_snr_db(x: &[f64], lsb: f64) -> Option<f64> {
-    let peak = x.iter().fold(0.0, |m: f64, v| m.max(v.abs()));
+///
+/// Both passes tick the checkpoint once per [`BLOCK`] of samples. The sums carry over from one
+/// block to the next, so they still run in sample order: the same bits as one loop.
+pub(crate) fn wada_snr_db(
+    x: &[f64],
+    lsb: f64,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<Option<f64>, AudioError> {
+    let mut peak: f64 = 0.0;
+    for block in x.chunks(BLOCK) {
+        peak = block.iter().fold(peak, |m, v| m.max(v.abs()));
+        checkpoint.tick(block.len() as u64 * READ_NS)?;
+    }
     if peak == 0.0 {
-        return None;
+        return Ok(None);
     }
     let floor = if lsb > 0.0 {
         lsb / (2.0 * std::f64::consts::E)
@@ -162,13 +176,16 @@ pub(crate) fn wada_snr_db(x: &[f64], lsb: f64) -> Option<f64> {
         1e-10 * peak
     };
     let (mut sum, mut sum_ln) = (0.0, 0.0);
-    for v in x {
-        let a = v.abs().max(floor);
-        sum += a;
-        sum_ln += a.ln();
+    for block in x.chunks(BLOCK) {
+        for v in block {
+            let a = v.abs().max(floor);
+            sum += a;
+            sum_ln += a.ln();
+        }
+        checkpoint.tick(block.len() as u64 * LN_NS)?;
     }
     let n = x.len() as f64;
-    Some(snr_from_g((sum / n).ln() - sum_ln / n))
+    Ok(Some(snr_from_g((sum / n).ln() - sum_ln / n)))
 }
 
 /// Read G through the table by linear interpolation, clamped at both ends.
@@ -210,9 +227,11 @@ mod tests {
     /// Silence has no SNR; Gaussian noise alone reads at the bottom of the table.
     #[test]
     fn silence_and_noise() {
-        assert_eq!(wada_snr_db(&[0.0; 100], 1.0 / 32768.0), None);
+        let never = || false;
+        let wada = |x: &[f64], lsb| wada_snr_db(x, lsb, &mut Checkpoint::new(&never));
+        assert_eq!(wada(&[0.0; 100], 1.0 / 32768.0), Ok(None));
         let noise = crate::audio::synth::white_noise(16_000, 3);
-        let snr = wada_snr_db(&noise, 0.0).unwrap_or(f64::NAN);
+        let snr = wada(&noise, 0.0).ok().flatten().unwrap_or(f64::NAN);
         assert!(snr < -10.0, "{snr}");
     }
 }

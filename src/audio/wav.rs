@@ -30,6 +30,7 @@
 //! are used as they are. Channels are mixed by their mean, then the mean of the clip (DC) is
 //! subtracted.
 
+use super::checkpoint::{Checkpoint, BLOCK, CHUNK_NS, READ_NS, WRITE_NS};
 use super::{resample, AudioError, ClipInfo, MIN_SAMPLE_RATE};
 
 /// `WAVE_FORMAT_PCM`: integer samples.
@@ -91,12 +92,17 @@ impl Format {
 }
 
 /// Decode a WAV body to mono samples at its own rate. The checks run in the reference's
-/// order, so the same file gets the same complaint.
-pub(crate) fn decode(body: &[u8], max_seconds: f64) -> Result<Decoded, AudioError> {
+/// order, so the same file gets the same complaint. Every pass over the samples ticks the
+/// checkpoint once per [`BLOCK`], and so does the chunk walk once per chunk.
+pub(crate) fn decode(
+    body: &[u8],
+    max_seconds: f64,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<Decoded, AudioError> {
     if body.is_empty() {
         return Err(AudioError::Empty);
     }
-    let (fmt, data) = find_chunks(body)?;
+    let (fmt, data) = find_chunks(body, checkpoint)?;
     let format = parse_format(fmt)?;
     // The reference ignores a trailing partial frame; so do we.
     let frames = data.len() / format.block_align();
@@ -118,10 +124,13 @@ pub(crate) fn decode(body: &[u8], max_seconds: f64) -> Result<Decoded, AudioErro
             max_seconds,
         });
     }
-    let mut mono = read_mono(&format, &data[..frames * format.block_align()])?;
-    let mean = mono.iter().sum::<f64>() / mono.len() as f64;
-    for v in &mut mono {
-        *v -= mean;
+    let mut mono = read_mono(&format, &data[..frames * format.block_align()], checkpoint)?;
+    let mean = mean(&mono, checkpoint)?;
+    for block in mono.chunks_mut(BLOCK) {
+        for v in block.iter_mut() {
+            *v -= mean;
+        }
+        checkpoint.tick(block.len() as u64 * READ_NS)?;
     }
     let lsb = match format.encoding {
         Encoding::Int => 2f64.powi(1 - i32::from(format.bits)) / f64::from(format.channels),
@@ -130,9 +139,24 @@ pub(crate) fn decode(body: &[u8], max_seconds: f64) -> Result<Decoded, AudioErro
     Ok(Decoded { mono, lsb, info })
 }
 
+/// The mean of `x`: the sum in sample order from −0.0, where the standard library's float
+/// `sum` starts, so the bits are those of `x.iter().sum::<f64>()`, a block at a time.
+fn mean(x: &[f64], checkpoint: &mut Checkpoint<'_>) -> Result<f64, AudioError> {
+    let mut sum = -0.0;
+    for block in x.chunks(BLOCK) {
+        sum = block.iter().fold(sum, |sum, v| sum + v);
+        checkpoint.tick(block.len() as u64 * READ_NS)?;
+    }
+    Ok(sum / x.len() as f64)
+}
+
 /// Walk the RIFF chunks to the first `data` chunk; return the last `fmt ` body seen before it
-/// and the `data` body. Chunks after `data` are never looked at.
-fn find_chunks(body: &[u8]) -> Result<(&[u8], &[u8]), AudioError> {
+/// and the `data` body. Chunks after `data` are never looked at. A body can hold millions of
+/// empty chunks, so the walk ticks the checkpoint at each.
+fn find_chunks<'b>(
+    body: &'b [u8],
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<(&'b [u8], &'b [u8]), AudioError> {
     if body.len() < 12 || &body[..4] != b"RIFF" || &body[8..12] != b"WAVE" {
         if body.len() < 12 && body.starts_with(b"RIFF") {
             return Err(AudioError::Malformed(
@@ -174,6 +198,7 @@ fn find_chunks(body: &[u8]) -> Result<(&[u8], &[u8]), AudioError> {
         }
         // RIFF: a chunk of odd size is followed by one pad byte.
         pos = start.saturating_add(size).saturating_add(size & 1);
+        checkpoint.tick(CHUNK_NS)?;
     }
     match (fmt, data) {
         (None, _) => Err(AudioError::Malformed("no fmt chunk".into())),
@@ -247,34 +272,56 @@ fn parse_format(fmt: &[u8]) -> Result<Format, AudioError> {
 /// one a per-sample reader does: each sample is widened exactly to `f64`, integers are then
 /// multiplied by 2^−(bits−1) (a power of two: exact, like dividing), and the channels of a
 /// frame are summed from 0.0 in channel order and divided by the channel count.
-fn read_mono(format: &Format, data: &[u8]) -> Result<Vec<f64>, AudioError> {
+fn read_mono(
+    format: &Format,
+    data: &[u8],
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<Vec<f64>, AudioError> {
     let channels = usize::from(format.channels);
     let scale = 2f64.powi(1 - i32::from(format.bits));
     let mono = match (format.encoding, format.bits) {
         // 8-bit WAV is unsigned: 128 is zero.
-        (Encoding::Int, 8) => mix(data, channels, |[b]: [u8; 1]| {
-            f64::from(i32::from(b) - 128) * scale
-        }),
-        (Encoding::Int, 16) => mix(data, channels, |b: [u8; 2]| {
-            f64::from(i16::from_le_bytes(b)) * scale
-        }),
+        (Encoding::Int, 8) => mix(
+            data,
+            channels,
+            |[b]: [u8; 1]| f64::from(i32::from(b) - 128) * scale,
+            checkpoint,
+        )?,
+        (Encoding::Int, 16) => mix(
+            data,
+            channels,
+            |b: [u8; 2]| f64::from(i16::from_le_bytes(b)) * scale,
+            checkpoint,
+        )?,
         // Three bytes into the top of an i32, then an arithmetic shift extends the sign.
-        (Encoding::Int, 24) => mix(data, channels, |[b0, b1, b2]: [u8; 3]| {
-            f64::from(i32::from_le_bytes([0, b0, b1, b2]) >> 8) * scale
-        }),
-        (Encoding::Int, 32) => mix(data, channels, |b: [u8; 4]| {
-            f64::from(i32::from_le_bytes(b)) * scale
-        }),
+        (Encoding::Int, 24) => mix(
+            data,
+            channels,
+            |[b0, b1, b2]: [u8; 3]| f64::from(i32::from_le_bytes([0, b0, b1, b2]) >> 8) * scale,
+            checkpoint,
+        )?,
+        (Encoding::Int, 32) => mix(
+            data,
+            channels,
+            |b: [u8; 4]| f64::from(i32::from_le_bytes(b)) * scale,
+            checkpoint,
+        )?,
         (Encoding::Float, 32) => {
-            let mono = mix(data, channels, |b: [u8; 4]| {
-                f64::from(f32::from_le_bytes(b))
-            });
+            let mono = mix(
+                data,
+                channels,
+                |b: [u8; 4]| f64::from(f32::from_le_bytes(b)),
+                checkpoint,
+            )?;
             // A NaN or infinity in any channel reaches the mix; nothing downstream could
             // give a number from it.
-            if !mono.iter().all(|v| v.is_finite()) {
-                return Err(AudioError::Malformed(
-                    "a float sample is NaN or infinite".into(),
-                ));
+            for block in mono.chunks(BLOCK) {
+                if !block.iter().all(|v| v.is_finite()) {
+                    return Err(AudioError::Malformed(
+                        "a float sample is NaN or infinite".into(),
+                    ));
+                }
+                checkpoint.tick(block.len() as u64 * READ_NS)?;
             }
             mono
         }
@@ -285,17 +332,32 @@ fn read_mono(format: &Format, data: &[u8]) -> Result<Vec<f64>, AudioError> {
 }
 
 /// The mean of each frame's `channels` interleaved samples of `W` bytes, each converted by
-/// `sample`. `data` holds whole frames only.
+/// `sample`. `data` holds whole frames only. Converted a block of about [`BLOCK`] samples
+/// (whole frames) at a time, with a tick after each: the loop over a block is the same
+/// straight-line code as over the whole chunk, so it still unrolls and vectorises.
 #[inline(always)]
-fn mix<const W: usize>(data: &[u8], channels: usize, sample: impl Fn([u8; W]) -> f64) -> Vec<f64> {
+fn mix<const W: usize>(
+    data: &[u8],
+    channels: usize,
+    sample: impl Fn([u8; W]) -> f64,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<Vec<f64>, AudioError> {
     let (samples, _partial) = data.as_chunks::<W>();
-    if channels == 1 {
-        return samples.iter().map(|&b| sample(b)).collect();
+    let mut mono = Vec::with_capacity(samples.len() / channels);
+    for block in samples.chunks(BLOCK.div_ceil(channels) * channels) {
+        if channels == 1 {
+            mono.extend(block.iter().map(|&b| sample(b)));
+        } else {
+            mono.extend(
+                block.chunks_exact(channels).map(|frame| {
+                    frame.iter().fold(0.0, |sum, &b| sum + sample(b)) / channels as f64
+                }),
+            );
+        }
+        let frames = (block.len() / channels) as u64;
+        checkpoint.tick(block.len() as u64 * READ_NS + frames * WRITE_NS)?;
     }
-    samples
-        .chunks_exact(channels)
-        .map(|frame| frame.iter().fold(0.0, |sum, &b| sum + sample(b)) / channels as f64)
-        .collect()
+    Ok(mono)
 }
 
 /// A name for the format tags people actually send (mmreg.h).

@@ -49,7 +49,7 @@ fn read_cases() -> Vec<Case> {
         if cases.last().is_none_or(|c| c.name != name) {
             let body = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             let clip = a
-                .decode(&body, 600.0)
+                .decode(&body, 600.0, &never)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             cases.push(Case {
                 name: name.to_string(),
