@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{get, spawn_binary, Client, Response, ServerProcess};
+use common::{get, leave_and_time_next_job, spawn_binary, Client, Response, ServerProcess};
 
 /// The fixture directory.
 fn fixtures() -> PathBuf {
@@ -367,25 +367,12 @@ fn a_client_that_leaves_mid_decode_frees_the_worker() {
     let mut uploader = Client::connect(server.addr());
     uploader.send(post("/snr-detect", &body));
     std::thread::sleep(Duration::from_secs(1));
-    let mut other = Client::connect(server.addr());
-    drop(uploader);
-    let left = Instant::now();
-    let answer = other.request(get("/cpu?ms=1"));
-    assert_eq!(answer.status, 200, "{answer:?}");
+    let took = leave_and_time_next_job(server.addr(), uploader);
     assert!(
-        left.elapsed() < Duration::from_millis(500),
-        "the worker was busy {:?} after its client left",
-        left.elapsed()
+        took < Duration::from_millis(500),
+        "the worker was busy {took:?} after its client left"
     );
-    server.signal(libc::SIGTERM);
-    assert_eq!(server.exit_code_within(Duration::from_secs(10)), 0);
-    assert!(
-        server
-            .stderr()
-            .contains("(1 jobs ended cancelled since start)"),
-        "{}",
-        server.stderr()
-    );
+    server.assert_cancelled_at_exit(1);
 }
 
 /// Every answer of the audio endpoints is about one upload and says `Cache-Control: no-store`

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use evloop::audio::synth::{self, Voice};
 use serde_json::Value;
 
-use common::{get, spawn_binary, Client, Response};
+use common::{get, leave_and_time_next_job, spawn_binary, Client, Response};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio");
@@ -187,23 +187,10 @@ fn a_client_that_leaves_mid_analysis_frees_the_worker() {
         .next_chunk(Duration::from_secs(30))
         .expect("progress");
     assert_eq!(event(&first).0, "progress");
-    let mut other = Client::connect(server.addr());
-    drop(streamer);
-    let left = Instant::now();
-    let answer = other.request(get("/cpu?ms=1"));
-    assert_eq!(answer.status, 200, "{answer:?}");
+    let took = leave_and_time_next_job(server.addr(), streamer);
     assert!(
-        left.elapsed() < Duration::from_millis(500),
-        "the worker was busy {:?} after its client left",
-        left.elapsed()
+        took < Duration::from_millis(500),
+        "the worker was busy {took:?} after its client left"
     );
-    server.signal(libc::SIGTERM);
-    assert_eq!(server.exit_code_within(Duration::from_secs(10)), 0);
-    assert!(
-        server
-            .stderr()
-            .contains("(1 jobs ended cancelled since start)"),
-        "{}",
-        server.stderr()
-    );
+    server.assert_cancelled_at_exit(1);
 }

@@ -14,7 +14,9 @@ use serde_json::Value;
 use evloop::http::Method;
 use evloop::router::{Reply, Router, Stream};
 
-use common::{get, spawn_binary, spawn_in_process, test_config, Client, Response};
+use common::{
+    get, leave_and_time_next_job, spawn_binary, spawn_in_process, test_config, Client, Response,
+};
 
 /// Split one SSE event, checking its exact bytes: `event: NAME\ndata: JSON\n\n`.
 fn event(chunk: &[u8]) -> (String, Value) {
@@ -292,26 +294,13 @@ fn a_client_that_leaves_frees_the_worker_within_a_window() {
         .next_chunk(Duration::from_secs(5))
         .expect("a progress event");
     assert_eq!(event(&first).0, "progress");
-    let mut other = Client::connect(server.addr());
-    drop(streamer);
-    let left = Instant::now();
-    let answer = other.request(get("/cpu?ms=1"));
-    let took = left.elapsed();
-    assert_eq!(answer.status, 200, "{answer:?}");
+    let took = leave_and_time_next_job(server.addr(), streamer);
     assert!(
         took < Duration::from_millis(300),
         "the next job waited {took:?} after the streaming client left"
     );
     // The cancellation is counted, and reported when the server stops.
-    server.signal(libc::SIGTERM);
-    assert_eq!(server.exit_code_within(Duration::from_secs(10)), 0);
-    assert!(
-        server
-            .stderr()
-            .contains("(1 jobs ended cancelled since start)"),
-        "{}",
-        server.stderr()
-    );
+    server.assert_cancelled_at_exit(1);
 }
 
 /// `--request-timeout` ends a stream that has started with an error event carrying the 504, and
@@ -351,15 +340,10 @@ fn a_client_that_leaves_after_its_last_request_cancels_its_job_too() {
         let mut leaving = Client::connect(server.addr());
         leaving.send(request);
         sleep(Duration::from_millis(300)); // the job is running
-        drop(leaving);
-        let left = Instant::now();
-        let mut other = Client::connect(server.addr());
-        let answer = other.request(get("/cpu?ms=1"));
-        assert_eq!(answer.status, 200, "{answer:?}");
+        let took = leave_and_time_next_job(server.addr(), leaving);
         assert!(
-            left.elapsed() < Duration::from_millis(1000),
-            "after {request:?} the next job waited {:?}",
-            left.elapsed()
+            took < Duration::from_millis(1000),
+            "after {request:?} the next job waited {took:?}"
         );
     }
 }
@@ -397,14 +381,9 @@ fn a_client_that_leaves_with_a_full_pipeline_cancels_its_jobs() {
     let mut leaving = Client::connect(server.addr());
     leaving.send(get("/cpu?ms=4000").repeat(40));
     sleep(Duration::from_millis(300)); // the first job is running, the pipeline is full
-    drop(leaving);
-    let left = Instant::now();
-    let mut other = Client::connect(server.addr());
-    let answer = other.request(get("/cpu?ms=1"));
-    assert_eq!(answer.status, 200, "{answer:?}");
+    let took = leave_and_time_next_job(server.addr(), leaving);
     assert!(
-        left.elapsed() < Duration::from_millis(1000),
-        "the next job waited {:?} after the client left",
-        left.elapsed()
+        took < Duration::from_millis(1000),
+        "the next job waited {took:?} after the client left"
     );
 }

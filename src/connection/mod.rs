@@ -118,6 +118,18 @@ pub const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// Reads one lingering `drive` makes before yielding.
 const LINGER_READS_PER_DRIVE: usize = 4;
 
+/// The `Connection` header of a response: `close` on the `last` one, `keep-alive` for an
+/// HTTP/1.0 client that asked for it, nothing otherwise.
+fn connection_header(last: bool, meta: &ResponseMeta) -> ConnectionHeader {
+    if last {
+        ConnectionHeader::Close
+    } else if meta.http10_keep_alive {
+        ConnectionHeader::KeepAlive
+    } else {
+        ConnectionHeader::Omit
+    }
+}
+
 /// Append one piece of a stream's body, framed as the stream's body is.
 fn put_piece(out: &mut Vec<u8>, piece: &[u8], body: StreamBody) {
     match body {
@@ -787,14 +799,12 @@ impl Connection {
         // The stream's slot is still in the pipeline: it is the last response if it is alone.
         let last =
             meta.close || until_close || (self.input == Input::Closing && self.pipeline.len() == 1);
-        let connection = if last {
-            ConnectionHeader::Close
-        } else if meta.http10_keep_alive {
-            ConnectionHeader::KeepAlive
-        } else {
-            ConnectionHeader::Omit
-        };
-        head.encode_stream_head(turn.out, turn.date, connection, !meta.http10);
+        head.encode_stream_head(
+            turn.out,
+            turn.date,
+            connection_header(last, meta),
+            !meta.http10,
+        );
     }
 
     fn encode(&self, response: &Response, meta: &ResponseMeta, turn: &mut TurnContext<'_>) {
@@ -809,13 +819,7 @@ impl Connection {
             return self.encode(&Error::JobPanicked.into_response(), meta, turn);
         }
         let last = meta.close || (self.input == Input::Closing && self.pipeline.is_empty());
-        let connection = if last {
-            ConnectionHeader::Close
-        } else if meta.http10_keep_alive {
-            ConnectionHeader::KeepAlive
-        } else {
-            ConnectionHeader::Omit
-        };
+        let connection = connection_header(last, meta);
         let bytes = response.encode(turn.out, turn.date, connection, meta.head_only);
         self.log_access(meta, response.status, bytes, turn);
     }

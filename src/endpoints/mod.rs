@@ -32,6 +32,7 @@ use crate::audio::Analyzer;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{sse, Method, Request, Response};
+use crate::pool::JobContext;
 use crate::router::{Context, Reply, Router, Stream};
 
 /// The `Cache-Control` value of every answer computed for one request.
@@ -223,15 +224,7 @@ fn cpu(req: &mut Request<'_>, _ctx: &Context) -> Reply {
         None | Some("pool") => Reply::offload(move |job| {
             let started = Instant::now();
             burn(budget, || job.is_cancelled());
-            Response::json_value(
-                200,
-                &json!({
-                    "ms": ms,
-                    "worker": job.worker,
-                    "queued_us": job.queued.as_micros() as u64,
-                    "run_us": started.elapsed().as_micros() as u64,
-                }),
-            )
+            burned(ms, job, started)
         }),
         Some("inline") => {
             // Deliberately blocking: nothing else on this reactor runs until this returns.
@@ -254,6 +247,20 @@ fn cpu(req: &mut Request<'_>, _ctx: &Context) -> Reply {
         ))
         .into(),
     }
+}
+
+/// What `/cpu` (and the last event of `/cpu/stream`) answers for a burn of `ms` that `job`
+/// started at `started`.
+fn burned(ms: u64, job: &JobContext<'_>, started: Instant) -> Response {
+    Response::json_value(
+        200,
+        &json!({
+            "ms": ms,
+            "worker": job.worker,
+            "queued_us": job.queued.as_micros() as u64,
+            "run_us": started.elapsed().as_micros() as u64,
+        }),
+    )
 }
 
 /// Default interval between two progress events of `/cpu/stream` (ms).
@@ -295,15 +302,7 @@ fn cpu_stream(req: &mut Request<'_>, _ctx: &Context) -> Reply {
             // Nobody is listening any more; the reactor drops whatever this says.
             return Error::Unavailable.into_response();
         }
-        Response::json_value(
-            200,
-            &json!({
-                "ms": ms,
-                "worker": job.worker,
-                "queued_us": job.queued.as_micros() as u64,
-                "run_us": started.elapsed().as_micros() as u64,
-            }),
-        )
+        burned(ms, job, started)
     }))
 }
 

@@ -229,6 +229,19 @@ impl ServerProcess {
         kib * 1024
     }
 
+    /// Stop the server with SIGTERM, check it exits 0, and check the count of cancelled jobs
+    /// it reports as it goes.
+    pub fn assert_cancelled_at_exit(&mut self, jobs: u64) {
+        self.signal(libc::SIGTERM);
+        assert_eq!(self.exit_code_within(Duration::from_secs(10)), 0);
+        let line = format!("({jobs} jobs ended cancelled since start)");
+        assert!(
+            self.stderr().contains(&line),
+            "no {line:?} in {}",
+            self.stderr()
+        );
+    }
+
     /// CPU time (user + system) the process has used so far.
     pub fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
@@ -512,6 +525,11 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
             .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+        Client::on(stream)
+    }
+
+    /// A client on a connected socket: `TCP_NODELAY`, and the I/O timeouts.
+    fn on(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("TCP_NODELAY");
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -531,14 +549,7 @@ impl Client {
         socket
             .connect_timeout(&addr.into(), IO_TIMEOUT)
             .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
-        let stream: TcpStream = socket.into();
-        stream.set_nodelay(true).expect("TCP_NODELAY");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client::on(socket.into())
     }
 
     /// The next chunk of a chunked body whose head was read with
@@ -721,6 +732,19 @@ impl Client {
             Err(err) => panic!("read: {err}"),
         }
     }
+}
+
+/// Drop `leaving` (the client goes away) and time how long until the server runs another job:
+/// a `GET /cpu?ms=1` on a connection opened beforehand. With `--pool 1` that is how long the
+/// job of the client that left kept the only worker. Fails the test on a non-200.
+pub fn leave_and_time_next_job(addr: SocketAddr, leaving: Client) -> Duration {
+    let mut other = Client::connect(addr);
+    drop(leaving);
+    let left = Instant::now();
+    let answer = other.request(get("/cpu?ms=1"));
+    let took = left.elapsed();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    took
 }
 
 /// True if a TCP connect to `addr` is refused (nothing listens there any more).
