@@ -232,8 +232,12 @@ fn unsent_progress_is_replaced_by_newer_progress() {
                 job.emit(evloop::http::sse::event("progress", &data));
             }
             let emitting = started.elapsed().as_millis();
-            // A long last phase with no news.
-            sleep(Duration::from_millis(2500));
+            // A long last phase with no news, checking for cancellation as long jobs do: a
+            // message still waiting in the job's outbox goes out at such a checkpoint.
+            let quiet = Instant::now();
+            while quiet.elapsed() < Duration::from_millis(2500) && !job.is_cancelled() {
+                sleep(Duration::from_millis(5));
+            }
             evloop::http::Response::text_owned(200, emitting.to_string())
         }))
     });
