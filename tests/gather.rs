@@ -17,6 +17,8 @@ use evloop::router::{Reply, Router};
 
 use common::{get, spawn_in_process, test_config, Client};
 
+/// Set by the long part of `/error-part` once it runs.
+static SIBLING_STARTED: AtomicBool = AtomicBool::new(false);
 /// Set by the long part of `/error-part` when it sees its cancel flag.
 static SIBLING_SAW_CANCEL: AtomicBool = AtomicBool::new(false);
 
@@ -55,8 +57,17 @@ fn server(pool: usize, queue: usize) -> SocketAddr {
             })
         })
         .route(Method::Get, "/error-part", |_, _| {
-            let refuses: Part = Box::new(|_| Err(Response::text(422, "cannot")));
+            // The refusal waits until its sibling runs, so the sibling is cancelled while it
+            // runs (and must notice), not while it still waits in the queue (and is skipped).
+            let refuses: Part = Box::new(|_| {
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while !SIBLING_STARTED.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    sleep(Duration::from_millis(1));
+                }
+                Err(Response::text(422, "cannot"))
+            });
             let long: Part = Box::new(|job| {
+                SIBLING_STARTED.store(true, Ordering::SeqCst);
                 let started = Instant::now();
                 while started.elapsed() < Duration::from_secs(2) {
                     if job.is_cancelled() {
@@ -181,7 +192,7 @@ fn an_error_part_answers_at_once_and_cancels_its_sibling() {
     assert_eq!(response.status, 422);
     assert_eq!(response.text(), "cannot");
     assert!(
-        started.elapsed() < Duration::from_millis(1000),
+        started.elapsed() < Duration::from_millis(1500),
         "answered after {:?}: the failure waited for its sibling",
         started.elapsed()
     );
