@@ -613,7 +613,7 @@ fn validate_head<'t>(
 }
 
 /// `Content-Length = 1*DIGIT`, nothing else: no sign, no spaces inside, no list, no overflow.
-fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
     let bad = ParseError::BadRequest("invalid Content-Length");
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return Err(bad);
@@ -624,7 +624,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
 }
 
 /// Split a comma-separated header value into trimmed, non-empty tokens.
-fn split_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn split_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(|token| token.trim_ascii())

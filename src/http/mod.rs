@@ -10,9 +10,12 @@
 //!   with the status code each implies;
 //! - [`target`]: the request target and the `Host` field, checked against the URI grammar;
 //! - [`request`]: the [`Request`] a handler sees;
-//! - [`response`]: the [`Response`] a handler returns, its encoder, and the cached `Date`.
+//! - [`response`]: the [`Response`] a handler returns, its encoder, and the cached `Date`;
+//! - [`client`]: the other direction, for calls to an upstream: the request encoder and the
+//!   incremental response decoder.
 
 pub mod chunked;
+pub mod client;
 pub mod decoder;
 pub mod error;
 pub mod request;
