@@ -18,6 +18,7 @@ use std::fmt;
 
 use crate::audio::AudioError;
 use crate::http::{ParseError, Response};
+use crate::outbound::CallError;
 
 /// A request that cannot be answered normally.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,13 @@ pub enum Error {
     GatewayTimeout,
     /// The job panicked (500). The worker survived; the message goes to the log, not the client.
     JobPanicked,
+
+    // ----- calls to an upstream -----
+    /// A call to the upstream failed (502, 503 or 504: [`CallError::status`]); the message
+    /// names the cause.
+    Upstream(CallError),
+    /// An endpoint that calls the upstream, on a server started without `--upstream` (503).
+    NoUpstream,
 }
 
 impl Error {
@@ -74,8 +82,11 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::Unprocessable(_) => 422,
             Error::JobPanicked => 500,
-            Error::QueueFull | Error::BodyMemoryFull | Error::Unavailable => 503,
+            Error::QueueFull | Error::BodyMemoryFull | Error::Unavailable | Error::NoUpstream => {
+                503
+            }
             Error::GatewayTimeout => 504,
+            Error::Upstream(err) => err.status(),
         }
     }
 
@@ -96,6 +107,8 @@ impl Error {
             Error::Unavailable => "server unavailable".into(),
             Error::GatewayTimeout => "request timed out".into(),
             Error::JobPanicked => "internal error: the job failed".into(),
+            Error::Upstream(err) => Cow::Owned(err.to_string()),
+            Error::NoUpstream => "no upstream: start evloop with --upstream URL".into(),
         }
     }
 
@@ -120,6 +133,12 @@ impl Error {
 impl From<ParseError> for Error {
     fn from(err: ParseError) -> Error {
         Error::Http(err)
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(err: CallError) -> Error {
+        Error::Upstream(err)
     }
 }
 

@@ -76,6 +76,7 @@ pub mod connection;
 pub mod endpoints;
 pub mod error;
 pub mod http;
+pub mod outbound;
 pub mod pool;
 pub mod reactor;
 pub mod router;

@@ -11,6 +11,7 @@
 //! | [`Reply::Offload`] | a pool worker | `await run_in_threadpool(f)` |
 //! | [`Reply::Gather`] | several pool workers at once, joined on the reactor | `await asyncio.gather(run_in_threadpool(f), run_in_threadpool(g))` |
 //! | [`Reply::Stream`] | a pool worker, its progress sent as it goes | `StreamingResponse(agen())`, where the async generator `agen` yields pieces as a thread computes them |
+//! | [`Reply::Call`] | the reactor's own sockets to an upstream, nothing blocks | `await client.get(url)`, or `await asyncio.gather(*(client.get(u) for u in urls))` with an `httpx.AsyncClient` |
 //!
 //! An offloaded job returns a [`Reply`] too, and so does a gather's join, so work can continue
 //! where it left off: a job that decodes an upload can return a `Gather` of parts of the
@@ -30,6 +31,12 @@
 //! response body as soon as the client can take it, and what the job returns ends the body.
 //! Messages are snapshots (the newest replaces an older one the client has not taken yet), so
 //! a client that reads slowly never makes the server hold more, nor the worker wait.
+//!
+//! A call upstream is I/O, not computation, so it needs no thread at all: the reactor connects,
+//! writes the request and reads the response on non-blocking sockets of its own, between
+//! everything else it does, and runs the continuation on the loop when the response is whole.
+//! Thousands of calls can wait at once on one thread. The continuation may return more work
+//! (`Reply::offload` to parse a large body on the pool, another call).
 //!
 //! A handler that does heavy work *itself* and returns [`Reply::Now`] blocks every connection
 //! for as long as it runs — the classic mistake the notes warn about, kept on purpose as
@@ -53,7 +60,9 @@ use std::any::Any;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::http::client::UpstreamResponse;
 use crate::http::{sse, Method, Request, Response};
+use crate::outbound::{CallError, CallRequest};
 use crate::pool::{JobContext, Work};
 
 /// What the reactor tells a handler about the server.
@@ -77,6 +86,38 @@ pub enum Reply {
     Gather(Gather),
     /// A response whose body a pool job produces piece by piece.
     Stream(Stream),
+    /// Send requests to upstreams on the reactor's sockets, all at once; continue with the
+    /// responses. Built with [`Reply::call`] or [`Reply::call_all`].
+    Call(Calls),
+}
+
+/// The requests of a [`Reply::Call`] and what to do with their responses.
+pub struct Calls {
+    requests: Vec<CallRequest>,
+    then: Then,
+}
+
+/// What runs on the reactor once every call of a [`Reply::Call`] has its response (in the
+/// order of the requests), or once one of them has failed (the others are then cancelled).
+pub type Then = Box<dyn FnOnce(Result<Vec<UpstreamResponse>, CallError>) -> Reply + Send>;
+
+impl Calls {
+    /// Split into the requests and the continuation.
+    pub fn into_parts(self) -> (Vec<CallRequest>, Then) {
+        (self.requests, self.then)
+    }
+
+    /// The same calls, with `then` applied to whatever the continuation returns.
+    pub fn then<F>(self, then: F) -> Calls
+    where
+        F: FnOnce(Reply) -> Reply + Send + 'static,
+    {
+        let first = self.then;
+        Calls {
+            requests: self.requests,
+            then: Box::new(move |responses| then(first(responses))),
+        }
+    }
 }
 
 /// What a part of a gather sends back: its value (of the type the join expects), or the
@@ -197,6 +238,44 @@ impl Reply {
             join(values).into()
         });
         Reply::Gather(Gather { parts, join })
+    }
+}
+
+impl Reply {
+    /// Send `request` upstream from the reactor and continue with `then` on the loop, given the
+    /// response or the reason there is none (`CallError::into` gives the usual 502/503/504
+    /// answer). No thread waits meanwhile. An upstream's 4xx or 5xx is a response, not an
+    /// error: `then` decides what it means.
+    pub fn call<F, R>(request: CallRequest, then: F) -> Reply
+    where
+        F: FnOnce(Result<UpstreamResponse, CallError>) -> R + Send + 'static,
+        R: Into<Reply>,
+    {
+        Reply::Call(Calls {
+            requests: vec![request],
+            then: Box::new(move |result| {
+                then(result.and_then(|mut responses| responses.pop().ok_or(CallError::Reset)))
+                    .into()
+            }),
+        })
+    }
+
+    /// Send every request at once and `join` the responses (in the order of `requests`) on the
+    /// reactor: `asyncio.gather`. If a call fails, its error is the answer (502, 503 or 504
+    /// with a JSON body naming the cause), the other calls are cancelled and `join` never
+    /// runs.
+    pub fn call_all<F, R>(requests: Vec<CallRequest>, join: F) -> Reply
+    where
+        F: FnOnce(Vec<UpstreamResponse>) -> R + Send + 'static,
+        R: Into<Reply>,
+    {
+        Reply::Call(Calls {
+            requests,
+            then: Box::new(move |result| match result {
+                Ok(responses) => join(responses).into(),
+                Err(err) => Error::from(err).into(),
+            }),
+        })
     }
 }
 

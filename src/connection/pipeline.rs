@@ -635,6 +635,7 @@ fn start(reply: Reply, seq: u64, now: Instant, scheduler: &mut dyn Scheduler) ->
             submit(works, seq, Some(join), scheduler)
         }
         Reply::Stream(stream) => start_stream(stream, seq, scheduler),
+        Reply::Call(_) => SlotState::Ready(Error::Unavailable.into_response()),
     }
 }
 

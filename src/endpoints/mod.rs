@@ -114,6 +114,7 @@ fn mark_no_store(reply: Reply) -> Reply {
             stream.work = Box::new(move |job| with_no_store(work(job)));
             Reply::Stream(stream)
         }
+        Reply::Call(calls) => Reply::Call(calls.then(mark_no_store)),
     }
 }
 
