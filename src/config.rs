@@ -6,7 +6,7 @@
 //! user who starts from `Config::default()` can never disagree.
 
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -14,6 +14,7 @@ use clap::Parser;
 use log::LevelFilter;
 
 use crate::http::Limits;
+use crate::outbound::{CallLimits, Upstream};
 use crate::pool::WorkerPriority;
 
 /// Jobs that may wait per worker thread, unless `--queue` says otherwise.
@@ -55,6 +56,10 @@ pub struct Config {
     pub max_audio_seconds: f64,
     /// How worker threads are scheduled against the reactor.
     pub worker_priority: WorkerPriority,
+    /// The service that `/fanout` calls (`--upstream`); `None`: those endpoints answer 503.
+    pub upstream: Option<Arc<Upstream>>,
+    /// What bounds the calls the server makes to upstreams.
+    pub calls: CallLimits,
 }
 
 impl Default for Config {
@@ -77,6 +82,8 @@ impl Default for Config {
             access_log: false,
             max_audio_seconds: 600.0,
             worker_priority: WorkerPriority::default(),
+            upstream: None,
+            calls: CallLimits::default(),
         }
     }
 }
