@@ -223,6 +223,8 @@ impl Cli {
             access_log: self.access_log,
             max_audio_seconds: self.max_audio_seconds.0.as_secs_f64(),
             worker_priority: self.worker_priority,
+            upstream: None,
+            calls: CallLimits::default(),
         }
     }
 }
