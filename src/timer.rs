@@ -37,6 +37,9 @@ pub enum TimerKind {
     /// The earliest deadline in force on connection `token`: idle keep-alive, header, body, send,
     /// linger, or the request deadline of a request still waiting for a job or a timer.
     Connection { token: usize },
+    /// The deadline of upstream connection `token`: connected, answered, or (idle) closed by
+    /// then.
+    Upstream { token: usize },
     /// Accepting was paused (`EMFILE`, `--max-connections`); try again.
     ResumeAccept,
     /// The drain has run out of `--shutdown-timeout`.

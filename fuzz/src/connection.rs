@@ -323,7 +323,7 @@ impl Connection {
         if choices.below(8) == 7 {
             // The client leaves with work outstanding: the connection cancels all of it, a
             // running stream's job included.
-            self.pipeline.cancel_all();
+            self.pipeline.cancel_all(&mut |_| {});
             let cancelled = self
                 .queue
                 .live

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use evloop::connection::pipeline::{JobOutput, ResponseMeta, Scheduler, StreamBody};
 use evloop::http::{sse, Response};
+use evloop::outbound::{CallError, CallId, CallRequest};
 use evloop::pool::{SubmitError, Work};
 use evloop::router::{Reply, Stream};
 
@@ -275,6 +276,18 @@ impl Scheduler for Queue {
     fn wake_at(&mut self, _at: Instant, seq: u64) {
         self.timers.push(seq);
     }
+
+    // The model's handlers make no calls upstream (the outbound path has its own tests).
+    fn call(
+        &mut self,
+        _seq: u64,
+        _part: usize,
+        _request: &CallRequest,
+    ) -> Result<CallId, CallError> {
+        Err(CallError::TooManyWaiting)
+    }
+
+    fn cancel_call(&mut self, _id: CallId) {}
 }
 
 /// The response metadata for request `index`. The access-log field carries the request's

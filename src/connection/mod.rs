@@ -76,6 +76,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
+use mio::Registry;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -85,6 +86,7 @@ use crate::http::{
     ConnectionHeader, DateCache, Decoded, HeadInfo, Method, Request, RequestDecoder, Response,
     Version,
 };
+use crate::outbound::{CallError, CallId, CallRequest, CallResult, Io, Outbound};
 use crate::pool::{Completion, Outcome, Pool, Progress, SubmitError, Ticket, Work};
 use crate::router::{Context, Reply, Router};
 use crate::timer::{TimerKind, Timers};
@@ -200,6 +202,10 @@ pub struct TurnContext<'a> {
     pub slowest: &'a mut Option<(Duration, String)>,
     /// The memory all connections hold in request bodies still arriving.
     pub bodies: &'a mut BodyMemory,
+    /// The reactor's calls to upstreams.
+    pub outbound: &'a mut Outbound,
+    /// The poll's registry (for upstream sockets).
+    pub registry: &'a Registry,
 }
 
 /// The bytes of request bodies that all connections together hold while those bodies arrive,
@@ -233,11 +239,26 @@ impl BodyMemory {
     }
 }
 
-/// A connection's way into the pool and the timer heap, for its pipeline.
+/// A connection's way into the pool, the timer heap and the upstreams, for its pipeline.
 struct ReactorScheduler<'t> {
     token: usize,
     pool: &'t Pool<JobOutput>,
-    timers: &'t mut Timers,
+    outbound: &'t mut Outbound,
+    io: Io<'t>,
+}
+
+/// The scheduler for connection `token`'s pipeline, from what the reactor lent for this call.
+fn scheduler<'t>(token: usize, turn: &'t mut TurnContext<'_>) -> ReactorScheduler<'t> {
+    ReactorScheduler {
+        token,
+        pool: turn.pool,
+        outbound: turn.outbound,
+        io: Io {
+            registry: turn.registry,
+            timers: turn.timers,
+            now: turn.now,
+        },
+    }
 }
 
 impl Scheduler for ReactorScheduler<'_> {
@@ -256,13 +277,26 @@ impl Scheduler for ReactorScheduler<'_> {
     }
 
     fn wake_at(&mut self, at: Instant, seq: u64) {
-        self.timers.insert(
+        self.io.timers.insert(
             at,
             TimerKind::Request {
                 token: self.token,
                 seq,
             },
         );
+    }
+
+    fn call(&mut self, seq: u64, part: usize, request: &CallRequest) -> Result<CallId, CallError> {
+        let owner = Ticket {
+            owner: self.token,
+            seq,
+            part,
+        };
+        self.outbound.start(owner, request, &mut self.io)
+    }
+
+    fn cancel_call(&mut self, id: CallId) {
+        self.outbound.cancel(id, &mut self.io);
     }
 }
 
@@ -674,13 +708,9 @@ impl Connection {
             Reply::Now(response) => self.answer(response, meta, turn),
             reply => {
                 let deadline = turn.now + turn.config.request_timeout;
-                let mut scheduler = ReactorScheduler {
-                    token: self.token,
-                    pool: turn.pool,
-                    timers: turn.timers,
-                };
+                let now = turn.now;
                 self.pipeline
-                    .begin(reply, meta, deadline, turn.now, &mut scheduler);
+                    .begin(reply, meta, deadline, now, &mut scheduler(self.token, turn));
             }
         }
     }
@@ -794,7 +824,9 @@ impl Connection {
             if self.input.is_open() {
                 self.input = Input::Closing;
             }
-            self.pipeline.abandon_behind_front();
+            let mut scheduler = scheduler(self.token, turn);
+            self.pipeline
+                .abandon_behind_front(&mut |id| scheduler.cancel_call(id));
         }
         // The stream's slot is still in the pipeline: it is the last response if it is alone.
         let last =
@@ -889,18 +921,27 @@ impl Connection {
             }
             Outcome::Cancelled => Err(Error::Unavailable),
         };
-        let mut scheduler = ReactorScheduler {
-            token: self.token,
-            pool: turn.pool,
-            timers: turn.timers,
-        };
+        let now = turn.now;
         self.pipeline.complete(
             completion.ticket.seq,
             completion.ticket.part,
             outcome,
             completion.queued,
-            turn.now,
-            &mut scheduler,
+            now,
+            &mut scheduler(self.token, turn),
+        );
+    }
+
+    /// A call upstream ended. Once every call of its request has, the request's continuation
+    /// runs (here, on the reactor); the reactor drives the connection afterwards.
+    pub fn call_done(&mut self, done: CallResult, turn: &mut TurnContext<'_>) {
+        let now = turn.now;
+        self.pipeline.call_done(
+            done.owner.seq,
+            done.owner.part,
+            done.result,
+            now,
+            &mut scheduler(self.token, turn),
         );
     }
 
@@ -922,7 +963,8 @@ impl Connection {
         for kind in deadlines.passed(turn.now) {
             match kind {
                 Deadline::Request => {
-                    self.pipeline.expire(turn.now);
+                    let now = turn.now;
+                    self.pipeline.expire(now, &mut scheduler(self.token, turn));
                 }
                 Deadline::Idle | Deadline::Send | Deadline::Linger => {
                     log::debug!("{}: {kind:?} deadline passed; closing", self.peer);
@@ -952,9 +994,10 @@ impl Connection {
         self.drive(turn)
     }
 
-    /// Set every waiting job's cancel flag: called when the connection closes.
-    pub fn cancel_jobs(&mut self) {
-        self.pipeline.cancel_all();
+    /// Set every waiting job's cancel flag and cancel every call upstream: called when the
+    /// connection closes.
+    pub fn cancel_jobs(&mut self, outbound: &mut Outbound, io: &mut Io<'_>) {
+        self.pipeline.cancel_all(&mut |id| outbound.cancel(id, io));
     }
 
     /// Make sure the timer heap will call us back at our next deadline.

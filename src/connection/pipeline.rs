@@ -13,6 +13,8 @@
 //!      │          │  a job (or a join) returns more work: Running again    ▲
 //!      │          └── request deadline passes: Ready(504) ─────────────────┘
 //!      ├─ answered at once, or refused: Ready ─────────────────────────────┘
+//!      ├─ calls upstream: Awaiting(calls) ── every response, or a failure: its continuation
+//!      │     runs, and what it returns is the slot's next state (Ready, Running, ...)
 //!      └─ a stream: Streaming ─▶ head, pieces, last piece ─▶ popped after its last piece
 //! ```
 //!
@@ -40,9 +42,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::http::client::UpstreamResponse;
 use crate::http::Response;
+use crate::outbound::{CallError, CallId, CallRequest};
 use crate::pool::{SubmitError, Work};
-use crate::router::{Join, PartResult, Reply, Stream};
+use crate::router::{Join, PartResult, Reply, Stream, Then};
 
 /// What a pool job hands back to the pipeline.
 pub enum JobOutput {
@@ -76,6 +80,11 @@ pub trait Scheduler {
     ) -> Result<Arc<AtomicBool>, SubmitError>;
     /// Arrange for [`Pipeline::on_timer`]`(seq)` to be called at `at`.
     fn wake_at(&mut self, at: Instant, seq: u64);
+    /// Start `request` upstream as part `part` of request `seq`; its end comes back through
+    /// [`Pipeline::call_done`]. `Err`: it did not start.
+    fn call(&mut self, seq: u64, part: usize, request: &CallRequest) -> Result<CallId, CallError>;
+    /// Nobody wants the answer of call `id` any more.
+    fn cancel_call(&mut self, id: CallId);
 }
 
 /// Everything about a request that shapes its response, decided when it is dispatched.
@@ -145,6 +154,36 @@ enum SlotState {
     Ready(Response),
     /// A stream: its job running or done, its head sent or not.
     Streaming(Box<Streaming>),
+    /// Calls upstream are under way; their continuation runs when they have all answered.
+    Awaiting(Box<Awaiting>),
+}
+
+/// The calls of a [`Reply::Call`] and what to do with their responses.
+struct Awaiting {
+    /// Each call, until it has answered.
+    calls: Vec<Option<CallId>>,
+    /// The responses so far, in the order of the requests.
+    responses: Vec<Option<UpstreamResponse>>,
+    then: Then,
+}
+
+impl Awaiting {
+    /// Cancel the calls that have not answered.
+    fn cancel(&self, cancel_call: &mut dyn FnMut(CallId)) {
+        for id in self.calls.iter().flatten() {
+            cancel_call(*id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Awaiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let done = self.responses.iter().filter(|r| r.is_some()).count();
+        f.debug_struct("Awaiting")
+            .field("calls", &self.calls.len())
+            .field("answered", &done)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A streamed response on its way out.
@@ -367,6 +406,55 @@ impl Pipeline {
         }
     }
 
+    /// Call `part` of request `seq` ended with `result`. Once every call of the request has its
+    /// response, or as soon as one fails (the others are then cancelled), the continuation runs
+    /// and what it returns is the slot's next state.
+    pub fn call_done(
+        &mut self,
+        seq: u64,
+        part: usize,
+        result: Result<UpstreamResponse, CallError>,
+        now: Instant,
+        scheduler: &mut dyn Scheduler,
+    ) {
+        let Some(slot) = self.slots.iter_mut().find(|slot| slot.seq == seq) else {
+            return; // answered already (504): the call was cancelled, its result is dropped
+        };
+        let SlotState::Awaiting(awaiting) = &mut slot.state else {
+            return;
+        };
+        if let Some(call) = awaiting.calls.get_mut(part) {
+            *call = None;
+        }
+        let outcome = match result {
+            Ok(response) => {
+                if let Some(place) = awaiting.responses.get_mut(part) {
+                    *place = Some(response);
+                }
+                if awaiting.calls.iter().any(Option::is_some) {
+                    return;
+                }
+                Ok(())
+            }
+            Err(err) => {
+                awaiting.cancel(&mut |id| scheduler.cancel_call(id));
+                Err(err)
+            }
+        };
+        let SlotState::Awaiting(awaiting) = std::mem::replace(&mut slot.state, SlotState::Continue)
+        else {
+            return;
+        };
+        let Awaiting {
+            responses, then, ..
+        } = *awaiting;
+        let result = outcome.map(|()| responses.into_iter().flatten().collect());
+        slot.state = match run_then(then, result) {
+            Some(reply) => start(reply, seq, now, scheduler),
+            None => SlotState::Ready(Error::JobPanicked.into_response()),
+        };
+    }
+
     /// The `/sleep` timer of request `seq` fired: its response is ready.
     pub fn on_timer(&mut self, seq: u64) {
         if let Some(slot) = self.slots.iter_mut().find(|slot| slot.seq == seq) {
@@ -386,9 +474,9 @@ impl Pipeline {
             .any(|slot| slot.seq == seq && matches!(slot.state, SlotState::Sleeping(_)))
     }
 
-    /// Answer 504 for every request that has outlived its deadline, cancelling its jobs.
-    /// Returns how many timed out.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    /// Answer 504 for every request that has outlived its deadline, cancelling its jobs and
+    /// calls. Returns how many timed out.
+    pub fn expire(&mut self, now: Instant, scheduler: &mut dyn Scheduler) -> usize {
         let mut expired = 0;
         for slot in &mut self.slots {
             if !slot.state.is_waiting() || slot.deadline > now {
@@ -399,6 +487,9 @@ impl Pipeline {
             let timeout = Error::GatewayTimeout.into_response();
             match &mut slot.state {
                 SlotState::Running(jobs) => jobs.cancel(),
+                SlotState::Awaiting(awaiting) => {
+                    awaiting.cancel(&mut |id| scheduler.cancel_call(id))
+                }
                 SlotState::Streaming(stream) => {
                     stream.job.cancel();
                     if stream.head.is_none() {
@@ -443,7 +534,7 @@ impl Pipeline {
     pub fn next_answer(&mut self, pieces_wanted: bool) -> Option<Answer> {
         let front = self.slots.front_mut()?;
         match &mut front.state {
-            SlotState::Running(_) | SlotState::Sleeping(_) => return None,
+            SlotState::Running(_) | SlotState::Sleeping(_) | SlotState::Awaiting(_) => return None,
             SlotState::Continue | SlotState::Ready(_) => {}
             SlotState::Streaming(stream) => {
                 if let Some(head) = stream.head.take() {
@@ -495,7 +586,7 @@ impl Pipeline {
                     status: stream.status,
                 })
             }
-            SlotState::Running(_) | SlotState::Sleeping(_) => None,
+            SlotState::Running(_) | SlotState::Sleeping(_) | SlotState::Awaiting(_) => None,
         }
     }
 
@@ -510,19 +601,20 @@ impl Pipeline {
 
     /// Drop every request behind the front one, cancelling their work: the front one is a
     /// stream whose body ends with the connection, so nothing can be answered after it.
-    pub fn abandon_behind_front(&mut self) {
+    pub fn abandon_behind_front(&mut self, cancel_call: &mut dyn FnMut(CallId)) {
         while self.slots.len() > 1 {
             if let Some(slot) = self.slots.pop_back() {
-                slot.state.cancel();
+                slot.state.cancel(cancel_call);
                 log::debug!("request {} dropped behind an HTTP/1.0 stream", slot.seq);
             }
         }
     }
 
-    /// Set every cancel flag: nobody will read these answers (the connection is closing).
-    pub fn cancel_all(&self) {
+    /// Set every cancel flag and cancel every call: nobody will read these answers (the
+    /// connection is closing).
+    pub fn cancel_all(&self, cancel_call: &mut dyn FnMut(CallId)) {
         for slot in &self.slots {
-            slot.state.cancel();
+            slot.state.cancel(cancel_call);
         }
     }
 }
@@ -531,16 +623,17 @@ impl SlotState {
     /// Waiting on a job or a timer (and so subject to the request deadline).
     fn is_waiting(&self) -> bool {
         match self {
-            SlotState::Running(_) | SlotState::Sleeping(_) => true,
+            SlotState::Running(_) | SlotState::Sleeping(_) | SlotState::Awaiting(_) => true,
             SlotState::Streaming(stream) => stream.is_running(),
             SlotState::Continue | SlotState::Ready(_) => false,
         }
     }
 
-    /// Set the cancel flags of whatever jobs work for this slot.
-    fn cancel(&self) {
+    /// Set the cancel flags of whatever jobs work for this slot, and cancel its calls.
+    fn cancel(&self, cancel_call: &mut dyn FnMut(CallId)) {
         match self {
             SlotState::Running(jobs) => jobs.cancel(),
+            SlotState::Awaiting(awaiting) => awaiting.cancel(cancel_call),
             SlotState::Streaming(stream) => stream.job.cancel(),
             _ => {}
         }
@@ -635,7 +728,55 @@ fn start(reply: Reply, seq: u64, now: Instant, scheduler: &mut dyn Scheduler) ->
             submit(works, seq, Some(join), scheduler)
         }
         Reply::Stream(stream) => start_stream(stream, seq, scheduler),
-        Reply::Call(_) => SlotState::Ready(Error::Unavailable.into_response()),
+        Reply::Call(calls) => start_calls(calls, seq, now, scheduler),
+    }
+}
+
+/// Start every call of a [`Reply::Call`]. If one cannot start, those started are cancelled
+/// and the continuation runs at once with the error.
+fn start_calls(
+    calls: crate::router::Calls,
+    seq: u64,
+    now: Instant,
+    scheduler: &mut dyn Scheduler,
+) -> SlotState {
+    let (requests, then) = calls.into_parts();
+    let mut awaiting = Awaiting {
+        calls: Vec::with_capacity(requests.len()),
+        responses: (0..requests.len()).map(|_| None).collect(),
+        then,
+    };
+    let mut failed = None;
+    for (part, request) in requests.iter().enumerate() {
+        match scheduler.call(seq, part, request) {
+            Ok(id) => awaiting.calls.push(Some(id)),
+            Err(err) => {
+                awaiting.cancel(&mut |id| scheduler.cancel_call(id));
+                failed = Some(err);
+                break;
+            }
+        }
+    }
+    let result = match failed {
+        Some(err) => Err(err),
+        None if requests.is_empty() => Ok(Vec::new()),
+        None => return SlotState::Awaiting(Box::new(awaiting)),
+    };
+    match run_then(awaiting.then, result) {
+        Some(reply) => start(reply, seq, now, scheduler),
+        None => SlotState::Ready(Error::JobPanicked.into_response()),
+    }
+}
+
+/// Run a call's continuation: user code on the loop's thread, so a panic in it is caught
+/// (`None`).
+fn run_then(then: Then, result: Result<Vec<UpstreamResponse>, CallError>) -> Option<Reply> {
+    match catch_unwind(AssertUnwindSafe(move || then(result))) {
+        Ok(reply) => Some(reply),
+        Err(_) => {
+            log::error!("a call's continuation panicked");
+            None
+        }
     }
 }
 

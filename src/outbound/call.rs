@@ -35,7 +35,9 @@ impl Upstream {
         let rest = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-                return Err(format!("{url}: https is not supported (evloop does not do TLS)"))
+                return Err(format!(
+                    "{url}: https is not supported (evloop does not do TLS)"
+                ))
             }
             _ => return Err(format!("{url}: expected http://host[:port][/path]")),
         };
@@ -44,7 +46,9 @@ impl Upstream {
             None => (rest, ""),
         };
         if path.contains(['?', '#']) || !path.bytes().all(|b| matches!(b, 0x21..=0x7E)) {
-            return Err(format!("{url}: the path may not hold a query, a fragment or spaces"));
+            return Err(format!(
+                "{url}: the path may not hold a query, a fragment or spaces"
+            ));
         }
         if authority.is_empty()
             || authority.contains('@')
@@ -226,7 +230,9 @@ impl fmt::Display for CallError {
         match self {
             CallError::Refused => f.write_str("upstream refused the connection"),
             CallError::Connect(kind) => write!(f, "cannot connect to upstream: {kind}"),
-            CallError::ConnectTimeout => f.write_str("upstream did not accept the connection in time"),
+            CallError::ConnectTimeout => {
+                f.write_str("upstream did not accept the connection in time")
+            }
             CallError::Reset => f.write_str("upstream reset the connection"),
             CallError::Protocol(err) => err.fmt(f),
             CallError::ResponseTimeout => f.write_str("upstream did not answer in time"),
@@ -279,7 +285,9 @@ mod tests {
     fn encodes_under_the_base_path() {
         let upstream = Arc::new(Upstream::parse("http://127.0.0.1:9000/api").unwrap());
         let mut out = Vec::new();
-        CallRequest::get(&upstream, "/sleep?ms=5").encode(&mut out).unwrap();
+        CallRequest::get(&upstream, "/sleep?ms=5")
+            .encode(&mut out)
+            .unwrap();
         assert_eq!(
             out,
             b"GET /api/sleep?ms=5 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n\r\n"

@@ -50,6 +50,7 @@ use crate::config::Config;
 use crate::connection::pipeline::JobOutput;
 use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
+use crate::outbound::{Io, Outbound};
 use crate::pool::{Message, Pool};
 use crate::router::Router;
 use crate::signals::{Signal, Signals};
@@ -163,6 +164,7 @@ impl Server {
             self.config.worker_priority,
         )?;
         let body_memory = self.config.max_body_memory;
+        let calls = self.config.calls;
         let mut reactor = Reactor {
             poll: self.poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
@@ -180,6 +182,7 @@ impl Server {
             bodies: BodyMemory::new(body_memory),
             stats: TurnStats::new(),
             now: Instant::now(),
+            outbound: Outbound::new(calls),
         };
         let exit = reactor.run()?;
         match exit {
@@ -337,6 +340,8 @@ struct Reactor {
     stats: TurnStats,
     /// The time this turn started.
     now: Instant,
+    /// Connections to upstreams and the calls they carry.
+    outbound: Outbound,
 }
 
 impl Reactor {
@@ -344,7 +349,10 @@ impl Reactor {
         loop {
             // 1. Poll: sleep until the next deadline, or not at all if work is left over.
             let yielded = std::mem::take(&mut self.scratch.yielded);
-            let timeout = if yielded.is_empty() && !self.scratch.messages_left {
+            let timeout = if yielded.is_empty()
+                && !self.scratch.messages_left
+                && !self.outbound.has_results()
+            {
                 self.timers.poll_timeout(Instant::now())
             } else {
                 Some(Duration::ZERO)
@@ -373,6 +381,21 @@ impl Reactor {
                     LISTENER => accept = true,
                     WAKER => wake = true,
                     SIGNAL => signal = true,
+                    Token(token) if Outbound::owns(token) => {
+                        let closing = event.is_read_closed() || event.is_error();
+                        let mut io = Io {
+                            registry: self.poll.registry(),
+                            timers: &mut self.timers,
+                            now: self.now,
+                        };
+                        self.outbound.on_event(
+                            token,
+                            event.is_readable() || closing,
+                            event.is_writable() || closing,
+                            &mut self.scratch.read_buf,
+                            &mut io,
+                        );
+                    }
                     Token(token) => {
                         if let Some(conn) = self.connections.get_mut(token) {
                             // Read-closed and error are hints; the read that follows tells.
@@ -392,10 +415,11 @@ impl Reactor {
             }
             self.scratch.ready = ready;
 
-            // 4. Completions and progress.
+            // 4. Completions and progress; calls upstream that ended.
             if wake || std::mem::take(&mut self.scratch.messages_left) {
                 self.take_completions();
             }
+            self.take_call_results();
             // 5. Signals and in-process shutdown requests.
             if signal {
                 self.read_signals();
@@ -413,8 +437,9 @@ impl Reactor {
                 return Ok(exit);
             }
 
-            // 8. Connections touched by completions and timers, and those that yielded last
-            //    turn — each once.
+            // 8. Connections touched by completions, calls and timers, and those that yielded
+            //    last turn — each once.
+            self.take_call_results();
             let mut touched = std::mem::take(&mut self.scratch.touched);
             touched.extend_from_slice(&yielded);
             touched.sort_unstable();
@@ -464,6 +489,8 @@ impl Reactor {
             out: &mut self.scratch.out,
             slowest: &mut self.scratch.slowest,
             bodies: &mut self.bodies,
+            outbound: &mut self.outbound,
+            registry: self.poll.registry(),
         };
         let next = step(conn, &mut turn);
         // A connection flushes what it encoded before it returns; only a connection that is
@@ -607,7 +634,12 @@ impl Reactor {
         let Some(mut conn) = self.connections.remove(token) else {
             return;
         };
-        conn.cancel_jobs();
+        let mut io = Io {
+            registry: self.poll.registry(),
+            timers: &mut self.timers,
+            now: self.now,
+        };
+        conn.cancel_jobs(&mut self.outbound, &mut io);
         self.bodies.release(conn.body_held());
         deregister(self.poll.registry(), conn.stream_mut());
         drop(conn); // closes the socket
@@ -640,6 +672,25 @@ impl Reactor {
         }
         // Stopped at the bound: what is left was announced by a wake-up this turn consumed.
         self.scratch.messages_left = true;
+    }
+
+    /// Steps 4 and 8: file every call upstream that ended with its connection, whose
+    /// continuation then runs. A call whose client has gone finds no connection.
+    fn take_call_results(&mut self) {
+        if !self.outbound.has_results() {
+            return;
+        }
+        for done in self.outbound.take_results() {
+            let token = done.owner.owner;
+            if self.connections.get(token).is_none() {
+                continue;
+            }
+            self.drive(token, |conn, turn| {
+                conn.call_done(done, turn);
+                Next::Wait
+            });
+            self.scratch.touched.push(token);
+        }
     }
 
     /// Step 5: take the signals received; SIGINT/SIGTERM begin the drain, the others are only
@@ -700,6 +751,14 @@ impl Reactor {
                         self.scratch.touched.push(token);
                     }
                 }
+                TimerKind::Upstream { token } => {
+                    let mut io = Io {
+                        registry: self.poll.registry(),
+                        timers: &mut self.timers,
+                        now: self.now,
+                    };
+                    self.outbound.on_timer(token, at, &mut io);
+                }
                 TimerKind::ResumeAccept => {
                     if self.acceptor.state != Accepting::Open {
                         self.acceptor.state = Accepting::Open;
@@ -738,10 +797,12 @@ impl Reactor {
 
         if self.timers.needs_compaction() {
             let connections = &self.connections;
+            let outbound = &self.outbound;
             let dropped = self.timers.compact(|at, kind| match kind {
                 TimerKind::Connection { token } | TimerKind::Request { token, .. } => connections
                     .get(token)
                     .is_some_and(|conn| conn.wants_timer(at, kind)),
+                TimerKind::Upstream { token } => outbound.wants_timer(token, at),
                 TimerKind::ResumeAccept | TimerKind::ShutdownDeadline => true,
             });
             log::debug!(

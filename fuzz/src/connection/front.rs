@@ -177,7 +177,7 @@ impl Connection {
     /// Request `index`'s HTTP/1.0 stream has its head out: its body ends with the connection,
     /// so the connection drops every request behind it and decodes no more.
     fn close_behind(&mut self, index: usize) {
-        self.pipeline.abandon_behind_front();
+        self.pipeline.abandon_behind_front(&mut |_| {});
         for req in &mut self.requests[index + 1..] {
             req.fate = Fate::Dropped;
         }

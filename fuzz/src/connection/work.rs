@@ -284,7 +284,11 @@ impl Connection {
                 }
             }
         }
-        assert_eq!(self.pipeline.expire(self.now), expected, "expired requests");
+        assert_eq!(
+            self.pipeline.expire(self.now, &mut self.queue),
+            expected,
+            "expired requests"
+        );
     }
 }
 

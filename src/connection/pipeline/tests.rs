@@ -14,6 +14,12 @@ struct Recorder {
     timers: Vec<(Instant, u64)>,
     /// Refuse submissions after this many (a full queue).
     capacity: Option<usize>,
+    /// `(seq, part, id)` of every call started.
+    calls: Vec<(u64, usize, CallId)>,
+    /// Every call cancelled.
+    cancelled_calls: Vec<CallId>,
+    /// Refuse calls after this many.
+    call_capacity: Option<usize>,
 }
 
 impl Scheduler for Recorder {
@@ -33,6 +39,22 @@ impl Scheduler for Recorder {
 
     fn wake_at(&mut self, at: Instant, seq: u64) {
         self.timers.push((at, seq));
+    }
+
+    fn call(&mut self, seq: u64, part: usize, _request: &CallRequest) -> Result<CallId, CallError> {
+        if self
+            .call_capacity
+            .is_some_and(|cap| self.calls.len() >= cap)
+        {
+            return Err(CallError::TooManyWaiting);
+        }
+        let id = CallId(self.calls.len());
+        self.calls.push((seq, part, id));
+        Ok(id)
+    }
+
+    fn cancel_call(&mut self, id: CallId) {
+        self.cancelled_calls.push(id);
     }
 }
 
@@ -145,7 +167,7 @@ fn sleeping_slots_wait_for_their_timer_and_their_deadline() {
         t0,
         &mut sched,
     );
-    assert_eq!(p.expire(t0 + DEADLINE), 1);
+    assert_eq!(p.expire(t0 + DEADLINE, &mut sched), 1);
     assert_eq!(drain_bodies(&mut p)[0].split(' ').next(), Some("504"));
 }
 
@@ -156,8 +178,11 @@ fn expired_jobs_get_504_and_late_results_are_dropped() {
     let mut sched = Recorder::default();
     let mut p = Pipeline::new();
     p.begin(offload(), meta(t0), t0 + DEADLINE, t0, &mut sched);
-    assert_eq!(p.expire(t0 + DEADLINE - Duration::from_millis(1)), 0);
-    assert_eq!(p.expire(t0 + DEADLINE), 1);
+    assert_eq!(
+        p.expire(t0 + DEADLINE - Duration::from_millis(1), &mut sched),
+        0
+    );
+    assert_eq!(p.expire(t0 + DEADLINE, &mut sched), 1);
     assert!(
         sched.jobs[0].2.load(Ordering::Relaxed),
         "the job was cancelled"
@@ -286,10 +311,10 @@ fn cancel_all_sets_every_running_jobs_flag() {
     p.begin(offload(), meta(t0), soon, t0, &mut sched);
     p.begin(offload(), meta(t0), t0 + DEADLINE, t0, &mut sched);
     p.begin(gather(2), meta(t0), t0 + DEADLINE, t0, &mut sched);
-    assert_eq!(p.expire(soon), 1);
+    assert_eq!(p.expire(soon, &mut sched), 1);
     sched.jobs[0].2.store(false, Ordering::Relaxed); // forget the cancel the 504 made
     assert!(p.has_work_outstanding());
-    p.cancel_all();
+    p.cancel_all(&mut |id| sched.cancel_call(id));
     assert!(
         !sched.jobs[0].2.load(Ordering::Relaxed),
         "answered: not running"
@@ -411,7 +436,7 @@ fn a_stream_fails_as_a_response_before_its_head_and_as_an_event_after() {
     let mut p = Pipeline::new();
     p.begin(offload(), meta(t0), t0 + DEADLINE * 2, t0, &mut sched);
     p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
-    assert_eq!(p.expire(t0 + DEADLINE), 1);
+    assert_eq!(p.expire(t0 + DEADLINE, &mut sched), 1);
     assert!(sched.jobs[1].2.load(Ordering::Relaxed));
     p.complete(0, 0, done("first"), Duration::ZERO, t0, &mut sched);
     let bodies = drain_bodies(&mut p);
@@ -422,7 +447,7 @@ fn a_stream_fails_as_a_response_before_its_head_and_as_an_event_after() {
     p.begin(stream(), meta(t0), t0 + DEADLINE, t0, &mut sched);
     assert_eq!(drain_bodies(&mut p), ["head 200 Chunked"]);
     p.progress(0, b"unsent".to_vec());
-    assert_eq!(p.expire(t0 + DEADLINE), 1);
+    assert_eq!(p.expire(t0 + DEADLINE, &mut sched), 1);
     assert!(sched.jobs[0].2.load(Ordering::Relaxed));
     let bodies = drain_bodies(&mut p);
     assert_eq!(bodies.len(), 1, "{bodies:?}");
@@ -468,11 +493,11 @@ fn an_http10_stream_is_close_delimited_and_drops_what_follows() {
         p.next_answer(true).map(describe).as_deref(),
         Some("head 200 UntilClose")
     );
-    p.abandon_behind_front();
+    p.abandon_behind_front(&mut |id| sched.cancel_call(id));
     assert_eq!(p.len(), 1);
     assert!(sched.jobs[1].2.load(Ordering::Relaxed));
     assert!(!sched.jobs[0].2.load(Ordering::Relaxed));
-    p.cancel_all();
+    p.cancel_all(&mut |id| sched.cancel_call(id));
     assert!(
         sched.jobs[0].2.load(Ordering::Relaxed),
         "closing cancels the stream"
@@ -502,4 +527,132 @@ fn a_stream_that_cannot_start_is_an_ordinary_error() {
     );
     assert!(drain_bodies(&mut p)[0].starts_with("500 "));
     assert!(sched.jobs.is_empty());
+}
+
+/// A request for the call tests (never sent: the recorder only counts it).
+fn call_request() -> CallRequest {
+    let upstream =
+        std::sync::Arc::new(crate::outbound::Upstream::parse("http://127.0.0.1:9").unwrap());
+    CallRequest::get(&upstream, "/sleep?ms=1")
+}
+
+/// An upstream response with `body`.
+fn upstream_response(body: &str) -> UpstreamResponse {
+    UpstreamResponse {
+        status: 200,
+        version: crate::http::Version::Http11,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+        keep_alive: true,
+    }
+}
+
+/// `n` calls whose join concatenates the bodies.
+fn calls(n: usize) -> Reply {
+    Reply::call_all((0..n).map(|_| call_request()).collect(), |responses| {
+        let bodies: Vec<String> = responses
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        Response::text_owned(200, bodies.join("+"))
+    })
+}
+
+/// Calls answered out of order are joined in request order, and the slot waits for its turn
+/// behind an earlier request.
+#[test]
+fn calls_join_in_request_order_behind_earlier_requests() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    p.begin(offload(), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.begin(calls(3), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert_eq!(sched.calls.len(), 3);
+    assert!(p.has_work_outstanding());
+    p.call_done(1, 2, Ok(upstream_response("c")), t0, &mut sched);
+    p.call_done(1, 0, Ok(upstream_response("a")), t0, &mut sched);
+    assert!(
+        p.next_answer(true).is_none(),
+        "the first request is not answered"
+    );
+    p.call_done(1, 1, Ok(upstream_response("b")), t0, &mut sched);
+    assert!(
+        p.next_answer(true).is_none(),
+        "still behind the first request"
+    );
+    p.complete(0, 0, done("first"), Duration::ZERO, t0, &mut sched);
+    assert_eq!(drain_bodies(&mut p), vec!["200 first", "200 a+b+c"]);
+    assert!(sched.cancelled_calls.is_empty());
+}
+
+/// A failed call is the answer at once (its status, a JSON error naming the cause), the
+/// calls still under way are cancelled, and a result that comes later is dropped.
+#[test]
+fn a_failed_call_answers_at_once_and_cancels_the_others() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    p.begin(calls(3), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.call_done(0, 0, Ok(upstream_response("a")), t0, &mut sched);
+    p.call_done(0, 1, Err(CallError::ResponseTimeout), t0, &mut sched);
+    assert_eq!(sched.cancelled_calls, vec![sched.calls[2].2]);
+    p.call_done(0, 2, Ok(upstream_response("late")), t0, &mut sched);
+    let bodies = drain_bodies(&mut p);
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].starts_with("504 "), "{bodies:?}");
+    assert!(
+        bodies[0].contains("upstream did not answer in time"),
+        "{bodies:?}"
+    );
+}
+
+/// A call that cannot start cancels those started before it; the continuation sees the error.
+#[test]
+fn a_call_that_cannot_start_cancels_its_siblings() {
+    let t0 = Instant::now();
+    let mut sched = Recorder {
+        call_capacity: Some(2),
+        ..Recorder::default()
+    };
+    let mut p = Pipeline::new();
+    p.begin(calls(3), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert_eq!(sched.cancelled_calls.len(), 2);
+    let bodies = drain_bodies(&mut p);
+    assert!(bodies[0].starts_with("503 "), "{bodies:?}");
+}
+
+/// The request deadline cancels the calls and answers 504; closing the connection cancels
+/// the calls of every waiting request.
+#[test]
+fn deadlines_and_closing_cancel_calls() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    let soon = t0 + Duration::from_secs(1);
+    p.begin(calls(2), meta(t0), soon, t0, &mut sched);
+    p.begin(calls(1), meta(t0), t0 + DEADLINE, t0, &mut sched);
+    assert_eq!(p.expire(soon, &mut sched), 1);
+    assert_eq!(sched.cancelled_calls.len(), 2);
+    p.cancel_all(&mut |id| sched.cancel_call(id));
+    assert_eq!(sched.cancelled_calls.len(), 3);
+    assert_eq!(sched.cancelled_calls[2], sched.calls[2].2);
+}
+
+/// A continuation may return more work (here a pool job), and a panicking one is a 500.
+#[test]
+fn a_continuation_continues_or_fails_cleanly() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    let more = Reply::call(call_request(), |_| Reply::offload(|_| text("parsed")));
+    p.begin(more, meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.call_done(0, 0, Ok(upstream_response("x")), t0, &mut sched);
+    assert_eq!(sched.jobs.len(), 1, "the continuation offloaded a job");
+    let panics = Reply::call(call_request(), |_| -> Response { panic!("on purpose") });
+    p.begin(panics, meta(t0), t0 + DEADLINE, t0, &mut sched);
+    p.call_done(1, 0, Ok(upstream_response("y")), t0, &mut sched);
+    p.complete(0, 0, done("parsed"), Duration::ZERO, t0, &mut sched);
+    let bodies = drain_bodies(&mut p);
+    assert_eq!(bodies[0], "200 parsed");
+    assert!(bodies[1].starts_with("500 "), "{bodies:?}");
 }
