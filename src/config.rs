@@ -158,6 +158,19 @@ pub struct Cli {
     /// How workers are scheduled against the reactor (docs/SCHEDULING.md).
     #[arg(long, env = "EVLOOP_WORKER_PRIORITY", value_enum, default_value_t = DEFAULTS.worker_priority)]
     pub worker_priority: WorkerPriority,
+    /// The HTTP service /fanout calls, as http://HOST:PORT/PATH (port and path optional),
+    /// resolved once at start-up [default: none; /fanout answers 503].
+    #[arg(long, env = "EVLOOP_UPSTREAM", value_name = "URL", value_parser = upstream_url)]
+    pub upstream: Option<Arc<Upstream>>,
+    /// Connections to the upstream open at once, idle ones included; more calls wait for one.
+    #[arg(long, env = "EVLOOP_UPSTREAM_MAX_CONNECTIONS", default_value_t = DEFAULTS.calls.max_connections as u64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub upstream_max_connections: u64,
+    /// Seconds to connect to the upstream (then 504).
+    #[arg(long, env = "EVLOOP_UPSTREAM_CONNECT_TIMEOUT", default_value_t = Seconds(DEFAULTS.calls.connect_timeout), value_parser = seconds)]
+    pub upstream_connect_timeout: Seconds,
+    /// Seconds from sending a request upstream to its whole response (then 504).
+    #[arg(long, env = "EVLOOP_UPSTREAM_TIMEOUT", default_value_t = Seconds(DEFAULTS.calls.response_timeout), value_parser = seconds)]
+    pub upstream_timeout: Seconds,
     /// Log level (RUST_LOG, when set, overrides it).
     #[arg(
         long,
@@ -189,6 +202,16 @@ fn seconds(text: &str) -> Result<Seconds, String> {
         ));
     }
     Ok(Seconds(Duration::from_secs_f64(value)))
+}
+
+/// Parse and resolve `--upstream` (blocking name resolution is fine here: nothing else runs
+/// yet). The error drops the URL [`Upstream::parse`] starts it with: clap names the value.
+fn upstream_url(text: &str) -> Result<Arc<Upstream>, String> {
+    Upstream::parse(text).map(Arc::new).map_err(|err| {
+        err.strip_prefix(text)
+            .and_then(|why| why.strip_prefix(": "))
+            .map_or(err.clone(), str::to_string)
+    })
 }
 
 /// The log levels, by the names `RUST_LOG` uses, listed in `--help` and in the error for a
@@ -223,8 +246,13 @@ impl Cli {
             access_log: self.access_log,
             max_audio_seconds: self.max_audio_seconds.0.as_secs_f64(),
             worker_priority: self.worker_priority,
-            upstream: None,
-            calls: CallLimits::default(),
+            upstream: self.upstream.clone(),
+            calls: CallLimits {
+                max_connections: self.upstream_max_connections as usize,
+                connect_timeout: self.upstream_connect_timeout.0,
+                response_timeout: self.upstream_timeout.0,
+                ..DEFAULTS.calls
+            },
         }
     }
 }
@@ -271,6 +299,61 @@ mod tests {
         assert!(Cli::try_parse_from(["evloop", "--log-level", "loud"]).is_err());
         let half = Cli::try_parse_from(["evloop", "--header-timeout", "0.5"]).unwrap();
         assert_eq!(half.config().header_timeout, Duration::from_millis(500));
+    }
+
+    /// The upstream options reach the config; the call limits they do not name keep their
+    /// defaults.
+    #[test]
+    fn upstream_options_reach_the_config() {
+        let config = Cli::try_parse_from([
+            "evloop",
+            "--upstream",
+            "http://127.0.0.1:9000/api/",
+            "--upstream-max-connections",
+            "8",
+            "--upstream-connect-timeout",
+            "0.5",
+            "--upstream-timeout",
+            "2",
+        ])
+        .unwrap()
+        .config();
+        let upstream = config.upstream.expect("--upstream is set");
+        assert_eq!(upstream.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(upstream.base_path, "/api");
+        assert_eq!(config.calls.max_connections, 8);
+        assert_eq!(config.calls.connect_timeout, Duration::from_millis(500));
+        assert_eq!(config.calls.response_timeout, Duration::from_secs(2));
+        let defaults = CallLimits::default();
+        assert_eq!(config.calls.max_waiting, defaults.max_waiting);
+        assert_eq!(config.calls.idle_timeout, defaults.idle_timeout);
+
+        let without = Cli::try_parse_from(["evloop"]).unwrap().config();
+        assert!(without.upstream.is_none());
+        assert_eq!(without.calls.max_connections, 256);
+        assert_eq!(without.calls.response_timeout, Duration::from_secs(30));
+    }
+
+    /// A URL that is not `http://host[:port][/path]`, or does not resolve, is a bad argument
+    /// whose message says why once, without repeating the URL; so are limits out of range.
+    #[test]
+    fn bad_upstream_options_are_rejected() {
+        let err = Cli::try_parse_from(["evloop", "--upstream", "https://127.0.0.1"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("https is not supported"), "{text}");
+        assert_eq!(text.matches("https://127.0.0.1").count(), 1, "{text}");
+        for args in [
+            &["--upstream", "127.0.0.1:9000"][..],
+            &["--upstream", "http://127.0.0.1:99999"],
+            &["--upstream", "http://host.invalid"],
+            &["--upstream-max-connections", "0"],
+            &["--upstream-max-connections", "65537"],
+            &["--upstream-connect-timeout", "0"],
+            &["--upstream-timeout", "soon"],
+        ] {
+            let argv = [&["evloop"][..], args].concat();
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
+        }
     }
 
     /// Every mode and every log level is accepted by its name.

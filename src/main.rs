@@ -54,8 +54,12 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
 
+    let upstream = config
+        .upstream
+        .as_ref()
+        .map_or(String::new(), |upstream| format!(", upstream {upstream}"));
     println!(
-        "evloop {} listening on http://{} (pool {}, queue {}, workers {})",
+        "evloop {} listening on http://{} (pool {}, queue {}, workers {}{upstream})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         config.pool,

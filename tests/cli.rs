@@ -40,6 +40,8 @@ fn help_prints_usage_and_exits_0() {
         "--keep-alive-timeout",
         "--max-body",
         "--shutdown-timeout",
+        "--upstream",
+        "--upstream-timeout",
     ] {
         assert!(text.contains(option), "--help does not mention {option}");
     }
@@ -130,7 +132,7 @@ fn bad_arguments_print_usage() {
 }
 
 /// Bad command lines and a word the error must mention.
-const BAD_ARGUMENTS: [(&[&str], &str); 8] = [
+const BAD_ARGUMENTS: [(&[&str], &str); 10] = [
     (&["--pool", "0"], "--pool"),
     (&["--worker-priority", "urgent"], "--worker-priority"),
     (&["--log-level", "loud"], "--log-level"),
@@ -139,6 +141,11 @@ const BAD_ARGUMENTS: [(&[&str], &str); 8] = [
     (&["--frobnicate"], "--frobnicate"),
     (&["--keep-alive-timeout", "soon"], "--keep-alive-timeout"),
     (&["--header-timeout", "0"], "--header-timeout"),
+    (&["--upstream", "https://127.0.0.1"], "--upstream"),
+    (
+        &["--upstream-max-connections", "0"],
+        "--upstream-max-connections",
+    ),
 ];
 
 /// A port already in use exits 1 with a message saying so.
@@ -167,6 +174,19 @@ fn start_line_reports_the_settings() {
             env!("CARGO_PKG_VERSION"),
             server.port
         )
+    );
+}
+
+/// With `--upstream`, the start-up line names it too.
+#[test]
+fn start_line_names_the_upstream() {
+    let server = spawn_binary(&["--pool", "1", "--upstream", "http://127.0.0.1:9/api"]);
+    assert!(
+        server
+            .start_line
+            .ends_with("(pool 1, queue 64, workers 1, upstream http://127.0.0.1:9/api)"),
+        "{}",
+        server.start_line
     );
 }
 

@@ -9,6 +9,8 @@
 //! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits;
 //! - `/cpu/stream?ms=N&every=M`: the same arithmetic, its progress streamed as Server-Sent
 //!   Events;
+//! - `/fanout?n=K&ms=M[&mode=await|pool|inline]`: K calls to the `--upstream`, awaited on the
+//!   reactor, blocking on the pool, or blocking the reactor ([`fanout`]);
 //! - `POST /snr-detect`, `/speaker-count`, `/analyze`: audio analysis on the pool ([`audio`]).
 //!
 //! # Caching
@@ -22,6 +24,7 @@
 //! `Cache-Control: no-store` (RFC 9111 §5.2.2.5).
 
 pub mod audio;
+pub mod fanout;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,11 +52,11 @@ pub fn router() -> Router {
 }
 
 /// A router with every built-in endpoint. The audio model is built here, once per process, and
-/// shared by every worker.
+/// shared by every worker; `/fanout` calls `config.upstream`.
 pub fn router_for(config: &Config) -> Router {
     let analyzer = Arc::new(Analyzer::new());
     audio::routes(
-        basic_routes(),
+        fanout::routes(basic_routes(), config),
         analyzer,
         config.max_audio_seconds,
         config.pool,
@@ -150,6 +153,11 @@ fn index(req: &mut Request<'_>, _ctx: &Context) -> Reply {
         (
             "burn 1 s on a worker, its progress streamed as Server-Sent Events (StreamingResponse)",
             "/cpu/stream?ms=1000&every=100",
+        ),
+        (
+            "10 calls to the --upstream's /sleep, awaited on the reactor (asyncio.gather); \
+             &mode=pool or &mode=inline to block instead",
+            "/fanout?n=10&ms=100",
         ),
         ("liveness", "/healthz"),
         ("readiness: 503 while draining", "/readyz"),

@@ -58,6 +58,7 @@
 //! resolved once, when it is named), and a bound on how long a call may wait for a connection
 //! other than its request's deadline.
 
+mod blocking;
 mod call;
 mod conn;
 
@@ -73,6 +74,7 @@ use crate::pool::Ticket;
 use crate::slab::Slab;
 use crate::timer::{TimerKind, Timers};
 
+pub use blocking::call_blocking;
 pub use call::{CallError, CallLimits, CallRequest, Upstream};
 
 use conn::{ConnState, Outcome, UpstreamConn};

@@ -6,11 +6,16 @@
 //! - **Raw HTTP.** [`Client`] is a plain blocking `TcpStream` with a buffer: send exact bytes,
 //!   read exactly one response off the wire (status line, headers, `Content-Length` body), read
 //!   until EOF, assert that the server closes the connection within a bound.
+//! - **Upstreams.** [`upstream::TestUpstream`] is a server for evloop to call: well-behaved,
+//!   or hanging, resetting, talking garbage, closing kept-alive connections, or refusing, on
+//!   demand; it counts connections, requests and the closes it sees.
 //!
 //! Every read has a timeout, so a server that hangs fails the test instead of hanging it.
 //!
 //! Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod upstream;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
