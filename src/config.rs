@@ -88,6 +88,10 @@ impl Default for Config {
     }
 }
 
+/// Calls that may wait for an upstream connection, per connection allowed (as `--queue` is per
+/// worker).
+pub const WAITING_PER_UPSTREAM_CONNECTION: usize = 64;
+
 /// The defaults the command line shows and falls back to.
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
 
@@ -249,6 +253,8 @@ impl Cli {
             upstream: self.upstream.clone(),
             calls: CallLimits {
                 max_connections: self.upstream_max_connections as usize,
+                max_waiting: WAITING_PER_UPSTREAM_CONNECTION
+                    * self.upstream_max_connections as usize,
                 connect_timeout: self.upstream_connect_timeout.0,
                 response_timeout: self.upstream_timeout.0,
                 ..DEFAULTS.calls

@@ -236,9 +236,8 @@ fn binary_calls_the_upstream_from_the_command_line() {
 
 /// `mode=await`: the reactor makes all K calls at once on its own sockets, so 50 calls of
 /// 200 ms take about 200 ms with one thread, and another client is answered at once
-/// meanwhile. Needs the reactor's side of `Reply::Call`; until then it answers 503.
+/// meanwhile.
 #[test]
-#[ignore = "needs the reactor's outbound calls (Reply::Call answers 503 until they land)"]
 fn await_mode_waits_on_the_reactor() {
     let upstream = TestUpstream::start(Behaviour::Sleep);
     let addr = server_for(2, &upstream);

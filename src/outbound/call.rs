@@ -147,7 +147,8 @@ pub struct CallLimits {
     /// Connections to upstreams open at once, idle ones included. Calls past it wait in a
     /// queue for a connection.
     pub max_connections: usize,
-    /// Calls that may wait for a connection; past it a call fails at once (503).
+    /// Calls that may wait for a connection; past it a call fails at once (503). The command
+    /// line makes it 64 × `max_connections`.
     pub max_waiting: usize,
     /// From starting to connect to connected (then 504).
     pub connect_timeout: Duration,
@@ -165,7 +166,7 @@ impl Default for CallLimits {
     fn default() -> Self {
         CallLimits {
             max_connections: 256,
-            max_waiting: 64 * 256,
+            max_waiting: crate::config::WAITING_PER_UPSTREAM_CONNECTION * 256,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(4),

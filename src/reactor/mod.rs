@@ -458,9 +458,17 @@ impl Reactor {
 
             // 10. Done draining?
             if self.lifecycle.is_draining() && self.connections.is_empty() {
+                let calls = self.outbound.stats();
                 log::info!(
-                    "drained: every connection closed ({} jobs ended cancelled since start)",
-                    self.pool.cancelled()
+                    "drained: every connection closed ({} jobs ended cancelled since start; \
+                     {} calls upstream on {} connections, {} of them reused, {} failed, \
+                     {} cancelled)",
+                    self.pool.cancelled(),
+                    calls.calls,
+                    calls.connects,
+                    calls.reused,
+                    calls.failed,
+                    calls.cancelled
                 );
                 return Ok(Exit::Graceful);
             }
