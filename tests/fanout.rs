@@ -151,7 +151,7 @@ fn other_statuses_are_502() {
     let upstream = TestUpstream::start(Behaviour::Sleep);
     let missing = Upstream::parse(&format!("{}/missing", upstream.url())).unwrap();
     let addr = server(2, Some(Arc::new(missing)), CallLimits::default());
-    for mode in ["pool", "inline"] {
+    for mode in ["await", "pool", "inline"] {
         let response = fetch(addr, &format!("/fanout?n=3&ms=0&mode={mode}"));
         assert_eq!(
             response.assert_json_error(502),
@@ -186,7 +186,7 @@ fn failed_calls_are_answered_by_cause() {
     ] {
         let upstream = TestUpstream::start(behaviour);
         let addr = server(2, Some(upstream.upstream()), limits);
-        for mode in ["pool", "inline"] {
+        for mode in ["await", "pool", "inline"] {
             let response = fetch(addr, &format!("/fanout?n=2&ms=0&mode={mode}"));
             assert_eq!(
                 response.assert_json_error(status),
