@@ -331,7 +331,11 @@ mod tests {
         assert_eq!(config.calls.connect_timeout, Duration::from_millis(500));
         assert_eq!(config.calls.response_timeout, Duration::from_secs(2));
         let defaults = CallLimits::default();
-        assert_eq!(config.calls.max_waiting, defaults.max_waiting);
+        assert_eq!(
+            config.calls.max_waiting,
+            64 * 8,
+            "64 waiting calls per connection"
+        );
         assert_eq!(config.calls.idle_timeout, defaults.idle_timeout);
 
         let without = Cli::try_parse_from(["evloop"]).unwrap().config();

@@ -252,3 +252,35 @@ fn await_mode_waits_on_the_reactor() {
     assert!(waited < Duration::from_millis(100), "{waited:?}");
     assert_eq!(upstream.requests(), 50);
 }
+
+/// The inline mode blocks the reactor, whose own deadlines cannot fire meanwhile: the handler
+/// holds its calls to `--request-timeout` itself, so a fan-out that would take 2.4 s is cut
+/// short at 0.5 s with a 504, and the other client waits no longer than that.
+#[test]
+fn inline_mode_keeps_to_the_request_timeout() {
+    let upstream = TestUpstream::start(Behaviour::Sleep);
+    let config = Config {
+        upstream: Some(upstream.upstream()),
+        request_timeout: Duration::from_millis(500),
+        ..test_config()
+    };
+    let addr = spawn_in_process(config.clone(), endpoints::router_for(&config));
+    let started = Instant::now();
+    let (response, waited) = time_a_bystander(
+        addr,
+        "/fanout?n=6&ms=400&mode=inline",
+        Duration::from_millis(50),
+    );
+    let took = started.elapsed();
+    // Cut short either between two calls or inside one whose timeout the deadline shortened.
+    let message = response.assert_json_error(504);
+    assert!(
+        ["request timed out", "upstream did not answer in time"].contains(&message.as_str()),
+        "{message}"
+    );
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the other client waited {waited:?}"
+    );
+}

@@ -363,3 +363,46 @@ fn many_clients_share_the_connections() {
     );
     sleep(Duration::from_millis(10));
 }
+
+/// An upstream that closes right after a keep-alive response, while the reactor is busy, so
+/// that the response and the close arrive together: the close is noticed with the response, and
+/// the next call (a POST, which is never sent twice) goes on a new connection instead of the
+/// closed one.
+#[test]
+fn a_close_that_comes_with_the_response_is_noticed() {
+    for _ in 0..3 {
+        let upstream = TestUpstream::start(Behaviour::CloseAfterEach {
+            after: Duration::ZERO,
+        });
+        let target = upstream.upstream();
+        let router = Router::new()
+            .route(Method::Get, "/stall", |_, _| {
+                // On the reactor, on purpose: the upstream's response and close arrive meanwhile.
+                sleep(Duration::from_millis(400));
+                Response::text(200, "stalled").into()
+            })
+            .route(Method::Get, "/post", move |req, _| {
+                let ms = req.query_param("ms").unwrap_or("0");
+                let mut request = CallRequest::get(&target, format!("/sleep?ms={ms}"));
+                request.method = Method::Post;
+                request.body = Some(b"once".to_vec());
+                Reply::call(request, |result| match result {
+                    Ok(response) => {
+                        Response::text_owned(200, format!("upstream {}", response.status))
+                    }
+                    Err(err) => evloop::error::Error::from(err).into_response(),
+                })
+            });
+        let addr = spawn_in_process(test_config(), router);
+        let mut client = Client::connect(addr);
+        client.send(get("/post?ms=150"));
+        sleep(Duration::from_millis(50));
+        let mut staller = Client::connect(addr);
+        staller.send(get("/stall"));
+        assert_eq!(client.read_response().status, 200);
+        sleep(Duration::from_millis(200));
+        let response = client.request(get("/post"));
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(upstream.accepted(), 2);
+    }
+}

@@ -939,6 +939,7 @@ impl Connection {
         self.pipeline.call_done(
             done.owner.seq,
             done.owner.part,
+            done.id,
             done.result,
             now,
             &mut scheduler(self.token, turn),

@@ -406,13 +406,16 @@ impl Pipeline {
         }
     }
 
-    /// Call `part` of request `seq` ended with `result`. Once every call of the request has its
-    /// response, or as soon as one fails (the others are then cancelled), the continuation runs
-    /// and what it returns is the slot's next state.
+    /// Call `id`, part `part` of request `seq`, ended with `result`. Once every call of the
+    /// request has its response, or as soon as one fails (the others are then cancelled), the
+    /// continuation runs and what it returns is the slot's next state. A result for a call the
+    /// slot no longer waits for (it was answered 504, a sibling failed, or the continuation
+    /// started a new round of calls) is dropped.
     pub fn call_done(
         &mut self,
         seq: u64,
         part: usize,
+        id: CallId,
         result: Result<UpstreamResponse, CallError>,
         now: Instant,
         scheduler: &mut dyn Scheduler,
@@ -423,8 +426,9 @@ impl Pipeline {
         let SlotState::Awaiting(awaiting) = &mut slot.state else {
             return;
         };
-        if let Some(call) = awaiting.calls.get_mut(part) {
-            *call = None;
+        match awaiting.calls.get_mut(part) {
+            Some(call) if *call == Some(id) => *call = None,
+            _ => return,
         }
         let outcome = match result {
             Ok(response) => {
@@ -448,7 +452,13 @@ impl Pipeline {
         let Awaiting {
             responses, then, ..
         } = *awaiting;
-        let result = outcome.map(|()| responses.into_iter().flatten().collect());
+        // Every part answered (no call is left), so every response is there.
+        let result = outcome.and_then(|()| {
+            responses
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .ok_or(CallError::Reset)
+        });
         slot.state = match run_then(then, result) {
             Some(reply) => start(reply, seq, now, scheduler),
             None => SlotState::Ready(Error::JobPanicked.into_response()),

@@ -35,8 +35,9 @@
 //! ```
 //!
 //! Pointing an evloop at *itself* shows the inline mistake at its worst: the reactor that
-//! blocks in `read` is the one that should answer the `/sleep`, so every call waits for
-//! `--upstream-timeout` and fails (504). `await` and `pool` work either way.
+//! blocks in `read` is the one that should answer the `/sleep`, so it deadlocks: the first
+//! call waits until `--upstream-timeout` (or `--request-timeout`, if sooner) and fails (504),
+//! and the server answers nobody meanwhile. `await` and `pool` work either way.
 //!
 //! # What the blocking modes cost
 //!
@@ -47,14 +48,17 @@
 //!   interrupted: a worker stays blocked until its response or `--upstream-timeout`.
 //! - `inline`: the handler returns only when the K calls are done. Nothing is read, written,
 //!   accepted or timed out meanwhile; the reactor's slow-turn warning names `GET /fanout`.
+//!   The reactor's own deadlines cannot fire while it is blocked, so the handler holds the K
+//!   calls to the request's `--request-timeout` itself (then 504), and stops at the first
+//!   failure.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{no_store, query_ms, with_no_store};
+use super::{no_store, with_no_store};
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Method, Request, Response};
@@ -70,16 +74,19 @@ pub const DEFAULT_CALLS: u64 = 10;
 pub const MAX_MS: u64 = super::MAX_SLEEP_MS;
 /// The upstream's sleep when `ms` is not given.
 pub const DEFAULT_MS: u64 = 100;
+/// Largest body accepted from one call (each is held until the K calls are done).
+pub const MAX_ANSWER: usize = 64 * 1024;
 
 /// Register `GET /fanout`, calling `config.upstream` within `config.calls`.
 pub fn routes(router: Router, config: &Config) -> Router {
     let upstream = config.upstream.clone();
     let limits = config.calls;
+    let request_timeout = config.request_timeout;
     // Every answer is a timing of this one request: never to be stored by a cache.
     router.route(
         Method::Get,
         "/fanout",
-        no_store(move |req, _| fanout(req, upstream.as_ref(), &limits)),
+        no_store(move |req, _| fanout(req, upstream.as_ref(), &limits, request_timeout)),
     )
 }
 
@@ -124,7 +131,12 @@ struct Called {
 }
 
 /// `GET /fanout`: check the query, then start the K calls in the mode asked for.
-fn fanout(req: &Request<'_>, upstream: Option<&Arc<Upstream>>, limits: &CallLimits) -> Reply {
+fn fanout(
+    req: &Request<'_>,
+    upstream: Option<&Arc<Upstream>>,
+    limits: &CallLimits,
+    request_timeout: Duration,
+) -> Reply {
     let asked = match parse(req) {
         Ok(asked) => asked,
         Err(err) => return err.into(),
@@ -134,7 +146,11 @@ fn fanout(req: &Request<'_>, upstream: Option<&Arc<Upstream>>, limits: &CallLimi
     };
     let started = Instant::now();
     let requests: Vec<CallRequest> = (0..asked.n)
-        .map(|_| CallRequest::get(upstream, format!("/sleep?ms={}", asked.ms)))
+        .map(|_| CallRequest {
+            // A `/sleep` answers a few bytes of JSON: anything much larger is not it.
+            max_body: Some(MAX_ANSWER),
+            ..CallRequest::get(upstream, format!("/sleep?ms={}", asked.ms))
+        })
         .collect();
     match asked.mode {
         Mode::Await => {
@@ -177,9 +193,21 @@ fn fanout(req: &Request<'_>, upstream: Option<&Arc<Upstream>>, limits: &CallLimi
         Mode::Inline => {
             // Deliberately blocking, to show the mistake: this loop runs on the reactor
             // thread, so until the K calls are done no other connection is served.
+            // The reactor cannot time this request out while it is blocked here, so the calls
+            // share the request's deadline themselves.
+            let deadline = started + request_timeout;
             let mut statuses = Vec::with_capacity(requests.len());
             for request in &requests {
-                match call_blocking(request, limits) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Error::GatewayTimeout.into();
+                }
+                let limits = CallLimits {
+                    connect_timeout: limits.connect_timeout.min(left),
+                    response_timeout: limits.response_timeout.min(left),
+                    ..*limits
+                };
+                match call_blocking(request, &limits) {
                     Ok(response) => statuses.push(response.status),
                     Err(err) => return Error::from(err).into(),
                 }
@@ -214,15 +242,18 @@ fn parse(req: &Request<'_>) -> Result<Fanout, Error> {
 
 /// The integer query parameter `name`, `default` when absent, else in `min..=max`.
 fn optional(req: &Request<'_>, name: &str, default: u64, min: u64, max: u64) -> Result<u64, Error> {
-    if req.query_param(name).is_none() {
+    let Some(value) = req.query_param(name) else {
         return Ok(default);
-    }
-    match query_ms(req, name, max)? {
-        value if value < min => Err(Error::BadQuery(format!(
-            "query parameter `{name}` must be an integer from {min} to {max}, got `{value}`"
-        ))),
-        value => Ok(value),
-    }
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            Error::BadQuery(format!(
+                "query parameter `{name}` must be an integer from {min} to {max}, got `{value}`"
+            ))
+        })
 }
 
 /// The answer once every call has its response: 200 with the timing if every status is 200,

@@ -41,7 +41,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::{CallError, CallLimits, CallRequest};
-use crate::http::client::{Progress, ResponseDecoder, UpstreamResponse};
+use crate::http::client::{Progress, ResponseDecoder, ResponseLimits, UpstreamResponse};
 use crate::http::Method;
 
 /// Bytes asked for by each `read`: most responses arrive whole in one.
@@ -70,7 +70,7 @@ pub fn call_blocking(
     let response = receive(
         &mut stream,
         request.method == Method::Head,
-        limits,
+        request.response_limits(limits.response),
         deadline,
     )?;
     log::trace!(
@@ -106,10 +106,10 @@ fn send(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result<(), C
 fn receive(
     stream: &mut TcpStream,
     method_was_head: bool,
-    limits: &CallLimits,
+    limits: ResponseLimits,
     deadline: Instant,
 ) -> Result<UpstreamResponse, CallError> {
-    let mut decoder = ResponseDecoder::new(method_was_head, limits.response);
+    let mut decoder = ResponseDecoder::new(method_was_head, limits);
     // The bytes read but not yet consumed by the decoder: a head still arriving.
     let mut buffer = Vec::new();
     let mut chunk = vec![0; READ_CHUNK];

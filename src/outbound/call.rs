@@ -99,6 +99,10 @@ pub struct CallRequest {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The body, if the request has one.
     pub body: Option<Vec<u8>>,
+    /// The largest response body this call accepts (a response over it fails the call, 502);
+    /// `None`: [`CallLimits::response`]'s. A caller that needs only a small answer says so:
+    /// every response is held whole until its request's continuation runs.
+    pub max_body: Option<usize>,
 }
 
 impl CallRequest {
@@ -110,6 +114,7 @@ impl CallRequest {
             path: path.into(),
             headers: Vec::new(),
             body: None,
+            max_body: None,
         }
     }
 
@@ -129,6 +134,17 @@ impl CallRequest {
             &fields,
             self.body.as_deref(),
         )
+    }
+
+    /// The limits its response is read within: `limits`, with this request's `max_body` if it
+    /// is smaller.
+    pub fn response_limits(&self, limits: ResponseLimits) -> ResponseLimits {
+        ResponseLimits {
+            max_body: self
+                .max_body
+                .map_or(limits.max_body, |max| max.min(limits.max_body)),
+            ..limits
+        }
     }
 
     /// May the request be sent again if a kept-alive connection turns out to have been closed
@@ -198,8 +214,6 @@ pub enum CallError {
     /// The request cannot be written (a handler's bug, or a client trying to inject a
     /// header): 500.
     BadRequest(EncodeError),
-    /// The server is shutting down and starts no new call: 503.
-    ShuttingDown,
 }
 
 impl CallError {
@@ -211,7 +225,7 @@ impl CallError {
             | CallError::Reset
             | CallError::Protocol(_) => 502,
             CallError::ConnectTimeout | CallError::ResponseTimeout => 504,
-            CallError::TooManyWaiting | CallError::ShuttingDown => 503,
+            CallError::TooManyWaiting => 503,
             CallError::BadRequest(_) => 500,
         }
     }
@@ -241,7 +255,6 @@ impl fmt::Display for CallError {
                 f.write_str("server busy: too many calls waiting for an upstream connection")
             }
             CallError::BadRequest(err) => write!(f, "cannot send the upstream request: {err}"),
-            CallError::ShuttingDown => f.write_str("server shutting down"),
         }
     }
 }

@@ -73,6 +73,9 @@ pub(super) struct UpstreamConn {
     readable: bool,
     /// The last write stopped at `WouldBlock`; the next writable event clears it.
     write_blocked: bool,
+    /// An event said the upstream closed its side (or the connection failed). The bytes before
+    /// the close may still be read, but the connection will carry no further call.
+    peer_closed: bool,
     /// Some byte of the current response has arrived.
     response_started: bool,
     /// When the current phase must be over: connected, answered, or (idle) closed.
@@ -107,6 +110,7 @@ impl UpstreamConn {
             decoder: ResponseDecoder::new(head, limits),
             readable: false,
             write_blocked: false,
+            peer_closed: false,
             response_started: false,
             deadline,
             armed: None,
@@ -120,12 +124,20 @@ impl UpstreamConn {
     }
 
     /// Take `call` on this idle connection.
-    pub(super) fn send(&mut self, call: CallId, request: Vec<u8>, head: bool, deadline: Instant) {
+    pub(super) fn send(
+        &mut self,
+        call: CallId,
+        request: Vec<u8>,
+        head: bool,
+        limits: ResponseLimits,
+        deadline: Instant,
+    ) {
         debug_assert_eq!(self.state, ConnState::Idle);
         self.state = ConnState::Busy { call };
         self.out = request;
         self.written = 0;
-        self.decoder.expect_response(head);
+        // Between responses a decoder holds nothing: a new one takes this call's limits.
+        self.decoder = ResponseDecoder::new(head, limits);
         self.response_started = false;
         self.deadline = deadline;
         self.calls += 1;
@@ -148,9 +160,11 @@ impl UpstreamConn {
         }
     }
 
-    /// An event for this socket arrived.
-    pub(super) fn on_event(&mut self, readable: bool, writable: bool) {
-        self.readable |= readable;
+    /// An event for this socket arrived; `closed`: it says the upstream closed its side, or
+    /// the connection failed.
+    pub(super) fn on_event(&mut self, readable: bool, writable: bool, closed: bool) {
+        self.readable |= readable || closed;
+        self.peer_closed |= closed;
         if writable {
             self.write_blocked = false;
         }
@@ -205,6 +219,26 @@ impl UpstreamConn {
         }
     }
 
+    /// After a complete response: is the socket quiet? Reading on until `WouldBlock` is the
+    /// only way to be sure that no EOF or stray byte arrived with the response (in the same
+    /// readiness edge, so no later event would report it). Either makes the connection
+    /// unusable for another call.
+    fn nothing_more(&mut self, buf: &mut [u8]) -> bool {
+        while self.readable {
+            match self.stream.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(0) => return false,
+                Ok(n) => {
+                    log::debug!("upstream {}: {n} bytes after a response", self.addr);
+                    return false;
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// Write what is left of the request, then read what the socket has of the response.
     fn exchange(&mut self, buf: &mut [u8]) -> Outcome {
         if let Err(err) = self.write_request() {
@@ -239,10 +273,14 @@ impl UpstreamConn {
                             self.input.drain(..consumed);
                             // Bytes after the response, or a response that came before the
                             // whole request was sent: the connection's next response cannot
-                            // be trusted to be ours.
+                            // be trusted to be ours. And an upstream that has closed its side
+                            // (reported with the response's bytes, so no later event will say
+                            // it again) would take no further request.
                             let reusable = response.keep_alive
                                 && self.input.is_empty()
-                                && self.written == self.out.len();
+                                && self.written == self.out.len()
+                                && !self.peer_closed
+                                && self.nothing_more(buf);
                             return Outcome::Response { response, reusable };
                         }
                         Err(err) => {
@@ -287,6 +325,9 @@ impl UpstreamConn {
 
     /// An idle connection has nothing to say: an EOF, an error or unasked-for bytes end it.
     fn watch_idle(&mut self, buf: &mut [u8]) -> Outcome {
+        if self.peer_closed {
+            return Outcome::IdleClosed;
+        }
         while self.readable {
             match self.stream.read(buf) {
                 Ok(0) => return Outcome::IdleClosed,

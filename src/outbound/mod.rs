@@ -68,7 +68,7 @@ use std::time::Instant;
 
 use mio::{Interest, Registry, Token};
 
-use crate::http::client::UpstreamResponse;
+use crate::http::client::{ResponseLimits, UpstreamResponse};
 use crate::http::Method;
 use crate::pool::Ticket;
 use crate::slab::Slab;
@@ -89,6 +89,9 @@ pub struct CallId(pub usize);
 pub struct CallResult {
     /// The client connection, request and part the call answers.
     pub owner: Ticket,
+    /// The call: a request may start several rounds of calls with the same parts, and only
+    /// the call a part still waits for may answer it.
+    pub id: CallId,
     /// The response, or why there is none.
     pub result: Result<UpstreamResponse, CallError>,
 }
@@ -129,6 +132,8 @@ struct Call {
     request: Vec<u8>,
     head: bool,
     idempotent: bool,
+    /// What its response may hold.
+    limits: ResponseLimits,
     /// The connection carrying it; `None` while it waits.
     conn: Option<usize>,
     /// Sent a second time already.
@@ -155,8 +160,16 @@ pub struct Outbound {
 const CONN_TAG: u8 = 1;
 
 impl Outbound {
-    /// No connection, no call.
+    /// No connection, no call. Timeouts are capped at a day, so that adding one to the clock
+    /// can never overflow.
     pub fn new(limits: CallLimits) -> Outbound {
+        let day = std::time::Duration::from_secs(86_400);
+        let limits = CallLimits {
+            connect_timeout: limits.connect_timeout.min(day),
+            response_timeout: limits.response_timeout.min(day),
+            idle_timeout: limits.idle_timeout.min(day),
+            ..limits
+        };
         Outbound {
             limits,
             conns: Slab::with_tag(CONN_TAG),
@@ -204,6 +217,7 @@ impl Outbound {
             addr: request.upstream.addr,
             request: bytes,
             head: request.method == Method::Head,
+            limits: request.response_limits(self.limits.response),
             idempotent: request.is_idempotent(),
             conn: None,
             retried: false,
@@ -217,7 +231,8 @@ impl Outbound {
     }
 
     /// Nobody wants call `id`'s answer any more: close the connection carrying it (the
-    /// upstream sees the close), or take it out of the queue. No result will follow. A call
+    /// upstream sees the close), or forget it in the queue (where it is skipped, and swept out
+    /// once cancelled calls outnumber the live ones). No result will follow. A call
     /// that has ended already is left alone.
     pub fn cancel(&mut self, id: CallId, io: &mut Io<'_>) {
         let Some(call) = self.calls.remove(id.0) else {
@@ -233,23 +248,33 @@ impl Outbound {
                 self.close(token, io);
                 self.serve_queue(io);
             }
-            None => self.waiting -= 1,
+            None => {
+                self.waiting -= 1;
+                // Cancelled calls stay in the queue until they reach its front; drop them all
+                // once they outnumber the live ones, so the queue stays within twice its bound.
+                if self.queue.len() > 2 * self.waiting + 64 {
+                    let calls = &self.calls;
+                    self.queue.retain(|id| calls.get(id.0).is_some());
+                }
+            }
         }
     }
 
     /// An event for the upstream connection `token`; `buf` is the reactor's read buffer.
+    /// `closed`: the event says the upstream closed its side, or the connection failed.
     pub fn on_event(
         &mut self,
         token: usize,
         readable: bool,
         writable: bool,
+        closed: bool,
         buf: &mut [u8],
         io: &mut Io<'_>,
     ) {
         let Some(conn) = self.conns.get_mut(token) else {
             return; // closed earlier in this turn; the event is stale
         };
-        conn.on_event(readable, writable);
+        conn.on_event(readable, writable, closed);
         let outcome = conn.drive(buf, io.now + self.limits.response_timeout);
         self.settle(token, outcome, io);
     }
@@ -301,7 +326,8 @@ impl Outbound {
         std::mem::take(&mut self.results)
     }
 
-    /// Close every idle connection (the server is draining: calls still under way finish).
+    /// Close every idle connection: the server is draining, so no new client will need them.
+    /// Calls still under way finish (they answer requests the drain promised to answer).
     pub fn close_idle(&mut self, io: &mut Io<'_>) {
         let idle: Vec<usize> = self
             .idle
@@ -430,6 +456,7 @@ impl Outbound {
             id,
             call.request.clone(),
             call.head,
+            call.limits,
             io.now + self.limits.response_timeout,
         );
         self.stats.reused += 1;
@@ -458,7 +485,7 @@ impl Outbound {
             id,
             call.request.clone(),
             call.head,
-            self.limits.response,
+            call.limits,
             deadline,
         )
         .map_err(|err| {
@@ -494,14 +521,17 @@ impl Outbound {
                 continue;
             };
             let room = self.conns.len() < self.limits.max_connections
-                || self.idle_of(call.addr).is_some()
+                || (!call.retried && self.idle_of(call.addr).is_some())
                 || self.any_idle().is_some();
             if !room {
                 return;
             }
+            // A retried call goes on a new connection: the kept-alive ones may be as stale as
+            // the one that failed it.
+            let fresh = call.retried;
             self.queue.pop_front();
             self.waiting -= 1;
-            if let Err(err) = self.assign(id, false, io) {
+            if let Err(err) = self.assign(id, fresh, io) {
                 self.finish(id, Err(err));
             }
         }
@@ -517,6 +547,7 @@ impl Outbound {
         }
         self.results.push(CallResult {
             owner: call.owner,
+            id,
             result,
         });
     }
@@ -567,7 +598,8 @@ impl Outbound {
             .and_then(|(_, tokens)| tokens.last().copied())
     }
 
-    /// The longest-idle connection of any upstream, if any: the one to close for room.
+    /// An idle connection to close for room, if any: the oldest of the first upstream (in the
+    /// order upstreams were first called) that has one.
     fn any_idle(&self) -> Option<usize> {
         self.idle
             .iter()

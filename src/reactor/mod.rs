@@ -7,16 +7,18 @@
 //!  │      yielded on the previous turn)
 //!  │   2. read the clock once for the turn; refresh the cached Date header if the second changed
 //!  │   3. sockets: mark each connection readable as its event says, and drive it — serve what
-//!  │      clients already sent before taking on anything new
+//!  │      clients already sent before taking on anything new; an upstream socket's event goes
+//!  │      to the outbound side, which connects, writes the request or reads the response
 //!  │   4. WAKER: take finished jobs and progress off the channel (up to a bound per turn), file
-//!  │      each with its request
+//!  │      each with its request; file the calls upstream that ended with theirs
 //!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain; SIGHUP, SIGUSR1/2, SIGALRM are logged
 //!  │   6. LISTENER: accept until WouldBlock (at the connection cap, close the longest-idle
 //!  │      keep-alive connection to admit each new client)
 //!  │   7. timers: fire every expired deadline (sleeps, connection deadlines, accept back-off,
 //!  │      the shutdown deadline)
-//!  │   8. drive, once each, the connections steps 4 and 7 touched (so responses that became
-//!  │      ready together go out in one write) and those that yielded on the previous turn
+//!  │   8. file the calls that ended in steps 5–7; drive, once each, the connections steps 4
+//!  │      to 8 touched (so responses that became ready together go out in one write) and
+//!  │      those that yielded on the previous turn
 //!  │   9. housekeeping: warn if the turn was slow (asyncio's slow-callback warning), compact
 //!  │      the timer heap if dead entries dominate
 //!  └── 10. if draining and no connection is left: return
@@ -26,7 +28,8 @@
 //! computes inline (`/cpu?mode=inline`) blocks the loop, and step 9 says so in the log.
 //!
 //! The reactor knows sockets, tokens, timers and the pool — not HTTP: a [`Connection`] does
-//! everything between the bytes and the handlers.
+//! everything between the bytes and the handlers, and [`Outbound`] everything between a call
+//! upstream and its response.
 //!
 //! - `accept.rs`: the listener and admission (the connection cap, back-off, reuse of idle
 //!   connections);
@@ -390,8 +393,9 @@ impl Reactor {
                         };
                         self.outbound.on_event(
                             token,
-                            event.is_readable() || closing,
+                            event.is_readable(),
                             event.is_writable() || closing,
+                            closing,
                             &mut self.scratch.read_buf,
                             &mut io,
                         );
@@ -741,6 +745,12 @@ impl Reactor {
             deadline,
         };
         self.timers.insert(deadline, TimerKind::ShutdownDeadline);
+        let mut io = Io {
+            registry: self.poll.registry(),
+            timers: &mut self.timers,
+            now: self.now,
+        };
+        self.outbound.close_idle(&mut io);
         for token in self.connections.tokens() {
             self.drive(token, Connection::begin_drain);
         }

@@ -58,6 +58,18 @@ impl Scheduler for Recorder {
     }
 }
 
+impl Recorder {
+    /// The newest call started for part `part` of request `seq`.
+    fn call_id(&self, seq: u64, part: usize) -> CallId {
+        self.calls
+            .iter()
+            .rev()
+            .find(|(s, p, _)| *s == seq && *p == part)
+            .map(|(_, _, id)| *id)
+            .expect("such a call was started")
+    }
+}
+
 fn meta(now: Instant) -> ResponseMeta {
     ResponseMeta {
         head_only: false,
@@ -569,13 +581,34 @@ fn calls_join_in_request_order_behind_earlier_requests() {
     p.begin(calls(3), meta(t0), t0 + DEADLINE, t0, &mut sched);
     assert_eq!(sched.calls.len(), 3);
     assert!(p.has_work_outstanding());
-    p.call_done(1, 2, Ok(upstream_response("c")), t0, &mut sched);
-    p.call_done(1, 0, Ok(upstream_response("a")), t0, &mut sched);
+    p.call_done(
+        1,
+        2,
+        sched.call_id(1, 2),
+        Ok(upstream_response("c")),
+        t0,
+        &mut sched,
+    );
+    p.call_done(
+        1,
+        0,
+        sched.call_id(1, 0),
+        Ok(upstream_response("a")),
+        t0,
+        &mut sched,
+    );
     assert!(
         p.next_answer(true).is_none(),
         "the first request is not answered"
     );
-    p.call_done(1, 1, Ok(upstream_response("b")), t0, &mut sched);
+    p.call_done(
+        1,
+        1,
+        sched.call_id(1, 1),
+        Ok(upstream_response("b")),
+        t0,
+        &mut sched,
+    );
     assert!(
         p.next_answer(true).is_none(),
         "still behind the first request"
@@ -593,10 +626,31 @@ fn a_failed_call_answers_at_once_and_cancels_the_others() {
     let mut sched = Recorder::default();
     let mut p = Pipeline::new();
     p.begin(calls(3), meta(t0), t0 + DEADLINE, t0, &mut sched);
-    p.call_done(0, 0, Ok(upstream_response("a")), t0, &mut sched);
-    p.call_done(0, 1, Err(CallError::ResponseTimeout), t0, &mut sched);
+    p.call_done(
+        0,
+        0,
+        sched.call_id(0, 0),
+        Ok(upstream_response("a")),
+        t0,
+        &mut sched,
+    );
+    p.call_done(
+        0,
+        1,
+        sched.call_id(0, 1),
+        Err(CallError::ResponseTimeout),
+        t0,
+        &mut sched,
+    );
     assert_eq!(sched.cancelled_calls, vec![sched.calls[2].2]);
-    p.call_done(0, 2, Ok(upstream_response("late")), t0, &mut sched);
+    p.call_done(
+        0,
+        2,
+        sched.call_id(0, 2),
+        Ok(upstream_response("late")),
+        t0,
+        &mut sched,
+    );
     let bodies = drain_bodies(&mut p);
     assert_eq!(bodies.len(), 1);
     assert!(bodies[0].starts_with("504 "), "{bodies:?}");
@@ -646,13 +700,58 @@ fn a_continuation_continues_or_fails_cleanly() {
     let mut p = Pipeline::new();
     let more = Reply::call(call_request(), |_| Reply::offload(|_| text("parsed")));
     p.begin(more, meta(t0), t0 + DEADLINE, t0, &mut sched);
-    p.call_done(0, 0, Ok(upstream_response("x")), t0, &mut sched);
+    p.call_done(
+        0,
+        0,
+        sched.call_id(0, 0),
+        Ok(upstream_response("x")),
+        t0,
+        &mut sched,
+    );
     assert_eq!(sched.jobs.len(), 1, "the continuation offloaded a job");
     let panics = Reply::call(call_request(), |_| -> Response { panic!("on purpose") });
     p.begin(panics, meta(t0), t0 + DEADLINE, t0, &mut sched);
-    p.call_done(1, 0, Ok(upstream_response("y")), t0, &mut sched);
+    p.call_done(
+        1,
+        0,
+        sched.call_id(1, 0),
+        Ok(upstream_response("y")),
+        t0,
+        &mut sched,
+    );
     p.complete(0, 0, done("parsed"), Duration::ZERO, t0, &mut sched);
     let bodies = drain_bodies(&mut p);
     assert_eq!(bodies[0], "200 parsed");
     assert!(bodies[1].starts_with("500 "), "{bodies:?}");
+}
+
+/// A continuation that starts a second round of calls: a result of the first round that
+/// arrives late (its call had ended before the cancel) is not taken for the second round's.
+#[test]
+fn a_late_result_never_lands_in_the_next_round() {
+    let t0 = Instant::now();
+    let mut sched = Recorder::default();
+    let mut p = Pipeline::new();
+    let two_rounds = Reply::call(call_request(), |_| calls(2));
+    p.begin(two_rounds, meta(t0), t0 + DEADLINE, t0, &mut sched);
+    let first = sched.call_id(0, 0);
+    p.call_done(
+        0,
+        0,
+        first,
+        Ok(upstream_response("round one")),
+        t0,
+        &mut sched,
+    );
+    assert_eq!(sched.calls.len(), 3, "the second round started");
+    // A stale result for part 0 (the first round's call) is dropped.
+    p.call_done(0, 0, first, Ok(upstream_response("stale")), t0, &mut sched);
+    let (a, b) = (sched.call_id(0, 0), sched.call_id(0, 1));
+    p.call_done(0, 1, b, Ok(upstream_response("b")), t0, &mut sched);
+    assert!(
+        p.next_answer(true).is_none(),
+        "part 0 of the second round is still awaited"
+    );
+    p.call_done(0, 0, a, Ok(upstream_response("a")), t0, &mut sched);
+    assert_eq!(drain_bodies(&mut p), vec!["200 a+b"]);
 }
