@@ -1,5 +1,6 @@
 //! Calls upstream made by the reactor itself (`Reply::Call`, `/fanout`'s default mode), over
-//! real sockets, against the test upstream: every failure answered by its cause, keep-alive
+//! real sockets, against the test upstream (each failure answered by its cause is in
+//! tests/fanout.rs, for every mode): a connect that hangs, keep-alive
 //! connections reused, the bound on connections and the queue behind it, a client that leaves
 //! cancelling its calls (the upstream sees its connections close), no answer ever reaching the
 //! wrong client, pipelined fan-outs answered in order, and a kept-alive connection the upstream
@@ -39,42 +40,6 @@ fn server_to(upstream: Arc<Upstream>, calls: CallLimits) -> SocketAddr {
 /// `GET path` on a new connection.
 fn fetch(addr: SocketAddr, path: &str) -> common::Response {
     Client::connect(addr).request(get(path))
-}
-
-/// Each way a call can fail is answered by its cause, with the status that cause implies.
-#[test]
-fn failed_calls_are_answered_by_cause() {
-    let limits = CallLimits {
-        response_timeout: Duration::from_millis(300),
-        ..CallLimits::default()
-    };
-    for (behaviour, status, message) in [
-        (Behaviour::Refuse, 502, "upstream refused the connection"),
-        (
-            Behaviour::ResetMidResponse,
-            502,
-            "upstream reset the connection",
-        ),
-        (
-            Behaviour::Garbage,
-            502,
-            "upstream sent a malformed status line",
-        ),
-        (Behaviour::Hang, 504, "upstream did not answer in time"),
-    ] {
-        let upstream = TestUpstream::start(behaviour);
-        let addr = server(&upstream, limits);
-        let started = Instant::now();
-        let response = fetch(addr, "/fanout?n=3&ms=0");
-        assert_eq!(response.assert_json_error(status), message, "{behaviour:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{behaviour:?}: answered after {:?}",
-            started.elapsed()
-        );
-        // The server carries on, on the same connection and others.
-        assert_eq!(fetch(addr, "/plaintext").status, 200);
-    }
 }
 
 /// An upstream that accepts no connection (its accept queue is full, so the kernel drops the

@@ -34,6 +34,7 @@ use httparse::Header;
 use super::chunked::ChunkedDecoder;
 use super::error::ParseError;
 use super::request::{Method, Request, Version};
+use super::syntax::is_http_version_shape;
 use super::target::{is_valid_host, Target};
 
 /// Size limits, from the command line.
@@ -488,16 +489,10 @@ fn version_error(head: &[u8]) -> ParseError {
         return ParseError::BadRequest("malformed request line");
     }
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
-    match version {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            ParseError::VersionNotSupported
-        }
-        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
-            ParseError::VersionNotSupported
-        }
-        _ => ParseError::BadRequest("malformed request line"),
+    if is_http_version_shape(version) {
+        ParseError::VersionNotSupported
+    } else {
+        ParseError::BadRequest("malformed request line")
     }
 }
 

@@ -48,6 +48,19 @@ pub fn is_sub_delim(byte: u8) -> bool {
     b"!$&'()*+,;=".contains(&byte)
 }
 
+/// `HTTP/d.d` or `HTTP/d`: the shape of an HTTP version, well-formed or not one we speak.
+/// httparse reports `HTTP/2` and a line that is no HTTP at all alike, as a version error; this
+/// tells a version we do not speak (505 for a request, refused for a response) from garbage.
+pub fn is_http_version_shape(token: &[u8]) -> bool {
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => {
+            major.is_ascii_digit() && minor.is_ascii_digit()
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] => major.is_ascii_digit(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use super::{ResponseError, ResponseLimits};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::decoder::{parse_content_length, split_tokens};
 use crate::http::request::Version;
+use crate::http::syntax::is_http_version_shape;
 
 /// A final response's head, kept while its body arrives.
 #[derive(Debug)]
@@ -190,15 +191,9 @@ pub(super) fn parse_head(
 /// do not speak from a line that is no status line.
 fn version_error(head: &[u8]) -> ResponseError {
     let version = head.split(|&b| b == b' ').next().unwrap_or(&[]);
-    match version {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            ResponseError::UnsupportedVersion
-        }
-        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
-            ResponseError::UnsupportedVersion
-        }
-        _ => ResponseError::MalformedStatusLine,
+    if is_http_version_shape(version) {
+        ResponseError::UnsupportedVersion
+    } else {
+        ResponseError::MalformedStatusLine
     }
 }
