@@ -1,32 +1,39 @@
 //! # evloop — an event loop you can read
 //!
 //! evloop is an HTTP/1.1 server built the way asyncio and uvicorn work underneath, with every
-//! part in view: **one reactor thread** owns every socket and never blocks; **a fixed pool of
-//! worker threads** runs the CPU-heavy jobs; finished jobs come back over a channel whose sender
-//! wakes the reactor.
+//! part in view: **one reactor thread** owns the sockets — its clients', and those of the calls
+//! it makes to other services — and never blocks; **a fixed pool of worker threads** runs the
+//! CPU-heavy jobs; finished jobs come back over a channel whose sender wakes the reactor.
 //!
 //! ## One turn of the reactor
 //!
 //! 1. `poll` for readiness, sleeping at most until the next timer deadline (not at all if a
-//!    connection yielded on the previous turn);
+//!    connection yielded on the previous turn, or results are waiting to be filed);
 //! 2. read the clock once for the turn (and refresh the cached `Date` header);
 //! 3. for each ready socket, *drive* its connection: read, decode the complete requests (a
 //!    bounded number per call, for fairness), dispatch each to its handler, write every response
-//!    that is ready — in request order, in one `write`;
+//!    that is ready — in request order, in one `write`. An event for one of the reactor's own
+//!    connections to an upstream goes to [`outbound::Outbound`], which connects, writes and
+//!    reads it there;
 //! 4. on the waker's event, take *every* finished job off the completion channel and file each
-//!    result with its request;
+//!    result with its request; file the calls upstream that have ended the same way;
 //! 5. on SIGINT/SIGTERM, begin the graceful drain;
 //! 6. accept new connections (at the connection cap, close the longest-idle keep-alive one to
 //!    make room);
-//! 7. fire expired timers (`/sleep`, timeouts);
-//! 8. drive, once each, the connections that 4 and 7 touched and those that yielded last turn;
+//! 7. fire expired timers (`/sleep`, timeouts, upstream connections' deadlines);
+//! 8. file the calls that 7 ended, then drive, once each, the connections that 4, 7 and 8
+//!    touched and those that yielded last turn;
 //! 9. housekeeping: the slow-turn warning, compacting the timer heap;
 //! 10. exit once draining and no connection is left.
 //!
 //! A handler decides where its work runs by what it returns (see [`router`]): the answer now
 //! (a plain `async def`), after a timer (`await asyncio.sleep`), from the pool
-//! (`await run_in_threadpool(f)`), or from several pool jobs at once
-//! (`await asyncio.gather(...)`). A job's result is a reply too, so work can continue.
+//! (`await run_in_threadpool(f)`), from several pool jobs at once
+//! (`await asyncio.gather(...)`), streamed from a pool job (`StreamingResponse`), or from calls
+//! to other HTTP services (`await client.get(url)`, or `asyncio.gather` of several). Calls are
+//! I/O, so they take no thread: the reactor makes them on non-blocking sockets of its own and
+//! runs the handler's continuation on the loop when the responses are in ([`outbound`]). A
+//! job's result, and a continuation's, is a reply too, so work can continue.
 //! `docs/ARCHITECTURE.md` and `src/reactor/mod.rs` number the turn the same way.
 //!
 //! ## Layout
@@ -36,12 +43,18 @@
 //! - [`connection`]: one HTTP/1.1 connection — its input state and `drive` loop, the socket and
 //!   its buffers (`transport`), responses in request order (`pipeline`), timeouts (`deadline`);
 //! - [`http`]: requests and responses without sockets — the incremental decoder, chunked
-//!   bodies, response encoding, the cached `Date`;
-//! - [`router`]: handlers, and `Reply` — inline, timer, offloaded, or gathered;
+//!   bodies, response encoding, the cached `Date`, and the client side (the request encoder
+//!   and the response decoder);
+//! - [`router`]: handlers, and `Reply` — inline, timer, offloaded, gathered, streamed, or
+//!   calling upstream;
+//! - [`outbound`]: the reactor's calls to other HTTP services — their connections (tagged
+//!   tokens, idle lists, the bound and its queue, deadlines, cancellation, one retry), the types
+//!   a handler sees, and the blocking client kept to show the anti-patterns;
 //! - [`pool`]: the worker threads, the bounded job queue, completions and cancellation;
 //! - [`timer`]: one heap of deadlines;
-//! - [`slab`]: connection slots and generation-checked tokens;
-//! - [`endpoints`]: the built-in routes, and the audio endpoints' split of work into jobs;
+//! - [`slab`]: connection slots and generation-checked tokens, tagged by slab;
+//! - [`endpoints`]: the built-in routes, the audio endpoints' split of work into jobs, and
+//!   `/fanout`'s calls upstream, awaited, on the pool or inline;
 //! - [`audio`]: the audio analyses (WAV decode, SNR, voice activity, speaker count) — pure
 //!   signal processing that knows nothing of HTTP;
 //! - [`config`]: the command line and its defaults;
@@ -68,7 +81,8 @@
 //! ## Non-goals
 //!
 //! TLS, HTTP/2, WebSockets and compression belong to a production server, not to a reference
-//! event loop: they would add code without adding a single new idea about the loop.
+//! event loop: they would add code without adding a single new idea about the loop. The same
+//! holds for calls upstream, which speak plain HTTP/1.1 (`docs/OUTBOUND.md`).
 
 pub mod audio;
 pub mod config;
