@@ -1,7 +1,8 @@
 //! Deadlines: one binary heap for every timer in the process.
 //!
-//! Keep-alive, header, body, send, linger and request timeouts, `/sleep`, the accept back-off and
-//! the shutdown deadline all end up here. The reactor asks [`Timers::poll_timeout`] how long its
+//! Keep-alive, header, body, send, linger and request timeouts, `/sleep`, the deadlines of
+//! connections to upstreams (connect, response, idle), the accept back-off and the shutdown
+//! deadline all end up here. The reactor asks [`Timers::poll_timeout`] how long its
 //! `poll` may sleep (the way libuv computes `uv__next_timeout`), and after every poll pops what
 //! has expired.
 //!
@@ -35,7 +36,8 @@ pub enum TimerKind {
     /// job's `--request-timeout`.)
     Request { token: usize, seq: u64 },
     /// The earliest deadline in force on connection `token`: idle keep-alive, header, body, send,
-    /// linger, or the request deadline of a request still waiting for a job or a timer.
+    /// linger, or the request deadline of a request still waiting for a job, a call upstream or
+    /// a timer.
     Connection { token: usize },
     /// The deadline of upstream connection `token`: connected, answered, or (idle) closed by
     /// then.

@@ -46,7 +46,7 @@
 //! | its budget for this call is spent | returns [`Next::Again`] | the reactor, on its next turn |
 //! | everything answered, `Closing` | shuts down writing, lingers | readable events, the linger deadline |
 //! | everything answered, `PeerClosed` | returns [`Next::Close`] | — |
-//! | the peer's EOF while jobs, timers or a stream still work for it (read, or, while we are not reading, reported by the socket's event) | returns [`Next::Close`] (the jobs are cancelled) | — |
+//! | the peer's EOF while jobs, calls upstream, timers or a stream still work for it (read, or, while we are not reading, reported by the socket's event) | returns [`Next::Close`] (the jobs and calls are cancelled) | — |
 //! | waiting for a job, a timer, the socket, or the peer to read | arms its deadline, returns [`Next::Wait`] | a completion, a timer, a socket event |
 //!
 //! **Backpressure.** Reading stops while the peer is not taking our output, while
@@ -163,7 +163,7 @@ pub enum Input {
     /// The last request has been read: answer what is in flight, then linger.
     Closing,
     /// The peer closed its sending side: answer what is ready, then close — or close at once if
-    /// a job or a timer still works for it (a client that has gone cannot read the answer).
+    /// a job, a call upstream or a timer still works for it (a client that has gone cannot read the answer).
     PeerClosed,
     /// Every response is out and our sending side is shut: discard input until the peer
     /// closes, [`LINGER_MAX_BYTES`], or `until`.

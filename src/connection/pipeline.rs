@@ -236,8 +236,8 @@ struct Slot {
     seq: u64,
     /// Where its response is.
     state: SlotState,
-    /// `--request-timeout` after dispatch: a slot still `Running` or `Sleeping` then is
-    /// answered 504 instead, and a stream still running ends with the 504 as its last piece
+    /// `--request-timeout` after dispatch: a slot still `Running`, `Sleeping` or `Awaiting`
+    /// then is answered 504 instead (its jobs and calls cancelled), and a stream still running ends with the 504 as its last piece
     /// (or is answered 504, if its head is not out yet). It stays with the request through
     /// every job it chains to.
     deadline: Instant,
@@ -532,8 +532,8 @@ impl Pipeline {
             .any(|slot| matches!(slot.state, SlotState::Continue))
     }
 
-    /// True while some request waits on a job or a timer (rather than only on earlier
-    /// responses or the socket).
+    /// True while some request waits on a job, a call upstream or a timer (rather than only on
+    /// earlier responses or the socket).
     pub fn has_work_outstanding(&self) -> bool {
         self.slots.iter().any(|slot| slot.state.is_waiting())
     }

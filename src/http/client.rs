@@ -1,6 +1,6 @@
 //! The client side of HTTP/1.1, without sockets: requests out, responses in.
 //!
-//! The reactor will call upstream servers itself, on non-blocking sockets, so that a handler can
+//! The reactor calls upstream servers itself, on non-blocking sockets, so that a handler can
 //! wait on another service without holding a worker. This module is the part of such a call that
 //! needs no socket: [`encode_request`] writes the request's bytes, and [`ResponseDecoder`] reads
 //! the response back from whatever the socket delivers, in whatever pieces. In asyncio terms it

@@ -199,7 +199,7 @@ pub enum CallError {
     /// The upstream refused the connection (nothing listens there): 502.
     Refused,
     /// Connecting failed otherwise (unreachable network, no route): 502.
-    Connect(io::ErrorKind),
+    Connect(String),
     /// Not connected within [`CallLimits::connect_timeout`]: 504.
     ConnectTimeout,
     /// The connection was reset, or failed, while the call used it: 502.
@@ -235,7 +235,7 @@ impl CallError {
         match err.kind() {
             io::ErrorKind::ConnectionRefused => CallError::Refused,
             io::ErrorKind::TimedOut => CallError::ConnectTimeout,
-            kind => CallError::Connect(kind),
+            _ => CallError::Connect(err.to_string()),
         }
     }
 }
@@ -244,7 +244,7 @@ impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Refused => f.write_str("upstream refused the connection"),
-            CallError::Connect(kind) => write!(f, "cannot connect to upstream: {kind}"),
+            CallError::Connect(why) => write!(f, "cannot connect to upstream: {why}"),
             CallError::ConnectTimeout => {
                 f.write_str("upstream did not accept the connection in time")
             }

@@ -23,7 +23,7 @@
 //!       └─▶ waiting, in arrival order, for a connection to free ───────┘   a CallResult
 //! ```
 //!
-//! Each connection does one call at a time ([`conn`]). When its response is complete and the
+//! Each connection does one call at a time (`conn.rs`). When its response is complete and the
 //! upstream allows it, the connection goes back to its upstream's idle list, most recently
 //! used last, and the next call to that upstream takes it from the end of that list (the
 //! freshest connection is the least likely to have been closed by the upstream meanwhile).
@@ -503,7 +503,7 @@ impl Outbound {
             )
             .map_err(|err| {
                 log::error!("upstream {}: register failed: {err}", call.addr);
-                CallError::Connect(err.kind())
+                CallError::Connect(err.to_string())
             })?;
         call.conn = Some(token);
         let inserted = self.conns.insert(conn);

@@ -105,10 +105,17 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let addr = resolve(&config.host, config.port)?;
         match sys::raise_nofile_limit() {
-            Ok(limit) if (limit as usize) < config.max_connections + 64 => log::warn!(
-                "open-files limit {limit} is below --max-connections {}; accept will pause at the limit",
-                config.max_connections
-            ),
+            Ok(limit)
+                if (limit as usize)
+                    < config.max_connections + config.calls.max_connections + 64 =>
+            {
+                log::warn!(
+                    "open-files limit {limit} is below --max-connections {} plus \
+                     --upstream-max-connections {}; accept will pause at the limit",
+                    config.max_connections,
+                    config.calls.max_connections
+                )
+            }
             Ok(_) => {}
             Err(err) => log::warn!("could not read the open-files limit: {err}"),
         }
