@@ -239,7 +239,7 @@ impl ServerProcess {
     pub fn assert_cancelled_at_exit(&mut self, jobs: u64) {
         self.signal(libc::SIGTERM);
         assert_eq!(self.exit_code_within(Duration::from_secs(10)), 0);
-        let line = format!("({jobs} jobs ended cancelled since start)");
+        let line = format!("({jobs} jobs ended cancelled since start");
         assert!(
             self.stderr().contains(&line),
             "no {line:?} in {}",
