@@ -123,6 +123,14 @@ impl Timers {
     }
 }
 
+/// `now + delay`, or, if that is past what an `Instant` can hold (a library user's
+/// `Duration::MAX` for "never"), a century from now: a deadline that never comes either way.
+pub fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

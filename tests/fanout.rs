@@ -272,15 +272,11 @@ fn inline_mode_keeps_to_the_request_timeout() {
         Duration::from_millis(50),
     );
     let took = started.elapsed();
-    // Cut short either between two calls or inside one whose timeout the deadline shortened.
-    let message = response.assert_json_error(504);
+    assert_eq!(response.assert_json_error(504), "request timed out");
+    // 500 ms and not a call longer: the calls share the request's deadline.
+    assert!(took < Duration::from_millis(750), "took {took:?}");
     assert!(
-        ["request timed out", "upstream did not answer in time"].contains(&message.as_str()),
-        "{message}"
-    );
-    assert!(took < Duration::from_millis(1500), "took {took:?}");
-    assert!(
-        waited < Duration::from_millis(1500),
+        waited < Duration::from_millis(750),
         "the other client waited {waited:?}"
     );
 }

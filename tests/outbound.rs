@@ -371,3 +371,43 @@ fn a_close_that_comes_with_the_response_is_noticed() {
         assert_eq!(upstream.accepted(), 2);
     }
 }
+
+/// The upstream closes a kept-alive connection while the reactor is busy (a handler blocks it),
+/// and a POST, which is never sent twice, is the next request to need a connection in that same
+/// turn, before the close's event is handled: the connection is checked before the POST goes
+/// out, and the POST takes a new one.
+#[test]
+fn a_post_never_goes_out_on_a_connection_closed_meanwhile() {
+    for _ in 0..3 {
+        let upstream = TestUpstream::start(Behaviour::CloseAfterEach {
+            after: Duration::from_millis(100),
+        });
+        let target = upstream.upstream();
+        let router = Router::new()
+            .route(Method::Get, "/stall", |_, _| {
+                // On the reactor, on purpose: the upstream closes the idle connection meanwhile.
+                sleep(Duration::from_millis(400));
+                Response::text(200, "stalled").into()
+            })
+            .route(Method::Get, "/post", move |_, _| {
+                let mut request = CallRequest::get(&target, "/sleep?ms=0");
+                request.method = Method::Post;
+                request.body = Some(b"once".to_vec());
+                Reply::call(request, |result| match result {
+                    Ok(response) => {
+                        Response::text_owned(200, format!("upstream {}", response.status))
+                    }
+                    Err(err) => evloop::error::Error::from(err).into_response(),
+                })
+            });
+        let addr = spawn_in_process(test_config(), router);
+        let mut client = Client::connect(addr);
+        assert_eq!(client.request(get("/post")).status, 200);
+        // Both in one write: the POST is dispatched right after the stall, in the same turn.
+        client.send([get("/stall"), get("/post")].concat());
+        assert_eq!(client.read_response().status, 200);
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(upstream.accepted(), 2);
+    }
+}

@@ -707,7 +707,7 @@ impl Connection {
         match reply {
             Reply::Now(response) => self.answer(response, meta, turn),
             reply => {
-                let deadline = turn.now + turn.config.request_timeout;
+                let deadline = crate::timer::later(turn.now, turn.config.request_timeout);
                 let now = turn.now;
                 self.pipeline
                     .begin(reply, meta, deadline, now, &mut scheduler(self.token, turn));

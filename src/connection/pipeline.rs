@@ -453,12 +453,8 @@ impl Pipeline {
             responses, then, ..
         } = *awaiting;
         // Every part answered (no call is left), so every response is there.
-        let result = outcome.and_then(|()| {
-            responses
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .ok_or(CallError::Reset)
-        });
+        debug_assert!(outcome.is_err() || responses.iter().all(Option::is_some));
+        let result = outcome.map(|()| responses.into_iter().flatten().collect());
         slot.state = match run_then(then, result) {
             Some(reply) => start(reply, seq, now, scheduler),
             None => SlotState::Ready(Error::JobPanicked.into_response()),

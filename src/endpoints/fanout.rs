@@ -62,7 +62,9 @@ use super::{no_store, with_no_store};
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Method, Request, Response};
-use crate::outbound::{call_blocking, CallLimits, CallRequest, Upstream};
+use crate::outbound::{
+    call_blocking, call_blocking_before, CallError, CallLimits, CallRequest, Upstream,
+};
 use crate::pool::Work;
 use crate::router::{Reply, Router};
 
@@ -195,20 +197,17 @@ fn fanout(
             // thread, so until the K calls are done no other connection is served.
             // The reactor cannot time this request out while it is blocked here, so the calls
             // share the request's deadline themselves.
-            let deadline = started + request_timeout;
+            let deadline = crate::timer::later(started, request_timeout);
             let mut statuses = Vec::with_capacity(requests.len());
             for request in &requests {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Error::GatewayTimeout.into();
-                }
-                let limits = CallLimits {
-                    connect_timeout: limits.connect_timeout.min(left),
-                    response_timeout: limits.response_timeout.min(left),
-                    ..*limits
-                };
-                match call_blocking(request, &limits) {
+                match call_blocking_before(request, limits, Some(deadline)) {
                     Ok(response) => statuses.push(response.status),
+                    // Cut short by the request's deadline rather than the upstream's limits.
+                    Err(CallError::ConnectTimeout | CallError::ResponseTimeout)
+                        if Instant::now() >= deadline =>
+                    {
+                        return Error::GatewayTimeout.into()
+                    }
                     Err(err) => return Error::from(err).into(),
                 }
             }
@@ -287,7 +286,7 @@ mod tests {
     use super::*;
     use crate::http::client::UpstreamResponse;
     use crate::http::Version;
-    use crate::outbound::CallError;
+
     use crate::router::Context;
 
     fn dispatch(router: &Router, query: &str) -> Reply {

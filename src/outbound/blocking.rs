@@ -57,15 +57,34 @@ pub fn call_blocking(
     request: &CallRequest,
     limits: &CallLimits,
 ) -> Result<UpstreamResponse, CallError> {
+    call_blocking_before(request, limits, None)
+}
+
+/// [`call_blocking`], over by `deadline` at the latest, whatever the limits allow: connecting
+/// and answering together may not outlast it. A timeout it cuts short is reported as the
+/// timeout of the phase it cut (`ConnectTimeout`, `ResponseTimeout`).
+pub fn call_blocking_before(
+    request: &CallRequest,
+    limits: &CallLimits,
+    deadline: Option<Instant>,
+) -> Result<UpstreamResponse, CallError> {
     let mut bytes = Vec::new();
     request.encode(&mut bytes).map_err(CallError::BadRequest)?;
 
+    let left = |now: Instant| deadline.map(|at| at.saturating_duration_since(now));
+    let connect_timeout = match left(Instant::now()) {
+        Some(left) if left.is_zero() => return Err(CallError::ConnectTimeout),
+        Some(left) => limits.connect_timeout.min(left),
+        None => limits.connect_timeout,
+    };
     let addr = request.upstream.addr;
-    let mut stream = TcpStream::connect_timeout(&addr, limits.connect_timeout)
+    let mut stream = TcpStream::connect_timeout(&addr, connect_timeout)
         .map_err(|err| CallError::from_connect(&err))?;
     log::trace!("blocking call: connected to {addr}");
 
-    let deadline = Instant::now() + limits.response_timeout;
+    let now = Instant::now();
+    let answered_by = crate::timer::later(now, limits.response_timeout);
+    let deadline = deadline.map_or(answered_by, |at| at.min(answered_by));
     send(&mut stream, &bytes, deadline)?;
     let response = receive(
         &mut stream,

@@ -219,24 +219,22 @@ impl UpstreamConn {
         }
     }
 
-    /// After a complete response: is the socket quiet? Reading on until `WouldBlock` is the
-    /// only way to be sure that no EOF or stray byte arrived with the response (in the same
-    /// readiness edge, so no later event would report it). Either makes the connection
-    /// unusable for another call.
-    fn nothing_more(&mut self, buf: &mut [u8]) -> bool {
-        while self.readable {
-            match self.stream.read(buf) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Ok(0) => return false,
-                Ok(n) => {
-                    log::debug!("upstream {}: {n} bytes after a response", self.addr);
-                    return false;
+    /// Is this idle connection still open, as far as can be told without sending? A close
+    /// (or stray bytes) that arrived after the last event was handled is only found by
+    /// reading: one `read` that says `WouldBlock` means nothing is waiting. Worth its system
+    /// call only before a request that must not be sent twice.
+    pub(super) fn is_quiet(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        loop {
+            return match self.stream.read(&mut byte) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    true
                 }
-                Err(_) => return false,
-            }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(_) | Err(_) => false,
+            };
         }
-        true
     }
 
     /// Write what is left of the request, then read what the socket has of the response.
@@ -274,13 +272,12 @@ impl UpstreamConn {
                             // Bytes after the response, or a response that came before the
                             // whole request was sent: the connection's next response cannot
                             // be trusted to be ours. And an upstream that has closed its side
-                            // (reported with the response's bytes, so no later event will say
-                            // it again) would take no further request.
+                            // (the event that brought the response said so) will take no
+                            // further request.
                             let reusable = response.keep_alive
                                 && self.input.is_empty()
                                 && self.written == self.out.len()
-                                && !self.peer_closed
-                                && self.nothing_more(buf);
+                                && !self.peer_closed;
                             return Outcome::Response { response, reusable };
                         }
                         Err(err) => {

@@ -74,7 +74,7 @@ use crate::pool::Ticket;
 use crate::slab::Slab;
 use crate::timer::{TimerKind, Timers};
 
-pub use blocking::call_blocking;
+pub use blocking::{call_blocking, call_blocking_before};
 pub use call::{CallError, CallLimits, CallRequest, Upstream};
 
 use conn::{ConnState, Outcome, UpstreamConn};
@@ -154,6 +154,8 @@ pub struct Outbound {
     waiting: usize,
     results: Vec<CallResult>,
     stats: CallStats,
+    /// The server is draining: connections are closed, not kept, once their call is done.
+    draining: bool,
 }
 
 /// The tag bit of upstream connections' tokens (client connections' tokens have none).
@@ -179,6 +181,7 @@ impl Outbound {
             waiting: 0,
             results: Vec::new(),
             stats: CallStats::default(),
+            draining: false,
         }
     }
 
@@ -326,9 +329,11 @@ impl Outbound {
         std::mem::take(&mut self.results)
     }
 
-    /// Close every idle connection: the server is draining, so no new client will need them.
-    /// Calls still under way finish (they answer requests the drain promised to answer).
-    pub fn close_idle(&mut self, io: &mut Io<'_>) {
+    /// The server is draining: close every idle connection, and from now on every connection
+    /// once its call is done, since no new client will need them. Calls still under way
+    /// finish (they answer requests the drain promised to answer), and new ones may start.
+    pub fn begin_drain(&mut self, io: &mut Io<'_>) {
+        self.draining = true;
         let idle: Vec<usize> = self
             .idle
             .iter()
@@ -352,7 +357,7 @@ impl Outbound {
                 return;
             }
             Outcome::Response { response, reusable } => {
-                if reusable {
+                if reusable && !self.draining {
                     conn.set_idle(io.now + self.limits.idle_timeout);
                     let addr = conn.addr;
                     self.idle_list(addr).push(token);
@@ -395,7 +400,8 @@ impl Outbound {
     }
 
     /// Send call `id` again, on a new connection: the kept-alive one it went out on was closed
-    /// by the upstream before answering.
+    /// by the upstream before answering (and has just been closed here, so there is room for
+    /// the new one).
     fn retry(&mut self, id: CallId, io: &mut Io<'_>) {
         let Some(call) = self.calls.get_mut(id.0) else {
             return;
@@ -419,10 +425,20 @@ impl Outbound {
         let Some(call) = self.calls.get(id.0) else {
             return Ok(());
         };
-        let addr = call.addr;
+        let (addr, idempotent) = (call.addr, call.idempotent);
         if !fresh {
-            if let Some(token) = self.idle_list(addr).pop() {
-                return self.send_on(token, id, io);
+            while let Some(token) = self.idle_list(addr).pop() {
+                // A request that must not be sent twice goes out only on a connection that
+                // is still open: it could not be retried if this one had closed meanwhile.
+                let quiet = idempotent
+                    || self
+                        .conns
+                        .get_mut(token)
+                        .is_some_and(|conn| conn.is_quiet());
+                if quiet {
+                    return self.send_on(token, id, io);
+                }
+                self.close(token, io);
             }
         }
         if self.conns.len() >= self.limits.max_connections {
@@ -436,12 +452,7 @@ impl Outbound {
         if self.waiting >= self.limits.max_waiting {
             return Err(CallError::TooManyWaiting);
         }
-        if fresh {
-            // A retried call has waited its turn once already.
-            self.queue.push_front(id);
-        } else {
-            self.queue.push_back(id);
-        }
+        self.queue.push_back(id);
         self.waiting += 1;
         Ok(())
     }
@@ -521,17 +532,14 @@ impl Outbound {
                 continue;
             };
             let room = self.conns.len() < self.limits.max_connections
-                || (!call.retried && self.idle_of(call.addr).is_some())
+                || self.idle_of(call.addr).is_some()
                 || self.any_idle().is_some();
             if !room {
                 return;
             }
-            // A retried call goes on a new connection: the kept-alive ones may be as stale as
-            // the one that failed it.
-            let fresh = call.retried;
             self.queue.pop_front();
             self.waiting -= 1;
-            if let Err(err) = self.assign(id, fresh, io) {
+            if let Err(err) = self.assign(id, false, io) {
                 self.finish(id, Err(err));
             }
         }

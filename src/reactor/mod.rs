@@ -757,7 +757,7 @@ impl Reactor {
             timers: &mut self.timers,
             now: self.now,
         };
-        self.outbound.close_idle(&mut io);
+        self.outbound.begin_drain(&mut io);
         for token in self.connections.tokens() {
             self.drive(token, Connection::begin_drain);
         }
