@@ -624,6 +624,46 @@ impl Client {
         self.read_one(true)
     }
 
+    /// Read exactly one response, waiting up to `within` for it as a whole: for an answer that
+    /// comes only after a long job (longer than [`IO_TIMEOUT`] on a slow or loaded machine).
+    pub fn read_response_within(&mut self, within: Duration) -> Response {
+        self.read_one_within(false, within)
+    }
+
+    /// [`Client::read_head_response`], waiting up to `within` for the head as a whole.
+    pub fn read_head_response_within(&mut self, within: Duration) -> Response {
+        self.read_one_within(true, within)
+    }
+
+    fn read_one_within(&mut self, head_only: bool, within: Duration) -> Response {
+        let deadline = Instant::now() + within;
+        loop {
+            match parse_response(&self.buf, head_only) {
+                Ok(Some((response, used))) => {
+                    self.buf.drain(..used);
+                    return response;
+                }
+                Ok(None) => {}
+                Err(err) => panic!("{err}"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no complete response within {within:?}; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            match self.fill(left) {
+                Ok(0) => panic!(
+                    "connection closed before a complete response; have {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+                Ok(_) => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(err) => panic!("reading a response: {err}"),
+            }
+        }
+    }
+
     fn read_one(&mut self, head_only: bool) -> Response {
         loop {
             match parse_response(&self.buf, head_only) {
