@@ -412,7 +412,6 @@ fn audio_answers_are_not_stored() {
 fn analyze_answers_the_library_json_byte_for_byte() {
     use evloop::audio::{analysis_json, Analyzer, VadParams};
     let server = server();
-    let mut client = Client::connect(server.addr());
     let analyzer = Analyzer::new();
     let never = || false;
     for (name, query, params) in [
@@ -428,7 +427,11 @@ fn analyze_answers_the_library_json_byte_for_byte() {
         ("fmt_44k_stereo.wav", "", VadParams::default()),
     ] {
         let body = wav(name);
-        let response = client.request(post(&format!("/analyze{query}"), &body));
+        // A connection of its own for each request: the library's three runs between two
+        // requests take seconds in a debug build, more than --keep-alive-timeout (5 s) on a
+        // loaded machine, and the server rightly closes a connection idle that long.
+        let response =
+            Client::connect(server.addr()).request(post(&format!("/analyze{query}"), &body));
         assert_eq!(response.status, 200, "{name}");
         let clip = analyzer
             .decode(&body, 600.0, &|| false)

@@ -14,6 +14,12 @@ use serde_json::Value;
 
 use common::{get, leave_and_time_next_job, spawn_binary, Client, Response};
 
+/// How long the decode of a long upload may take before its stream's head: generous, since a
+/// debug build on a loaded two-core machine is many times slower than a release build.
+const DECODE_WITHIN: Duration = Duration::from_secs(120);
+/// How long the analysis of a 60 s clip may take, likewise.
+const ANALYSIS_WITHIN: Duration = Duration::from_secs(120);
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio");
     std::fs::read(path.join(name)).unwrap_or_else(|err| panic!("{name}: {err}"))
@@ -149,13 +155,18 @@ fn a_long_clip_to_a_client_that_stops_reading() {
     let mut reader = Client::connect_with_receive_buffer(server.addr(), 4096);
     let rss_before = server.rss_bytes();
     reader.send(post("/analyze/stream", &body));
-    let head = reader.read_head_response();
+    // The head follows the decode, seconds in a debug build on a loaded machine.
+    let head = reader.read_head_response_within(DECODE_WITHIN);
     assert_eq!(head.status, 200, "{head:?}");
     let paused = Instant::now();
     // Queued behind the stream's job on the only worker: answered once that job is done,
-    // which must not need the reader to read.
+    // which must not need the reader to read. The analysis takes seconds in a debug build, and
+    // many more on a loaded machine, so the answer may take much longer than one read's
+    // timeout; a job that waited for the reader would never end, since the reader waits for
+    // this answer.
     let mut other = Client::connect(server.addr());
-    let answer = other.request(get("/cpu?ms=1"));
+    other.send(get("/cpu?ms=1"));
+    let answer = other.read_response_within(ANALYSIS_WITHIN);
     assert_eq!(answer.status, 200, "{answer:?}");
     let rss_during = server.rss_bytes();
     sleep(Duration::from_secs(3).saturating_sub(paused.elapsed()));
@@ -181,7 +192,9 @@ fn a_client_that_leaves_mid_analysis_frees_the_worker() {
     let body = conversation(300.0);
     let mut streamer = Client::connect(server.addr());
     streamer.send(post("/analyze/stream", &body));
-    let head = streamer.read_head_response();
+    // The head follows the decode of the 300 s clip: many seconds in a debug build on a
+    // loaded machine.
+    let head = streamer.read_head_response_within(DECODE_WITHIN);
     assert_eq!(head.status, 200, "{head:?}");
     let first = streamer
         .next_chunk(Duration::from_secs(30))

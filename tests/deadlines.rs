@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Socket, Type};
 use std::thread;
@@ -16,13 +17,30 @@ use evloop::router::{Reply, Router};
 
 use common::{get, parse_response, spawn_in_process, test_config};
 
-/// A server with a 100 ms job whose response is 16 MiB (more than the socket buffers hold) and a
-/// job that takes 2 s.
+/// Set by `/slow-job` once it runs.
+static SLOW_JOB_STARTED: AtomicBool = AtomicBool::new(false);
+/// Set by `/slow-job` as it returns its (late) answer.
+static SLOW_JOB_ENDED: AtomicBool = AtomicBool::new(false);
+
+/// Wait up to 20 s for `flag`; fail the test if it is not set by then.
+fn wait_for(flag: &AtomicBool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !flag.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 20 s"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A server with a job whose response is 16 MiB (more than the socket buffers hold), answered
+/// once `/slow-job` runs, and `/slow-job`, which takes 3 s.
 fn server(request_timeout: Duration) -> SocketAddr {
     let router = Router::new()
         .route(Method::Get, "/big-job", |_, _| {
             Reply::offload(|_| {
-                thread::sleep(Duration::from_millis(100));
+                wait_for(&SLOW_JOB_STARTED, "the slow job's start");
                 Response {
                     body: Body::Owned(vec![b'x'; 16 << 20]),
                     ..Response::text(200, "")
@@ -31,7 +49,9 @@ fn server(request_timeout: Duration) -> SocketAddr {
         })
         .route(Method::Get, "/slow-job", |_, _| {
             Reply::offload(|_| {
-                thread::sleep(Duration::from_millis(2000));
+                SLOW_JOB_STARTED.store(true, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(3000));
+                SLOW_JOB_ENDED.store(true, Ordering::SeqCst);
                 Response::text(200, "late")
             })
         })
@@ -60,20 +80,22 @@ fn small_window_client(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Two jobs start together; the first soon answers with more than the client takes, so the send
-/// timeout is in force while the second runs past `--request-timeout`. The second's deadline
-/// still fires: the client, reading at last, finds a 504 behind the big response — not the job's
-/// late 200, which came while it was not reading.
+/// Two jobs start together; the first answers as soon as the second runs, with more than the
+/// client takes, so the send timeout is in force while the second runs past
+/// `--request-timeout`. The second's deadline still fires: the client, reading at last, finds a
+/// 504 behind the big response — not the job's late 200, which came while it was not reading.
 #[test]
 fn a_slow_reader_does_not_hide_a_request_timeout() {
-    let addr = server(Duration::from_millis(500));
+    // 1.5 s: time enough for the first job to answer within it on a loaded machine (at 0.5 s
+    // it was itself answered 504 there), and half the second job's run.
+    let addr = server(Duration::from_millis(1500));
     let mut stream = small_window_client(addr);
     stream
         .write_all(format!("{}{}", get("/big-job"), get("/slow-job")).as_bytes())
         .unwrap();
-    // Do not read for 2.5 s: the output stalls, the job's deadline (0.5 s) passes, and then the
-    // job itself ends. Its late result must not replace the 504.
-    thread::sleep(Duration::from_millis(2500));
+    // Do not read until the second job has ended: the output stalls, the job's deadline passes,
+    // and then the job itself ends. Its late result must not replace the 504.
+    wait_for(&SLOW_JOB_ENDED, "the slow job's end");
     let started = Instant::now();
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -95,8 +117,10 @@ fn a_slow_reader_does_not_hide_a_request_timeout() {
         responses[1].status, 504,
         "the job's deadline fired while we were not reading"
     );
+    // The 504 was waiting: reading is not held up by another timer (the send timeout is 60 s).
+    // 16 MiB through a 16 KiB window took up to 1.5 s on a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(5),
         "reading took {:?}",
         started.elapsed()
     );

@@ -6,7 +6,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,12 @@ use common::{get, spawn_in_process, test_config, Client};
 static SIBLING_STARTED: AtomicBool = AtomicBool::new(false);
 /// Set by the long part of `/error-part` when it sees its cancel flag.
 static SIBLING_SAW_CANCEL: AtomicBool = AtomicBool::new(false);
+/// Set by `/hold` once it runs.
+static HOLD_STARTED: AtomicBool = AtomicBool::new(false);
+/// Set by the test to let `/hold` answer.
+static HOLD_RELEASED: AtomicBool = AtomicBool::new(false);
+/// Set by a part of `/refused-pair` if it ever runs (it must not: its gather is refused).
+static REFUSED_PART_RAN: AtomicBool = AtomicBool::new(false);
 
 /// A part: a value, or the response that answers the request instead.
 type Part = Work<Result<String, Response>>;
@@ -33,6 +40,33 @@ fn part(name: &'static str, ms: u64) -> Part {
     })
 }
 
+/// Wait up to 10 s for `flag`; fail (the test, or the job) if it is not set by then.
+fn wait_for(flag: &AtomicBool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flag.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "{what} did not come within 10 s");
+        sleep(Duration::from_millis(1));
+    }
+}
+
+/// A part that waits up to 10 s for every part sharing `arrived` (of `count`) to have started,
+/// and returns its name and worker number, with ` alone` if the others never came.
+fn meeting_part(name: &'static str, arrived: Arc<AtomicUsize>, count: usize) -> Part {
+    Box::new(move |job| {
+        arrived.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while arrived.load(Ordering::SeqCst) < count && Instant::now() < deadline {
+            sleep(Duration::from_millis(1));
+        }
+        let met = arrived.load(Ordering::SeqCst) >= count;
+        Ok(format!(
+            "{name}@{}{}",
+            job.worker,
+            if met { "" } else { " alone" }
+        ))
+    })
+}
+
 /// Join the parts' values with `+`.
 fn join_bodies(parts: Vec<String>) -> Response {
     Response::text_owned(200, parts.join("+"))
@@ -42,6 +76,23 @@ fn server(pool: usize, queue: usize) -> SocketAddr {
     let router = Router::new()
         .route(Method::Get, "/both", |_, _| {
             Reply::gather(vec![part("a", 300), part("b", 300)], join_bodies)
+        })
+        .route(Method::Get, "/meet", |_, _| {
+            let arrived = Arc::new(AtomicUsize::new(0));
+            let parts = vec![
+                meeting_part("a", Arc::clone(&arrived), 2),
+                meeting_part("b", arrived, 2),
+            ];
+            Reply::gather(parts, join_bodies)
+        })
+        .route(Method::Get, "/refused-pair", |_, _| {
+            let runs = || -> Part {
+                Box::new(|_| {
+                    REFUSED_PART_RAN.store(true, Ordering::SeqCst);
+                    Ok("ran".to_string())
+                })
+            };
+            Reply::gather(vec![runs(), runs()], join_bodies)
         })
         .route(Method::Get, "/chain", |_, _| {
             // decode-then-fan-out, as /analyze does: the first job's reply is a gather.
@@ -85,7 +136,8 @@ fn server(pool: usize, queue: usize) -> SocketAddr {
         })
         .route(Method::Get, "/hold", |_, _| {
             Reply::offload(|_| {
-                sleep(Duration::from_millis(500));
+                HOLD_STARTED.store(true, Ordering::SeqCst);
+                wait_for(&HOLD_RELEASED, "the release of /hold");
                 Response::text(200, "held")
             })
         })
@@ -102,23 +154,22 @@ fn server(pool: usize, queue: usize) -> SocketAddr {
     )
 }
 
-/// Two 300 ms parts on a pool of two finish together in about 300 ms, not 600: they ran in
-/// parallel on different workers, and the join sees them in the order given.
+/// The parts of a gather on a pool of two run at once, on different workers, and the join sees
+/// them in the order given: each part waits for the other to start, which it only sees if they
+/// run at the same time (one after the other, the first would wait out its 10 s alone).
 #[test]
 fn parts_run_in_parallel_and_join_in_order() {
     let addr = server(2, 8);
     let mut client = Client::connect(addr);
-    let started = Instant::now();
-    let response = client.request(get("/both"));
-    let took = started.elapsed();
+    let response = client.request(get("/meet"));
     let text = response.text();
     let (a, b) = text.split_once('+').expect("two parts");
     assert!(a.starts_with("a@") && b.starts_with("b@"), "{text}");
-    assert_ne!(a[2..], b[2..], "both parts ran on the same worker: {text}");
     assert!(
-        took >= Duration::from_millis(290) && took < Duration::from_millis(550),
-        "took {took:?}"
+        !text.contains("alone"),
+        "the parts did not run at once: {text}"
     );
+    assert_ne!(a[2..], b[2..], "both parts ran on the same worker: {text}");
 }
 
 /// A job may continue with more work: its reply (a gather) is filed like a handler's, and the
@@ -159,26 +210,38 @@ fn a_panicking_join_is_a_500_not_a_dead_reactor() {
 }
 
 /// When the queue cannot take every part, the request is refused at once with 503 and the
-/// parts that were queued are cancelled (the single worker is not kept busy with them).
+/// parts that were queued are cancelled: the single worker skips them instead of running them
+/// for nobody.
 #[test]
 fn a_gather_that_does_not_fit_the_queue_is_503() {
     let addr = server(1, 1);
     let mut busy = Client::connect(addr);
-    busy.send(get("/hold")); // the only worker is busy for 500 ms; the queue (1) is empty
-    sleep(Duration::from_millis(100));
+    busy.send(get("/hold"));
+    // Once the only worker runs it (until it is released), the queue (1) is empty again.
+    wait_for(&HOLD_STARTED, "the start of /hold");
     let mut client = Client::connect(addr);
-    let response = client.request(get("/both"));
+    let response = client.request(get("/refused-pair"));
     assert_eq!(response.status, 503, "{response:?}");
     assert!(response.header("retry-after").is_some());
+    HOLD_RELEASED.store(true, Ordering::SeqCst);
     assert_eq!(busy.read_response().text(), "held");
-    // The part that was queued was cancelled and skipped: the next 300 ms job starts at once
-    // instead of after a 300 ms part nobody is waiting for. (The pause gives the worker time to
-    // take the cancelled part off the one-job queue, even on a loaded machine.)
-    let started = Instant::now();
-    sleep(Duration::from_millis(50));
-    assert_eq!(client.request(get("/one")).status, 200);
-    let took = started.elapsed();
-    assert!(took < Duration::from_millis(550), "took {took:?}");
+    // The worker takes jobs in order: once a later job has run, it has taken the cancelled part
+    // off the queue, and skipped it. Until then the one-job queue may still hold that part, and
+    // the later job is refused 503 like any job that finds the queue full.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = client.request(get("/one"));
+        if response.status == 200 {
+            break;
+        }
+        assert_eq!(response.status, 503, "{response:?}");
+        assert!(Instant::now() < deadline, "the queue stayed full for 10 s");
+        sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !REFUSED_PART_RAN.load(Ordering::SeqCst),
+        "a part of the refused gather ran"
+    );
 }
 
 /// A part that answers with an error (any 4xx/5xx, not only a panic) is the request's answer at

@@ -5,28 +5,12 @@
 mod common;
 
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{get, spawn_binary, Client, ServerProcess};
+use common::{get, spawn_binary, Client};
 
-/// Wait up to 3 s for the server's log to contain a line with every one of `parts`; return it.
-fn wait_for_log_line(server: &ServerProcess, parts: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let log = server.stderr();
-        if let Some(line) = log
-            .lines()
-            .find(|line| parts.iter().all(|part| line.contains(part)))
-        {
-            return line.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line containing {parts:?} in:\n{log}"
-        );
-        sleep(Duration::from_millis(20));
-    }
-}
+/// How long a log line may take to appear.
+const LOG_WITHIN: Duration = Duration::from_secs(3);
 
 /// `--access-log` writes one line per request on target `evloop::access` with the client
 /// address, method, path, status and byte count.
@@ -38,9 +22,9 @@ fn access_log_records_each_request() {
     assert_eq!(client.request(get("/plaintext")).status, 200);
     assert_eq!(client.request(get("/missing")).status, 404);
 
-    let line = wait_for_log_line(&server, &["evloop::access", "GET /plaintext 200"]);
+    let line = server.wait_for_log_line(&["evloop::access", "GET /plaintext 200"], LOG_WITHIN);
     assert!(line.contains(&local), "no client address in {line:?}");
-    wait_for_log_line(&server, &["evloop::access", "GET /missing 404"]);
+    server.wait_for_log_line(&["evloop::access", "GET /missing 404"], LOG_WITHIN);
 }
 
 /// Without `--access-log` no access line is written.
@@ -65,7 +49,7 @@ fn slow_turn_is_logged_with_its_handler() {
     let server = spawn_binary(&["--pool", "1"]);
     let mut client = Client::connect(server.addr());
     assert_eq!(client.request(get("/cpu?ms=200&mode=inline")).status, 200);
-    let line = wait_for_log_line(&server, &["slow reactor turn", "/cpu"]);
+    let line = server.wait_for_log_line(&["slow reactor turn", "/cpu"], LOG_WITHIN);
     assert!(line.contains("WARN"), "{line:?}");
 }
 
@@ -93,5 +77,5 @@ fn access_log_records_refused_requests() {
     client.send("POST /plaintext HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n");
     let responses = client.responses_until_close(Duration::from_secs(3));
     assert_eq!(responses[0].status, 413);
-    wait_for_log_line(&server, &["evloop::access", " 413 "]);
+    server.wait_for_log_line(&["evloop::access", " 413 "], LOG_WITHIN);
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -20,6 +21,18 @@ use common::{
     assert_between, connection_refused, get, spawn_binary, test_config, wait_until_refused, Client,
 };
 
+/// A connection with `request` in flight: it is sent behind a `/plaintext` in the same write,
+/// and the server reads and dispatches both at once, so once the plaintext is answered the
+/// request has been dispatched — however slow the machine — and a signal sent now finds it in
+/// flight (a connection only connected might still wait in the backlog, and be reset when the
+/// listener closes).
+fn in_flight(addr: std::net::SocketAddr, request: &str) -> Client {
+    let mut client = Client::connect(addr);
+    client.send(format!("{}{request}", get("/plaintext")));
+    assert_eq!(client.read_response().text(), "Hello, World!");
+    client
+}
+
 /// SIGTERM with requests in flight: each finishes with 200 and `Connection: close`, a request
 /// arriving on an idle connection during the drain is answered (readiness 503) rather than reset,
 /// new connections are refused, and the process exits 0.
@@ -30,12 +43,8 @@ fn sigterm_drains_in_flight_requests_and_exits_0() {
 
     let mut idle = Client::connect(addr);
     assert_eq!(idle.request(get("/readyz")).text(), r#"{"status":"ready"}"#);
-    let mut sleeping = Client::connect(addr);
-    assert_eq!(sleeping.request(get("/plaintext")).status, 200);
-    sleeping.send(get("/sleep?ms=700"));
-    let mut burning = Client::connect(addr);
-    burning.send(get("/cpu?ms=500"));
-    sleep(Duration::from_millis(100)); // both are dispatched
+    let mut sleeping = in_flight(addr, &get("/sleep?ms=700"));
+    let mut burning = in_flight(addr, &get("/cpu?ms=500"));
 
     let signalled = Instant::now();
     server.signal(libc::SIGTERM);
@@ -109,14 +118,15 @@ fn a_batch_arriving_during_the_drain_is_answered_in_full() {
 #[test]
 fn pipelined_requests_are_answered_during_the_drain() {
     let mut server = spawn_binary(&["--pool", "1"]);
-    let mut client = Client::connect(server.addr());
-    client.send(format!(
-        "{}{}{}",
-        get("/sleep?ms=400"),
-        get("/plaintext"),
-        get("/json")
-    ));
-    sleep(Duration::from_millis(100));
+    let mut client = in_flight(
+        server.addr(),
+        &format!(
+            "{}{}{}",
+            get("/sleep?ms=400"),
+            get("/plaintext"),
+            get("/json")
+        ),
+    );
     server.signal(libc::SIGTERM);
     let responses = client.responses_until_close(Duration::from_secs(3));
     assert_eq!(responses.len(), 3, "{responses:?}");
@@ -146,9 +156,7 @@ fn sigint_on_an_idle_server_exits_0() {
 #[test]
 fn second_sigint_exits_at_once_with_130() {
     let mut server = spawn_binary(&["--pool", "1"]);
-    let mut client = Client::connect(server.addr());
-    client.send(get("/sleep?ms=10000"));
-    sleep(Duration::from_millis(100));
+    let _client = in_flight(server.addr(), &get("/sleep?ms=10000"));
     server.signal(libc::SIGINT);
     assert!(wait_until_refused(server.addr(), Duration::from_secs(2)));
     let second = Instant::now();
@@ -161,9 +169,7 @@ fn second_sigint_exits_at_once_with_130() {
 #[test]
 fn second_sigterm_exits_at_once_with_130() {
     let mut server = spawn_binary(&["--pool", "1"]);
-    let mut client = Client::connect(server.addr());
-    client.send(get("/sleep?ms=10000"));
-    sleep(Duration::from_millis(100));
+    let _client = in_flight(server.addr(), &get("/sleep?ms=10000"));
     server.signal(libc::SIGTERM);
     assert!(wait_until_refused(server.addr(), Duration::from_secs(2)));
     let second = Instant::now();
@@ -195,12 +201,9 @@ fn other_signals_are_logged_and_ignored() {
         assert_eq!(kept.request(get("/plaintext")).status, 200, "after {name}");
         let mut fresh = Client::connect(server.addr());
         assert_eq!(fresh.request(get("/readyz")).status, 200, "after {name}");
-        assert!(
-            server
-                .stderr()
-                .contains(&format!("received {name}: ignored")),
-            "{name} was not logged:\n{}",
-            server.stderr()
+        server.wait_for_log_line(
+            &[&format!("received {name}: ignored")],
+            Duration::from_secs(5),
         );
     }
     drop(kept);
@@ -213,9 +216,7 @@ fn other_signals_are_logged_and_ignored() {
 #[test]
 fn shutdown_timeout_aborts_with_exit_1() {
     let mut server = spawn_binary(&["--pool", "1", "--shutdown-timeout", "0.5"]);
-    let mut client = Client::connect(server.addr());
-    client.send(get("/sleep?ms=5000"));
-    sleep(Duration::from_millis(100));
+    let _client = in_flight(server.addr(), &get("/sleep?ms=5000"));
     let signalled = Instant::now();
     server.signal(libc::SIGTERM);
     assert_eq!(server.exit_code_within(Duration::from_secs(4)), 1);
@@ -232,9 +233,7 @@ fn shutdown_timeout_aborts_with_exit_1() {
 #[test]
 fn shutdown_timeout_aborts_a_running_job() {
     let mut server = spawn_binary(&["--pool", "1", "--shutdown-timeout", "0.5"]);
-    let mut client = Client::connect(server.addr());
-    client.send(get("/cpu?ms=8000"));
-    sleep(Duration::from_millis(150));
+    let _client = in_flight(server.addr(), &get("/cpu?ms=8000"));
     let signalled = Instant::now();
     server.signal(libc::SIGTERM);
     let status = server.wait_timeout(Duration::from_secs(10));
@@ -259,9 +258,7 @@ fn shutdown_handle_drains_an_in_process_server() {
     let handle = server.shutdown_handle();
     let reactor = std::thread::spawn(move || server.run(endpoints::router()));
 
-    let mut client = Client::connect(addr);
-    client.send(get("/sleep?ms=300"));
-    sleep(Duration::from_millis(100));
+    let mut client = in_flight(addr, &get("/sleep?ms=300"));
     handle.shutdown();
     let responses = client.responses_until_close(Duration::from_secs(3));
     assert_eq!(responses.len(), 1, "{responses:?}");
@@ -283,8 +280,10 @@ fn shutdown_handle_drains_an_in_process_server() {
 fn a_job_that_ignores_cancellation_cannot_hold_the_exit() {
     // Sleeps rather than spins: it ignores cancellation just the same, without taking a CPU
     // from the tests running beside it.
+    static STARTED: AtomicBool = AtomicBool::new(false);
     let router = endpoints::router().route(Method::Get, "/stubborn", |_, _| {
         Reply::offload(|_| {
+            STARTED.store(true, Ordering::SeqCst);
             sleep(Duration::from_secs(30));
             Response::text(200, "too late")
         })
@@ -304,7 +303,15 @@ fn a_job_that_ignores_cancellation_cannot_hold_the_exit() {
 
     let mut client = Client::connect(addr);
     client.send(get("/stubborn"));
-    sleep(Duration::from_millis(200)); // the only worker is now inside the job
+    // Once the only worker is inside the job (a job still queued would simply be skipped):
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !STARTED.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the job did not start within 10 s"
+        );
+        sleep(Duration::from_millis(1));
+    }
     drop(client); // the job is cancelled, and ignores it
     sleep(Duration::from_millis(100));
 

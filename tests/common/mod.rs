@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,9 @@ pub struct ServerProcess {
     pub port: u16,
     /// The start-up line, e.g. `evloop 0.1.0 listening on http://127.0.0.1:4321 (pool 2, …)`.
     pub start_line: String,
-    /// Everything the process wrote to stderr so far (its log).
-    stderr: Arc<Mutex<String>>,
+    /// Everything the process wrote to stderr so far (its log), as a thread reads it off the
+    /// pipe: a line the process has written may reach it only a moment later.
+    stderr: Arc<Log>,
     /// Set once the test has reaped the process.
     exited: Option<ExitStatus>,
 }
@@ -97,7 +98,7 @@ pub fn spawn_binary_with(args: &[&str], spawn: Spawn<'_>) -> ServerProcess {
     let mut child = command.spawn().expect("spawn the evloop binary");
 
     // Drain stderr for the whole life of the process: a full pipe would block its logger.
-    let stderr = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Log::default());
     let sink = Arc::clone(&stderr);
     let mut err_pipe = child.stderr.take().expect("stderr is piped");
     thread::spawn(move || {
@@ -106,10 +107,9 @@ pub fn spawn_binary_with(args: &[&str], spawn: Spawn<'_>) -> ServerProcess {
             if n == 0 {
                 break;
             }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            sink.append(&buf[..n]);
         }
+        sink.close();
     });
 
     // Read stdout on a thread too, so waiting for the start-up line can time out.
@@ -131,7 +131,7 @@ pub fn spawn_binary_with(args: &[&str], spawn: Spawn<'_>) -> ServerProcess {
             let status = child.wait();
             panic!(
                 "evloop printed no start-up line (status {status:?}); stderr:\n{}",
-                stderr.lock().unwrap()
+                stderr.text()
             );
         }
     };
@@ -218,7 +218,34 @@ impl ServerProcess {
 
     /// The process's log so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
+    }
+
+    /// Wait up to `within` for a line of the log containing every one of `parts`, and return
+    /// it; fail the test if none comes. The line may be read off the pipe a little after the
+    /// process wrote it (after it sent a response, say), so a log line is waited for, not
+    /// looked up once.
+    pub fn wait_for_log_line(&self, parts: &[&str], within: Duration) -> String {
+        let find = |log: &LogState| {
+            log.text
+                .lines()
+                .find(|line| parts.iter().all(|part| line.contains(part)))
+                .map(str::to_string)
+        };
+        let (state, _) = self
+            .stderr
+            .wait_until(within, |log| log.closed || find(log).is_some());
+        find(&state)
+            .unwrap_or_else(|| panic!("no log line containing {parts:?} in:\n{}", state.text))
+    }
+
+    /// The whole log of a process that has exited: waits up to `within` for the last of it to
+    /// be read off the pipe.
+    pub fn final_stderr(&self, within: Duration) -> String {
+        assert!(self.exited.is_some(), "the process is still running");
+        let (state, closed) = self.stderr.wait_until(within, |log| log.closed);
+        assert!(closed, "stderr still open {within:?} after the exit");
+        state.text.clone()
     }
 
     /// The process's resident memory now.
@@ -240,11 +267,8 @@ impl ServerProcess {
         self.signal(libc::SIGTERM);
         assert_eq!(self.exit_code_within(Duration::from_secs(10)), 0);
         let line = format!("({jobs} jobs ended cancelled since start");
-        assert!(
-            self.stderr().contains(&line),
-            "no {line:?} in {}",
-            self.stderr()
-        );
+        let log = self.final_stderr(Duration::from_secs(10));
+        assert!(log.contains(&line), "no {line:?} in {log}");
     }
 
     /// CPU time (user + system) the process has used so far.
@@ -268,6 +292,53 @@ impl Drop for ServerProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A child's log as a thread reads it off its stderr pipe; waiters are woken at each read.
+#[derive(Default)]
+struct Log {
+    state: Mutex<LogState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct LogState {
+    text: String,
+    /// The pipe reached EOF: the process and everything it started have exited.
+    closed: bool,
+}
+
+impl Log {
+    fn append(&self, bytes: &[u8]) {
+        self.state
+            .lock()
+            .unwrap()
+            .text
+            .push_str(&String::from_utf8_lossy(bytes));
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap().closed = true;
+        self.changed.notify_all();
+    }
+
+    fn text(&self) -> String {
+        self.state.lock().unwrap().text.clone()
+    }
+
+    /// Wait up to `within` for `done` to hold; the state then, and whether `done` held.
+    fn wait_until(
+        &self,
+        within: Duration,
+        done: impl Fn(&LogState) -> bool,
+    ) -> (std::sync::MutexGuard<'_, LogState>, bool) {
+        let (state, timeout) = self
+            .changed
+            .wait_timeout_while(self.state.lock().unwrap(), within, |state| !done(state))
+            .unwrap();
+        (state, !timeout.timed_out())
     }
 }
 
@@ -627,6 +698,46 @@ impl Client {
     /// Read exactly one response to a `HEAD` request: headers only, whatever they announce.
     pub fn read_head_response(&mut self) -> Response {
         self.read_one(true)
+    }
+
+    /// Read exactly one response, waiting up to `within` for it as a whole: for an answer that
+    /// comes only after a long job (longer than [`IO_TIMEOUT`] on a slow or loaded machine).
+    pub fn read_response_within(&mut self, within: Duration) -> Response {
+        self.read_one_within(false, within)
+    }
+
+    /// [`Client::read_head_response`], waiting up to `within` for the head as a whole.
+    pub fn read_head_response_within(&mut self, within: Duration) -> Response {
+        self.read_one_within(true, within)
+    }
+
+    fn read_one_within(&mut self, head_only: bool, within: Duration) -> Response {
+        let deadline = Instant::now() + within;
+        loop {
+            match parse_response(&self.buf, head_only) {
+                Ok(Some((response, used))) => {
+                    self.buf.drain(..used);
+                    return response;
+                }
+                Ok(None) => {}
+                Err(err) => panic!("{err}"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no complete response within {within:?}; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            match self.fill(left) {
+                Ok(0) => panic!(
+                    "connection closed before a complete response; have {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+                Ok(_) => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(err) => panic!("reading a response: {err}"),
+            }
+        }
     }
 
     fn read_one(&mut self, head_only: bool) -> Response {
