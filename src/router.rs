@@ -138,6 +138,27 @@ impl Gather {
         (self.parts, self.join)
     }
 
+    /// The same gather, with `failed` applied to the response a part answers the request with
+    /// instead of a value.
+    pub fn map_failures<F>(self, failed: F) -> Gather
+    where
+        F: Fn(Response) -> Response + Send + Sync + 'static,
+    {
+        let failed = std::sync::Arc::new(failed);
+        let parts = self
+            .parts
+            .into_iter()
+            .map(|part| -> Work<PartResult> {
+                let failed = std::sync::Arc::clone(&failed);
+                Box::new(move |job| part(job).map_err(|response| failed(response)))
+            })
+            .collect();
+        Gather {
+            parts,
+            join: self.join,
+        }
+    }
+
     /// The same gather, with `then` applied to whatever its join returns.
     pub fn then<F>(self, then: F) -> Gather
     where

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{no_store, with_no_store};
+use super::no_store;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{Method, Request, Response};
@@ -216,10 +216,9 @@ fn fanout(
     }
 }
 
-/// The response a failed part answers the whole request with. `no_store` marks only what a
-/// gather's join returns, so a part's own answer is marked here.
+/// The response a failed part answers the whole request with (`no_store` marks it).
 fn part_failed(err: Error) -> Response {
-    with_no_store(err.into_response())
+    err.into_response()
 }
 
 /// Read `n`, `ms` and `mode`, each optional.

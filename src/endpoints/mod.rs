@@ -102,8 +102,9 @@ where
 }
 
 /// Put `Cache-Control: no-store` on the response `reply` ends in. A job's reply is only known
-/// once it has run, so the job is wrapped to mark its reply in turn; a gather's parts are
-/// intermediate and only what its join returns is marked. A stream's head keeps its own
+/// once it has run, so the job is wrapped to mark its reply in turn; a gather's parts' values
+/// are intermediate, so what is marked is what its join returns, and the error a failed part
+/// answers with. A call's continuation is wrapped like a job. A stream's head keeps its own
 /// `Cache-Control`; the response its job ends with is marked, for when it fails before the
 /// head is sent and is answered as an ordinary response.
 fn mark_no_store(reply: Reply) -> Reply {
@@ -111,7 +112,9 @@ fn mark_no_store(reply: Reply) -> Reply {
         Reply::Now(response) => Reply::Now(with_no_store(response)),
         Reply::After(delay, response) => Reply::After(delay, with_no_store(response)),
         Reply::Offload(work) => Reply::Offload(Box::new(move |job| mark_no_store(work(job)))),
-        Reply::Gather(gather) => Reply::Gather(gather.then(mark_no_store)),
+        Reply::Gather(gather) => {
+            Reply::Gather(gather.map_failures(with_no_store).then(mark_no_store))
+        }
         Reply::Stream(mut stream) => {
             let work = stream.work;
             stream.work = Box::new(move |job| with_no_store(work(job)));
