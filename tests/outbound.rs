@@ -239,23 +239,37 @@ fn a_stale_kept_alive_connection_is_retried_once() {
     assert_eq!(upstream.accepted(), 2, "one retry, on a new connection");
 }
 
+/// A server with two routes: `GET /stall` blocks the reactor for 400 ms (on purpose: the
+/// upstream's response or close arrives meanwhile), and `GET /post?ms=N` makes one `POST` to
+/// `upstream`'s `/sleep?ms=N` (a request never sent twice) and answers `upstream <status>`, or
+/// the call's error.
+fn stall_and_post_server(upstream: &TestUpstream) -> SocketAddr {
+    let target = upstream.upstream();
+    let router = Router::new()
+        .route(Method::Get, "/stall", |_, _| {
+            sleep(Duration::from_millis(400));
+            Response::text(200, "stalled").into()
+        })
+        .route(Method::Get, "/post", move |req, _| {
+            let ms = req.query_param("ms").unwrap_or("0");
+            let mut request = CallRequest::get(&target, format!("/sleep?ms={ms}"));
+            request.method = Method::Post;
+            request.body = Some(b"once".to_vec());
+            Reply::call(request, |result| match result {
+                Ok(response) => Response::text_owned(200, format!("upstream {}", response.status)),
+                Err(err) => evloop::error::Error::from(err).into_response(),
+            })
+        });
+    spawn_in_process(test_config(), router)
+}
+
 /// A request that is not idempotent is never sent twice: the same stale connection is a 502.
 #[test]
 fn a_post_is_not_retried() {
     let upstream = TestUpstream::start(Behaviour::CloseAfterEach {
         after: Duration::from_millis(300),
     });
-    let target = upstream.upstream();
-    let router = Router::new().route(Method::Get, "/post", move |_, _| {
-        let mut request = CallRequest::get(&target, "/sleep?ms=0");
-        request.method = Method::Post;
-        request.body = Some(b"once".to_vec());
-        Reply::call(request, |result| match result {
-            Ok(response) => Response::text_owned(200, format!("upstream {}", response.status)),
-            Err(err) => evloop::error::Error::from(err).into_response(),
-        })
-    });
-    let addr = spawn_in_process(test_config(), router);
+    let addr = stall_and_post_server(&upstream);
     let mut client = Client::connect(addr);
     assert_eq!(client.request(get("/post")).status, 200);
     let response = client.request(get("/post"));
@@ -339,26 +353,7 @@ fn a_close_that_comes_with_the_response_is_noticed() {
         let upstream = TestUpstream::start(Behaviour::CloseAfterEach {
             after: Duration::ZERO,
         });
-        let target = upstream.upstream();
-        let router = Router::new()
-            .route(Method::Get, "/stall", |_, _| {
-                // On the reactor, on purpose: the upstream's response and close arrive meanwhile.
-                sleep(Duration::from_millis(400));
-                Response::text(200, "stalled").into()
-            })
-            .route(Method::Get, "/post", move |req, _| {
-                let ms = req.query_param("ms").unwrap_or("0");
-                let mut request = CallRequest::get(&target, format!("/sleep?ms={ms}"));
-                request.method = Method::Post;
-                request.body = Some(b"once".to_vec());
-                Reply::call(request, |result| match result {
-                    Ok(response) => {
-                        Response::text_owned(200, format!("upstream {}", response.status))
-                    }
-                    Err(err) => evloop::error::Error::from(err).into_response(),
-                })
-            });
-        let addr = spawn_in_process(test_config(), router);
+        let addr = stall_and_post_server(&upstream);
         let mut client = Client::connect(addr);
         client.send(get("/post?ms=150"));
         sleep(Duration::from_millis(50));
@@ -382,25 +377,7 @@ fn a_post_never_goes_out_on_a_connection_closed_meanwhile() {
         let upstream = TestUpstream::start(Behaviour::CloseAfterEach {
             after: Duration::from_millis(100),
         });
-        let target = upstream.upstream();
-        let router = Router::new()
-            .route(Method::Get, "/stall", |_, _| {
-                // On the reactor, on purpose: the upstream closes the idle connection meanwhile.
-                sleep(Duration::from_millis(400));
-                Response::text(200, "stalled").into()
-            })
-            .route(Method::Get, "/post", move |_, _| {
-                let mut request = CallRequest::get(&target, "/sleep?ms=0");
-                request.method = Method::Post;
-                request.body = Some(b"once".to_vec());
-                Reply::call(request, |result| match result {
-                    Ok(response) => {
-                        Response::text_owned(200, format!("upstream {}", response.status))
-                    }
-                    Err(err) => evloop::error::Error::from(err).into_response(),
-                })
-            });
-        let addr = spawn_in_process(test_config(), router);
+        let addr = stall_and_post_server(&upstream);
         let mut client = Client::connect(addr);
         assert_eq!(client.request(get("/post")).status, 200);
         // Both in one write: the POST is dispatched right after the stall, in the same turn.
