@@ -388,3 +388,79 @@ fn a_post_never_goes_out_on_a_connection_closed_meanwhile() {
         assert_eq!(upstream.accepted(), 2);
     }
 }
+
+/// A call may cap the body it accepts: an upstream answering more is a 502 naming the limit,
+/// and the same body under a larger cap is taken whole.
+#[test]
+fn a_call_refuses_a_body_over_its_cap() {
+    let big = Router::new().route(Method::Get, "/big", |_, _| {
+        Response::text_owned(200, "x".repeat(100_000)).into()
+    });
+    let upstream_addr = spawn_in_process(test_config(), big);
+    let target = Arc::new(Upstream::parse(&format!("http://{upstream_addr}")).unwrap());
+    let router = Router::new().route(Method::Get, "/call", move |req, _| {
+        let cap: usize = req.query_param("cap").unwrap_or("0").parse().unwrap_or(0);
+        let request = CallRequest {
+            max_body: Some(cap),
+            ..CallRequest::get(&target, "/big")
+        };
+        Reply::call(request, |result| match result {
+            Ok(response) => Response::text_owned(200, format!("{} bytes", response.body.len())),
+            Err(err) => evloop::error::Error::from(err).into_response(),
+        })
+    });
+    let addr = spawn_in_process(test_config(), router);
+    assert_eq!(
+        fetch(addr, "/call?cap=65536").assert_json_error(502),
+        "upstream body over 65536 bytes"
+    );
+    assert_eq!(fetch(addr, "/call?cap=200000").text(), "100000 bytes");
+}
+
+/// A graceful drain closes the kept-alive upstream connections at once, while a client request
+/// still keeps the process running, rather than when the process exits.
+#[test]
+fn a_drain_closes_idle_upstream_connections() {
+    let upstream = TestUpstream::start(Behaviour::Sleep);
+    let server = common::spawn_binary(&["--pool", "1", "--upstream", &upstream.url()]);
+    assert_eq!(fetch(server.addr(), "/fanout?n=2&ms=0").status, 200);
+    assert_eq!(upstream.peer_closed(), 0, "kept alive");
+    // A slow request keeps the drain (and the process) going for 1.5 s.
+    let mut slow = Client::connect(server.addr());
+    slow.send(get("/sleep?ms=1500"));
+    sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let closed = upstream
+        .wait_peer_closed(2, Duration::from_secs(5))
+        .expect("the upstream saw both connections closed");
+    let took = closed.saturating_duration_since(signalled);
+    assert!(
+        took < Duration::from_millis(700),
+        "closed {took:?} after SIGTERM"
+    );
+    assert_eq!(slow.read_response().status, 200);
+}
+
+/// A library user's `Duration::MAX` timeouts mean "never", not a panic on the reactor.
+#[test]
+fn timeouts_of_any_length_are_accepted() {
+    let upstream = TestUpstream::start(Behaviour::Sleep);
+    let config = Config {
+        upstream: Some(upstream.upstream()),
+        request_timeout: Duration::MAX,
+        calls: CallLimits {
+            connect_timeout: Duration::MAX,
+            response_timeout: Duration::MAX,
+            idle_timeout: Duration::MAX,
+            ..CallLimits::default()
+        },
+        ..test_config()
+    };
+    let addr = spawn_in_process(config.clone(), endpoints::router_for(&config));
+    let mut client = Client::connect(addr);
+    for mode in ["await", "pool", "inline"] {
+        let response = client.request(get(&format!("/fanout?n=2&ms=10&mode={mode}")));
+        assert_eq!(response.status, 200, "{mode}: {response:?}");
+    }
+}
