@@ -50,6 +50,7 @@
 //! - [`outbound`]: the reactor's calls to other HTTP services — their connections (tagged
 //!   tokens, idle lists, the bound and its queue, deadlines, cancellation, one retry), the types
 //!   a handler sees, and the blocking client kept to show the anti-patterns;
+//! - [`metrics`]: Prometheus counters, gauges, histograms and their text encoder (not wired yet);
 //! - [`pool`]: the worker threads, the bounded job queue, completions and cancellation;
 //! - [`timer`]: one heap of deadlines;
 //! - [`slab`]: connection slots and generation-checked tokens, tagged by slab;
@@ -90,6 +91,7 @@ pub mod connection;
 pub mod endpoints;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod outbound;
 pub mod pool;
 pub mod reactor;

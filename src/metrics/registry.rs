@@ -1,0 +1,540 @@
+//! evloop's own metric families: what the reactor and the workers will count, and the one
+//! function that renders them all.
+//!
+//! The reactor and the pool say *what happened* (`turn_done`, `request_done`, `job_ended`);
+//! this file knows which family and which series that is counted in, so neither of them
+//! handles label ids. Nothing calls these yet: wiring them into the reactor, the pool and a
+//! `/metrics` route is the next step (see the module documentation).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::encode::{Encoder, Kind, Number};
+use super::family::{Family, Label, LabelValue};
+use super::histogram::{Histogram, LocalHistogram, Unit, LATENCY_BOUNDS, TURN_BOUNDS};
+use super::local::{nanos, LocalCounter, LocalGauge, LocalMax};
+use super::{Counter, Gauge};
+
+/// Declares an enum of label values: its variants, the label's name, and each value's text.
+macro_rules! label_values {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $label:literal {
+            $( $(#[$vdoc:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $( $(#[$vdoc])* $variant, )+
+        }
+
+        impl LabelValue for $name {
+            const NAME: &'static str = $label;
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+
+            fn id(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+label_values! {
+    /// The first digit of a status code, the `status` label of `evloop_requests_total`.
+    StatusClass, "status" {
+        /// 1xx.
+        Informational = "1xx",
+        /// 2xx.
+        Success = "2xx",
+        /// 3xx.
+        Redirection = "3xx",
+        /// 4xx: the client's mistake (or its request refused).
+        ClientError = "4xx",
+        /// 5xx: the server's failure, or overload (503).
+        ServerError = "5xx",
+    }
+}
+
+impl StatusClass {
+    /// The class of `status`; anything outside 100..=599 counts as a server error, since the
+    /// server sent it.
+    pub fn of(status: u16) -> StatusClass {
+        match status {
+            100..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
+        }
+    }
+}
+
+label_values! {
+    /// Where a client connection is in its life: the `state` label of `evloop_connections`.
+    ConnectionState, "state" {
+        /// Waiting for (the rest of) a request head. Many here, for long: slowloris.
+        ReadingHead = "reading_head",
+        /// Reading a request body.
+        ReadingBody = "reading_body",
+        /// A request is with a handler: queued or running on the pool, on a timer, or calling
+        /// upstream.
+        Waiting = "waiting",
+        /// Writing a response the client is slow to take.
+        Writing = "writing",
+        /// Kept alive between requests.
+        Idle = "idle",
+        /// Closing: draining what the client still sends before the socket closes.
+        Lingering = "lingering",
+    }
+}
+
+label_values! {
+    /// Why a client connection closed: the `reason` label of `evloop_connections_closed_total`.
+    CloseReason, "reason" {
+        /// The client closed it (or asked to, with `Connection: close`).
+        Client = "client",
+        /// Idle past the keep-alive timeout.
+        KeepAliveTimeout = "keepalive_timeout",
+        /// The request head did not arrive in time.
+        HeaderTimeout = "header_timeout",
+        /// The request body did not arrive in time.
+        BodyTimeout = "body_timeout",
+        /// Idle, and closed to make room for a new connection at the connection cap.
+        Evicted = "evicted",
+        /// Closed by the graceful drain.
+        Shutdown = "shutdown",
+        /// A protocol or socket error.
+        Error = "error",
+    }
+}
+
+label_values! {
+    /// Why the reactor stopped accepting: the `reason` label of
+    /// `evloop_connections_refused_total`, counted once per pause.
+    Refusal, "reason" {
+        /// At `--max-connections` with no idle connection to evict.
+        MaxConnections = "max_connections",
+        /// `accept` failed with `EMFILE`/`ENFILE`: out of file descriptors.
+        FileLimit = "file_limit",
+    }
+}
+
+label_values! {
+    /// Why a request was answered with an error before (or instead of) its handler: the
+    /// `reason` label of `evloop_requests_rejected_total`.
+    Rejection, "reason" {
+        /// The pool's queue was full: 503 with `Retry-After`.
+        QueueFull = "queue_full",
+        /// 413.
+        BodyTooLarge = "body_too_large",
+        /// 431.
+        HeaderTooLarge = "header_too_large",
+        /// 414.
+        UriTooLong = "uri_too_long",
+        /// 400.
+        BadRequest = "bad_request",
+        /// 408: the request did not arrive in time.
+        Timeout = "timeout",
+        /// 504: the answer did not come in time.
+        Deadline = "deadline",
+    }
+}
+
+label_values! {
+    /// How a pool job ended: the `outcome` label of `evloop_pool_jobs_total`.
+    JobEnd, "outcome" {
+        /// Ran and returned.
+        Done = "done",
+        /// Panicked (the worker survived; the request got a 500).
+        Panicked = "panicked",
+        /// Its client left first: skipped in the queue, or stopped or finished in vain.
+        Cancelled = "cancelled",
+    }
+}
+
+label_values! {
+    /// How a call upstream ended: the `outcome` label of `evloop_outbound_calls_total`.
+    CallOutcome, "outcome" {
+        /// A response came (whatever its status).
+        Response = "response",
+        /// The connection could not be made.
+        ConnectFailed = "connect_failed",
+        /// No response within the call's deadline.
+        Timeout = "timeout",
+        /// The connection broke or the response was malformed.
+        Failed = "failed",
+        /// Nobody wanted the answer any more.
+        Cancelled = "cancelled",
+    }
+}
+
+label_values! {
+    /// The `state` label of `evloop_outbound_connections`.
+    UpstreamState, "state" {
+        /// Carrying a call.
+        Active = "active",
+        /// Kept alive for the next call.
+        Idle = "idle",
+    }
+}
+
+/// The value of the `route` label for requests no route matched (404, 405): their raw paths
+/// would make the series count unbounded.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// What the reactor thread counts: owned by it, updated through `&mut self`, no atomics.
+#[derive(Debug)]
+pub struct ReactorMetrics {
+    turns: LocalHistogram,
+    longest_turn: LocalMax,
+    wakeups: LocalCounter,
+    connections: Family<LocalGauge, 1>,
+    accepted: LocalCounter,
+    refused: Family<LocalCounter, 1>,
+    closed: Family<LocalCounter, 1>,
+    /// route × status class.
+    requests: Family<LocalCounter, 2>,
+    /// By route, first byte of the request to the last of the response.
+    request_duration: Family<LocalHistogram, 1>,
+    rejected: Family<LocalCounter, 1>,
+    received_bytes: LocalCounter,
+    sent_bytes: LocalCounter,
+    calls: Family<LocalCounter, 1>,
+    upstream_connections: Family<LocalGauge, 1>,
+    /// Index of [`UNMATCHED_ROUTE`] in the `route` label: after the router's routes.
+    unmatched: usize,
+}
+
+impl ReactorMetrics {
+    /// Metrics for a server whose router has these routes (paths, each once), in the order
+    /// the router will name them by index. Allocates every table here.
+    pub fn new<I, S>(routes: I) -> ReactorMetrics
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut routes: Vec<String> = routes.into_iter().map(Into::into).collect();
+        let unmatched = routes.len();
+        routes.push(UNMATCHED_ROUTE.to_owned());
+        let route = Label::new("route", routes);
+        ReactorMetrics {
+            turns: LocalHistogram::new(TURN_BOUNDS, Unit::Seconds),
+            longest_turn: LocalMax::new(),
+            wakeups: LocalCounter::new(),
+            connections: Family::new([Label::of::<ConnectionState>()], LocalGauge::new),
+            accepted: LocalCounter::new(),
+            refused: Family::new([Label::of::<Refusal>()], LocalCounter::new),
+            closed: Family::new([Label::of::<CloseReason>()], LocalCounter::new),
+            requests: Family::new(
+                [route.clone(), Label::of::<StatusClass>()],
+                LocalCounter::new,
+            ),
+            request_duration: Family::new([route], || {
+                LocalHistogram::new(LATENCY_BOUNDS, Unit::Seconds)
+            }),
+            rejected: Family::new([Label::of::<Rejection>()], LocalCounter::new),
+            received_bytes: LocalCounter::new(),
+            sent_bytes: LocalCounter::new(),
+            calls: Family::new([Label::of::<CallOutcome>()], LocalCounter::new),
+            upstream_connections: Family::new([Label::of::<UpstreamState>()], LocalGauge::new),
+            unmatched,
+        }
+    }
+
+    /// A turn of the reactor took `elapsed` (from `poll` returning to the end of housekeeping).
+    pub fn turn_done(&mut self, elapsed: Duration) {
+        self.turns.observe(elapsed);
+        self.longest_turn.observe(elapsed);
+    }
+
+    /// The pool's waker woke the reactor.
+    pub fn woken(&mut self) {
+        self.wakeups.inc();
+    }
+
+    /// A connection was accepted; it starts in `ReadingHead`.
+    pub fn accepted(&mut self) {
+        self.accepted.inc();
+        self.connections
+            .get_mut([ConnectionState::ReadingHead.id()])
+            .inc();
+    }
+
+    /// A connection moved from one state to another.
+    pub fn connection_moved(&mut self, from: ConnectionState, to: ConnectionState) {
+        self.connections.get_mut([from.id()]).dec();
+        self.connections.get_mut([to.id()]).inc();
+    }
+
+    /// A connection in state `from` closed, for `reason`.
+    pub fn closed(&mut self, from: ConnectionState, reason: CloseReason) {
+        self.connections.get_mut([from.id()]).dec();
+        self.closed.get_mut([reason.id()]).inc();
+    }
+
+    /// Accepting paused, for `reason`.
+    pub fn refused(&mut self, reason: Refusal) {
+        self.refused.get_mut([reason.id()]).inc();
+    }
+
+    /// A request was answered with an error for `reason` (also counted by `request_done`).
+    pub fn rejected(&mut self, reason: Rejection) {
+        self.rejected.get_mut([reason.id()]).inc();
+    }
+
+    /// A response's last byte was written: `route` is the router's index of the route that
+    /// took it (`None`: no route matched), `elapsed` from its first byte in.
+    pub fn request_done(&mut self, route: Option<usize>, status: u16, elapsed: Duration) {
+        let route = route
+            .filter(|&index| index < self.unmatched)
+            .unwrap_or(self.unmatched);
+        let class = StatusClass::of(status);
+        self.requests.get_mut([route, class.id()]).inc();
+        self.request_duration.get_mut([route]).observe(elapsed);
+    }
+
+    /// Bytes read from clients.
+    pub fn received(&mut self, bytes: usize) {
+        self.received_bytes.add(bytes as u64);
+    }
+
+    /// Bytes written to clients.
+    pub fn sent(&mut self, bytes: usize) {
+        self.sent_bytes.add(bytes as u64);
+    }
+
+    /// A call upstream ended.
+    pub fn call_done(&mut self, outcome: CallOutcome) {
+        self.calls.get_mut([outcome.id()]).inc();
+    }
+
+    /// The reactor's connections to upstreams, read from `Outbound` just before rendering.
+    pub fn set_upstream_connections(&mut self, active: usize, idle: usize) {
+        let level = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let active_id = UpstreamState::Active.id();
+        self.upstream_connections
+            .get_mut([active_id])
+            .set(level(active));
+        let idle_id = UpstreamState::Idle.id();
+        self.upstream_connections
+            .get_mut([idle_id])
+            .set(level(idle));
+    }
+
+    fn encode(&self, enc: &mut Encoder<'_>) {
+        enc.metric(
+            "evloop_reactor_turn_seconds",
+            "How long each reactor turn took, from poll returning to the end of housekeeping.",
+            &self.turns,
+        );
+        enc.metric(
+            "evloop_reactor_turn_max_seconds",
+            "The longest reactor turn since start: every connection waited this long.",
+            &self.longest_turn,
+        );
+        enc.metric(
+            "evloop_reactor_wakeups_total",
+            "Times worker threads woke the reactor (completions coalesce into one wake-up).",
+            &self.wakeups,
+        );
+        enc.family(
+            "evloop_connections",
+            "Open client connections, by state.",
+            &self.connections,
+        );
+        enc.metric(
+            "evloop_connections_accepted_total",
+            "Client connections accepted.",
+            &self.accepted,
+        );
+        enc.family(
+            "evloop_connections_refused_total",
+            "Times accepting paused, by reason; clients wait in the kernel's backlog meanwhile.",
+            &self.refused,
+        );
+        enc.family(
+            "evloop_connections_closed_total",
+            "Client connections closed, by reason.",
+            &self.closed,
+        );
+        enc.family(
+            "evloop_requests_total",
+            "Responses written, by route and status class.",
+            &self.requests,
+        );
+        enc.family(
+            "evloop_request_duration_seconds",
+            "From a request's first byte in to its response's last byte out, by route.",
+            &self.request_duration,
+        );
+        enc.family(
+            "evloop_requests_rejected_total",
+            "Requests answered with an error before or instead of their handler, by reason.",
+            &self.rejected,
+        );
+        enc.metric(
+            "evloop_received_bytes_total",
+            "Bytes read from clients.",
+            &self.received_bytes,
+        );
+        enc.metric(
+            "evloop_sent_bytes_total",
+            "Bytes written to clients.",
+            &self.sent_bytes,
+        );
+        enc.family(
+            "evloop_outbound_calls_total",
+            "Calls to upstream services, by outcome.",
+            &self.calls,
+        );
+        enc.family(
+            "evloop_outbound_connections",
+            "The reactor's connections to upstream services, by state.",
+            &self.upstream_connections,
+        );
+    }
+}
+
+/// What the worker threads count: shared with them behind an `Arc`, updated through `&self`
+/// with relaxed atomics.
+#[derive(Debug)]
+pub struct PoolMetrics {
+    workers: Gauge,
+    busy: Gauge,
+    queue_depth: Gauge,
+    queue_wait: Histogram,
+    run: Histogram,
+    jobs: Family<Counter, 1>,
+}
+
+impl PoolMetrics {
+    /// Metrics for a pool of `workers` threads. Allocates every table here.
+    pub fn new(workers: usize) -> PoolMetrics {
+        let metrics = PoolMetrics {
+            workers: Gauge::new(),
+            busy: Gauge::new(),
+            queue_depth: Gauge::new(),
+            queue_wait: Histogram::new(LATENCY_BOUNDS, Unit::Seconds),
+            run: Histogram::new(LATENCY_BOUNDS, Unit::Seconds),
+            jobs: Family::new([Label::of::<JobEnd>()], Counter::new),
+        };
+        metrics
+            .workers
+            .set(i64::try_from(workers).unwrap_or(i64::MAX));
+        metrics
+    }
+
+    /// A worker took a job that waited `queued` in the queue and is about to run it.
+    pub fn job_started(&self, queued: Duration) {
+        self.busy.inc();
+        self.queue_wait.observe(queued);
+    }
+
+    /// A job that `job_started` ended after running `run`.
+    pub fn job_ended(&self, end: JobEnd, run: Duration) {
+        self.busy.dec();
+        self.run.observe(run);
+        self.jobs.get([end.id()]).inc();
+    }
+
+    /// A job was skipped in the queue because its client had left (it never started).
+    pub fn job_skipped(&self, queued: Duration) {
+        self.queue_wait.observe(queued);
+        self.jobs.get([JobEnd::Cancelled.id()]).inc();
+    }
+
+    /// Jobs waiting for a worker, read from the pool's queue just before rendering.
+    pub fn set_queue_depth(&self, jobs: usize) {
+        self.queue_depth
+            .set(i64::try_from(jobs).unwrap_or(i64::MAX));
+    }
+
+    fn encode(&self, enc: &mut Encoder<'_>) {
+        enc.metric(
+            "evloop_pool_workers",
+            "Worker threads in the pool.",
+            &self.workers,
+        );
+        enc.metric(
+            "evloop_pool_busy_workers",
+            "Worker threads running a job now.",
+            &self.busy,
+        );
+        enc.metric(
+            "evloop_pool_queue_depth",
+            "Jobs waiting for a worker.",
+            &self.queue_depth,
+        );
+        enc.metric(
+            "evloop_pool_queue_wait_seconds",
+            "How long jobs waited in the queue before a worker took them.",
+            &self.queue_wait,
+        );
+        enc.metric(
+            "evloop_pool_job_run_seconds",
+            "How long jobs ran on a worker.",
+            &self.run,
+        );
+        enc.family(
+            "evloop_pool_jobs_total",
+            "Jobs ended, by outcome.",
+            &self.jobs,
+        );
+    }
+}
+
+/// Every metric of one server, and the render of `/metrics`.
+#[derive(Debug)]
+pub struct Registry {
+    /// Counted by the reactor thread, which also renders.
+    pub reactor: ReactorMetrics,
+    /// Counted by the workers; clone the `Arc` into the pool.
+    pub pool: Arc<PoolMetrics>,
+    /// When the process started, in nanoseconds since the Unix epoch.
+    started: u64,
+}
+
+impl Registry {
+    /// A registry for a server with these routes and `workers` pool threads, started at
+    /// `started` (take it as early as possible in `main`).
+    pub fn new<I, S>(routes: I, workers: usize, started: SystemTime) -> Registry
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Registry {
+            reactor: ReactorMetrics::new(routes),
+            pool: Arc::new(PoolMetrics::new(workers)),
+            // A clock set before 1970 is not worth a failure: report the epoch.
+            started: started.duration_since(UNIX_EPOCH).map_or(0, nanos),
+        }
+    }
+
+    /// Render every family into `out`, replacing what it held (its capacity is kept, so a
+    /// buffer reused from scrape to scrape stops allocating after the first).
+    pub fn render(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let mut enc = Encoder::new(out);
+        enc.header(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            Kind::Gauge,
+        );
+        enc.sample(
+            "process_start_time_seconds",
+            "",
+            &[],
+            None,
+            Number::Nanos(self.started),
+        );
+        self.reactor.encode(&mut enc);
+        self.pool.encode(&mut enc);
+    }
+}
