@@ -9,6 +9,11 @@ mod histogram;
 mod local;
 mod registry;
 
+#[cfg(test)]
+mod parse;
+#[cfg(test)]
+mod tests;
+
 pub use atomic::{Counter, Gauge};
 pub use encode::{
     escape_help, escape_label_value, is_label_name, is_metric_name, write_number, Encoder, Kind,
