@@ -62,14 +62,39 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::http::client::UpstreamResponse;
 use crate::http::{sse, Method, Request, Response};
+use crate::metrics::Scrape;
 use crate::outbound::{CallError, CallRequest};
 use crate::pool::{JobContext, Work};
 
-/// What the reactor tells a handler about the server.
-#[derive(Debug, Clone, Copy)]
-pub struct Context {
+/// What the reactor tells a handler about the server, for the length of one call.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
     /// True once a graceful shutdown has begun (`/readyz` answers 503).
     pub draining: bool,
+    /// The server's metrics, ready to render (`GET /metrics`). The reactor lends them for the
+    /// call, so a handler on the loop's thread renders what the loop counted, with no lock and
+    /// no copy kept anywhere; `None` where no reactor runs (unit tests). A job on the pool
+    /// cannot take them along: they are borrowed.
+    pub metrics: Option<&'a dyn Scrape>,
+}
+
+impl Context<'_> {
+    /// A context with no metrics: what a handler sees outside a running server.
+    pub fn detached(draining: bool) -> Context<'static> {
+        Context {
+            draining,
+            metrics: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("draining", &self.draining)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 /// Where a handler's answer comes from.
@@ -335,6 +360,9 @@ struct Route {
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// Each path once, in the order first registered: the `route` label of the metrics, whose
+    /// index [`Router::route_index`] gives.
+    paths: Vec<String>,
 }
 
 impl Router {
@@ -355,7 +383,29 @@ impl Router {
             handler: Box::new(handler),
             check: None,
         });
+        if !self.paths.iter().any(|known| known == path) {
+            self.paths.push(path.to_string());
+        }
         self
+    }
+
+    /// Every path with a route, each once, in the order first registered.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().map(String::as_str)
+    }
+
+    /// The index in [`Router::paths`] of the route that takes `method path`, for the metrics;
+    /// `None` when none does (404, 405). A scan of a few short strings, as `dispatch` makes.
+    pub fn route_index(&self, method: Method, path: &str) -> Option<usize> {
+        let takes = |route: &Route| {
+            route.path == path
+                && (route.method == method
+                    || (route.method == Method::Get && method == Method::Head))
+        };
+        if !self.routes.iter().any(takes) {
+            return None;
+        }
+        self.paths.iter().position(|known| known == path)
     }
 
     /// Give the route `method path` (registered before) a check of the request's head. A
@@ -474,7 +524,7 @@ mod tests {
         let router = Router::new()
             .route(Method::Get, "/a", |_, _| Response::text(200, "a").into())
             .route(Method::Post, "/a", |_, _| Response::text(201, "a").into());
-        let ctx = Context { draining: false };
+        let ctx = Context::detached(false);
         assert_eq!(
             status(router.dispatch(&mut request(Method::Get, "/a"), &ctx)).0,
             200
@@ -494,6 +544,21 @@ mod tests {
         let (code, headers) = status(router.dispatch(&mut request(Method::Delete, "/a"), &ctx));
         assert_eq!(code, 405);
         assert_eq!(headers, vec![("Allow", "GET, HEAD, POST".to_string())]);
+    }
+
+    /// The metrics name a route by its path's index: each path once, in the order first
+    /// registered, HEAD under its GET, and no index for a 404 or a 405.
+    #[test]
+    fn a_route_index_is_its_paths_place() {
+        let router = Router::new()
+            .route(Method::Get, "/a", |_, _| Response::text(200, "a").into())
+            .route(Method::Get, "/b", |_, _| Response::text(200, "b").into())
+            .route(Method::Post, "/a", |_, _| Response::text(201, "a").into());
+        assert_eq!(router.paths().collect::<Vec<_>>(), ["/a", "/b"]);
+        assert_eq!(router.route_index(Method::Post, "/a"), Some(0));
+        assert_eq!(router.route_index(Method::Head, "/b"), Some(1));
+        assert_eq!(router.route_index(Method::Delete, "/a"), None);
+        assert_eq!(router.route_index(Method::Get, "/c"), None);
     }
 
     /// From the head alone: 404, 405, a route's check, or nothing to say.

@@ -299,6 +299,7 @@ pub fn meta(index: usize, now: Instant, head_only: bool, http10: bool) -> Respon
         http10_keep_alive: false,
         close: false,
         started: now,
+        route: None,
         queued: Duration::ZERO,
         log: Some(Box::new(("fuzz", index.to_string()))),
     }

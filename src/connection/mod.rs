@@ -76,7 +76,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::Registry;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -86,6 +85,7 @@ use crate::http::{
     ConnectionHeader, DateCache, Decoded, HeadInfo, Method, Request, RequestDecoder, Response,
     Version,
 };
+use crate::metrics::{CloseReason, ConnectionState, Registry, Rejection, Scrape};
 use crate::outbound::{CallError, CallId, CallRequest, CallResult, Io, Outbound};
 use crate::pool::{Completion, Outcome, Pool, Progress, SubmitError, Ticket, Work};
 use crate::router::{Context, Reply, Router};
@@ -139,6 +139,20 @@ fn put_piece(out: &mut Vec<u8>, piece: &[u8], body: StreamBody) {
         StreamBody::UntilClose => out.extend_from_slice(piece),
         StreamBody::Omitted => {}
     }
+}
+
+/// The `reason` a refused request is counted under, for the refusals that have one.
+fn rejection(err: &Error) -> Option<Rejection> {
+    Some(match err {
+        Error::RequestTimeout => Rejection::Timeout,
+        Error::Http(_) => match err.status() {
+            413 => Rejection::BodyTooLarge,
+            414 => Rejection::UriTooLong,
+            431 => Rejection::HeaderTooLarge,
+            _ => Rejection::BadRequest,
+        },
+        _ => return None,
+    })
 }
 
 /// What the reactor should do with the connection after a call.
@@ -205,7 +219,31 @@ pub struct TurnContext<'a> {
     /// The reactor's calls to upstreams.
     pub outbound: &'a mut Outbound,
     /// The poll's registry (for upstream sockets).
-    pub registry: &'a Registry,
+    pub registry: &'a mio::Registry,
+    /// The server's metrics: requests and bytes are counted here, and `/metrics` renders them.
+    pub metrics: &'a mut Registry,
+}
+
+/// The metrics as `GET /metrics` sees them: the registry, with the levels that live elsewhere
+/// (the pool's busy workers and queue, the upstream connections) read into it first. Lent to
+/// the handler through [`Context::metrics`] for the length of its call, so rendering happens
+/// on the loop's thread, at the moment of the scrape, with no lock.
+struct LiveMetrics<'t> {
+    registry: &'t Registry,
+    pool: &'t Pool<JobOutput>,
+    outbound: &'t Outbound,
+}
+
+impl Scrape for LiveMetrics<'_> {
+    fn render(&self, out: &mut Vec<u8>) {
+        let pool = &self.registry.pool;
+        pool.set_busy(self.pool.busy());
+        pool.set_queue_depth(self.pool.queued());
+        let idle = self.outbound.idle_connections();
+        let active = self.outbound.connections().saturating_sub(idle);
+        self.registry.reactor.set_upstream_connections(active, idle);
+        self.registry.render(out);
+    }
 }
 
 /// The bytes of request bodies that all connections together hold while those bodies arrive,
@@ -342,6 +380,11 @@ pub struct Connection {
     reading_paused_since: Option<Instant>,
     /// Bytes of the body being received, as last counted in [`BodyMemory`].
     body_held: usize,
+    /// The state the metrics count this connection in (see [`Connection::state_change`]).
+    counted_state: ConnectionState,
+    /// Why the connection will close, if it closes now: the client's doing unless a deadline
+    /// or an error said otherwise (for the metrics).
+    close_reason: CloseReason,
 }
 
 impl Connection {
@@ -360,7 +403,41 @@ impl Connection {
             alarm: Alarm::default(),
             reading_paused_since: None,
             body_held: 0,
+            counted_state: ConnectionState::ReadingHead,
+            close_reason: CloseReason::Client,
         }
+    }
+
+    /// Where the connection is in its life, for the `evloop_connections` gauge. Derived from
+    /// the state the connection keeps anyway, so nothing on the request path maintains it.
+    fn state(&self) -> ConnectionState {
+        if let Input::Lingering { .. } = self.input {
+            ConnectionState::Lingering
+        } else if self.transport.is_blocked() {
+            ConnectionState::Writing
+        } else if !self.pipeline.is_empty() {
+            ConnectionState::Waiting
+        } else if self.decoder.in_body() {
+            ConnectionState::ReadingBody
+        } else if self.head_started.is_none() && self.pipeline.dispatched() > 0 {
+            ConnectionState::Idle
+        } else {
+            // A new connection waits for its first request's head like one mid-head.
+            ConnectionState::ReadingHead
+        }
+    }
+
+    /// `Some((from, to))` if the connection's state moved since the metrics last counted it
+    /// (the reactor asks after each `drive`); the new state is then the counted one.
+    pub fn state_change(&mut self) -> Option<(ConnectionState, ConnectionState)> {
+        let now = self.state();
+        let before = std::mem::replace(&mut self.counted_state, now);
+        (before != now).then_some((before, now))
+    }
+
+    /// The state the metrics count the connection in, and why it would close now.
+    pub fn closing(&self) -> (ConnectionState, CloseReason) {
+        (self.counted_state, self.close_reason)
     }
 
     /// Bytes of request body this connection holds (given back to [`BodyMemory`] on close).
@@ -421,7 +498,9 @@ impl Connection {
             }
             // 2. The responses ready at the front of the pipeline, in order.
             self.collect_ready(turn);
-            // 3. One write for all of them.
+            // 3. One write for all of them. Counted as sent once handed to the transport: what
+            //    the socket does not take now is held and written later, or lost with the client.
+            turn.metrics.reactor.sent(turn.out.len());
             match self.transport.flush(turn.out, turn.now) {
                 Ok(all_sent) => {
                     if all_sent && self.pipeline.is_empty() {
@@ -430,6 +509,7 @@ impl Connection {
                 }
                 Err(err) => {
                     log::debug!("{}: write failed: {err}", self.peer);
+                    self.close_reason = CloseReason::Error;
                     return Next::Close;
                 }
             }
@@ -477,6 +557,7 @@ impl Connection {
             budget.reads -= 1;
             if let Err(err) = self.read_once(turn, &mut budget) {
                 log::debug!("{}: read failed: {err}", self.peer);
+                self.close_reason = CloseReason::Error;
                 return Next::Close;
             }
             if self.input == Input::PeerClosed && self.pipeline.has_work_outstanding() {
@@ -519,6 +600,7 @@ impl Connection {
         let outcome = self.transport.read(&mut buf);
         if let Ok(ReadOutcome::Data(n)) = outcome {
             self.last_read = turn.now;
+            turn.metrics.reactor.received(n);
             if self.transport.held().is_empty() {
                 let used = self.decode(&buf[..n], turn, budget);
                 if self.input.is_open() && used < n {
@@ -678,12 +760,19 @@ impl Connection {
             self.input = Input::Closing;
         }
         let mut meta = self.meta(Some(&request), info.keep_alive, turn);
+        meta.route = turn.router.route_index(info.method, request.path);
         meta.head_only = info.method == Method::Head;
         meta.http10 = info.version == Version::Http10;
         meta.http10_keep_alive = info.keep_alive && info.version == Version::Http10;
 
+        let metrics = LiveMetrics {
+            registry: turn.metrics,
+            pool: turn.pool,
+            outbound: turn.outbound,
+        };
         let ctx = Context {
             draining: turn.drain.is_some(),
+            metrics: Some(&metrics),
         };
         let started = Instant::now();
         // A handler is user code running on the loop's thread: a panic in it costs this
@@ -719,6 +808,9 @@ impl Connection {
     /// be trusted (this is what makes request smuggling impossible).
     fn reject(&mut self, err: Error, turn: &mut TurnContext<'_>) {
         log::debug!("{}: rejected request: {err}", self.peer);
+        if let Some(reason) = rejection(&err) {
+            turn.metrics.reactor.rejected(reason);
+        }
         self.input = Input::Closing;
         self.transport.discard_held();
         self.head_started = None;
@@ -763,6 +855,7 @@ impl Connection {
             http10_keep_alive: false,
             close: !keep_alive,
             started: turn.now,
+            route: None,
             queued: Duration::ZERO,
             log: match request {
                 _ if !turn.config.access_log => None,
@@ -804,7 +897,7 @@ impl Connection {
                     if body == StreamBody::Chunked {
                         turn.out.extend_from_slice(LAST_CHUNK);
                     }
-                    self.log_access(&meta, status, bytes, turn);
+                    self.finished(&meta, status, bytes, turn);
                 }
             }
         }
@@ -853,11 +946,18 @@ impl Connection {
         let last = meta.close || (self.input == Input::Closing && self.pipeline.is_empty());
         let connection = connection_header(last, meta);
         let bytes = response.encode(turn.out, turn.date, connection, meta.head_only);
-        self.log_access(meta, response.status, bytes, turn);
+        self.finished(meta, response.status, bytes, turn);
     }
 
-    /// One access-log line, if the access log is on.
-    fn log_access(&self, meta: &ResponseMeta, status: u16, bytes: usize, turn: &TurnContext<'_>) {
+    /// A response is encoded whole: count it in the metrics (by route and status class, with
+    /// its time from dispatch), and write its access-log line if the access log is on. Here,
+    /// rather than when the last byte leaves, because this is the one place every response
+    /// passes exactly once, the error answers included.
+    fn finished(&self, meta: &ResponseMeta, status: u16, bytes: usize, turn: &mut TurnContext<'_>) {
+        let elapsed = turn.now.saturating_duration_since(meta.started);
+        turn.metrics
+            .reactor
+            .request_done(meta.route, status, elapsed);
         if let Some(line) = &meta.log {
             log::info!(
                 target: "evloop::access",
@@ -969,10 +1069,21 @@ impl Connection {
                 }
                 Deadline::Idle | Deadline::Send | Deadline::Linger => {
                     log::debug!("{}: {kind:?} deadline passed; closing", self.peer);
+                    self.close_reason = match kind {
+                        Deadline::Idle if turn.drain.is_some() => CloseReason::Shutdown,
+                        Deadline::Idle => CloseReason::KeepAliveTimeout,
+                        // A peer that takes nothing for a minute is as good as broken.
+                        Deadline::Send => CloseReason::Error,
+                        _ => self.close_reason,
+                    };
                     return Next::Close;
                 }
                 Deadline::Header | Deadline::Body => {
                     log::debug!("{}: {kind:?} timeout; answering 408", self.peer);
+                    self.close_reason = match kind {
+                        Deadline::Header => CloseReason::HeaderTimeout,
+                        _ => CloseReason::BodyTimeout,
+                    };
                     self.reject(Error::RequestTimeout, turn);
                 }
             }

@@ -99,8 +99,11 @@ pub struct ResponseMeta {
     /// The client asked for this to be the last response (`Connection: close`, HTTP/1.0), or the
     /// request was refused: say `Connection: close`.
     pub close: bool,
-    /// When the request was dispatched (access log).
+    /// When the request was dispatched (access log, request duration).
     pub started: Instant,
+    /// The router's index of the route that took the request (`None`: none did, or it was
+    /// refused before dispatch), for the metrics' `route` label.
+    pub route: Option<usize>,
     /// Time its jobs spent in the queue (access log).
     pub queued: Duration,
     /// Method and path, kept only when the access log is on (`-` for a refused request).

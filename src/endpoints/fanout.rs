@@ -297,7 +297,7 @@ mod tests {
             headers: &[],
             body: Vec::new(),
         };
-        router.dispatch(&mut request, &Context { draining: false })
+        router.dispatch(&mut request, &Context::detached(false))
     }
 
     /// `/fanout` on a server whose upstream is `127.0.0.1:9`; nothing is called by these tests.

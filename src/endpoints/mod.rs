@@ -4,6 +4,7 @@
 //! it stands for:
 //!
 //! - `/plaintext`, `/json`, `/healthz`, `/readyz`, `/`: answered on the reactor, instantly;
+//! - `/metrics`: the Prometheus text the reactor renders from what it counted ([`crate::metrics`]);
 //! - `/sleep?ms=N`: a reactor timer — waiting without blocking anyone;
 //! - `/cpu?ms=N`: real arithmetic on a pool worker — the reactor stays free;
 //! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits;
@@ -34,7 +35,7 @@ use serde_json::json;
 use crate::audio::Analyzer;
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::{sse, Method, Request, Response};
+use crate::http::{sse, Body, Method, Request, Response};
 use crate::pool::JobContext;
 use crate::router::{Context, Reply, Router, Stream};
 
@@ -80,6 +81,27 @@ fn basic_routes() -> Router {
             Response::json_static(200, r#"{"status":"ok"}"#).into()
         })
         .route(Method::Get, "/readyz", no_store(readyz))
+        .route(Method::Get, "/metrics", no_store(metrics))
+}
+
+/// `GET /metrics`: every metric, in the Prometheus text format 0.0.4.
+///
+/// An ordinary route, so it is counted, answers `HEAD` and 405 like the others, and a router
+/// built without it has no `/metrics`. What it renders comes from [`Context::metrics`], which
+/// the reactor lends for the call: rendering runs on the loop's thread (where the counters
+/// live, so they need no lock) and reads the pool's and the upstreams' levels at that moment.
+/// A scrape renders some kilobytes in microseconds; the body is allocated per scrape, since
+/// the response owns it. Outside a running server (`ctx.metrics` is `None`) it is a 404.
+fn metrics(_req: &mut Request<'_>, ctx: &Context<'_>) -> Reply {
+    let Some(metrics) = ctx.metrics else {
+        return Error::NotFound.into();
+    };
+    let mut body = Vec::new();
+    metrics.render(&mut body);
+    let mut response = Response::text(200, "");
+    response.content_type = crate::metrics::CONTENT_TYPE;
+    response.body = Body::Owned(body);
+    response.into()
 }
 
 /// `GET /readyz`: 200 while serving, 503 once a drain has begun, so that a load balancer stops
@@ -369,7 +391,7 @@ mod tests {
     fn readiness_is_never_stored() {
         let router = router();
         for (draining, status) in [(false, 200), (true, 503)] {
-            let reply = router.dispatch(&mut request("/readyz"), &Context { draining });
+            let reply = router.dispatch(&mut request("/readyz"), &Context::detached(draining));
             let Reply::Now(response) = reply else {
                 panic!("/readyz answers at once")
             };
@@ -381,7 +403,7 @@ mod tests {
             );
         }
         let Reply::Now(health) =
-            router.dispatch(&mut request("/healthz"), &Context { draining: false })
+            router.dispatch(&mut request("/healthz"), &Context::detached(false))
         else {
             panic!("/healthz answers at once")
         };

@@ -1,8 +1,8 @@
 //! Prometheus metrics: counting on the hot path, and the text a `/metrics` scrape reads.
 //!
-//! **Status: not wired in yet.** This module is the socket-free core: the metric types, evloop's
-//! families ([`Registry`]), and the encoder. Nothing in the reactor, the pool or the router
-//! calls it today, and there is no `/metrics` route yet (see "Wiring it in" below).
+//! The metric types, evloop's families ([`Registry`]) and the encoder are socket-free; the
+//! reactor owns a `Registry`, counts into it, and `GET /metrics` renders it (see "How it is
+//! wired" below for what is counted where, and what is not yet).
 //!
 //! # Theory of operation
 //!
@@ -17,8 +17,8 @@
 //!   Only the reactor thread counts them, and `/metrics` will be rendered on that same thread
 //!   (it is a route like any other), so nobody else ever reads them. No atomics, no `Cell`: the
 //!   borrow checker is the proof that there is one owner.
-//! - **Worker-published** ([`Counter`], [`Gauge`], [`Histogram`], gathered in [`PoolMetrics`]
-//!   behind an `Arc`): `AtomicU64`/`AtomicI64` updated with `Ordering::Relaxed`, because each
+//! - **Shared** ([`Counter`], [`Gauge`], [`Histogram`], gathered in [`PoolMetrics`]
+//!   behind an `Arc`, and the levels a scrape reads in through `&self`): `AtomicU64`/`AtomicI64` updated with `Ordering::Relaxed`, because each
 //!   value stands alone — no reader infers anything from the order two metrics changed in, and
 //!   `Relaxed` still loses no increment and tears no value.
 //!
@@ -68,13 +68,27 @@
 //! | `evloop_pool_jobs_total` | counter | `outcome` | any `panicked`; `cancelled` rising (wasted work) |
 //! | `process_start_time_seconds` | gauge | | restarts |
 //!
-//! # Wiring it in (not done yet)
+//! # How it is wired
 //!
-//! The reactor would own a `Registry` (built from the router's routes and `--workers`), call
-//! the [`ReactorMetrics`] methods at the steps of its turn, clone [`Registry::pool`] into the
-//! pool for its workers to call [`PoolMetrics`], set the gauges it reads from elsewhere
-//! ([`PoolMetrics::set_queue_depth`], [`ReactorMetrics::set_upstream_connections`]) just before
-//! rendering, and answer `GET /metrics` with [`Registry::render`] and [`CONTENT_TYPE`].
+//! - `Server::run` builds the `Registry` from [`crate::router::Router::paths`] (one `route`
+//!   label per path; [`crate::router::Router::route_index`] names a request's) and the pool's
+//!   size. The reactor owns it and lends it to connections in `TurnContext::metrics`.
+//! - The reactor counts turns (step 9), wake-ups, accepts, evictions and refusals, calls
+//!   upstream as their results are taken, and pool jobs as their completions arrive
+//!   (`Completion` carries queue wait and run time; a job whose client had left counts as
+//!   `cancelled`). The workers count nothing.
+//! - A connection counts bytes in (each read) and out (what it hands to the socket), and each
+//!   response where it writes its access-log line: by route, status class, and the time from
+//!   dispatch (the turn's clock, so a response answered within its turn counts as 0 s). The
+//!   reactor asks it after every `drive` whether its state moved, for `evloop_connections`, and
+//!   on close why it closed.
+//! - `GET /metrics` is an ordinary route; the connection lends its handler a [`Scrape`]
+//!   through `Context::metrics`, which reads the pool's busy workers and queue depth and the
+//!   upstream connections into the registry, then renders.
+//!
+//! Not counted yet: `evloop_requests_rejected_total` for `queue_full` and `deadline` (those
+//! answers are made inside the pipeline, which has no registry), and
+//! `evloop_outbound_calls_total{outcome="cancelled"}` (a cancelled call has no result to take).
 //!
 //! # Files
 //!
@@ -109,5 +123,5 @@ pub use histogram::{Histogram, LocalHistogram, Unit, LATENCY_BOUNDS, TURN_BOUNDS
 pub use local::{LocalCounter, LocalGauge, LocalMax};
 pub use registry::{
     CallOutcome, CloseReason, ConnectionState, JobEnd, PoolMetrics, ReactorMetrics, Refusal,
-    Registry, Rejection, StatusClass, UpstreamState, UNMATCHED_ROUTE,
+    Registry, Rejection, Scrape, StatusClass, UpstreamState, UNMATCHED_ROUTE,
 };

@@ -1,4 +1,5 @@
-//! A strict parser of the text format, for tests only: it turns a rendered exposition back
+//! A strict parser of the text format, for tests only (the library's, and the integration tests',
+//! which include this file): it turns a rendered exposition back
 //! into samples, and refuses anything Prometheus would refuse that an encoder could plausibly
 //! get wrong — and, stricter than Prometheus, anything this encoder never writes (blank lines,
 //! untyped samples, spaces inside braces), so a change in the output is noticed.
@@ -11,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::encode::{is_label_name, is_metric_name};
+// Through the module's re-exports, not `super::encode`: the integration tests include this
+// same file (`tests/common/metrics.rs`) beside the library's public names.
+use super::{is_label_name, is_metric_name};
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,10 +1,8 @@
 //! evloop's own metric families: what the reactor and the workers will count, and the one
 //! function that renders them all.
 //!
-//! The reactor and the pool say *what happened* (`turn_done`, `request_done`, `job_ended`);
-//! this file knows which family and which series that is counted in, so neither of them
-//! handles label ids. Nothing calls these yet: wiring them into the reactor, the pool and a
-//! `/metrics` route is the next step (see the module documentation).
+//! The reactor says *what happened* (`turn_done`, `request_done`, `job_done`); this file knows
+//! which family and which series that is counted in, so the reactor never handles label ids.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -207,7 +205,9 @@ pub struct ReactorMetrics {
     received_bytes: LocalCounter,
     sent_bytes: LocalCounter,
     calls: Family<LocalCounter, 1>,
-    upstream_connections: Family<LocalGauge, 1>,
+    /// A level read from `Outbound` at render time, when only `&self` is at hand: an atomic,
+    /// though only the reactor thread writes it.
+    upstream_connections: Family<Gauge, 1>,
     /// Index of [`UNMATCHED_ROUTE`] in the `route` label: after the router's routes.
     unmatched: usize,
 }
@@ -243,7 +243,7 @@ impl ReactorMetrics {
             received_bytes: LocalCounter::new(),
             sent_bytes: LocalCounter::new(),
             calls: Family::new([Label::of::<CallOutcome>()], LocalCounter::new),
-            upstream_connections: Family::new([Label::of::<UpstreamState>()], LocalGauge::new),
+            upstream_connections: Family::new([Label::of::<UpstreamState>()], Gauge::new),
             unmatched,
         }
     }
@@ -316,16 +316,14 @@ impl ReactorMetrics {
     }
 
     /// The reactor's connections to upstreams, read from `Outbound` just before rendering.
-    pub fn set_upstream_connections(&mut self, active: usize, idle: usize) {
+    pub fn set_upstream_connections(&self, active: usize, idle: usize) {
         let level = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let active_id = UpstreamState::Active.id();
         self.upstream_connections
-            .get_mut([active_id])
+            .get([active_id])
             .set(level(active));
         let idle_id = UpstreamState::Idle.id();
-        self.upstream_connections
-            .get_mut([idle_id])
-            .set(level(idle));
+        self.upstream_connections.get([idle_id]).set(level(idle));
     }
 
     fn encode(&self, enc: &mut Encoder<'_>) {
@@ -402,8 +400,12 @@ impl ReactorMetrics {
     }
 }
 
-/// What the worker threads count: shared with them behind an `Arc`, updated through `&self`
-/// with relaxed atomics.
+/// The pool's figures. Jobs are counted by the reactor as their completions arrive (each
+/// [`crate::pool::Completion`] carries its queue wait and run time), so the workers do no
+/// bookkeeping of their own; the levels (busy workers, queue depth) are read from the pool at
+/// render time. Atomics, updated through `&self` with `Relaxed`, so that the render (which has
+/// only `&Registry`) can set those levels; the `Arc` lets a worker-side count be added later
+/// without changing the type.
 #[derive(Debug)]
 pub struct PoolMetrics {
     workers: Gauge,
@@ -431,23 +433,19 @@ impl PoolMetrics {
         metrics
     }
 
-    /// A worker took a job that waited `queued` in the queue and is about to run it.
-    pub fn job_started(&self, queued: Duration) {
-        self.busy.inc();
+    /// A job's completion arrived: it waited `queued` for a worker and ran for `run`
+    /// (`None`: it never ran, skipped in the queue because its client had left).
+    pub fn job_done(&self, end: JobEnd, queued: Duration, run: Option<Duration>) {
         self.queue_wait.observe(queued);
-    }
-
-    /// A job that `job_started` ended after running `run`.
-    pub fn job_ended(&self, end: JobEnd, run: Duration) {
-        self.busy.dec();
-        self.run.observe(run);
+        if let Some(run) = run {
+            self.run.observe(run);
+        }
         self.jobs.get([end.id()]).inc();
     }
 
-    /// A job was skipped in the queue because its client had left (it never started).
-    pub fn job_skipped(&self, queued: Duration) {
-        self.queue_wait.observe(queued);
-        self.jobs.get([JobEnd::Cancelled.id()]).inc();
+    /// Worker threads running a job, read from the pool just before rendering.
+    pub fn set_busy(&self, workers: usize) {
+        self.busy.set(i64::try_from(workers).unwrap_or(i64::MAX));
     }
 
     /// Jobs waiting for a worker, read from the pool's queue just before rendering.
@@ -490,12 +488,27 @@ impl PoolMetrics {
     }
 }
 
+/// What renders the server's metrics at the moment of a scrape: lent to the `/metrics` handler
+/// through [`crate::router::Context`]. The reactor's implementation first reads into the
+/// registry the levels it keeps elsewhere (the pool's queue, the upstream connections); a bare
+/// [`Registry`] renders what it holds.
+pub trait Scrape {
+    /// Render every family into `out`, replacing what it held.
+    fn render(&self, out: &mut Vec<u8>);
+}
+
+impl Scrape for Registry {
+    fn render(&self, out: &mut Vec<u8>) {
+        Registry::render(self, out);
+    }
+}
+
 /// Every metric of one server, and the render of `/metrics`.
 #[derive(Debug)]
 pub struct Registry {
     /// Counted by the reactor thread, which also renders.
     pub reactor: ReactorMetrics,
-    /// Counted by the workers; clone the `Arc` into the pool.
+    /// The pool's jobs and levels.
     pub pool: Arc<PoolMetrics>,
     /// When the process started, in nanoseconds since the Unix epoch.
     started: u64,

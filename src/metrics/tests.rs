@@ -44,11 +44,10 @@ fn busy_registry() -> Registry {
     reactor.call_done(CallOutcome::Timeout);
     reactor.set_upstream_connections(2, 5);
     let pool = &registry.pool;
-    pool.job_started(Duration::from_micros(300));
-    pool.job_ended(JobEnd::Done, Duration::from_millis(20));
-    pool.job_started(Duration::ZERO);
-    pool.job_ended(JobEnd::Panicked, Duration::from_millis(1));
-    pool.job_skipped(Duration::from_secs(1));
+    let ran = |ms| Some(Duration::from_millis(ms));
+    pool.job_done(JobEnd::Done, Duration::from_micros(300), ran(20));
+    pool.job_done(JobEnd::Panicked, Duration::ZERO, ran(1));
+    pool.job_done(JobEnd::Cancelled, Duration::from_secs(1), None);
     pool.set_queue_depth(7);
     registry
 }

@@ -200,6 +200,11 @@ impl Outbound {
         self.conns.len()
     }
 
+    /// Upstream connections kept alive with no call on them.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.iter().map(|(_, tokens)| tokens.len()).sum()
+    }
+
     /// Calls under way (connecting, sent, or waiting for a connection).
     pub fn calls(&self) -> usize {
         self.calls.len()

@@ -53,8 +53,10 @@ use crate::config::Config;
 use crate::connection::pipeline::JobOutput;
 use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
+use crate::metrics::{self, CallOutcome, CloseReason, JobEnd, Refusal};
+use crate::outbound::CallError;
 use crate::outbound::{Io, Outbound};
-use crate::pool::{Message, Pool};
+use crate::pool::{Message, Outcome, Pool};
 use crate::router::Router;
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
@@ -97,6 +99,8 @@ pub struct Server {
     signals: Option<Signals>,
     shutdown: Arc<AtomicBool>,
     config: Config,
+    /// When the server was bound: the metrics' `process_start_time_seconds`.
+    started: SystemTime,
 }
 
 impl Server {
@@ -131,6 +135,7 @@ impl Server {
             signals: None,
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
+            started: SystemTime::now(),
         })
     }
 
@@ -173,6 +178,8 @@ impl Server {
             Arc::clone(&self.waker),
             self.config.worker_priority,
         )?;
+        // Every series exists from the start: one `route` per path the router knows.
+        let metrics = metrics::Registry::new(router.paths(), pool.size(), self.started);
         let body_memory = self.config.max_body_memory;
         let calls = self.config.calls;
         let mut reactor = Reactor {
@@ -193,6 +200,7 @@ impl Server {
             stats: TurnStats::new(),
             now: Instant::now(),
             outbound: Outbound::new(calls),
+            metrics,
         };
         let exit = reactor.run()?;
         match exit {
@@ -211,7 +219,7 @@ impl Server {
             // exit, which stops the workers wherever they are.
             Exit::TimedOut => {
                 for token in reactor.connections.tokens() {
-                    reactor.close(token);
+                    reactor.close(token, Some(CloseReason::Shutdown));
                 }
             }
         }
@@ -352,6 +360,9 @@ struct Reactor {
     now: Instant,
     /// Connections to upstreams and the calls they carry.
     outbound: Outbound,
+    /// What the loop counts, rendered by `GET /metrics`. Owned here and counted through
+    /// `&mut`: one thread, so no lock and no atomic on the hot path.
+    metrics: metrics::Registry,
 }
 
 impl Reactor {
@@ -425,6 +436,9 @@ impl Reactor {
                 self.drive(token, Connection::drive);
             }
             self.scratch.ready = ready;
+            if wake {
+                self.metrics.reactor.woken();
+            }
 
             // 4. Completions and progress; calls upstream that ended.
             if wake || std::mem::take(&mut self.scratch.messages_left) {
@@ -510,8 +524,12 @@ impl Reactor {
             bodies: &mut self.bodies,
             outbound: &mut self.outbound,
             registry: self.poll.registry(),
+            metrics: &mut self.metrics,
         };
         let next = step(conn, &mut turn);
+        if let Some((from, to)) = conn.state_change() {
+            self.metrics.reactor.connection_moved(from, to);
+        }
         // A connection flushes what it encoded before it returns; only a connection that is
         // closing may leave output behind (nobody will read it).
         debug_assert!(
@@ -527,7 +545,7 @@ impl Reactor {
         match next {
             Next::Wait => {}
             Next::Again => self.scratch.yielded.push(token),
-            Next::Close => self.close(token),
+            Next::Close => self.close(token, None),
         }
     }
 
@@ -548,6 +566,7 @@ impl Reactor {
                     );
                 }
                 self.acceptor.state = Accepting::AtCapacity;
+                self.metrics.reactor.refused(Refusal::MaxConnections);
                 // Resumes when a connection closes, or at this timer: by then one may be idle.
                 self.timers
                     .insert(self.now + ACCEPT_BACKOFF, TimerKind::ResumeAccept);
@@ -571,6 +590,7 @@ impl Reactor {
                         );
                     }
                     self.acceptor.state = Accepting::BackingOff;
+                    self.metrics.reactor.refused(Refusal::FileLimit);
                     self.timers
                         .insert(self.now + ACCEPT_BACKOFF, TimerKind::ResumeAccept);
                 }
@@ -609,7 +629,7 @@ impl Reactor {
             return;
         };
         self.acceptor.eviction_candidates.pop();
-        self.close(token);
+        self.close(token, Some(CloseReason::Evicted));
         self.acceptor.evicted += 1;
         if let Some(held_back) = self.acceptor.capacity_log.allow(self.now) {
             log::warn!(
@@ -640,6 +660,7 @@ impl Reactor {
             return;
         }
         let conn = Connection::new(stream, token, peer, self.now);
+        self.metrics.reactor.accepted();
         let inserted = self.connections.insert(conn);
         debug_assert_eq!(inserted, token);
         // The first deadline (keep-alive idle until the request arrives).
@@ -648,11 +669,16 @@ impl Reactor {
 
     /// Remove a connection: cancel its jobs, give back its body memory, deregister, close. If
     /// accepting was paused at the cap, it resumes: in step 6 for connections closed in steps
-    /// 3–5, right after step 8 for those closed in steps 7–8.
-    fn close(&mut self, token: usize) {
+    /// 3–5, right after step 8 for those closed in steps 7–8. `reason` is the reactor's own
+    /// (eviction, shutdown); `None` takes the connection's.
+    fn close(&mut self, token: usize, reason: Option<CloseReason>) {
         let Some(mut conn) = self.connections.remove(token) else {
             return;
         };
+        let (state, own_reason) = conn.closing();
+        self.metrics
+            .reactor
+            .closed(state, reason.unwrap_or(own_reason));
         let mut io = Io {
             registry: self.poll.registry(),
             timers: &mut self.timers,
@@ -677,7 +703,18 @@ impl Reactor {
                 Message::Progress(progress) => progress.ticket.owner,
                 Message::Done(completion) => completion.ticket.owner,
             };
-            if self.connections.get(token).is_none() {
+            let client_left = self.connections.get(token).is_none();
+            if let Message::Done(completion) = &message {
+                let (end, run) = match completion.outcome {
+                    Outcome::Cancelled => (JobEnd::Cancelled, None),
+                    Outcome::Panicked(_) => (JobEnd::Panicked, Some(completion.run)),
+                    // Finished for nobody: the work was wasted.
+                    Outcome::Done(_) if client_left => (JobEnd::Cancelled, Some(completion.run)),
+                    Outcome::Done(_) => (JobEnd::Done, Some(completion.run)),
+                };
+                self.metrics.pool.job_done(end, completion.queued, run);
+            }
+            if client_left {
                 continue; // the client left; its job was cancelled or finished for nobody
             }
             self.drive(token, |conn, turn| {
@@ -700,6 +737,7 @@ impl Reactor {
             return;
         }
         for done in self.outbound.take_results() {
+            self.metrics.reactor.call_done(call_outcome(&done.result));
             let token = done.owner.owner;
             if self.connections.get(token).is_none() {
                 continue;
@@ -819,6 +857,7 @@ impl Reactor {
         }
         self.scratch.slowest = None;
         self.stats.record(turn, self.now);
+        self.metrics.reactor.turn_done(turn);
 
         if self.timers.needs_compaction() {
             let connections = &self.connections;
@@ -835,6 +874,18 @@ impl Reactor {
                 self.timers.len()
             );
         }
+    }
+}
+
+/// The `outcome` a call upstream is counted under.
+fn call_outcome<T>(result: &Result<T, CallError>) -> CallOutcome {
+    match result {
+        Ok(_) => CallOutcome::Response,
+        Err(CallError::Refused | CallError::Connect(_) | CallError::ConnectTimeout) => {
+            CallOutcome::ConnectFailed
+        }
+        Err(CallError::ResponseTimeout) => CallOutcome::Timeout,
+        Err(_) => CallOutcome::Failed,
     }
 }
 

@@ -10,11 +10,15 @@
 //!   or hanging, resetting, talking garbage, closing kept-alive connections, or refusing, on
 //!   demand; it counts connections, requests and the closes it sees.
 //!
+//! - **Metrics.** [`metrics::parse::parse`] is the library's strict parser of the Prometheus text
+//!   format, the same file, so a scrape is held to what the encoder's own tests check.
+//!
 //! Every read has a timeout, so a server that hangs fails the test instead of hanging it.
 //!
 //! Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod upstream;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};

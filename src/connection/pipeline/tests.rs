@@ -77,6 +77,7 @@ fn meta(now: Instant) -> ResponseMeta {
         http10_keep_alive: false,
         close: false,
         started: now,
+        route: None,
         queued: Duration::ZERO,
         log: None,
     }

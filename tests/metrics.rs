@@ -1,0 +1,194 @@
+//! `GET /metrics` on a running server: what it answers parses as strictly as the encoder's
+//! own output, and the counters move with the requests made.
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use common::metrics::parse::{parse, Exposition};
+use common::{get, spawn_in_process, test_config, Client};
+
+/// Scrape `/metrics` on `client`'s connection; fail the test, with the text, if it does not
+/// parse.
+fn scrape(client: &mut Client) -> (String, Exposition) {
+    let response = client.request(get("/metrics"));
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = response.text().to_string();
+    match parse(&text) {
+        Ok(exposition) => (text, exposition),
+        Err(why) => panic!("{why}\n{text}"),
+    }
+}
+
+fn server() -> SocketAddr {
+    spawn_in_process(test_config(), evloop::endpoints::router())
+}
+
+/// The value of a series that must exist.
+fn value(e: &Exposition, name: &str, labels: &[(&str, &str)]) -> f64 {
+    e.value(name, labels)
+        .unwrap_or_else(|| panic!("no series {name}{labels:?}"))
+}
+
+/// A scrape of a fresh server is well-formed, names every route the router knows (and
+/// `unmatched`), and says how many workers the pool has.
+#[test]
+fn a_scrape_parses_strictly_and_names_every_route() {
+    let addr = server();
+    let (text, e) = scrape(&mut Client::connect(addr));
+    for route in [
+        "/",
+        "/plaintext",
+        "/cpu",
+        "/metrics",
+        "/analyze",
+        "unmatched",
+    ] {
+        let series = [("route", route), ("status", "2xx")];
+        assert!(
+            e.value("evloop_requests_total", &series).is_some(),
+            "no series for {route}\n{text}"
+        );
+    }
+    assert_eq!(value(&e, "evloop_pool_workers", &[]), 2.0);
+    assert!(value(&e, "process_start_time_seconds", &[]) > 1.6e9);
+}
+
+/// Requests are counted by route and status class once answered, with a duration each; a path
+/// no route has is counted as `unmatched`, never under its own text; jobs, turns, wake-ups,
+/// accepts and bytes move too.
+#[test]
+fn counters_move_with_requests() {
+    let addr = server();
+    let mut client = Client::connect(addr);
+    let (_, before) = scrape(&mut client);
+    for _ in 0..3 {
+        assert_eq!(client.request(get("/plaintext")).status, 200);
+    }
+    assert_eq!(client.request(get("/no-such-path")).status, 404);
+    assert_eq!(client.request(get("/cpu?ms=1")).status, 200);
+    let (text, after) = scrape(&mut client);
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+
+    let plaintext = [("route", "/plaintext"), ("status", "2xx")];
+    assert_eq!(moved("evloop_requests_total", &plaintext), 3.0, "{text}");
+    let count = "evloop_request_duration_seconds_count";
+    assert_eq!(moved(count, &[("route", "/plaintext")]), 3.0);
+    let missing = [("route", "unmatched"), ("status", "4xx")];
+    assert_eq!(moved("evloop_requests_total", &missing), 1.0);
+    assert!(!text.contains("no-such-path"), "a raw path became a label");
+    // The first scrape was counted once its response was out; the second is not yet.
+    let scrapes = [("route", "/metrics"), ("status", "2xx")];
+    assert_eq!(value(&after, "evloop_requests_total", &scrapes), 1.0);
+
+    assert_eq!(moved("evloop_pool_jobs_total", &[("outcome", "done")]), 1.0);
+    assert_eq!(moved("evloop_pool_queue_wait_seconds_count", &[]), 1.0);
+    assert_eq!(moved("evloop_pool_job_run_seconds_count", &[]), 1.0);
+    assert!(moved("evloop_reactor_wakeups_total", &[]) >= 1.0);
+    assert!(moved("evloop_reactor_turn_seconds_count", &[]) >= 5.0);
+    assert!(value(&after, "evloop_reactor_turn_max_seconds", &[]) > 0.0);
+    assert!(value(&after, "evloop_connections_accepted_total", &[]) >= 1.0);
+    assert!(moved("evloop_received_bytes_total", &[]) >= 5.0 * 30.0);
+    assert!(moved("evloop_sent_bytes_total", &[]) > 0.0);
+    // This connection is open, and is counted in exactly one state.
+    let states = [
+        "reading_head",
+        "reading_body",
+        "waiting",
+        "writing",
+        "idle",
+        "lingering",
+    ];
+    let open: f64 = states
+        .iter()
+        .map(|state| value(&after, "evloop_connections", &[("state", state)]))
+        .sum();
+    assert!(open >= 1.0, "{text}");
+}
+
+/// A client that goes is counted closed, and its connection leaves the open gauge: the gauges
+/// never go negative and never keep a closed connection.
+#[test]
+fn a_closed_connection_leaves_the_gauge() {
+    let addr = server();
+    {
+        let mut gone = Client::connect(addr);
+        assert_eq!(gone.request(get("/plaintext")).status, 200);
+    }
+    let mut client = Client::connect(addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (text, e) = scrape(&mut client);
+        let closed = value(
+            &e,
+            "evloop_connections_closed_total",
+            &[("reason", "client")],
+        );
+        let states = [
+            "reading_head",
+            "reading_body",
+            "waiting",
+            "writing",
+            "idle",
+            "lingering",
+        ];
+        let open: f64 = states
+            .iter()
+            .map(|state| value(&e, "evloop_connections", &[("state", state)]))
+            .sum();
+        if closed == 1.0 {
+            assert_eq!(open, 1.0, "only the scraping connection is open\n{text}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never counted closed\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// If `promtool` is installed, it accepts a scrape of a server that has served requests.
+/// Skipped, with a note, where it is not.
+#[test]
+fn promtool_accepts_a_scrape() {
+    let addr = server();
+    let mut client = Client::connect(addr);
+    client.request(get("/plaintext"));
+    client.request(get("/nowhere"));
+    let (text, _) = scrape(&mut client);
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("promtool not found ({error}): skipping; apt-get install prometheus");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
