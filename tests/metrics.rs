@@ -174,6 +174,11 @@ fn promtool_accepts_a_scrape() {
     let mut child = match child {
         Ok(child) => child,
         Err(error) => {
+            // CI installs it and sets EVLOOP_REQUIRE_PROMTOOL, so there a missing promtool fails.
+            assert!(
+                std::env::var_os("EVLOOP_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required here: {error}"
+            );
             eprintln!("promtool not found ({error}): skipping; apt-get install prometheus");
             return;
         }
@@ -191,4 +196,80 @@ fn promtool_accepts_a_scrape() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Refusals the pipeline makes are counted by reason, each once: a job the full queue turned
+/// away (503) as `queue_full`, a request that outlived `--request-timeout` (504) as
+/// `deadline`. The counts equal the answers the clients saw.
+#[test]
+fn rejections_are_counted_by_reason() {
+    let config = evloop::config::Config {
+        pool: 1,
+        queue: 1,
+        request_timeout: std::time::Duration::from_millis(400),
+        ..test_config()
+    };
+    let addr = spawn_in_process(config, evloop::endpoints::router());
+    // Four jobs at once for one worker and one queue slot: at least two are turned away, and
+    // the ones taken run past the deadline.
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for client in &mut clients {
+        client.send(get("/cpu?ms=3000"));
+    }
+    let statuses: Vec<u16> = clients
+        .iter_mut()
+        .map(|c| c.read_response().status)
+        .collect();
+    let count = |status| statuses.iter().filter(|&&s| s == status).count() as f64;
+    assert!(count(503) >= 2.0 && count(504) >= 1.0, "{statuses:?}");
+    assert_eq!(count(503) + count(504), 4.0, "{statuses:?}");
+    let (text, e) = scrape(&mut Client::connect(addr));
+    let rejected = |reason| value(&e, "evloop_requests_rejected_total", &[("reason", reason)]);
+    assert_eq!(rejected("queue_full"), count(503), "{statuses:?}\n{text}");
+    assert_eq!(rejected("deadline"), count(504), "{statuses:?}\n{text}");
+}
+
+/// Calls upstream are counted by upstream and outcome: the configured upstream is named by
+/// its address, a refused connection is `connect_failed`, and a call whose client left is
+/// `cancelled`.
+#[test]
+fn calls_upstream_are_counted_by_upstream_and_outcome() {
+    use common::upstream::{Behaviour, TestUpstream};
+    let upstream = TestUpstream::start(Behaviour::Sleep);
+    let config = evloop::config::Config {
+        upstream: Some(upstream.upstream()),
+        ..test_config()
+    };
+    let addr = spawn_in_process(config.clone(), evloop::endpoints::router_for(&config));
+    let mut client = Client::connect(addr);
+    assert_eq!(client.request(get("/fanout?n=3&ms=1")).status, 200);
+    {
+        // Leaves while its calls sleep upstream.
+        let mut leaving = Client::connect(addr);
+        leaving.send(get("/fanout?n=2&ms=5000"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let name = upstream.upstream().addr.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (text, e) = scrape(&mut client);
+        let calls = |outcome| {
+            value(
+                &e,
+                "evloop_outbound_calls_total",
+                &[("upstream", &name), ("outcome", outcome)],
+            )
+        };
+        assert_eq!(calls("response"), 3.0, "{text}");
+        let other = [("upstream", "other"), ("outcome", "response")];
+        assert_eq!(value(&e, "evloop_outbound_calls_total", &other), 0.0);
+        if calls("cancelled") == 2.0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not cancelled\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

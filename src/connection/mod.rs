@@ -85,7 +85,7 @@ use crate::http::{
     ConnectionHeader, DateCache, Decoded, HeadInfo, Method, Request, RequestDecoder, Response,
     Version,
 };
-use crate::metrics::{CloseReason, ConnectionState, Registry, Rejection, Scrape};
+use crate::metrics::{CloseReason, ConnectionState, ReactorMetrics, Registry, Rejection, Scrape};
 use crate::outbound::{CallError, CallId, CallRequest, CallResult, Io, Outbound};
 use crate::pool::{Completion, Outcome, Pool, Progress, SubmitError, Ticket, Work};
 use crate::router::{Context, Reply, Router};
@@ -283,6 +283,8 @@ struct ReactorScheduler<'t> {
     pool: &'t Pool<JobOutput>,
     outbound: &'t mut Outbound,
     io: Io<'t>,
+    /// Where a job the full queue turned away is counted.
+    metrics: &'t mut ReactorMetrics,
 }
 
 /// The scheduler for connection `token`'s pipeline, from what the reactor lent for this call.
@@ -296,6 +298,7 @@ fn scheduler<'t>(token: usize, turn: &'t mut TurnContext<'_>) -> ReactorSchedule
             timers: turn.timers,
             now: turn.now,
         },
+        metrics: &mut turn.metrics.reactor,
     }
 }
 
@@ -311,7 +314,11 @@ impl Scheduler for ReactorScheduler<'_> {
             seq,
             part,
         };
-        self.pool.submit(ticket, work)
+        let submitted = self.pool.submit(ticket, work);
+        if let Err(SubmitError::Full) = submitted {
+            self.metrics.rejected(Rejection::QueueFull);
+        }
+        submitted
     }
 
     fn wake_at(&mut self, at: Instant, seq: u64) {
@@ -1065,7 +1072,10 @@ impl Connection {
             match kind {
                 Deadline::Request => {
                     let now = turn.now;
-                    self.pipeline.expire(now, &mut scheduler(self.token, turn));
+                    let expired = self.pipeline.expire(now, &mut scheduler(self.token, turn));
+                    for _ in 0..expired {
+                        turn.metrics.reactor.rejected(Rejection::Deadline);
+                    }
                 }
                 Deadline::Idle | Deadline::Send | Deadline::Linger => {
                     log::debug!("{}: {kind:?} deadline passed; closing", self.peer);

@@ -59,7 +59,7 @@
 //! | `evloop_request_duration_seconds` | histogram | `route` | p99 per route against its objective |
 //! | `evloop_requests_rejected_total` | counter | `reason` | any `queue_full`: the pool is saturated |
 //! | `evloop_received_bytes_total`, `evloop_sent_bytes_total` | counter | | |
-//! | `evloop_outbound_calls_total` | counter | `outcome` | `timeout`/`connect_failed` ratio |
+//! | `evloop_outbound_calls_total` | counter | `upstream`, `outcome` | `timeout`/`connect_failed` ratio |
 //! | `evloop_outbound_connections` | gauge | `state` | |
 //! | `evloop_pool_workers`, `evloop_pool_busy_workers` | gauge | | busy = workers for minutes |
 //! | `evloop_pool_queue_depth` | gauge | | near `--queue`: 503s are next |
@@ -86,9 +86,14 @@
 //!   through `Context::metrics`, which reads the pool's busy workers and queue depth and the
 //!   upstream connections into the registry, then renders.
 //!
-//! Not counted yet: `evloop_requests_rejected_total` for `queue_full` and `deadline` (those
-//! answers are made inside the pipeline, which has no registry), and
-//! `evloop_outbound_calls_total{outcome="cancelled"}` (a cancelled call has no result to take).
+//! - Refusals the pipeline makes are counted where they happen: `queue_full` by the
+//!   connection's scheduler when the pool turns a job away, `deadline` for each request the
+//!   pipeline expires with a 504; the refusals of malformed or oversized requests where the
+//!   connection answers them.
+//! - Calls upstream are counted by `upstream` (the `--upstream` address; any other address as
+//!   `other`) and `outcome` as their results are taken; a cancelled call has no result, so
+//!   `Outbound` lists the upstreams of the calls it cancelled and the reactor counts them in
+//!   the same step.
 //!
 //! # Files
 //!

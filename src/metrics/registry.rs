@@ -4,6 +4,7 @@
 //! The reactor says *what happened* (`turn_done`, `request_done`, `job_done`); this file knows
 //! which family and which series that is counted in, so the reactor never handles label ids.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -187,6 +188,20 @@ label_values! {
 /// would make the series count unbounded.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// The value of the `upstream` label for calls to an address not named at start-up.
+pub const OTHER_UPSTREAM: &str = "other";
+
+/// `evloop_outbound_calls_total`'s table: one `upstream` per address, then
+/// [`OTHER_UPSTREAM`], by outcome.
+fn calls_family(upstreams: &[SocketAddr]) -> Family<LocalCounter, 2> {
+    let mut names: Vec<String> = upstreams.iter().map(ToString::to_string).collect();
+    names.push(OTHER_UPSTREAM.to_owned());
+    Family::new(
+        [Label::new("upstream", names), Label::of::<CallOutcome>()],
+        LocalCounter::new,
+    )
+}
+
 /// What the reactor thread counts: owned by it, updated through `&mut self`, no atomics.
 #[derive(Debug)]
 pub struct ReactorMetrics {
@@ -204,7 +219,11 @@ pub struct ReactorMetrics {
     rejected: Family<LocalCounter, 1>,
     received_bytes: LocalCounter,
     sent_bytes: LocalCounter,
-    calls: Family<LocalCounter, 1>,
+    /// upstream × outcome.
+    calls: Family<LocalCounter, 2>,
+    /// The upstreams the `upstream` label names, in its order; any other address is counted
+    /// under [`OTHER_UPSTREAM`], the label's last value.
+    upstreams: Vec<SocketAddr>,
     /// A level read from `Outbound` at render time, when only `&self` is at hand: an atomic,
     /// though only the reactor thread writes it.
     upstream_connections: Family<Gauge, 1>,
@@ -242,7 +261,8 @@ impl ReactorMetrics {
             rejected: Family::new([Label::of::<Rejection>()], LocalCounter::new),
             received_bytes: LocalCounter::new(),
             sent_bytes: LocalCounter::new(),
-            calls: Family::new([Label::of::<CallOutcome>()], LocalCounter::new),
+            calls: calls_family(&[]),
+            upstreams: Vec::new(),
             upstream_connections: Family::new([Label::of::<UpstreamState>()], Gauge::new),
             unmatched,
         }
@@ -310,9 +330,22 @@ impl ReactorMetrics {
         self.sent_bytes.add(bytes as u64);
     }
 
-    /// A call upstream ended.
-    pub fn call_done(&mut self, outcome: CallOutcome) {
-        self.calls.get_mut([outcome.id()]).inc();
+    /// Name these upstreams (the ones configured at start-up) in the `upstream` label of
+    /// `evloop_outbound_calls_total`; calls to any other address count as
+    /// [`OTHER_UPSTREAM`]. Resets the calls counted so far: call it before serving.
+    pub fn name_upstreams(&mut self, upstreams: &[SocketAddr]) {
+        self.calls = calls_family(upstreams);
+        self.upstreams = upstreams.to_vec();
+    }
+
+    /// A call to `upstream` ended.
+    pub fn call_done(&mut self, upstream: SocketAddr, outcome: CallOutcome) {
+        let index = self
+            .upstreams
+            .iter()
+            .position(|&known| known == upstream)
+            .unwrap_or(self.upstreams.len());
+        self.calls.get_mut([index, outcome.id()]).inc();
     }
 
     /// The reactor's connections to upstreams, read from `Outbound` just before rendering.
@@ -389,7 +422,7 @@ impl ReactorMetrics {
         );
         enc.family(
             "evloop_outbound_calls_total",
-            "Calls to upstream services, by outcome.",
+            "Calls to upstream services, by upstream and outcome.",
             &self.calls,
         );
         enc.family(

@@ -41,7 +41,13 @@ fn busy_registry() -> Registry {
     reactor.request_done(None, 404, Duration::from_micros(80));
     reactor.received(1_000);
     reactor.sent(250);
-    reactor.call_done(CallOutcome::Timeout);
+    let upstream: std::net::SocketAddr = "127.0.0.1:9000".parse().expect("an address");
+    reactor.name_upstreams(&[upstream]);
+    reactor.call_done(upstream, CallOutcome::Timeout);
+    reactor.call_done(
+        "127.0.0.1:9001".parse().expect("an address"),
+        CallOutcome::Failed,
+    );
     reactor.set_upstream_connections(2, 5);
     let pool = &registry.pool;
     let ran = |ms| Some(Duration::from_millis(ms));
@@ -144,6 +150,15 @@ fn counted_values_are_rendered() {
     assert_eq!(v("evloop_received_bytes_total", &[]), Some(1000.0));
     let active = [("state", "active")];
     assert_eq!(v("evloop_outbound_connections", &active), Some(2.0));
+    let calls = |upstream, outcome| {
+        v(
+            "evloop_outbound_calls_total",
+            &[("upstream", upstream), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(calls("127.0.0.1:9000", "timeout"), Some(1.0));
+    assert_eq!(calls("127.0.0.1:9000", "failed"), Some(0.0));
+    assert_eq!(calls("other", "failed"), Some(1.0));
 
     assert_eq!(v("evloop_pool_busy_workers", &[]), Some(0.0));
     assert_eq!(v("evloop_pool_queue_depth", &[]), Some(7.0));
@@ -331,6 +346,11 @@ fn promtool_accepts_the_exposition() {
     let mut child = match child {
         Ok(child) => child,
         Err(error) => {
+            // CI installs it and sets EVLOOP_REQUIRE_PROMTOOL, so there a missing promtool fails.
+            assert!(
+                std::env::var_os("EVLOOP_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required here: {error}"
+            );
             eprintln!("promtool not found ({error}): skipping; apt-get install prometheus");
             return;
         }

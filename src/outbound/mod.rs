@@ -92,6 +92,8 @@ pub struct CallResult {
     /// The call: a request may start several rounds of calls with the same parts, and only
     /// the call a part still waits for may answer it.
     pub id: CallId,
+    /// The upstream it went to.
+    pub upstream: SocketAddr,
     /// The response, or why there is none.
     pub result: Result<UpstreamResponse, CallError>,
 }
@@ -153,6 +155,8 @@ pub struct Outbound {
     queue: VecDeque<CallId>,
     waiting: usize,
     results: Vec<CallResult>,
+    /// The upstreams of calls cancelled since the reactor last asked (for the metrics).
+    cancelled: Vec<SocketAddr>,
     stats: CallStats,
     /// The server is draining: connections are closed, not kept, once their call is done.
     draining: bool,
@@ -180,9 +184,16 @@ impl Outbound {
             queue: VecDeque::new(),
             waiting: 0,
             results: Vec::new(),
+            cancelled: Vec::new(),
             stats: CallStats::default(),
             draining: false,
         }
+    }
+
+    /// The upstream of each call cancelled since the last time this was asked, one entry per
+    /// call.
+    pub fn take_cancelled(&mut self) -> std::vec::Drain<'_, SocketAddr> {
+        self.cancelled.drain(..)
     }
 
     /// Is `token` one of ours (an upstream connection's)?
@@ -247,6 +258,7 @@ impl Outbound {
             return;
         };
         self.stats.cancelled += 1;
+        self.cancelled.push(call.addr);
         match call.conn {
             Some(token) => {
                 log::debug!(
@@ -561,6 +573,7 @@ impl Outbound {
         self.results.push(CallResult {
             owner: call.owner,
             id,
+            upstream: call.addr,
             result,
         });
     }

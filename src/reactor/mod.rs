@@ -179,7 +179,9 @@ impl Server {
             self.config.worker_priority,
         )?;
         // Every series exists from the start: one `route` per path the router knows.
-        let metrics = metrics::Registry::new(router.paths(), pool.size(), self.started);
+        let mut metrics = metrics::Registry::new(router.paths(), pool.size(), self.started);
+        let upstreams: Vec<_> = self.config.upstream.iter().map(|up| up.addr).collect();
+        metrics.reactor.name_upstreams(&upstreams);
         let body_memory = self.config.max_body_memory;
         let calls = self.config.calls;
         let mut reactor = Reactor {
@@ -733,11 +735,18 @@ impl Reactor {
     /// Steps 4 and 8: file every call upstream that ended with its connection, whose
     /// continuation then runs. A call whose client has gone finds no connection.
     fn take_call_results(&mut self) {
+        for upstream in self.outbound.take_cancelled() {
+            self.metrics
+                .reactor
+                .call_done(upstream, CallOutcome::Cancelled);
+        }
         if !self.outbound.has_results() {
             return;
         }
         for done in self.outbound.take_results() {
-            self.metrics.reactor.call_done(call_outcome(&done.result));
+            self.metrics
+                .reactor
+                .call_done(done.upstream, call_outcome(&done.result));
             let token = done.owner.owner;
             if self.connections.get(token).is_none() {
                 continue;
