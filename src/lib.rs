@@ -98,5 +98,6 @@ pub mod reactor;
 pub mod router;
 pub mod signals;
 pub mod slab;
+pub mod supervisor;
 pub mod sys;
 pub mod timer;

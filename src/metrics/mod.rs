@@ -111,7 +111,9 @@ mod encode;
 mod family;
 mod histogram;
 mod local;
+mod merge;
 mod registry;
+pub mod shared;
 
 #[cfg(test)]
 mod parse;

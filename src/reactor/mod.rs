@@ -53,6 +53,7 @@ use crate::config::Config;
 use crate::connection::pipeline::JobOutput;
 use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
+use crate::metrics::shared::Scoreboard;
 use crate::metrics::{self, CallOutcome, CloseReason, JobEnd, Refusal};
 use crate::outbound::CallError;
 use crate::outbound::{Io, Outbound};
@@ -61,7 +62,7 @@ use crate::router::Router;
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
 use crate::sys;
-use crate::timer::{TimerKind, Timers};
+use crate::timer::{self, TimerKind, Timers};
 
 use accept::{longest_idle, Accepted, Accepting, Acceptor, ACCEPT_BACKOFF, EVICTION_BATCH};
 use drain::{Lifecycle, DRAIN_IDLE_GRACE};
@@ -83,6 +84,9 @@ const EVENTS_PER_POLL: usize = 1024;
 const SLOW_TURN: Duration = Duration::from_millis(100);
 /// How often the turn statistics are logged (at debug level, target `evloop::turns`).
 const TURN_STATS_EVERY: Duration = Duration::from_secs(1);
+/// How often a process of `--workers N` posts its metrics for the others: how old another
+/// process's numbers in a scrape may be.
+const POST_METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Most messages (completions and progress) one turn takes off the channel. Each job has at most
 /// one message in the channel, but taking a progress message gives its job the credit for the
 /// next one: without a bound, workers that emit as fast as the reactor takes could keep it in
@@ -101,6 +105,8 @@ pub struct Server {
     config: Config,
     /// When the server was bound: the metrics' `process_start_time_seconds`.
     started: SystemTime,
+    /// Set by [`Server::share_metrics`]: the scoreboard of `--workers N`.
+    scoreboard: Option<Scoreboard>,
 }
 
 impl Server {
@@ -108,6 +114,14 @@ impl Server {
     /// open-files limit so `--max-connections` is reachable.
     pub fn bind(config: Config) -> io::Result<Server> {
         let addr = resolve(&config.host, config.port)?;
+        let listener = sys::bind_listener(addr, LISTEN_BACKLOG)?;
+        Server::with_listener(listener, config)
+    }
+
+    /// Serve on a listening socket made elsewhere: a process of `--workers N` gets it from the
+    /// supervisor, which bound it once for all of them. `config.host` and `config.port` are
+    /// not used. Raises the open-files limit as [`Server::bind`] does.
+    pub fn with_listener(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
         match sys::raise_nofile_limit() {
             Ok(limit)
                 if (limit as usize)
@@ -123,7 +137,8 @@ impl Server {
             Ok(_) => {}
             Err(err) => log::warn!("could not read the open-files limit: {err}"),
         }
-        let listener = TcpListener::from_std(sys::bind_listener(addr, LISTEN_BACKLOG)?);
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener);
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -136,7 +151,14 @@ impl Server {
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
             started: SystemTime::now(),
+            scoreboard: None,
         })
+    }
+
+    /// Post this process's metrics on `board` once a second and answer `/metrics` with every
+    /// process's (a process of `--workers N`; see [`crate::metrics::shared`]).
+    pub fn share_metrics(&mut self, board: Scoreboard) {
+        self.scoreboard = Some(board);
     }
 
     /// The address actually bound (useful with port 0).
@@ -182,6 +204,10 @@ impl Server {
         let mut metrics = metrics::Registry::new(router.paths(), pool.size(), self.started);
         let upstreams: Vec<_> = self.config.upstream.iter().map(|up| up.addr).collect();
         metrics.reactor.name_upstreams(&upstreams);
+        let sharing = self.scoreboard.is_some();
+        if let Some(board) = self.scoreboard {
+            metrics.share(board);
+        }
         let body_memory = self.config.max_body_memory;
         let calls = self.config.calls;
         let mut reactor = Reactor {
@@ -204,7 +230,13 @@ impl Server {
             outbound: Outbound::new(calls),
             metrics,
         };
-        let exit = reactor.run()?;
+        if sharing {
+            reactor.post_metrics();
+        }
+        let exit = reactor.run();
+        // A stopping process's numbers leave the scoreboard with it.
+        reactor.metrics.withdraw();
+        let exit = exit?;
         match exit {
             // Every connection is gone and every job answered; jobs of clients that left were
             // cancelled. Wait for the workers so the process exits with nothing half done, but
@@ -810,6 +842,22 @@ impl Reactor {
         }
     }
 
+    /// Refresh the levels a scrape would read, post the metrics for the other processes, and
+    /// come back in [`POST_METRICS_EVERY`].
+    fn post_metrics(&mut self) {
+        let pool = &self.metrics.pool;
+        pool.set_busy(self.pool.busy());
+        pool.set_queue_depth(self.pool.queued());
+        let idle = self.outbound.idle_connections();
+        let active = self.outbound.connections().saturating_sub(idle);
+        self.metrics.reactor.set_upstream_connections(active, idle);
+        self.metrics.post();
+        self.timers.insert(
+            timer::later(self.now, POST_METRICS_EVERY),
+            TimerKind::PostMetrics,
+        );
+    }
+
     /// Step 7: pop and act on every expired timer. Returns `Some` if the drain timed out.
     fn fire_timers(&mut self) -> Option<Exit> {
         while let Some((at, kind)) = self.timers.pop_expired(self.now) {
@@ -837,6 +885,7 @@ impl Reactor {
                         self.accept_all();
                     }
                 }
+                TimerKind::PostMetrics => self.post_metrics(),
                 TimerKind::ShutdownDeadline => {
                     log::error!(
                         "shutdown timeout: aborting {} connections and {} queued jobs",
@@ -876,7 +925,9 @@ impl Reactor {
                     .get(token)
                     .is_some_and(|conn| conn.wants_timer(at, kind)),
                 TimerKind::Upstream { token } => outbound.wants_timer(token, at),
-                TimerKind::ResumeAccept | TimerKind::ShutdownDeadline => true,
+                TimerKind::ResumeAccept | TimerKind::ShutdownDeadline | TimerKind::PostMetrics => {
+                    true
+                }
             });
             log::debug!(
                 "timer heap compacted: {dropped} dead entries dropped, {} kept",
