@@ -85,6 +85,7 @@
 //! event loop: they would add code without adding a single new idea about the loop. The same
 //! holds for calls upstream, which speak plain HTTP/1.1 (`docs/OUTBOUND.md`).
 
+pub mod access_log;
 pub mod audio;
 pub mod config;
 pub mod connection;

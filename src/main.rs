@@ -130,6 +130,7 @@ fn serve_for_supervisor(config: Config, inherited: Inherited) -> ExitCode {
         return ExitCode::from(1);
     }
     server.share_metrics(inherited.scoreboard);
+    server.name_worker(inherited.worker);
     inherited.ready.announce();
     run(server, &config)
 }

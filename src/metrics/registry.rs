@@ -221,6 +221,7 @@ pub struct ReactorMetrics {
     rejected: Family<LocalCounter, 1>,
     received_bytes: LocalCounter,
     sent_bytes: LocalCounter,
+    access_log_dropped: LocalCounter,
     /// upstream × outcome.
     calls: Family<LocalCounter, 2>,
     /// The upstreams the `upstream` label names, in its order; any other address is counted
@@ -263,6 +264,7 @@ impl ReactorMetrics {
             rejected: Family::new([Label::of::<Rejection>()], LocalCounter::new),
             received_bytes: LocalCounter::new(),
             sent_bytes: LocalCounter::new(),
+            access_log_dropped: LocalCounter::new(),
             calls: calls_family(&[]),
             upstreams: Vec::new(),
             upstream_connections: Family::new([Label::of::<UpstreamState>()], Gauge::new),
@@ -330,6 +332,11 @@ impl ReactorMetrics {
     /// Bytes written to clients.
     pub fn sent(&mut self, bytes: usize) {
         self.sent_bytes.add(bytes as u64);
+    }
+
+    /// Access-log lines dropped because its writer was behind.
+    pub fn access_log_dropped(&mut self, lines: u64) {
+        self.access_log_dropped.add(lines);
     }
 
     /// Name these upstreams (the ones configured at start-up) in the `upstream` label of
@@ -421,6 +428,11 @@ impl ReactorMetrics {
             "evloop_sent_bytes_total",
             "Bytes written to clients.",
             &self.sent_bytes,
+        );
+        enc.metric(
+            "evloop_access_log_dropped_lines_total",
+            "Access-log lines dropped because the log's writer was behind.",
+            &self.access_log_dropped,
         );
         enc.family(
             "evloop_outbound_calls_total",

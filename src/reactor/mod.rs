@@ -49,6 +49,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::connection::pipeline::JobOutput;
 use crate::connection::{BodyMemory, Connection, Next, TurnContext};
@@ -107,6 +108,8 @@ pub struct Server {
     started: SystemTime,
     /// Set by [`Server::share_metrics`]: the scoreboard of `--workers N`.
     scoreboard: Option<Scoreboard>,
+    /// Set by [`Server::name_worker`]: which process of `--workers N` this is, for the logs.
+    worker: Option<usize>,
 }
 
 impl Server {
@@ -152,7 +155,13 @@ impl Server {
             config,
             started: SystemTime::now(),
             scoreboard: None,
+            worker: None,
         })
+    }
+
+    /// This server is process `worker` (from 1) of `--workers N`: its access-log lines say so.
+    pub fn name_worker(&mut self, worker: usize) {
+        self.worker = Some(worker);
     }
 
     /// Post this process's metrics on `board` once a second and answer `/metrics` with every
@@ -208,6 +217,14 @@ impl Server {
         if let Some(board) = self.scoreboard {
             metrics.share(board);
         }
+        // With --access-log, unless the log filter silences the target (`RUST_LOG`).
+        let access = if self.config.access_log
+            && log::log_enabled!(target: "evloop::access", log::Level::Info)
+        {
+            Some(AccessLog::start(self.worker)?)
+        } else {
+            None
+        };
         let body_memory = self.config.max_body_memory;
         let calls = self.config.calls;
         let mut reactor = Reactor {
@@ -229,13 +246,18 @@ impl Server {
             now: Instant::now(),
             outbound: Outbound::new(calls),
             metrics,
+            access,
         };
         if sharing {
             reactor.post_metrics();
         }
         let exit = reactor.run();
-        // A stopping process's numbers leave the scoreboard with it.
+        // A stopping process's numbers leave the scoreboard with it; its last access-log
+        // lines are written before it goes.
         reactor.metrics.withdraw();
+        if let Some(access) = reactor.access.take() {
+            access.finish();
+        }
         let exit = exit?;
         match exit {
             // Every connection is gone and every job answered; jobs of clients that left were
@@ -394,6 +416,8 @@ struct Reactor {
     now: Instant,
     /// Connections to upstreams and the calls they carry.
     outbound: Outbound,
+    /// With `--access-log`: the lines of this turn, handed to a writer thread at its end.
+    access: Option<AccessLog>,
     /// What the loop counts, rendered by `GET /metrics`. Owned here and counted through
     /// `&mut`: one thread, so no lock and no atomic on the hot path.
     metrics: metrics::Registry,
@@ -559,6 +583,7 @@ impl Reactor {
             outbound: &mut self.outbound,
             registry: self.poll.registry(),
             metrics: &mut self.metrics,
+            access: self.access.as_mut(),
         };
         let next = step(conn, &mut turn);
         if let Some((from, to)) = conn.state_change() {
@@ -916,6 +941,10 @@ impl Reactor {
         self.scratch.slowest = None;
         self.stats.record(turn, self.now);
         self.metrics.reactor.turn_done(turn);
+        if let Some(access) = &mut self.access {
+            let dropped = access.flush();
+            self.metrics.reactor.access_log_dropped(dropped);
+        }
 
         if self.timers.needs_compaction() {
             let connections = &self.connections;
