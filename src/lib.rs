@@ -93,6 +93,7 @@ pub mod endpoints;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod outbound;
 pub mod pool;
 pub mod reactor;

@@ -77,6 +77,7 @@ fn serve_alone(config: Config) -> ExitCode {
     );
     // Tests and scripts wait for this line; make sure it leaves the process now.
     let _ = io::stdout().flush();
+    evloop::notify::notify(evloop::notify::State::Ready);
     run(server, &config)
 }
 

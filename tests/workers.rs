@@ -336,3 +336,44 @@ fn metrics_from_any_process_show_all_of_them() {
     assert_eq!(total, answered as f64, "{text}");
     assert_eq!(text.matches("# TYPE evloop_requests_total ").count(), 1);
 }
+
+/// Under systemd (`Type=notify`), the supervisor says `READY=1` once, when both processes are
+/// ready (the processes themselves say nothing to systemd), `RELOADING=1` and `READY=1` around
+/// a reload, and `STOPPING=1` at SIGTERM.
+#[test]
+fn the_supervisor_notifies_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let path = std::env::temp_dir().join(format!("evloop-notify-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let path_text = path.to_str().expect("a UTF-8 path").to_string();
+    let env = [("NOTIFY_SOCKET", path_text.as_str())];
+    let spawn = common::Spawn {
+        env: &env,
+        ..Default::default()
+    };
+    let mut server = common::spawn_binary_with(&["--workers", "2", "--pool", "1"], spawn);
+    let mut next = || {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    let before = children(&server);
+    server.signal(libc::SIGHUP);
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    wait_for_children(&server, 2, &before, Duration::from_secs(20));
+    server.signal(libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+    assert_eq!(server.exit_code_within(Duration::from_secs(20)), 0);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    assert!(socket.recv(&mut buf).is_err(), "a process spoke to systemd");
+    let _ = std::fs::remove_file(&path);
+}

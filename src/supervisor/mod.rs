@@ -284,6 +284,7 @@ impl Watch {
                             process.signal(libc::SIGKILL);
                         }
                     }
+                    Action::Announce(state) => crate::notify::notify(state),
                     Action::Exit(status) => return Ok(Some(status)),
                 }
             }

@@ -26,6 +26,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::notify::State as Announce;
+
 /// How long a new process may take to say it is ready (its start-up hooks included).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -89,6 +91,8 @@ pub enum Action {
     Stop(Id),
     /// End process `id` now (SIGKILL).
     Kill(Id),
+    /// Tell the service manager (systemd's `sd_notify`, see [`crate::notify`]).
+    Announce(crate::notify::State),
     /// Exit the supervisor with this status.
     Exit(i32),
 }
@@ -180,6 +184,7 @@ impl Plan {
             Phase::Starting if self.members.iter().all(|m| m.state == State::Ready) => {
                 log::info!("all {} worker processes are ready", self.places);
                 self.phase = Phase::Running;
+                actions.push(Action::Announce(Announce::Ready));
             }
             Phase::Reloading { new, .. } if *new == Some(id) => {
                 // The replacement serves: the old process of this place drains.
@@ -228,6 +233,7 @@ impl Plan {
                         member.slot + 1
                     );
                     self.phase = Phase::Running;
+                    actions.push(Action::Announce(Announce::Ready));
                 } else {
                     actions.extend(self.lost(member, now));
                 }
@@ -242,7 +248,8 @@ impl Plan {
         if matches!(self.phase, Phase::Stopping { .. }) {
             return Vec::new();
         }
-        let mut actions = self.stop_all(0, now);
+        let mut actions = vec![Action::Announce(Announce::Stopping)];
+        actions.extend(self.stop_all(0, now));
         actions.extend(self.maybe_exit());
         actions
     }
@@ -257,7 +264,9 @@ impl Plan {
                     new: None,
                     pending: (0..self.places).collect(),
                 };
-                self.reload_next(now)
+                let mut actions = vec![Action::Announce(Announce::Reloading)];
+                actions.extend(self.reload_next(now));
+                actions
             }
             Phase::Reloading { slot, pending, .. } => {
                 let current = *slot;
@@ -411,7 +420,7 @@ impl Plan {
         if pending.is_empty() {
             log::info!("reload done: every worker process was replaced");
             self.phase = Phase::Running;
-            return Vec::new();
+            return vec![Action::Announce(Announce::Ready)];
         }
         let slot = pending.remove(0);
         let action = self.launch(slot, now);

@@ -62,6 +62,8 @@ impl Process {
             .env(WORKER_VAR, worker.to_string())
             .env(METRICS_FD_VAR, METRICS_FD.to_string())
             .env(METRICS_SLOT_VAR, metrics.1.to_string())
+            // The supervisor speaks to systemd for all of them.
+            .env_remove(crate::notify::NOTIFY_SOCKET_VAR)
             .process_group(0);
         let child = sys::spawn_with_fds(
             &mut command,

@@ -4,6 +4,14 @@ use super::*;
 
 const SHUTDOWN: Duration = Duration::from_secs(30);
 
+/// The actions, announcements to the service manager left out (tested on their own).
+fn acts(actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| !matches!(a, Action::Announce(_)))
+        .collect()
+}
+
 fn starts(actions: &[Action]) -> Vec<(Id, usize)> {
     actions
         .iter()
@@ -22,7 +30,7 @@ fn running(n: usize, now: Instant) -> (Plan, Vec<Id>) {
         .map(|(id, _)| id)
         .collect();
     for &id in &ids {
-        assert!(plan.on_ready(id, now).is_empty());
+        assert!(acts(plan.on_ready(id, now)).is_empty());
     }
     assert_eq!(plan.phase, Phase::Running);
     (plan, ids)
@@ -49,13 +57,13 @@ fn a_death_during_start_up_gives_up() {
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    plan.on_ready(ids[0], now);
-    let actions = plan.on_exit(ids[1], false, now);
+    acts(plan.on_ready(ids[0], now));
+    let actions = acts(plan.on_exit(ids[1], false, now));
     assert_eq!(actions, [Action::Stop(ids[0])]);
     let later = now + Duration::from_secs(20);
-    assert!(starts(&plan.on_tick(later)).is_empty());
+    assert!(starts(&acts(plan.on_tick(later))).is_empty());
     assert_eq!(
-        plan.on_exit(ids[0], true, later),
+        acts(plan.on_exit(ids[0], true, later)),
         [Action::Exit(EXIT_STARTUP_FAILED)]
     );
 }
@@ -68,11 +76,11 @@ fn a_process_that_never_gets_ready_is_killed() {
     let mut plan = Plan::new(1, SHUTDOWN);
     let (id, _) = starts(&plan.start(now))[0];
     let late = now + READY_TIMEOUT;
-    assert_eq!(plan.on_tick(late), [Action::Kill(id)]);
+    assert_eq!(acts(plan.on_tick(late)), [Action::Kill(id)]);
     // Killed once, not on every tick.
-    assert!(plan.on_tick(late + Duration::from_secs(1)).is_empty());
+    assert!(acts(plan.on_tick(late + Duration::from_secs(1))).is_empty());
     assert_eq!(
-        plan.on_exit(id, false, late),
+        acts(plan.on_exit(id, false, late)),
         [Action::Exit(EXIT_STARTUP_FAILED)]
     );
 }
@@ -86,22 +94,22 @@ fn a_dead_process_is_replaced_with_backoff() {
     let mut victim = ids[1];
     let mut delays = Vec::new();
     for _ in 0..4 {
-        assert!(plan.on_exit(victim, false, now).is_empty());
+        assert!(acts(plan.on_exit(victim, false, now)).is_empty());
         let at = plan.next_deadline().expect("a refill is due");
         delays.push(at - now);
-        assert!(plan.on_tick(at - Duration::from_millis(1)).is_empty());
-        let started = starts(&plan.on_tick(at));
+        assert!(acts(plan.on_tick(at - Duration::from_millis(1))).is_empty());
+        let started = starts(&acts(plan.on_tick(at)));
         assert_eq!(started.len(), 1);
         assert_eq!(started[0].1, 1, "the same place is filled");
         victim = started[0].0;
         now = at;
-        plan.on_ready(victim, now);
+        acts(plan.on_ready(victim, now));
     }
     let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
     assert_eq!(ms, [100, 200, 400, 800]);
     // This one lived long: the next death waits the shortest delay again.
     now += STABLE_AFTER;
-    plan.on_exit(victim, false, now);
+    acts(plan.on_exit(victim, false, now));
     assert_eq!(plan.next_deadline(), Some(now + Duration::from_millis(100)));
 }
 
@@ -120,22 +128,22 @@ fn backoff_is_capped() {
 fn reload_replaces_one_place_at_a_time() {
     let now = Instant::now();
     let (mut plan, old) = running(2, now);
-    let first = starts(&plan.on_reload(now));
+    let first = starts(&acts(plan.on_reload(now)));
     assert_eq!(first.len(), 1);
     let (new0, slot0) = first[0];
     assert_eq!(slot0, 0);
     // Nothing stops while the new process is starting.
-    assert!(plan.on_tick(now + Duration::from_secs(1)).is_empty());
-    let actions = plan.on_ready(new0, now);
+    assert!(acts(plan.on_tick(now + Duration::from_secs(1))).is_empty());
+    let actions = acts(plan.on_ready(new0, now));
     assert_eq!(actions[0], Action::Stop(old[0]));
     let second = starts(&actions[1..]);
     assert_eq!(second.len(), 1);
     let (new1, slot1) = second[0];
     assert_eq!(slot1, 1);
     // The old process drains and exits cleanly: nothing is restarted for it.
-    assert!(plan.on_exit(old[0], true, now).is_empty());
-    assert_eq!(plan.on_ready(new1, now), [Action::Stop(old[1])]);
-    assert!(plan.on_exit(old[1], true, now).is_empty());
+    assert!(acts(plan.on_exit(old[0], true, now)).is_empty());
+    assert_eq!(acts(plan.on_ready(new1, now)), [Action::Stop(old[1])]);
+    assert!(acts(plan.on_exit(old[1], true, now)).is_empty());
     assert_eq!(plan.phase, Phase::Running);
     assert_eq!(plan.alive(), 2);
     assert_eq!(plan.slot_of(new0), Some(0));
@@ -146,8 +154,8 @@ fn reload_replaces_one_place_at_a_time() {
 fn a_failed_replacement_keeps_the_old_processes() {
     let now = Instant::now();
     let (mut plan, old) = running(2, now);
-    let (new0, _) = starts(&plan.on_reload(now))[0];
-    assert!(plan.on_exit(new0, false, now).is_empty());
+    let (new0, _) = starts(&acts(plan.on_reload(now)))[0];
+    assert!(acts(plan.on_exit(new0, false, now)).is_empty());
     assert_eq!(plan.phase, Phase::Running);
     assert_eq!(plan.alive(), 2);
     assert!(old.iter().all(|&id| plan.slot_of(id).is_some()));
@@ -159,13 +167,13 @@ fn a_failed_replacement_keeps_the_old_processes() {
 fn a_reload_during_a_reload_starts_over() {
     let now = Instant::now();
     let (mut plan, _) = running(2, now);
-    let (new0, _) = starts(&plan.on_reload(now))[0];
-    assert!(plan.on_reload(now).is_empty());
+    let (new0, _) = starts(&acts(plan.on_reload(now)))[0];
+    assert!(acts(plan.on_reload(now)).is_empty());
     let mut replaced = vec![0];
-    let mut next = plan.on_ready(new0, now);
+    let mut next = acts(plan.on_ready(new0, now));
     while let Some(&(id, slot)) = starts(&next).first() {
         replaced.push(slot);
-        next = plan.on_ready(id, now);
+        next = acts(plan.on_ready(id, now));
     }
     assert_eq!(replaced, [0, 1, 0]);
     assert_eq!(plan.phase, Phase::Running);
@@ -177,21 +185,24 @@ fn a_reload_during_a_reload_starts_over() {
 fn stop_waits_for_every_process() {
     let now = Instant::now();
     let (mut plan, ids) = running(2, now);
-    let actions = plan.on_stop(now);
+    let actions = acts(plan.on_stop(now));
     assert_eq!(actions, [Action::Stop(ids[0]), Action::Stop(ids[1])]);
     assert!(
-        plan.on_stop(now).is_empty(),
+        acts(plan.on_stop(now)).is_empty(),
         "a repeated stop does nothing new"
     );
-    assert!(plan.on_exit(ids[0], true, now).is_empty());
+    assert!(acts(plan.on_exit(ids[0], true, now)).is_empty());
     let deadline = now + SHUTDOWN + STOP_GRACE;
     assert_eq!(plan.next_deadline(), Some(deadline));
-    assert_eq!(plan.on_tick(deadline), [Action::Kill(ids[1])]);
-    assert_eq!(plan.on_exit(ids[1], false, deadline), [Action::Exit(1)]);
+    assert_eq!(acts(plan.on_tick(deadline)), [Action::Kill(ids[1])]);
+    assert_eq!(
+        acts(plan.on_exit(ids[1], false, deadline)),
+        [Action::Exit(1)]
+    );
 
     let (mut plan, ids) = running(1, now);
-    plan.on_stop(now);
-    assert_eq!(plan.on_exit(ids[0], true, now), [Action::Exit(0)]);
+    acts(plan.on_stop(now));
+    assert_eq!(acts(plan.on_exit(ids[0], true, now)), [Action::Exit(0)]);
 }
 
 /// A stop during back-off does not start the place again.
@@ -199,11 +210,11 @@ fn stop_waits_for_every_process() {
 fn stop_cancels_pending_refills() {
     let now = Instant::now();
     let (mut plan, ids) = running(2, now);
-    plan.on_exit(ids[0], false, now);
-    plan.on_stop(now);
+    acts(plan.on_exit(ids[0], false, now));
+    acts(plan.on_stop(now));
     let later = now + Duration::from_secs(1);
-    assert!(starts(&plan.on_tick(later)).is_empty());
-    assert_eq!(plan.on_exit(ids[1], true, later), [Action::Exit(0)]);
+    assert!(starts(&acts(plan.on_tick(later))).is_empty());
+    assert_eq!(acts(plan.on_exit(ids[1], true, later)), [Action::Exit(0)]);
 }
 
 /// A stop during a reload stops the old and the new processes alike.
@@ -211,13 +222,44 @@ fn stop_cancels_pending_refills() {
 fn stop_during_a_reload_stops_everyone() {
     let now = Instant::now();
     let (mut plan, old) = running(1, now);
-    let (new, _) = starts(&plan.on_reload(now))[0];
-    let mut stopped = plan.on_stop(now);
+    let (new, _) = starts(&acts(plan.on_reload(now)))[0];
+    let mut stopped = acts(plan.on_stop(now));
     stopped.sort_by_key(|a| format!("{a:?}"));
     assert_eq!(stopped.len(), 2);
     assert!(stopped.contains(&Action::Stop(old[0])) && stopped.contains(&Action::Stop(new)));
     // The new process getting ready now changes nothing.
-    assert!(plan.on_ready(new, now).is_empty());
-    plan.on_exit(old[0], true, now);
-    assert_eq!(plan.on_exit(new, true, now), [Action::Exit(0)]);
+    assert!(acts(plan.on_ready(new, now)).is_empty());
+    acts(plan.on_exit(old[0], true, now));
+    assert_eq!(acts(plan.on_exit(new, true, now)), [Action::Exit(0)]);
+}
+
+/// The service manager hears READY once every process is ready, RELOADING then READY around a
+/// reload, and STOPPING at a stop.
+#[test]
+fn announcements_follow_the_phases() {
+    let now = Instant::now();
+    let announced = |actions: &[Action]| -> Vec<Announce> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Announce(state) => Some(*state),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut plan = Plan::new(2, SHUTDOWN);
+    let ids: Vec<Id> = starts(&plan.start(now))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(announced(&plan.on_ready(ids[0], now)).is_empty());
+    assert_eq!(announced(&plan.on_ready(ids[1], now)), [Announce::Ready]);
+    let reload = plan.on_reload(now);
+    assert_eq!(announced(&reload), [Announce::Reloading]);
+    let (new0, _) = starts(&reload)[0];
+    let next = plan.on_ready(new0, now);
+    assert!(announced(&next).is_empty());
+    let (new1, _) = starts(&next)[0];
+    assert_eq!(announced(&plan.on_ready(new1, now)), [Announce::Ready]);
+    assert_eq!(announced(&plan.on_stop(now)), [Announce::Stopping]);
 }
