@@ -356,7 +356,7 @@ fn the_supervisor_notifies_systemd() {
         ..Default::default()
     };
     let mut server = common::spawn_binary_with(&["--workers", "2", "--pool", "1"], spawn);
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 256];
         let n = socket.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
