@@ -23,7 +23,8 @@
 //! 7. fire expired timers (`/sleep`, timeouts, upstream connections' deadlines);
 //! 8. file the calls that 7 ended, then drive, once each, the connections that 4, 7 and 8
 //!    touched and those that yielded last turn;
-//! 9. housekeeping: the slow-turn warning, compacting the timer heap;
+//! 9. housekeeping: the slow-turn warning, the turn's metrics, handing the turn's access-log
+//!    lines to their writer thread, compacting the timer heap;
 //! 10. exit once draining and no connection is left.
 //!
 //! A handler decides where its work runs by what it returns (see [`router`]): the answer now
@@ -50,7 +51,14 @@
 //! - [`outbound`]: the reactor's calls to other HTTP services — their connections (tagged
 //!   tokens, idle lists, the bound and its queue, deadlines, cancellation, one retry), the types
 //!   a handler sees, and the blocking client kept to show the anti-patterns;
-//! - [`metrics`]: Prometheus counters, gauges, histograms and their text encoder (not wired yet);
+//! - [`metrics`]: what `GET /metrics` answers — lock-free counters, gauges and histograms, the
+//!   Prometheus text encoder, and the shared scoreboard through which the processes of
+//!   `--workers N` see each other's numbers;
+//! - [`supervisor`]: `--workers N` — one process binds the socket and keeps N reactor
+//!   processes serving on it: readiness, restarts with back-off, one-at-a-time replacement on
+//!   SIGHUP, the stop (gunicorn's arbiter);
+//! - [`access_log`]: a line per response, buffered per turn and written by a thread of its own;
+//! - [`notify`]: systemd's `sd_notify` (`READY=1`, `RELOADING=1`, `STOPPING=1`);
 //! - [`pool`]: the worker threads, the bounded job queue, completions and cancellation;
 //! - [`timer`]: one heap of deadlines;
 //! - [`slab`]: connection slots and generation-checked tokens, tagged by slab;
@@ -61,8 +69,9 @@
 //! - [`config`]: the command line and its defaults;
 //! - [`error`]: every failure, mapped to a status code in one place;
 //! - [`signals`]: SIGINT/SIGTERM and friends as events of the loop, through a self-pipe;
-//! - [`sys`]: the listener (backlog) and the few `libc` calls (file limit, thread scheduling) —
-//!   the only `unsafe` in the crate.
+//! - [`sys`]: the listener (backlog, `SO_REUSEPORT`) and the few `libc` calls (file limit,
+//!   thread scheduling, starting and reaping processes, shared memory) — the only `unsafe` in
+//!   the crate.
 //!
 //! `docs/ARCHITECTURE.md` tells the same story at length, following one request from `accept`
 //! to the last byte written.
