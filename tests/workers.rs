@@ -377,3 +377,53 @@ fn the_supervisor_notifies_systemd() {
     assert!(socket.recv(&mut buf).is_err(), "a process spoke to systemd");
     let _ = std::fs::remove_file(&path);
 }
+
+/// `--reuse-port` gives each process a socket of its own on the same port: the kernel deals
+/// new connections to both, and a reload replaces both processes too.
+#[test]
+fn reuse_port_spreads_connections_over_both_processes() {
+    let server = supervised(&["--reuse-port"]);
+    assert!(
+        server.start_line.contains("SO_REUSEPORT"),
+        "{}",
+        server.start_line
+    );
+    let pids = children(&server);
+    // The kernel picks a socket by a hash of the client's port: 64 connections all landing on
+    // one of two sockets has odds of 2 in 2^64.
+    for _ in 0..64 {
+        assert_eq!(
+            Client::connect(server.addr())
+                .request(get("/plaintext"))
+                .status,
+            200
+        );
+    }
+    thread::sleep(Duration::from_millis(1500));
+    let text = Client::connect(server.addr())
+        .request(get("/metrics"))
+        .text()
+        .to_string();
+    let exposition = parse(&text).unwrap_or_else(|why| panic!("{why}\n{text}"));
+    for pid in &pids {
+        let pid = pid.to_string();
+        let series = [
+            ("pid", pid.as_str()),
+            ("route", "/plaintext"),
+            ("status", "2xx"),
+        ];
+        let served = exposition.value("evloop_requests_total", &series);
+        assert!(
+            served.is_some_and(|n| n > 0.0),
+            "pid {pid} served none\n{text}"
+        );
+    }
+    server.signal(libc::SIGHUP);
+    wait_for_children(&server, 2, &pids, Duration::from_secs(20));
+    assert_eq!(
+        Client::connect(server.addr())
+            .request(get("/plaintext"))
+            .status,
+        200
+    );
+}
