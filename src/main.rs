@@ -126,7 +126,7 @@ fn serve_for_supervisor(config: Config, inherited: Inherited) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(err) = server.handle_signals() {
+    if let Err(err) = server.handle_signals_supervised() {
         eprintln!("evloop: cannot install signal handlers: {err}");
         return ExitCode::from(1);
     }

@@ -110,6 +110,8 @@ pub struct Server {
     scoreboard: Option<Scoreboard>,
     /// Set by [`Server::name_worker`]: which process of `--workers N` this is, for the logs.
     worker: Option<usize>,
+    /// A second SIGTERM or SIGINT ends the process at once (not for a supervisor's processes).
+    second_signal_exits: bool,
 }
 
 impl Server {
@@ -156,6 +158,7 @@ impl Server {
             started: SystemTime::now(),
             scoreboard: None,
             worker: None,
+            second_signal_exits: true,
         })
     }
 
@@ -188,7 +191,18 @@ impl Server {
     /// the process at once (status 130); SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and
     /// ignored. The handlers are removed when `run` returns.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new()?;
+        self.install_signals(Signals::new()?)
+    }
+
+    /// [`Server::handle_signals`] for a process of `--workers N`: a repeated SIGTERM or SIGINT
+    /// does not cut the drain short (the supervisor's SIGTERM may follow one sent to the whole
+    /// group); the supervisor ends a process that must stop at once with SIGKILL.
+    pub fn handle_signals_supervised(&mut self) -> io::Result<()> {
+        self.second_signal_exits = false;
+        self.install_signals(Signals::delivering_all()?)
+    }
+
+    fn install_signals(&mut self, mut signals: Signals) -> io::Result<()> {
         self.poll
             .registry()
             .register(&mut signals, SIGNAL, Interest::READABLE)?;
@@ -238,6 +252,7 @@ impl Server {
             router,
             config: self.config,
             signals: self.signals,
+            second_signal_exits: self.second_signal_exits,
             shutdown_requested: self.shutdown,
             lifecycle: Lifecycle::Running,
             scratch: Scratch::new(),
@@ -404,6 +419,8 @@ struct Reactor {
     /// `None` unless [`Server::handle_signals`] was called. Dropped with the reactor, which
     /// removes the handlers.
     signals: Option<Signals>,
+    /// Whether a second SIGTERM or SIGINT exits at once (what the drain's log line promises).
+    second_signal_exits: bool,
     /// Set by a [`ShutdownHandle`] (or a signal): begin the drain.
     shutdown_requested: Arc<AtomicBool>,
     /// Running or draining.
@@ -825,12 +842,17 @@ impl Reactor {
         for signal in signals.pending() {
             match signal {
                 Signal::Interrupt | Signal::Terminate => {
-                    log::info!("received {signal}; draining (send it again to exit at once)");
+                    if self.second_signal_exits {
+                        log::info!("received {signal}; draining (send it again to exit at once)");
+                    } else {
+                        log::info!("received {signal}; draining");
+                    }
                     self.shutdown_requested.store(true, Ordering::Release);
                 }
-                Signal::Hangup => {
-                    log::info!("received {signal}: ignored; reload arrives with --workers")
-                }
+                Signal::Hangup => log::info!(
+                    "received {signal}: ignored (a reload replaces processes: it needs \
+                     --workers 2 or more)"
+                ),
                 Signal::User1 | Signal::User2 | Signal::Alarm => {
                     log::info!("received {signal}: ignored")
                 }

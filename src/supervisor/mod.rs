@@ -38,10 +38,15 @@
 //! - **Signals** arrive as events through the same self-pipe the reactor uses
 //!   ([`crate::signals`]). SIGTERM or SIGINT: every process is sent SIGTERM and drains as a
 //!   single process does; the supervisor exits when the last one has, 0 if all exited 0. A
-//!   second SIGTERM or SIGINT ends the supervisor at once (status 130), and each process, told
-//!   by the kernel that its parent died (`PR_SET_PDEATHSIG`), gets a SIGTERM — its second — and
-//!   exits at once too. SIGHUP: replace every process, one at a time, with the binary found
-//!   at the supervisor's path now (so a new build installed there is picked up).
+//!   second SIGTERM or SIGINT: every process is killed (SIGKILL) and the supervisor exits 130
+//!   at once. The processes themselves never cut a drain short on a repeated SIGTERM (they may
+//!   get one from the supervisor and one sent to the whole group, by `pkill` or a service
+//!   manager); only the supervisor decides that. SIGHUP: replace every process, one at a
+//!   time, with the binary found at the supervisor's path now (so a new build installed there
+//!   is picked up).
+//! - **Orphans.** If the supervisor itself dies (even by SIGKILL), the kernel sends each
+//!   process SIGTERM (`PR_SET_PDEATHSIG`): they drain and exit rather than serve on
+//!   unsupervised.
 
 pub mod inherit;
 pub mod plan;
@@ -125,7 +130,9 @@ impl Supervisor {
     /// Start the processes and watch them until told to stop; returns the exit status.
     pub fn run(self) -> io::Result<i32> {
         let mut poll = Poll::new()?;
-        let mut signals = Signals::new()?;
+        // Every signal reaches the loop, a second SIGTERM too: the plan answers it by killing
+        // the processes before the supervisor exits.
+        let mut signals = Signals::delivering_all()?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut watch = Watch {
@@ -191,7 +198,7 @@ impl Watch {
         match signal {
             Signal::Interrupt | Signal::Terminate => {
                 log::info!(
-                    "received {}; stopping {} worker processes (send it again to exit at once)",
+                    "received {}; stopping {} worker processes (send it again to kill them)",
                     signal.name(),
                     self.plan.alive()
                 );

@@ -21,12 +21,12 @@
 //!   new process fails to get ready, the reload stops there and the old processes stay.
 //! - **Stop** (SIGTERM, SIGINT): every process is asked to stop; when the last has exited, the
 //!   supervisor exits 0 if they all did, 1 if not. A process that outlives the stop deadline is
-//!   killed. (A second signal never reaches the plan: it ends the supervisor at once, and the
-//!   processes follow; see `mod.rs`.)
+//!   killed. A second stop kills them all and exits at once with status 130.
 
 use std::time::{Duration, Instant};
 
 use crate::notify::State as Announce;
+use crate::signals::EXIT_SECOND_SIGNAL;
 
 /// How long a new process may take to say it is ready (its start-up hooks included).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -243,10 +243,14 @@ impl Plan {
         actions
     }
 
-    /// SIGTERM or SIGINT: stop everything, then exit.
+    /// SIGTERM or SIGINT: stop everything, then exit. A second one while stopping: kill
+    /// everything and exit at once with [`EXIT_SECOND_SIGNAL`] — the operator wants out now.
     pub fn on_stop(&mut self, now: Instant) -> Vec<Action> {
         if matches!(self.phase, Phase::Stopping { .. }) {
-            return Vec::new();
+            let mut actions: Vec<Action> =
+                self.members.iter().map(|m| Action::Kill(m.id)).collect();
+            actions.push(Action::Exit(EXIT_SECOND_SIGNAL));
+            return actions;
         }
         let mut actions = vec![Action::Announce(Announce::Stopping)];
         actions.extend(self.stop_all(0, now));

@@ -187,10 +187,6 @@ fn stop_waits_for_every_process() {
     let (mut plan, ids) = running(2, now);
     let actions = acts(plan.on_stop(now));
     assert_eq!(actions, [Action::Stop(ids[0]), Action::Stop(ids[1])]);
-    assert!(
-        acts(plan.on_stop(now)).is_empty(),
-        "a repeated stop does nothing new"
-    );
     assert!(acts(plan.on_exit(ids[0], true, now)).is_empty());
     let deadline = now + SHUTDOWN + STOP_GRACE;
     assert_eq!(plan.next_deadline(), Some(deadline));
@@ -262,4 +258,17 @@ fn announcements_follow_the_phases() {
     let (new1, _) = starts(&next)[0];
     assert_eq!(announced(&plan.on_ready(new1, now)), [Announce::Ready]);
     assert_eq!(announced(&plan.on_stop(now)), [Announce::Stopping]);
+}
+
+/// A second stop kills whatever is left and exits at once with 130.
+#[test]
+fn a_second_stop_kills_and_exits() {
+    let now = Instant::now();
+    let (mut plan, ids) = running(2, now);
+    plan.on_stop(now);
+    plan.on_exit(ids[0], true, now);
+    assert_eq!(
+        acts(plan.on_stop(now)),
+        [Action::Kill(ids[1]), Action::Exit(130)]
+    );
 }
