@@ -427,3 +427,25 @@ fn reuse_port_spreads_connections_over_both_processes() {
         200
     );
 }
+
+/// SIGTERM sent to every process at once (`pkill evloop`, or a service manager that signals
+/// the whole group) is still a graceful stop: each process gets a second SIGTERM from the
+/// supervisor and keeps draining, so a request in progress is answered.
+#[test]
+fn sigterm_to_the_whole_group_still_drains() {
+    let mut server = supervised(&[]);
+    let mut slow: Vec<Client> = (0..4).map(|_| Client::connect(server.addr())).collect();
+    for client in &mut slow {
+        client.send(get("/sleep?ms=700"));
+    }
+    thread::sleep(Duration::from_millis(150));
+    for pid in children(&server) {
+        // SAFETY: signalling a process of our own test's server.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    server.signal(libc::SIGTERM);
+    for client in &mut slow {
+        assert_eq!(client.read_response().status, 200);
+    }
+    assert_eq!(server.exit_code_within(Duration::from_secs(20)), 0);
+}
