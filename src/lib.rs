@@ -91,6 +91,7 @@ pub mod connection;
 pub mod endpoints;
 pub mod error;
 pub mod http;
+pub mod lifespan;
 pub mod metrics;
 pub mod outbound;
 pub mod pool;
