@@ -172,7 +172,7 @@ start_evloop() {
   PIDS+=("$EV_PID")
   EV_PORT=
   for _i in $(seq 100); do
-    EV_PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/$name.out" 2>/dev/null || true)
+    EV_PORT=$(sed -n 's|.*ready on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/$name.out" 2>/dev/null || true)
     [ -n "$EV_PORT" ] && return 0
     alive "$EV_PID" || break
     sleep 0.05

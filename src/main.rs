@@ -3,15 +3,33 @@
 //! It runs in one of three ways: alone (`--workers 1`, the default); as the supervisor of
 //! `--workers N` processes ([`evloop::supervisor`]); or as one of those processes, which it
 //! knows from what the supervisor put in its environment ([`Inherited::from_env`]).
+//!
+//! It prints `evloop <version> listening on http://ADDR (…)` once bound, then
+//! `evloop ready on http://ADDR` once its start-up hooks (the audio model) have finished (a
+//! supervisor: once every process has). The exit status is [`evloop::reactor::Exit::code`]: 0
+//! drained, 1 shut down late (or could not start), 3 a start-up hook failed; 2 for bad
+//! arguments, 130 on a second SIGINT or SIGTERM.
+//!
+//! # For tests only
+//!
+//! Two environment variables add a start-up hook after the real ones, so that the tests can
+//! watch the binary start slowly or fail to start; nothing else reads them (a supervisor's
+//! processes inherit them):
+//!
+//! - `EVLOOP_TEST_STARTUP_DELAY_MS=N`: a hook, `test delay`, that sleeps N ms;
+//! - `EVLOOP_TEST_STARTUP_FAIL=error` or `=panic`: a hook, `test failure`, that returns an error
+//!   or panics.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use evloop::config::Cli;
 use evloop::config::Config;
 use evloop::endpoints;
+use evloop::lifespan::App;
 use evloop::reactor::Server;
 use evloop::supervisor::inherit::Inherited;
 use evloop::supervisor::Supervisor;
@@ -77,7 +95,12 @@ fn serve_alone(config: Config) -> ExitCode {
     );
     // Tests and scripts wait for this line; make sure it leaves the process now.
     let _ = io::stdout().flush();
-    evloop::notify::notify(evloop::notify::State::Ready);
+    let addr = server.local_addr();
+    server.on_ready(move || {
+        println!("evloop ready on http://{addr}");
+        let _ = io::stdout().flush();
+        evloop::notify::notify(evloop::notify::State::Ready);
+    });
     run(server, &config)
 }
 
@@ -132,17 +155,41 @@ fn serve_for_supervisor(config: Config, inherited: Inherited) -> ExitCode {
     }
     server.share_metrics(inherited.scoreboard);
     server.name_worker(inherited.worker);
-    inherited.ready.announce();
+    // Connections wait in the shared backlog for a process that is ready, rather than meet
+    // this one's 503s while its start-up hooks run.
+    server.accept_after_ready();
+    let ready = inherited.ready;
+    server.on_ready(move || ready.announce());
     run(server, &config)
 }
 
 fn run(server: Server, config: &Config) -> ExitCode {
-    match server.run(endpoints::router_for(config)) {
+    match server.run(test_hooks(endpoints::app_for(config))) {
         Ok(exit) => ExitCode::from(exit.code() as u8),
         Err(err) => {
             eprintln!("evloop: reactor failed: {err}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The start-up hooks the tests ask for with `EVLOOP_TEST_STARTUP_*` (see the module's docs).
+fn test_hooks(mut app: App) -> App {
+    if let Some(ms) = std::env::var("EVLOOP_TEST_STARTUP_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        app = app.on_startup("test delay", move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(())
+        });
+    }
+    match std::env::var("EVLOOP_TEST_STARTUP_FAIL").as_deref() {
+        Ok("error") => app.on_startup("test failure", || {
+            Err("EVLOOP_TEST_STARTUP_FAIL=error".into())
+        }),
+        Ok("panic") => app.on_startup("test failure", || panic!("EVLOOP_TEST_STARTUP_FAIL=panic")),
+        _ => app,
     }
 }
 

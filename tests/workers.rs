@@ -65,6 +65,12 @@ struct Hammer {
 
 impl Hammer {
     fn start(addr: SocketAddr, clients: usize) -> Hammer {
+        Hammer::start_with(addr, clients, true)
+    }
+
+    /// `keep_alive: false`: a new connection for every request (`Connection: close`), so
+    /// that new connections keep arriving whatever the server does.
+    fn start_with(addr: SocketAddr, clients: usize, keep_alive: bool) -> Hammer {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -73,7 +79,7 @@ impl Hammer {
                 let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
                 thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match keep_alive_run(addr, &stop, &ok) {
+                        match keep_alive_run(addr, &stop, &ok, keep_alive) {
                             Ok(()) => {}
                             Err(why) => {
                                 eprintln!("client error: {why}");
@@ -112,7 +118,12 @@ impl Hammer {
 
 /// One connection's life: requests until the server says `Connection: close` (Ok) or until
 /// something fails (Err).
-fn keep_alive_run(addr: SocketAddr, stop: &AtomicBool, ok: &AtomicU64) -> Result<(), String> {
+fn keep_alive_run(
+    addr: SocketAddr,
+    stop: &AtomicBool,
+    ok: &AtomicU64,
+    keep_alive: bool,
+) -> Result<(), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
     stream
@@ -120,8 +131,13 @@ fn keep_alive_run(addr: SocketAddr, stop: &AtomicBool, ok: &AtomicU64) -> Result
         .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        let request = if keep_alive {
+            get("/plaintext")
+        } else {
+            "GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_string()
+        };
         stream
-            .write_all(get("/plaintext").as_bytes())
+            .write_all(request.as_bytes())
             .map_err(|e| format!("write: {e}"))?;
         let response = loop {
             if let Some((response, used)) = parse_response(&buf, false)? {
@@ -448,4 +464,55 @@ fn sigterm_to_the_whole_group_still_drains() {
         assert_eq!(client.read_response().status, 200);
     }
     assert_eq!(server.exit_code_within(Duration::from_secs(20)), 0);
+}
+
+/// Processes whose start-up hook fails make the supervisor give up at once, with the start-up
+/// status 3 and a line saying why, instead of restarting them in a loop.
+#[test]
+fn a_failing_start_up_makes_the_supervisor_give_up() {
+    let env = [("EVLOOP_TEST_STARTUP_FAIL", "error")];
+    let spawn = common::Spawn {
+        env: &env,
+        early: true,
+        ..Default::default()
+    };
+    let mut server = common::spawn_binary_with(&["--workers", "2", "--pool", "1"], spawn);
+    assert_eq!(server.exit_code_within(Duration::from_secs(20)), 3);
+    let log = server.final_stderr(Duration::from_secs(10));
+    assert!(
+        log.contains("before every process was ready; giving up"),
+        "{log}"
+    );
+    assert!(
+        log.contains("test failure"),
+        "the hook is not named:\n{log}"
+    );
+}
+
+/// A reload whose new processes take a while to start (their start-up hooks run 800 ms)
+/// refuses nothing and answers no 503, though new connections keep coming: a new process does
+/// not accept until it is ready, and the old one serves until then.
+#[test]
+fn a_slow_start_up_during_a_reload_costs_no_request() {
+    let env = [("EVLOOP_TEST_STARTUP_DELAY_MS", "800")];
+    let spawn = common::Spawn {
+        env: &env,
+        ..Default::default()
+    };
+    let server = common::spawn_binary_with(&["--workers", "2", "--pool", "1"], spawn);
+    server.wait_for_log_line(
+        &["all 2 worker processes are ready"],
+        Duration::from_secs(20),
+    );
+    let before = children(&server);
+    let hammer = Hammer::start_with(server.addr(), 8, false);
+    wait_for_progress(&hammer, 0, 200);
+    server.signal(libc::SIGHUP);
+    server.wait_for_log_line(&["reload done"], Duration::from_secs(30));
+    wait_for_children(&server, 2, &before, Duration::from_secs(30));
+    let at_reload = hammer.ok();
+    wait_for_progress(&hammer, at_reload, 200);
+    let (ok, failed) = hammer.finish();
+    eprintln!("a slow reload under load: {ok} answered, {failed} failed");
+    assert_eq!(failed, 0);
 }

@@ -10,7 +10,8 @@
 //!  │      clients already sent before taking on anything new; an upstream socket's event goes
 //!  │      to the outbound side, which connects, writes the request or reads the response
 //!  │   4. WAKER: take finished jobs and progress off the channel (up to a bound per turn), file
-//!  │      each with its request; file the calls upstream that ended with theirs
+//!  │      each with its request; file the calls upstream that ended with theirs; take the
+//!  │      start-up thread's report (the server turns ready, or a failed hook begins the drain)
 //!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain; SIGHUP, SIGUSR1/2, SIGALRM are logged
 //!  │   6. LISTENER: accept until WouldBlock (at the connection cap, close the longest-idle
 //!  │      keep-alive connection to admit each new client)
@@ -31,21 +32,38 @@
 //! everything between the bytes and the handlers, and [`Outbound`] everything between a call
 //! upstream and its response.
 //!
+//! # A run from start to end
+//!
+//! [`Server::run`] starts the pool, then the start-up hooks of the [`App`] on a thread of their
+//! own, and turns the loop at once: while the hooks run, the server is `Starting`, and the
+//! router serves only the routes that need nothing the hooks build (liveness, metrics);
+//! the others answer 503 `starting`. When the start-up thread reports (step 4), the server
+//! turns `Running`: it starts accepting if it was told to wait ([`Server::accept_after_ready`]),
+//! logs `ready in N ms`, and calls [`Server::on_ready`]. A drain ends the loop (step 10); then
+//! `run` joins the pool and runs the shutdown hooks, within `--shutdown-timeout`, and returns
+//! the [`Exit`].
+//!
+//! - `lifecycle.rs`: `Starting`, `Running`, `Draining`, and the transitions between them;
+//! - `hooks.rs`: the start-up thread and its report, and the shutdown hooks' thread;
 //! - `accept.rs`: the listener and admission (the connection cap, back-off, reuse of idle
-//!   connections);
+//!   connections, waiting for the start-up);
 //! - `drain.rs`: the graceful drain and how a run ends.
 
 mod accept;
 mod drain;
+mod hooks;
+mod lifecycle;
 
 pub use drain::{Exit, ShutdownHandle};
 
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
@@ -54,6 +72,7 @@ use crate::config::Config;
 use crate::connection::pipeline::JobOutput;
 use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
+use crate::lifespan::{App, Hook};
 use crate::metrics::shared::Scoreboard;
 use crate::metrics::{self, CallOutcome, CloseReason, JobEnd, Refusal};
 use crate::outbound::CallError;
@@ -66,7 +85,9 @@ use crate::sys;
 use crate::timer::{self, TimerKind, Timers};
 
 use accept::{longest_idle, Accepted, Accepting, Acceptor, ACCEPT_BACKOFF, EVICTION_BATCH};
-use drain::{Lifecycle, DRAIN_IDLE_GRACE};
+use drain::DRAIN_IDLE_GRACE;
+use hooks::{ShutdownEnd, StartupReport};
+use lifecycle::{Lifecycle, StartupHooks};
 
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -112,7 +133,14 @@ pub struct Server {
     worker: Option<usize>,
     /// A second SIGTERM or SIGINT ends the process at once (not for a supervisor's processes).
     second_signal_exits: bool,
+    /// Called once, on the reactor thread, when the server turns ready ([`Server::on_ready`]).
+    on_ready: Vec<ReadyCallback>,
+    /// How the listener starts out: `Open`, or `AfterStartup` ([`Server::accept_after_ready`]).
+    accepting: Accepting,
 }
+
+/// What [`Server::on_ready`] registers.
+type ReadyCallback = Box<dyn FnOnce() + Send>;
 
 impl Server {
     /// Bind the listening socket (backlog [`LISTEN_BACKLOG`]) and set up the poller. Raises the
@@ -159,6 +187,8 @@ impl Server {
             scoreboard: None,
             worker: None,
             second_signal_exits: true,
+            on_ready: Vec::new(),
+            accepting: Accepting::Open,
         })
     }
 
@@ -210,13 +240,43 @@ impl Server {
         Ok(())
     }
 
-    /// Run the loop until a drain completes. Starts the worker pool first and joins it last.
-    pub fn run(self, router: Router) -> io::Result<Exit> {
+    /// Call `ready` once, on the reactor thread, at the moment the server turns ready: after
+    /// every start-up hook has finished (at once if there are none), before the turn that
+    /// follows. Never called if a start-up hook fails, or if a drain begins first. Keep it
+    /// short, as anything that runs on the loop: it might tell a supervisor through a pipe, or
+    /// write a line. A panic in it is logged, and the server goes on. Each callback registered
+    /// is called, in the order registered.
+    pub fn on_ready(&mut self, ready: impl FnOnce() + Send + 'static) {
+        self.on_ready.push(Box::new(ready));
+    }
+
+    /// Take no connection before the server is ready: the listener is registered with the
+    /// poller only once the start-up hooks have finished, so clients that connect meanwhile
+    /// wait in the kernel's backlog and are then served, instead of being answered 503. For
+    /// processes that share one listening socket (a rolling restart): the kernel hands a
+    /// connection to a process that is serving, not to one still starting. A drain begun
+    /// before the server is ready closes the listener without accepting what waits in it.
+    ///
+    /// The default is to accept at once, so that a single process can answer a probe (`/healthz`
+    /// 200, `/readyz` 503) while it starts.
+    pub fn accept_after_ready(&mut self) {
+        self.accepting = Accepting::AfterStartup;
+    }
+
+    /// Run `app` (an [`App`], or a [`Router`] alone) until a drain completes: start the worker
+    /// pool and the start-up hooks, turn the loop until drained, join the pool, run the
+    /// shutdown hooks. See "A run from start to end" above.
+    pub fn run(self, app: impl Into<App>) -> io::Result<Exit> {
+        let began = Instant::now();
+        let App { router, lifespan } = app.into();
+        let (startup, shutdown) = lifespan.into_hooks();
         sys::ignore_sigpipe();
         let mut listener = self.listener;
-        self.poll
-            .registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if self.accepting == Accepting::Open {
+            self.poll
+                .registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)?;
+        }
         let pool = Pool::start(
             self.config.pool,
             self.config.queue,
@@ -241,10 +301,16 @@ impl Server {
         };
         let body_memory = self.config.max_body_memory;
         let calls = self.config.calls;
+        // The hooks may take long: a thread of their own, which reports through the waker.
+        let startup = if startup.is_empty() {
+            None
+        } else {
+            Some(hooks::spawn_startup(startup, Arc::clone(&self.waker))?)
+        };
         let mut reactor = Reactor {
             poll: self.poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
-            acceptor: Acceptor::new(listener),
+            acceptor: Acceptor::new(listener, self.accepting),
             connections: Slab::new(),
             pool,
             timers: Timers::new(),
@@ -254,7 +320,9 @@ impl Server {
             signals: self.signals,
             second_signal_exits: self.second_signal_exits,
             shutdown_requested: self.shutdown,
-            lifecycle: Lifecycle::Running,
+            lifecycle: Lifecycle::Starting { since: began },
+            startup,
+            on_ready: self.on_ready,
             scratch: Scratch::new(),
             bodies: BodyMemory::new(body_memory),
             stats: TurnStats::new(),
@@ -263,38 +331,86 @@ impl Server {
             metrics,
             access,
         };
+        reactor.router.set_phase(reactor.lifecycle.phase());
         if sharing {
             reactor.post_metrics();
         }
-        let exit = reactor.run();
+        if reactor.startup.is_none() {
+            reactor.become_ready()?;
+        }
+        let drained = reactor.run();
         // A stopping process's numbers leave the scoreboard with it; its last access-log
         // lines are written before it goes.
         reactor.metrics.withdraw();
         if let Some(access) = reactor.access.take() {
             access.finish();
         }
-        let exit = exit?;
-        match exit {
+        let drained = drained?;
+        let deadline = reactor.lifecycle.deadline().unwrap_or(reactor.now);
+        let started = reactor.lifecycle.hooks();
+        let exit = match drained {
             // Every connection is gone and every job answered; jobs of clients that left were
             // cancelled. Wait for the workers so the process exits with nothing half done, but
             // not past the shutdown deadline: a job that ignores its cancel flag cannot be
             // stopped, only abandoned.
             Exit::Graceful => {
-                let deadline = reactor.lifecycle.deadline().unwrap_or(reactor.now);
-                if !reactor.pool.join_until(deadline) {
+                if reactor.pool.join_until(deadline) {
+                    Exit::Graceful
+                } else {
                     log::error!("shutdown timeout: a worker is still running a job; exiting");
-                    return Ok(Exit::TimedOut);
+                    Exit::TimedOut
                 }
             }
             // Out of time: cancel what is left and do not wait for it. The process is about to
-            // exit, which stops the workers wherever they are.
-            Exit::TimedOut => {
+            // exit, which stops the workers wherever they are. (The loop itself ends only
+            // drained or out of time; how the start-up went is decided below.)
+            Exit::TimedOut | Exit::StartupFailed => {
                 for token in reactor.connections.tokens() {
                     reactor.close(token, Some(CloseReason::Shutdown));
                 }
+                Exit::TimedOut
             }
+        };
+        shut_down(exit, started, shutdown, deadline)
+    }
+}
+
+/// The end of a run, once the pool is joined (or abandoned): the shutdown hooks, if the
+/// start-up finished and there is time left, and the exit. A failed start-up is the exit,
+/// whatever else happened.
+fn shut_down(
+    exit: Exit,
+    started: StartupHooks,
+    shutdown: Vec<Hook>,
+    deadline: Instant,
+) -> io::Result<Exit> {
+    match started {
+        StartupHooks::Failed => return Ok(Exit::StartupFailed),
+        // The start-up thread is still in a hook, and is abandoned with the process: what the
+        // shutdown hooks would release may not even exist yet.
+        StartupHooks::Running => {
+            if !shutdown.is_empty() {
+                log::warn!("stopped before the start-up hooks finished: no shutdown hook runs");
+            }
+            return Ok(exit);
         }
-        Ok(exit)
+        StartupHooks::Finished => {}
+    }
+    if exit == Exit::TimedOut {
+        if !shutdown.is_empty() {
+            log::error!(
+                "shutdown timeout: no time left for the {} shutdown hooks",
+                shutdown.len()
+            );
+        }
+        return Ok(exit);
+    }
+    match hooks::run_shutdown(shutdown, deadline)? {
+        ShutdownEnd::Done => Ok(exit),
+        ShutdownEnd::TimedOut { hook } => {
+            log::error!("shutdown timeout: shutdown hook `{hook}` is still running; exiting");
+            Ok(Exit::TimedOut)
+        }
     }
 }
 
@@ -423,8 +539,13 @@ struct Reactor {
     second_signal_exits: bool,
     /// Set by a [`ShutdownHandle`] (or a signal): begin the drain.
     shutdown_requested: Arc<AtomicBool>,
-    /// Running or draining.
+    /// Starting, running or draining. Changed only by [`Reactor::enter`].
     lifecycle: Lifecycle,
+    /// Where the start-up thread's report arrives, until it has: `None` from then on, and for
+    /// an app without start-up hooks.
+    startup: Option<Receiver<StartupReport>>,
+    /// Called when the server turns ready, then empty.
+    on_ready: Vec<ReadyCallback>,
     scratch: Scratch,
     /// Request bodies held while they arrive, over all connections.
     bodies: BodyMemory,
@@ -515,11 +636,14 @@ impl Reactor {
                 self.metrics.reactor.woken();
             }
 
-            // 4. Completions and progress; calls upstream that ended.
+            // 4. Completions and progress; calls upstream that ended; the start-up's report.
             if wake || std::mem::take(&mut self.scratch.messages_left) {
                 self.take_completions();
             }
             self.take_call_results();
+            if wake {
+                self.take_startup_report()?;
+            }
             // 5. Signals and in-process shutdown requests.
             if signal {
                 self.read_signals();
@@ -860,6 +984,70 @@ impl Reactor {
         }
     }
 
+    /// Every change of the lifecycle: logged, and told to the router (whose routes that need
+    /// the start-up hooks wait for them).
+    fn enter(&mut self, next: Lifecycle) {
+        log::trace!("lifecycle: {:?} -> {next:?}", self.lifecycle);
+        self.lifecycle = next;
+        self.router.set_phase(next.phase());
+    }
+
+    /// Step 4: the start-up thread's report, if it has come. Every hook finished: the server
+    /// turns ready (or, if a drain began meanwhile, the drain learns it). A hook failed: log it
+    /// and drain; the run will end with [`Exit::StartupFailed`].
+    fn take_startup_report(&mut self) -> io::Result<()> {
+        let Some(report) = self.startup.as_ref().and_then(hooks::take_report) else {
+            return Ok(());
+        };
+        self.startup = None;
+        match (report, self.lifecycle) {
+            (StartupReport::Finished, Lifecycle::Starting { .. }) => self.become_ready()?,
+            (StartupReport::Finished, lifecycle) => {
+                log::info!("start-up hooks finished during the drain: not turning ready");
+                self.enter(lifecycle.with_hooks(StartupHooks::Finished));
+            }
+            (StartupReport::Failed { hook, error }, lifecycle) => {
+                log::error!(
+                    "start-up hook `{hook}` failed: {error}; stopping (exit status {})",
+                    Exit::StartupFailed.code()
+                );
+                if !lifecycle.is_draining() {
+                    self.begin_drain();
+                }
+                self.enter(self.lifecycle.with_hooks(StartupHooks::Failed));
+            }
+        }
+        Ok(())
+    }
+
+    /// The start-up hooks have finished: serve every route, start accepting if that waited,
+    /// say how long the start-up took, and call the `on_ready` callbacks.
+    fn become_ready(&mut self) -> io::Result<()> {
+        let Lifecycle::Starting { since } = self.lifecycle else {
+            return Ok(());
+        };
+        self.enter(Lifecycle::Running);
+        if self.acceptor.state == Accepting::AfterStartup {
+            if let Some(listener) = self.acceptor.listener_mut() {
+                self.poll
+                    .registry()
+                    .register(listener, LISTENER, Interest::READABLE)?;
+            }
+            self.acceptor.state = Accepting::Open;
+            // Whoever waited in the backlog is taken now, without waiting for an event.
+            self.accept_all();
+        }
+        log::info!("ready in {} ms", since.elapsed().as_millis());
+        for ready in std::mem::take(&mut self.on_ready) {
+            // Code of the library's user on the loop's thread, like a handler: a panic in it
+            // costs a log line, never the server.
+            if catch_unwind(AssertUnwindSafe(ready)).is_err() {
+                log::error!("an on_ready callback panicked");
+            }
+        }
+        Ok(())
+    }
+
     /// Begin the graceful drain (see `drain.rs`).
     fn begin_drain(&mut self) {
         log::info!(
@@ -867,16 +1055,18 @@ impl Reactor {
             self.connections.len(),
             self.config.shutdown_timeout.as_secs_f64()
         );
-        // Connections already in the backlog were promised an answer: take them first.
+        // Connections already in the backlog were promised an answer: take them first (not
+        // those of a listener still waiting for the start-up: it was never registered, and
+        // nobody promised them anything).
         self.accept_all();
+        let registered = self.acceptor.state != Accepting::AfterStartup;
         if let Some(mut listener) = self.acceptor.close() {
-            deregister(self.poll.registry(), &mut listener);
+            if registered {
+                deregister(self.poll.registry(), &mut listener);
+            }
         }
         let deadline = self.now + self.config.shutdown_timeout;
-        self.lifecycle = Lifecycle::Draining {
-            grace: self.now + DRAIN_IDLE_GRACE,
-            deadline,
-        };
+        self.enter(self.lifecycle.drain(self.now + DRAIN_IDLE_GRACE, deadline));
         self.timers.insert(deadline, TimerKind::ShutdownDeadline);
         let mut io = Io {
             registry: self.poll.registry(),
@@ -927,7 +1117,10 @@ impl Reactor {
                     self.outbound.on_timer(token, at, &mut io);
                 }
                 TimerKind::ResumeAccept => {
-                    if self.acceptor.state != Accepting::Open {
+                    if matches!(
+                        self.acceptor.state,
+                        Accepting::AtCapacity | Accepting::BackingOff
+                    ) {
                         self.acceptor.state = Accepting::Open;
                         self.accept_all();
                     }

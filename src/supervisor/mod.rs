@@ -139,6 +139,7 @@ impl Supervisor {
             plan: Plan::new(self.config.workers, self.config.shutdown_timeout),
             processes: HashMap::new(),
             scoreboard: Scoreboard::create(shared::slots_for(self.config.workers))?,
+            announced_ready: false,
             supervisor: self,
         };
         let mut events = Events::with_capacity(64);
@@ -191,6 +192,8 @@ struct Watch {
     supervisor: Supervisor,
     /// Where the processes post their metrics; a slot per living process.
     scoreboard: Scoreboard,
+    /// The `ready` line has been printed (once, when every process was first ready).
+    announced_ready: bool,
 }
 
 impl Watch {
@@ -291,7 +294,15 @@ impl Watch {
                             process.signal(libc::SIGKILL);
                         }
                     }
-                    Action::Announce(state) => crate::notify::notify(state),
+                    Action::Announce(state) => {
+                        if state == crate::notify::State::Ready && !self.announced_ready {
+                            // The binary's second line, as a single process prints it.
+                            self.announced_ready = true;
+                            println!("evloop ready on http://{}", self.supervisor.addr);
+                            let _ = std::io::Write::flush(&mut std::io::stdout());
+                        }
+                        crate::notify::notify(state);
+                    }
                     Action::Exit(status) => return Ok(Some(status)),
                 }
             }
