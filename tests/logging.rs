@@ -97,11 +97,14 @@ fn a_stalled_stderr_does_not_stall_the_server() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn evloop");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut start_line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut start_line)
-        .expect("the start-up line");
+    stdout.read_line(&mut start_line).expect("the start-up line");
     let port = common::parse_start_line(start_line.trim()).expect("a port");
+    // Then the ready line: the start-up hooks are done and every route answers.
+    let mut ready_line = String::new();
+    stdout.read_line(&mut ready_line).expect("the ready line");
+    assert!(ready_line.starts_with("evloop ready on"), "{ready_line:?}");
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let mut client = Client::connect(addr);
     // About 80 bytes a line: 5000 lines are six times what the pipe holds.
