@@ -140,6 +140,9 @@ fn supervise(config: Config) -> ExitCode {
     }
 }
 
+/// Connections a process of `--workers N` accepts from the shared socket per turn.
+const ACCEPT_PER_TURN: usize = 4;
+
 /// One of the supervisor's processes: serve on the socket it handed down, say when ready.
 fn serve_for_supervisor(config: Config, inherited: Inherited) -> ExitCode {
     let mut server = match Server::with_listener(inherited.listener, config.clone()) {
@@ -155,6 +158,9 @@ fn serve_for_supervisor(config: Config, inherited: Inherited) -> ExitCode {
     }
     server.share_metrics(inherited.scoreboard);
     server.name_worker(inherited.worker);
+    if !config.reuse_port {
+        server.share_listener(ACCEPT_PER_TURN);
+    }
     // Connections wait in the shared backlog for a process that is ready, rather than meet
     // this one's 503s while its start-up hooks run.
     server.accept_after_ready();

@@ -99,7 +99,9 @@ fn a_stalled_stderr_does_not_stall_the_server() {
         .expect("spawn evloop");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut start_line = String::new();
-    stdout.read_line(&mut start_line).expect("the start-up line");
+    stdout
+        .read_line(&mut start_line)
+        .expect("the start-up line");
     let port = common::parse_start_line(start_line.trim()).expect("a port");
     // Then the ready line: the start-up hooks are done and every route answers.
     let mut ready_line = String::new();

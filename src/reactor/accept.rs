@@ -75,6 +75,11 @@ pub struct Acceptor {
     pub evicted: u64,
     /// A connection closed while we were at the cap: accept again this turn.
     pub resumed: bool,
+    /// Most connections one turn accepts: unbounded for a listener of our own; a few when the
+    /// socket is shared with other processes (`Server::share_listener`).
+    pub per_turn: usize,
+    /// The last turn stopped at `per_turn`: more may be waiting, and no new edge will say so.
+    pub more_waiting: bool,
     /// Rate limit for the "at capacity" lines.
     pub capacity_log: LogLimit,
     /// Rate limit for the "accept failed" lines.
@@ -82,14 +87,17 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Take over a bound, listening socket, accepting from `state` (`Open`, or `AfterStartup`).
-    pub fn new(listener: TcpListener, state: Accepting) -> Acceptor {
+    /// Take over a bound, listening socket, accepting from `state` (`Open`, or `AfterStartup`),
+    /// at most `per_turn` connections a turn (`usize::MAX`: until the backlog is empty).
+    pub fn new(listener: TcpListener, state: Accepting, per_turn: usize) -> Acceptor {
         Acceptor {
             listener: Some(listener),
             state,
             eviction_candidates: Vec::new(),
             evicted: 0,
             resumed: false,
+            per_turn: per_turn.max(1),
+            more_waiting: false,
             capacity_log: LogLimit::default(),
             resource_log: LogLimit::default(),
         }

@@ -137,6 +137,8 @@ pub struct Server {
     on_ready: Vec<ReadyCallback>,
     /// How the listener starts out: `Open`, or `AfterStartup` ([`Server::accept_after_ready`]).
     accepting: Accepting,
+    /// Most connections a turn accepts ([`Server::share_listener`]).
+    accept_per_turn: usize,
 }
 
 /// What [`Server::on_ready`] registers.
@@ -189,7 +191,16 @@ impl Server {
             second_signal_exits: true,
             on_ready: Vec::new(),
             accepting: Accepting::Open,
+            accept_per_turn: usize::MAX,
         })
+    }
+
+    /// The listening socket is shared with other processes (`--workers N`): accept at most
+    /// `per_turn` connections a turn rather than until the backlog is empty, so that a burst of
+    /// new clients is dealt out between the processes instead of all going to the one that
+    /// woke first (`docs/OPERATIONS.md` has the measurements).
+    pub fn share_listener(&mut self, per_turn: usize) {
+        self.accept_per_turn = per_turn.max(1);
     }
 
     /// This server is process `worker` (from 1) of `--workers N`: its access-log lines say so.
@@ -310,7 +321,7 @@ impl Server {
         let mut reactor = Reactor {
             poll: self.poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
-            acceptor: Acceptor::new(listener, self.accepting),
+            acceptor: Acceptor::new(listener, self.accepting, self.accept_per_turn),
             connections: Slab::new(),
             pool,
             timers: Timers::new(),
@@ -569,6 +580,7 @@ impl Reactor {
             let timeout = if yielded.is_empty()
                 && !self.scratch.messages_left
                 && !self.outbound.has_results()
+                && !self.acceptor.more_waiting
             {
                 self.timers.poll_timeout(Instant::now())
             } else {
@@ -652,7 +664,8 @@ impl Reactor {
                 self.begin_drain();
             }
             // 6. New connections.
-            if accept || std::mem::take(&mut self.acceptor.resumed) {
+            let more = std::mem::take(&mut self.acceptor.more_waiting);
+            if accept || more || std::mem::take(&mut self.acceptor.resumed) {
                 self.accept_all();
             }
 
@@ -752,7 +765,14 @@ impl Reactor {
     /// Step 6: accept until `WouldBlock` — edge-triggered, so stopping early would lose the
     /// wake-up — or until a limit makes us pause.
     fn accept_all(&mut self) {
+        let mut accepted = 0;
         while self.acceptor.is_open() {
+            if accepted == self.acceptor.per_turn {
+                // A shared socket: leave the rest to the other processes this turn, and look
+                // again next turn (without sleeping), since no new edge may come.
+                self.acceptor.more_waiting = true;
+                return;
+            }
             // At the cap, a new client is admitted only if an idle connection can make room
             // for it; which one is decided before accepting, and it is closed only once a
             // client has actually been accepted.
@@ -778,6 +798,7 @@ impl Reactor {
                         self.evict_idle();
                     }
                     self.register(stream, peer);
+                    accepted += 1;
                 }
                 Accepted::Empty | Accepted::Closed => return,
                 Accepted::Skipped => {}
