@@ -61,7 +61,9 @@
 # SCENARIOS=a,k; default all in full mode; in smoke mode a to k and, of l, only the plaintext
 # pair: a short check of --workers 2; named in SCENARIOS, l to o run briefly in smoke mode too),
 # LOAD_BASELINE_DIR (where o builds and keeps 81afeea; default load-baseline/ under
-# $CARGO_TARGET_DIR, or under target/). Without nginx the nginx columns read n/a.
+# $CARGO_TARGET_DIR, or under target/), LOAD_KEEP (set: keep the scratch directory, with every
+# wrk and ab output and the servers' logs, and say where it is). Without nginx the nginx columns
+# read n/a.
 
 set -euo pipefail
 
@@ -205,7 +207,11 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait_exit "$pid" 5
   done
-  rm -rf "$WORK"
+  if [ -n "${LOAD_KEEP:-}" ]; then
+    echo "load.sh: the clients' outputs and the servers' logs are kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
