@@ -42,8 +42,9 @@
 #                                                        calls/s, CPU us/call, connection reuse
 #   l. --workers 2 --pool 1 vs --workers 1 --pool 2:     req/s, p99, CPU us/request of each, and
 #      plaintext, pipelined, /cpu?ms=5, /snr-detect      how the requests spread over the 2 processes
-#   m. the same two, memory                              VmRSS and PSS, idle and after the audio
-#                                                        endpoints (each process builds its model)
+#   m. the same two, memory                              VmRSS and PSS: idle, after the audio
+#                                                        endpoints one at a time (each process
+#                                                        builds its model), after 8 at a time
 #   n. --workers 2, one shared socket vs --reuse-port   per-process shares under wrk -c64; ab -c8
 #                                                        of new connections while one process is
 #                                                        stalled 3 s: time taken, failed, split
@@ -84,6 +85,7 @@ case "$MODE" in
     FAN_IDLE=0.5   # seconds of k's probe alone
     L_ROUNDS=1     # alternating rounds per workload in l (each config once a round)
     L_ROUND_S=1    # seconds per wrk run in l
+    M_SEQ=3        # uploads one at a time to each audio endpoint in m
     M_S=1          # seconds of wrk on each audio endpoint in m
     N_ROUNDS=1     # balance rounds in n (each socket mode once a round)
     N_S=1          # seconds per balance run in n
@@ -108,14 +110,15 @@ case "$MODE" in
     FAN_IDLE=2
     L_ROUNDS=3
     L_ROUND_S=3
+    M_SEQ=6
     M_S=2
     N_ROUNDS=3
     N_S=5
     STALL_MS=3000
     STALL_AB_N=2000
     STALL_ROUNDS=2
-    O_ROUNDS=4
-    O_ROUND_S=3
+    O_ROUNDS=6
+    O_ROUND_S=2
     ;;
   *)
     echo "usage: [SCENARIOS=letters] $0 smoke|full" >&2
@@ -1216,16 +1219,19 @@ fi
 
 # --- m. memory -------------------------------------------------------------------------------
 # What a second process costs: VmRSS (/proc/PID/status) of P (the supervisor and both processes,
-# from /proc/SUP/task/SUP/children) and of T, 0.5 s after they are ready and again after each
-# audio endpoint has had M_S seconds of wrk -t2 -c8 (8 uploads in flight): each process builds
-# its own audio model (FFT plans, filter banks) on first use, so P holds two. PSS
-# (/proc/PID/smaps_rollup) counts a page that n processes share as 1/n in each, so the binary's
-# text, mapped by all three of P's processes, counts once in P's sum. P's scrape shows that both
-# processes served audio (a process that served none has not built its model).
+# from /proc/SUP/task/SUP/children) and of T, at three points: 0.5 s after they are ready (idle);
+# after M_SEQ POSTs of the 10 s WAV to each audio endpoint, one at a time (each process builds its
+# own audio model, FFT plans and filter banks, on first use, so P holds two, plus what one job
+# leaves allocated); and after M_S seconds of wrk -t2 -c8 on each endpoint (8 uploads in flight:
+# bodies, decoded samples and the allocator's arenas of every thread that ran a job, which the
+# allocator keeps). PSS (/proc/PID/smaps_rollup) counts a page that n processes share as 1/n in
+# each, so the binary's text, mapped by all three of P's processes, counts once in P's sum. P's
+# scrapes show that both processes served audio in each phase (one that served none has no model).
 if want m; then
-  section "m. memory: P = --workers 2 --pool 1 (supervisor + 2 processes), T = --workers 1 --pool 2; idle, then after ${M_S}s of wrk -t2 -c8 on each audio endpoint"
+  section "m. memory: P = --workers 2 --pool 1 (supervisor + 2 processes), T = --workers 1 --pool 2; idle, after $M_SEQ uploads one at a time to each audio endpoint, after ${M_S}s of wrk -t2 -c8 on each"
   ensure_clip
-  declare -A M_IDLE_RSS=() M_IDLE_PSS=() M_IDLE_EACH=() M_IDLE_RSS_EACH=() M_RSS=() M_PSS=() M_EACH=() M_RSS_EACH=()
+  declare -A M_RSS=() M_PSS=() M_RSS_EACH=()
+  M_PHASES="idle seq conc"
   for cfg in procs threads; do
     if [ "$cfg" = procs ]; then
       start_workers m-procs --workers 2 --pool 1
@@ -1233,43 +1239,59 @@ if want m; then
       start_workers m-threads --workers 1 --pool 2
     fi
     M_PID=$EV_PID M_URL=$EV_URL
-    sleep 0.5
-    # shellcheck disable=SC2086 # a list
-    mem_of $EV_PIDS
-    M_IDLE_RSS[$cfg]=$MEM_RSS M_IDLE_PSS[$cfg]=$MEM_PSS M_IDLE_EACH[$cfg]=$MEM_EACH M_IDLE_RSS_EACH[$cfg]=$MEM_RSS_EACH
-    snap "m-$cfg" "$M_URL" "$WORK/snap-m-$cfg-0.txt"
     m_bad=0
-    for endpoint in snr-detect speaker-count analyze; do
-      run_wrk "m-$cfg-$endpoint" "$EV_PIDS" -t2 -c8 -d"${M_S}s" --timeout 10s -s "$SCRIPTS/post_wav.lua" \
-        "$M_URL/$endpoint" -- "$CLIP"
-      m_bad=$((m_bad + W_NON2XX + W_ERRS))
+    for phase in $M_PHASES; do
+      case $phase in
+        idle) sleep 0.5 ;;
+        seq)
+          for endpoint in snr-detect speaker-count analyze; do
+            for _i in $(seq "$M_SEQ"); do
+              code=$(curl -s -o /dev/null --max-time 30 -w '%{http_code}' --data-binary @"$CLIP" "$M_URL/$endpoint" || true)
+              [ "$code" = 200 ] || m_bad=$((m_bad + 1))
+            done
+          done
+          ;;
+        conc)
+          for endpoint in snr-detect speaker-count analyze; do
+            run_wrk "m-$cfg-$endpoint" "$EV_PIDS" -t2 -c8 -d"${M_S}s" --timeout 10s -s "$SCRIPTS/post_wav.lua" \
+              "$M_URL/$endpoint" -- "$CLIP"
+            m_bad=$((m_bad + W_NON2XX + W_ERRS))
+          done
+          ;;
+      esac
+      loaded "m-$cfg"
+      snap "m-$cfg" "$M_URL" "$WORK/snap-m-$cfg-$phase.txt"
+      # shellcheck disable=SC2046,SC2086 # a list; read again, in case a process was replaced
+      mem_of $M_PID $(children "$M_PID")
+      M_RSS[$cfg-$phase]=$MEM_RSS M_PSS[$cfg-$phase]=$MEM_PSS M_RSS_EACH[$cfg-$phase]=$MEM_RSS_EACH
+      served=
+      if [ "$phase" != idle ]; then
+        spread "$WORK/snap-m-$cfg-$prev_phase.txt" "$WORK/snap-m-$cfg-$phase.txt" '^/(snr-detect|speaker-count|analyze)$'
+        served="; $SPREAD_SUM uploads answered ($SPREAD_COUNTS)"
+        if [ "$cfg" = procs ] && [ "$SPREAD_N" -lt 2 ]; then
+          CHECKS+=("WARN|m. $phase: both of P's processes served audio|$SPREAD_COUNTS")
+        fi
+      fi
+      printf '  %-7s %-4s VmRSS %6s KB, PSS %6s KB (RSS/PSS of each: %s)%s\n' "$cfg" "$phase" \
+        "$MEM_RSS" "$MEM_PSS" "$MEM_EACH" "$served"
+      prev_phase=$phase
     done
-    loaded "m-$cfg"
-    snap "m-$cfg" "$M_URL" "$WORK/snap-m-$cfg-1.txt"
-    # shellcheck disable=SC2046,SC2086 # a list; read again, in case a process was replaced
-    mem_of $M_PID $(children "$M_PID")
-    M_RSS[$cfg]=$MEM_RSS M_PSS[$cfg]=$MEM_PSS M_EACH[$cfg]=$MEM_EACH M_RSS_EACH[$cfg]=$MEM_RSS_EACH
-    spread "$WORK/snap-m-$cfg-0.txt" "$WORK/snap-m-$cfg-1.txt" '^/(snr-detect|speaker-count|analyze)$'
-    printf '  %-7s idle:  VmRSS %6s KB, PSS %6s KB (RSS/PSS of each: %s)\n' "$cfg" "${M_IDLE_RSS[$cfg]}" \
-      "${M_IDLE_PSS[$cfg]}" "${M_IDLE_EACH[$cfg]}"
-    printf '  %-7s audio: VmRSS %6s KB, PSS %6s KB (RSS/PSS of each: %s); %s uploads answered (%s), %s errors\n' \
-      "$cfg" "${M_RSS[$cfg]}" "${M_PSS[$cfg]}" "${M_EACH[$cfg]}" "$SPREAD_SUM" "$SPREAD_COUNTS" "$m_bad"
-    if [ "$cfg" = procs ] && [ "$SPREAD_N" -lt 2 ]; then
-      CHECKS+=("WARN|m. both of P's processes served audio|$SPREAD_COUNTS")
-    fi
     if [ "$m_bad" != 0 ]; then
       CHECKS+=("WARN|m. $cfg: audio uploads only 2xx|$m_bad non-2xx or socket errors")
     fi
     stop "$M_PID"
   done
-  row m "VmRSS KB idle: P / T" "${M_IDLE_RSS[procs]} / ${M_IDLE_RSS[threads]}" "" \
-    "P/T $(ratio "${M_IDLE_RSS[procs]}" "${M_IDLE_RSS[threads]}"); P = ${M_IDLE_RSS_EACH[procs]} (supervisor first)"
-  row m "VmRSS KB after audio: P / T" "${M_RSS[procs]} / ${M_RSS[threads]}" "" \
-    "P/T $(ratio "${M_RSS[procs]}" "${M_RSS[threads]}"); P = ${M_RSS_EACH[procs]}"
-  row m "PSS KB idle: P / T" "${M_IDLE_PSS[procs]} / ${M_IDLE_PSS[threads]}" "" \
-    "P/T $(ratio "${M_IDLE_PSS[procs]}" "${M_IDLE_PSS[threads]}")"
-  row m "PSS KB after audio: P / T" "${M_PSS[procs]} / ${M_PSS[threads]}" "" \
-    "P/T $(ratio "${M_PSS[procs]}" "${M_PSS[threads]}")"
+  for phase in $M_PHASES; do
+    case $phase in
+      idle) what="idle" ;;
+      seq) what="after one at a time" ;;
+      conc) what="after 8 at a time" ;;
+    esac
+    row m "VmRSS KB $what: P / T" "${M_RSS[procs-$phase]} / ${M_RSS[threads-$phase]}" "" \
+      "P/T $(ratio "${M_RSS[procs-$phase]}" "${M_RSS[threads-$phase]}"); P = ${M_RSS_EACH[procs-$phase]} (supervisor first)"
+    row m "  PSS KB: P / T" "${M_PSS[procs-$phase]} / ${M_PSS[threads-$phase]}" "" \
+      "P/T $(ratio "${M_PSS[procs-$phase]}" "${M_PSS[threads-$phase]}")"
+  done
 fi
 
 # --- n. one shared socket or one each --------------------------------------------------------
