@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
 use common::metrics::parse::{parse, Exposition};
 use common::{get, spawn_in_process, test_config, Client};
@@ -28,6 +26,22 @@ fn scrape(client: &mut Client) -> (String, Exposition) {
 
 fn server() -> SocketAddr {
     spawn_in_process(test_config(), evloop::endpoints::router())
+}
+
+/// Open connections, over every state.
+fn open_connections(e: &Exposition) -> f64 {
+    let states = [
+        "reading_head",
+        "reading_body",
+        "waiting",
+        "writing",
+        "idle",
+        "lingering",
+    ];
+    states
+        .iter()
+        .map(|state| value(e, "evloop_connections", &[("state", state)]))
+        .sum()
 }
 
 /// The value of a series that must exist.
@@ -99,19 +113,7 @@ fn counters_move_with_requests() {
     assert!(moved("evloop_received_bytes_total", &[]) >= 5.0 * 30.0);
     assert!(moved("evloop_sent_bytes_total", &[]) > 0.0);
     // This connection is open, and is counted in exactly one state.
-    let states = [
-        "reading_head",
-        "reading_body",
-        "waiting",
-        "writing",
-        "idle",
-        "lingering",
-    ];
-    let open: f64 = states
-        .iter()
-        .map(|state| value(&after, "evloop_connections", &[("state", state)]))
-        .sum();
-    assert!(open >= 1.0, "{text}");
+    assert!(open_connections(&after) >= 1.0, "{text}");
 }
 
 /// A client that goes is counted closed, and its connection leaves the open gauge: the gauges
@@ -132,18 +134,7 @@ fn a_closed_connection_leaves_the_gauge() {
             "evloop_connections_closed_total",
             &[("reason", "client")],
         );
-        let states = [
-            "reading_head",
-            "reading_body",
-            "waiting",
-            "writing",
-            "idle",
-            "lingering",
-        ];
-        let open: f64 = states
-            .iter()
-            .map(|state| value(&e, "evloop_connections", &[("state", state)]))
-            .sum();
+        let open = open_connections(&e);
         if closed == 1.0 {
             assert_eq!(open, 1.0, "only the scraping connection is open\n{text}");
             return;
@@ -165,37 +156,9 @@ fn promtool_accepts_a_scrape() {
     client.request(get("/plaintext"));
     client.request(get("/nowhere"));
     let (text, _) = scrape(&mut client);
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(error) => {
-            // CI installs it and sets EVLOOP_REQUIRE_PROMTOOL, so there a missing promtool fails.
-            assert!(
-                std::env::var_os("EVLOOP_REQUIRE_PROMTOOL").is_none(),
-                "promtool is required here: {error}"
-            );
-            eprintln!("promtool not found ({error}): skipping; apt-get install prometheus");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let output = child.wait_with_output().expect("promtool runs");
-    assert!(
-        output.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if let Err(why) = common::metrics::parse::promtool_check(text.as_bytes()) {
+        panic!("{why}\n{text}");
+    }
 }
 
 /// Refusals the pipeline makes are counted by reason, each once: a job the full queue turned

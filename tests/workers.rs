@@ -42,6 +42,29 @@ fn wait_for_children(server: &ServerProcess, n: usize, not: &[u32], within: Dura
     }
 }
 
+/// True once process `pid` has exited (a zombie not yet reaped counts as exited).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the `(comm)` one.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Fail the test unless every process of `pids` has exited within `within`.
+fn wait_until_gone(pids: &[u32], within: Duration) {
+    let deadline = Instant::now() + within;
+    while let Some(pid) = pids.iter().find(|&&pid| !gone(pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} outlived the supervisor"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Start `--workers 2 --pool 1` plus `args` and wait until both processes are ready.
 fn supervised(args: &[&str]) -> ServerProcess {
     let mut all = vec!["--workers", "2", "--pool", "1"];
@@ -268,12 +291,7 @@ fn sigterm_stops_every_process_and_exits_0() {
     server.signal(libc::SIGTERM);
     assert_eq!(slow.read_response().status, 200);
     assert_eq!(server.exit_code_within(Duration::from_secs(20)), 0);
-    for pid in pids {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} outlived the supervisor"
-        );
-    }
+    wait_until_gone(&pids, Duration::ZERO);
 }
 
 /// A second SIGTERM ends the supervisor at once, and its processes follow without draining.
@@ -288,17 +306,7 @@ fn a_second_sigterm_stops_at_once() {
     thread::sleep(Duration::from_millis(200));
     server.signal(libc::SIGTERM);
     assert_eq!(server.exit_code_within(Duration::from_secs(5)), 130);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids
-        .iter()
-        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a process outlived the supervisor"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_gone(&pids, Duration::from_secs(5));
 }
 
 /// A supervisor killed with SIGKILL leaves no process serving on its own: the kernel tells each
@@ -308,17 +316,7 @@ fn processes_do_not_outlive_a_killed_supervisor() {
     let server = supervised(&[]);
     let pids = children(&server);
     server.signal(libc::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pids
-        .iter()
-        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a process outlived the supervisor"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_gone(&pids, Duration::from_secs(10));
 }
 
 /// A scrape of any one process shows both processes' series, each under its `pid`, parses

@@ -239,14 +239,19 @@ struct LiveMetrics<'t> {
 
 impl Scrape for LiveMetrics<'_> {
     fn render(&self, out: &mut Vec<u8>) {
-        let pool = &self.registry.pool;
-        pool.set_busy(self.pool.busy());
-        pool.set_queue_depth(self.pool.queued());
-        let idle = self.outbound.idle_connections();
-        let active = self.outbound.connections().saturating_sub(idle);
-        self.registry.reactor.set_upstream_connections(active, idle);
+        read_levels(self.registry, self.pool, self.outbound);
         self.registry.render(out);
     }
+}
+
+/// Read into `registry` the levels that are counted nowhere, only looked at: busy workers, queue
+/// depth, upstream connections. Before every render, and before every post to the scoreboard.
+pub fn read_levels(registry: &Registry, pool: &Pool<JobOutput>, outbound: &Outbound) {
+    registry.pool.set_busy(pool.busy());
+    registry.pool.set_queue_depth(pool.queued());
+    let idle = outbound.idle_connections();
+    let active = outbound.connections().saturating_sub(idle);
+    registry.reactor.set_upstream_connections(active, idle);
 }
 
 /// The bytes of request bodies that all connections together hold while those bodies arrive,

@@ -343,3 +343,45 @@ fn parse_value(text: &str) -> Result<f64, String> {
     }
     text.parse().map_err(|_| format!("bad number {text:?}"))
 }
+
+/// Run `promtool check metrics` (Prometheus's own parser and lint rules) on `text`: `Ok` if it
+/// accepts it, `Err` with what it said if not. Where promtool is not installed, a note and `Ok`
+/// — unless `EVLOOP_REQUIRE_PROMTOOL` is set (CI installs promtool and sets it), then `Err`.
+pub fn promtool_check(text: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) if std::env::var_os("EVLOOP_REQUIRE_PROMTOOL").is_some() => {
+            return Err(format!("promtool is required here: {error}"));
+        }
+        Err(error) => {
+            eprintln!("promtool not found ({error}): skipping; apt-get install prometheus");
+            return Ok(());
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text)
+            .map_err(|e| format!("writing to promtool: {e}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("promtool: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool check metrics failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}

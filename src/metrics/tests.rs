@@ -333,42 +333,11 @@ fn the_parser_refuses_what_prometheus_would() {
 /// its lint rules). Skipped, with a note, where it is not.
 #[test]
 fn promtool_accepts_the_exposition() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
     let mut out = Vec::new();
     busy_registry().render(&mut out);
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(error) => {
-            // CI installs it and sets EVLOOP_REQUIRE_PROMTOOL, so there a missing promtool fails.
-            assert!(
-                std::env::var_os("EVLOOP_REQUIRE_PROMTOOL").is_none(),
-                "promtool is required here: {error}"
-            );
-            eprintln!("promtool not found ({error}): skipping; apt-get install prometheus");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(&out)
-        .expect("promtool reads its input");
-    let result = child.wait_with_output().expect("promtool runs");
-    assert!(
-        result.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    if let Err(why) = super::parse::promtool_check(&out) {
+        panic!("{why}");
+    }
 }
 
 proptest! {

@@ -70,7 +70,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::connection::pipeline::JobOutput;
-use crate::connection::{BodyMemory, Connection, Next, TurnContext};
+use crate::connection::{self, BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
 use crate::lifespan::{App, Hook};
 use crate::metrics::shared::Scoreboard;
@@ -1103,12 +1103,7 @@ impl Reactor {
     /// Refresh the levels a scrape would read, post the metrics for the other processes, and
     /// come back in [`POST_METRICS_EVERY`].
     fn post_metrics(&mut self) {
-        let pool = &self.metrics.pool;
-        pool.set_busy(self.pool.busy());
-        pool.set_queue_depth(self.pool.queued());
-        let idle = self.outbound.idle_connections();
-        let active = self.outbound.connections().saturating_sub(idle);
-        self.metrics.reactor.set_upstream_connections(active, idle);
+        connection::read_levels(&self.metrics, &self.pool, &self.outbound);
         self.metrics.post();
         self.timers.insert(
             timer::later(self.now, POST_METRICS_EVERY),
