@@ -39,6 +39,10 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 /// Buffers the writer may be behind before lines are dropped.
 pub const BACKLOG: usize = 64;
 
+/// The capacity a buffer keeps when it goes back to the reactor: what a busy turn needs, not
+/// what the largest burst did.
+const RECYCLED_CAPACITY: usize = 64 * 1024;
+
 /// Writes to a pipe of at most this many bytes are never interleaved with other writers'
 /// (POSIX `PIPE_BUF` on Linux).
 pub const PIPE_ATOMIC: usize = 4096;
@@ -83,6 +87,8 @@ impl AccessLog {
                 for mut buf in full_rx {
                     write_lines(&mut out, &buf);
                     buf.clear();
+                    // A burst's buffer goes back no bigger than an ordinary one.
+                    buf.shrink_to(RECYCLED_CAPACITY);
                     let _ = empty_tx.try_send(buf);
                 }
                 let _ = out.flush();
@@ -138,26 +144,39 @@ impl AccessLog {
         self.dropped
     }
 
-    /// Hand over what is left and wait until the writer has written everything (at exit).
-    pub fn finish(mut self) {
+    /// Hand over what is left and wait, until `deadline` at the latest, for the writer to
+    /// write everything (at exit). A writer still blocked then (a stderr nobody reads) is left
+    /// behind: the process is about to exit, and its last lines with it.
+    pub fn finish(mut self, deadline: std::time::Instant) {
         let _ = self.flush();
-        self.close();
+        self.close(Some(deadline));
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, deadline: Option<std::time::Instant>) {
         // Closing the channel ends the writer's loop once it has written what it holds.
         let (closed, _) = bounded(0);
         drop(std::mem::replace(&mut self.full, closed));
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        if let Some(deadline) = deadline {
+            while !writer.is_finished() {
+                if std::time::Instant::now() >= deadline {
+                    return;
+                }
+                thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
+        let _ = writer.join();
     }
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
         let _ = self.flush();
-        self.close();
+        self.close(Some(
+            std::time::Instant::now() + std::time::Duration::from_secs(1),
+        ));
     }
 }
 
@@ -272,12 +291,13 @@ mod tests {
         let writes = Writes::default();
         let sink = writes.clone();
         let mut log = AccessLog::start_with(Some(2), move || sink).unwrap();
+        let later = std::time::Instant::now() + Duration::from_secs(10);
         for n in 0..3 {
             log.line(|out| out.extend_from_slice(format!("line {n}").as_bytes()));
         }
         assert_eq!(log.flush(), 0);
         log.line(|out| out.extend_from_slice(b"line 3"));
-        log.finish();
+        log.finish(later);
         let text = String::from_utf8(writes.0.lock().unwrap().concat()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");

@@ -86,7 +86,8 @@ fn serve_alone(config: Config) -> ExitCode {
         .upstream
         .as_ref()
         .map_or(String::new(), |upstream| format!(", upstream {upstream}"));
-    println!(
+    let _ = writeln!(
+        io::stdout(),
         "evloop {} listening on http://{} (pool {}, queue {}, workers 1{upstream})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
@@ -97,9 +98,11 @@ fn serve_alone(config: Config) -> ExitCode {
     let _ = io::stdout().flush();
     let addr = server.local_addr();
     server.on_ready(move || {
-        println!("evloop ready on http://{addr}");
-        let _ = io::stdout().flush();
         evloop::notify::notify(evloop::notify::State::Ready);
+        // A stdout nobody reads any more is no reason to stop.
+        let mut out = io::stdout();
+        let _ = writeln!(out, "evloop ready on http://{addr}");
+        let _ = out.flush();
     });
     run(server, &config)
 }
@@ -120,7 +123,8 @@ fn supervise(config: Config) -> ExitCode {
     } else {
         "one shared socket"
     };
-    println!(
+    let _ = writeln!(
+        io::stdout(),
         "evloop {} listening on http://{} (workers {}, each with pool {} and queue {}, \
          {socket}{upstream}; supervisor pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -156,7 +160,9 @@ fn serve_for_supervisor(config: Config, inherited: Inherited) -> ExitCode {
         eprintln!("evloop: cannot install signal handlers: {err}");
         return ExitCode::from(1);
     }
-    server.share_metrics(inherited.scoreboard);
+    if let Some(board) = inherited.scoreboard {
+        server.share_metrics(board);
+    }
     server.name_worker(inherited.worker);
     if !config.reuse_port {
         server.share_listener(ACCEPT_PER_TURN);

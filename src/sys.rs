@@ -90,11 +90,16 @@ fn reuse_port_socket(addr: SocketAddr) -> io::Result<Socket> {
 /// given, so that placing one inherited descriptor never overwrites another.
 const HIGH_FD: RawFd = 64;
 
+/// The highest descriptor number [`spawn_with_fds`] may give a child; every descriptor above it
+/// is closed at `exec`.
+const HIGHEST_GIVEN: RawFd = 9;
+
 /// Start `command` so that the new process finds a copy of each `(ours, theirs)` pair's
 /// descriptor `ours` at number `theirs`, open across `exec`; every other descriptor of ours
 /// stays close-on-exec, as the standard library leaves them. The process is also sent SIGTERM
 /// if this thread ends (`PR_SET_PDEATHSIG`), so that a supervisor that dies, even by SIGKILL,
-/// takes its processes with it instead of leaving them serving unsupervised.
+/// takes its processes with it instead of leaving them serving unsupervised. Descriptors above
+/// [`HIGHEST_GIVEN`] that this process inherited without close-on-exec are not passed on.
 pub fn spawn_with_fds(command: &mut Command, fds: &[(RawFd, RawFd)]) -> io::Result<Child> {
     // Copies above every target number, close-on-exec, so that `dup2` below can never close
     // one source while placing another.
@@ -127,9 +132,19 @@ pub fn spawn_with_fds(command: &mut Command, fds: &[(RawFd, RawFd)]) -> io::Resu
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died before the line above: then nobody will send SIGTERM.
+            // (An error made from a number: nothing may allocate here.)
             if libc::getppid() != parent {
-                return Err(io::Error::other("the supervisor exited"));
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
+            // Descriptors this process inherited without close-on-exec (from whoever started
+            // the supervisor) go no further: mark every one above ours close-on-exec. An older
+            // kernel without close_range(2) just leaves them.
+            libc::syscall(
+                libc::SYS_close_range,
+                (HIGHEST_GIVEN + 1) as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            );
             Ok(())
         });
     }
@@ -148,6 +163,14 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a new descriptor (close-on-exec), owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Restore SIGCHLD's default action. A supervisor started by a parent that ignores SIGCHLD
+/// would inherit that, and then the kernel reaps its children itself: `waitpid` finds no
+/// exit status, only `ECHILD`.
+pub fn default_sigchld() {
+    // SAFETY: setting a signal disposition to SIG_DFL has no preconditions.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
 }
 
 /// Collect child `pid`'s exit status if it has exited; `None` while it runs. Never blocks.
@@ -198,7 +221,9 @@ impl SharedMemory {
     pub fn create(name: &str, words: usize) -> io::Result<SharedMemory> {
         let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
         // SAFETY: `name` is a valid C string; the flags are constants.
-        let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+        let fd = check(unsafe {
+            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        })?;
         // SAFETY: the kernel just returned this descriptor; nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let len = words
@@ -207,6 +232,16 @@ impl SharedMemory {
             .ok_or_else(|| io::Error::other("shared memory too large"))?;
         // SAFETY: resizing a file we own; new bytes read as zero.
         check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+        // Its size is final: a process that shrank it would make every other one's reads
+        // fault (SIGBUS). Sealed, it cannot be resized by anyone.
+        // SAFETY: F_ADD_SEALS on a memfd made with MFD_ALLOW_SEALING; the seals are constants.
+        check(unsafe {
+            libc::fcntl(
+                fd.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+            )
+        })?;
         SharedMemory::map(fd, words)
     }
 

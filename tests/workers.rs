@@ -65,6 +65,55 @@ fn wait_until_gone(pids: &[u32], within: Duration) {
     }
 }
 
+/// Wait until `text` appears at least `n` times in the server's log.
+fn wait_for_count(server: &ServerProcess, text: &str, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while server.stderr().matches(text).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} not {n} times in:\n{}",
+            server.stderr()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The `evloop_requests_total` of `/plaintext` 2xx of each of `pids`, from scrapes of `addr`
+/// repeated until `done` accepts them (another process's numbers are posted once a second, so
+/// a scrape may be a moment behind): the text, the values, whether `done` accepted them.
+fn scrape_until(
+    addr: SocketAddr,
+    pids: &[u32],
+    done: impl Fn(&[f64]) -> bool,
+) -> (String, Vec<f64>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = Client::connect(addr)
+            .request(get("/metrics"))
+            .text()
+            .to_string();
+        let exposition = parse(&text).unwrap_or_else(|why| panic!("{why}\n{text}"));
+        let values: Vec<f64> = pids
+            .iter()
+            .map(|pid| {
+                let pid = pid.to_string();
+                let series = [
+                    ("pid", pid.as_str()),
+                    ("route", "/plaintext"),
+                    ("status", "2xx"),
+                ];
+                exposition
+                    .value("evloop_requests_total", &series)
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        if done(&values) || Instant::now() >= deadline {
+            return (text, values);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Start `--workers 2 --pool 1` plus `args` and wait until both processes are ready.
 fn supervised(args: &[&str]) -> ServerProcess {
     let mut all = vec!["--workers", "2", "--pool", "1"];
@@ -268,10 +317,13 @@ fn sighup_replaces_every_process_without_a_failed_request() {
     wait_for_children(&server, 2, &before, Duration::from_secs(40));
     let at_reload = hammer.ok();
     wait_for_progress(&hammer, at_reload, 500);
-    // Twice more, back to back: a reload during a reload.
+    // Twice more: the second while the first is under way (a reload during a reload).
     let middle = children(&server);
     server.signal(libc::SIGHUP);
+    wait_for_count(&server, "received SIGHUP", 2, Duration::from_secs(10));
     server.signal(libc::SIGHUP);
+    wait_for_count(&server, "received SIGHUP", 3, Duration::from_secs(10));
+    wait_for_count(&server, "reload done", 2, Duration::from_secs(40));
     wait_for_children(&server, 2, &middle, Duration::from_secs(40));
     let (ok, failed) = hammer.finish();
     eprintln!("three SIGHUPs under load: {ok} answered, {failed} failed");
@@ -279,16 +331,22 @@ fn sighup_replaces_every_process_without_a_failed_request() {
     assert!(children(&server).len() == 2);
 }
 
-/// SIGTERM stops every process (each drains) and the supervisor exits 0 after them; a request
-/// in progress is answered first.
+/// SIGTERM stops every process (each drains) and the supervisor exits 0 after them; new
+/// clients are refused at once, and a request in progress is answered first.
 #[test]
 fn sigterm_stops_every_process_and_exits_0() {
     let mut server = supervised(&[]);
     let pids = children(&server);
     let mut slow = Client::connect(server.addr());
-    slow.send(get("/sleep?ms=500"));
+    slow.send(get("/sleep?ms=3000"));
     thread::sleep(Duration::from_millis(100));
     server.signal(libc::SIGTERM);
+    // Nobody will accept any more: new clients are refused at once, not left in a backlog
+    // until the supervisor exits (which the slow request holds off for seconds).
+    assert!(
+        common::wait_until_refused(server.addr(), Duration::from_millis(1500)),
+        "still accepting connections while stopping"
+    );
     assert_eq!(slow.read_response().status, 200);
     assert_eq!(server.exit_code_within(Duration::from_secs(20)), 0);
     wait_until_gone(&pids, Duration::ZERO);
@@ -303,7 +361,8 @@ fn a_second_sigterm_stops_at_once() {
     slow.send(get("/sleep?ms=20000"));
     thread::sleep(Duration::from_millis(100));
     server.signal(libc::SIGTERM);
-    thread::sleep(Duration::from_millis(200));
+    // The second only once the first has been taken (two at once may be reported as one).
+    server.wait_for_log_line(&["received SIGTERM; stopping"], Duration::from_secs(10));
     server.signal(libc::SIGTERM);
     assert_eq!(server.exit_code_within(Duration::from_secs(5)), 130);
     wait_until_gone(&pids, Duration::from_secs(5));
@@ -330,24 +389,10 @@ fn metrics_from_any_process_show_all_of_them() {
     wait_for_progress(&hammer, 0, 2000);
     let (answered, failed) = hammer.finish();
     assert_eq!(failed, 0);
-    thread::sleep(Duration::from_millis(1500));
-    let response = Client::connect(server.addr()).request(get("/metrics"));
-    assert_eq!(response.status, 200);
-    let text = response.text().to_string();
-    let exposition = parse(&text).unwrap_or_else(|why| panic!("{why}\n{text}"));
-    let mut total = 0.0;
-    for pid in &pids {
-        let pid = pid.to_string();
-        let series = [
-            ("pid", pid.as_str()),
-            ("route", "/plaintext"),
-            ("status", "2xx"),
-        ];
-        total += exposition
-            .value("evloop_requests_total", &series)
-            .unwrap_or_else(|| panic!("no series for pid {pid}\n{text}"));
-    }
-    assert_eq!(total, answered as f64, "{text}");
+    let (text, values) = scrape_until(server.addr(), &pids, |values| {
+        values.iter().sum::<f64>() == answered as f64
+    });
+    assert_eq!(values.iter().sum::<f64>(), answered as f64, "{text}");
     assert_eq!(text.matches("# TYPE evloop_requests_total ").count(), 1);
 }
 
@@ -413,25 +458,14 @@ fn reuse_port_spreads_connections_over_both_processes() {
             200
         );
     }
-    thread::sleep(Duration::from_millis(1500));
-    let text = Client::connect(server.addr())
-        .request(get("/metrics"))
-        .text()
-        .to_string();
-    let exposition = parse(&text).unwrap_or_else(|why| panic!("{why}\n{text}"));
-    for pid in &pids {
-        let pid = pid.to_string();
-        let series = [
-            ("pid", pid.as_str()),
-            ("route", "/plaintext"),
-            ("status", "2xx"),
-        ];
-        let served = exposition.value("evloop_requests_total", &series);
-        assert!(
-            served.is_some_and(|n| n > 0.0),
-            "pid {pid} served none\n{text}"
-        );
-    }
+    let (text, values) = scrape_until(server.addr(), &pids, |values| {
+        values.iter().sum::<f64>() == 64.0
+    });
+    assert_eq!(values.iter().sum::<f64>(), 64.0, "{text}");
+    assert!(
+        values.iter().all(|&n| n > 0.0),
+        "a process served none\n{text}"
+    );
     server.signal(libc::SIGHUP);
     wait_for_children(&server, 2, &pids, Duration::from_secs(20));
     assert_eq!(

@@ -354,7 +354,12 @@ impl Server {
         // lines are written before it goes.
         reactor.metrics.withdraw();
         if let Some(access) = reactor.access.take() {
-            access.finish();
+            let deadline = reactor
+                .lifecycle
+                .deadline()
+                .unwrap_or(reactor.now)
+                .max(Instant::now() + Duration::from_millis(100));
+            access.finish(deadline);
         }
         let drained = drained?;
         let deadline = reactor.lifecycle.deadline().unwrap_or(reactor.now);
@@ -994,6 +999,11 @@ impl Reactor {
                     }
                     self.shutdown_requested.store(true, Ordering::Release);
                 }
+                Signal::Hangup if !self.second_signal_exits => log::info!(
+                    "received {signal}: ignored (a reload is the supervisor's: send SIGHUP to \
+                     pid {})",
+                    std::os::unix::process::parent_id()
+                ),
                 Signal::Hangup => log::info!(
                     "received {signal}: ignored (a reload replaces processes: it needs \
                      --workers 2 or more)"
@@ -1076,9 +1086,10 @@ impl Reactor {
             self.connections.len(),
             self.config.shutdown_timeout.as_secs_f64()
         );
-        // Connections already in the backlog were promised an answer: take them first (not
-        // those of a listener still waiting for the start-up: it was never registered, and
-        // nobody promised them anything).
+        // Connections already in the backlog were promised an answer: take them first, all of
+        // them, even from a socket shared with other processes (not those of a listener still
+        // waiting for the start-up: it was never registered, and nobody promised them anything).
+        self.acceptor.per_turn = usize::MAX;
         self.accept_all();
         let registered = self.acceptor.state != Accepting::AfterStartup;
         if let Some(mut listener) = self.acceptor.close() {

@@ -51,8 +51,9 @@ pub struct Inherited {
     pub worker: usize,
     /// How to tell the supervisor this process is ready.
     pub ready: Ready,
-    /// Where this process posts its metrics and reads the others'.
-    pub scoreboard: Scoreboard,
+    /// Where this process posts its metrics and reads the others' (`None`: the supervisor had
+    /// no slot free, and this process answers `/metrics` for itself).
+    pub scoreboard: Option<Scoreboard>,
 }
 
 impl Inherited {
@@ -76,8 +77,17 @@ impl Inherited {
         let listen = number(LISTEN_FD_VAR, Some(listen))?;
         let ready = number(READY_FD_VAR, std::env::var_os(READY_FD_VAR))?;
         let worker = number(WORKER_VAR, std::env::var_os(WORKER_VAR))?;
-        let metrics = number(METRICS_FD_VAR, std::env::var_os(METRICS_FD_VAR))?;
-        let slot = number(METRICS_SLOT_VAR, std::env::var_os(METRICS_SLOT_VAR))?;
+        let scoreboard = match std::env::var_os(METRICS_FD_VAR) {
+            Some(fd) => {
+                let fd = number(METRICS_FD_VAR, Some(fd))?;
+                let slot = number(METRICS_SLOT_VAR, std::env::var_os(METRICS_SLOT_VAR))?;
+                Some(Scoreboard::join(
+                    SharedMemory::adopt(sys::adopt_fd(fd)?)?,
+                    slot.max(0) as usize,
+                )?)
+            }
+            None => None,
+        };
         let listener = TcpListener::from(sys::adopt_fd(listen)?);
         // A listening socket answers local_addr; anything else here is a mistake.
         listener.local_addr()?;
@@ -85,10 +95,7 @@ impl Inherited {
             listener,
             worker: worker.max(0) as usize,
             ready: Ready(File::from(sys::adopt_fd(ready)?)),
-            scoreboard: Scoreboard::join(
-                SharedMemory::adopt(sys::adopt_fd(metrics)?)?,
-                slot.max(0) as usize,
-            )?,
+            scoreboard,
         }))
     }
 }

@@ -54,8 +54,9 @@ mod process;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -75,6 +76,8 @@ const SIGNALS: Token = Token(0);
 /// How the processes get their listening socket.
 #[derive(Debug)]
 enum Listening {
+    /// Stopping: the supervisor's socket is closed; no process is started any more.
+    Closed,
     /// One socket, held by the supervisor and inherited by every process.
     Shared(TcpListener),
     /// `--reuse-port`: a socket per process, made as the process starts and closed here once
@@ -101,18 +104,22 @@ impl Supervisor {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
-        let listening = if config.reuse_port {
-            Listening::PerProcess {
-                reserved: sys::reserve_port(addr)?,
-            }
+        let (listening, addr) = if config.reuse_port {
+            let reserved = sys::reserve_port(addr)?;
+            let bound = reserved.local_addr()?;
+            (Listening::PerProcess { reserved }, bound)
         } else {
-            Listening::Shared(sys::bind_listener(addr, LISTEN_BACKLOG)?)
+            let shared = sys::bind_listener(addr, LISTEN_BACKLOG)?;
+            let bound = shared.local_addr()?;
+            (Listening::Shared(shared), bound)
         };
-        let addr = match &listening {
-            Listening::Shared(socket) | Listening::PerProcess { reserved: socket } => {
-                socket.local_addr()?
-            }
-        };
+        // Exits are heard through pidfds (Linux 5.3): say so now, not as failed starts later.
+        sys::pidfd_open(std::process::id()).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("--workers needs pidfd_open(2) (Linux 5.3 or later): {err}"),
+            )
+        })?;
         Ok(Supervisor {
             listening,
             addr,
@@ -122,6 +129,12 @@ impl Supervisor {
         })
     }
 
+    /// Stop listening: drop the supervisor's socket (the processes close their copies as they
+    /// drain, and then the kernel refuses new clients).
+    fn close_listener(&mut self) {
+        self.listening = Listening::Closed;
+    }
+
     /// The address bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -129,6 +142,8 @@ impl Supervisor {
 
     /// Start the processes and watch them until told to stop; returns the exit status.
     pub fn run(self) -> io::Result<i32> {
+        // Exits are collected with waitpid, which needs SIGCHLD's default action.
+        sys::default_sigchld();
         let mut poll = Poll::new()?;
         // Every signal reaches the loop, a second SIGTERM too: the plan answers it by killing
         // the processes before the supervisor exits.
@@ -237,30 +252,42 @@ impl Watch {
         let Some(process) = self.processes.get_mut(&id) else {
             return Vec::new();
         };
-        let status = match process.reap(poll.registry()) {
-            Ok(Some(status)) => status,
+        let worker = self.plan.slot_of(id).map_or(0, |slot| slot + 1);
+        let clean = match process.reap(poll.registry()) {
+            Ok(Some(status)) => {
+                let line = format!(
+                    "worker process {worker} (pid {}) exited: {}",
+                    process.pid(),
+                    describe(status)
+                );
+                // SIGTERM ends only a process that was asked to stop (by us, or by whoever
+                // signalled the group) before its handlers were in place: a stop, not a crash.
+                let clean = status.success() || status.signal() == Some(libc::SIGTERM);
+                if clean {
+                    log::info!("{line}");
+                } else {
+                    log::warn!("{line}");
+                }
+                clean
+            }
             Ok(None) => return Vec::new(),
+            // Exited, but its status went elsewhere (SIGCHLD ignored by whoever started us,
+            // before `run` restored it): an exit all the same.
             Err(err) => {
-                log::error!("could not reap process {}: {err}", process.pid());
-                return Vec::new();
+                log::warn!(
+                    "worker process {worker} (pid {}) exited; its status is lost: {err}",
+                    process.pid()
+                );
+                false
             }
         };
-        let worker = self.plan.slot_of(id).map_or(0, |slot| slot + 1);
-        let line = format!(
-            "worker process {worker} (pid {}) exited: {}",
-            process.pid(),
-            describe(status)
-        );
-        if status.success() {
-            log::info!("{line}");
-        } else {
-            log::warn!("{line}");
-        }
         // However it ended, its numbers are gone with it: a crashed process cannot withdraw
         // them itself.
-        self.scoreboard.clear(process.metrics_slot);
+        if let Some(slot) = process.metrics_slot {
+            self.scoreboard.clear(slot);
+        }
         self.processes.remove(&id);
-        self.plan.on_exit(id, status.success(), now)
+        self.plan.on_exit(id, clean, now)
     }
 
     /// Do what the plan says; `Some(status)` when it says to exit. A process that cannot be
@@ -295,14 +322,18 @@ impl Watch {
                         }
                     }
                     Action::Announce(state) => {
-                        if state == crate::notify::State::Ready && !self.announced_ready {
-                            // The binary's second line, as a single process prints it.
-                            self.announced_ready = true;
-                            println!("evloop ready on http://{}", self.supervisor.addr);
-                            let _ = std::io::Write::flush(&mut std::io::stdout());
-                        }
                         crate::notify::notify(state);
+                        if state == crate::notify::State::Ready && !self.announced_ready {
+                            // The binary's second line, as a single process prints it; a
+                            // stdout nobody reads any more is no reason to stop.
+                            self.announced_ready = true;
+                            let mut out = std::io::stdout();
+                            let _ =
+                                writeln!(out, "evloop ready on http://{}", self.supervisor.addr);
+                            let _ = out.flush();
+                        }
                     }
+                    Action::CloseListener => self.supervisor.close_listener(),
                     Action::Exit(status) => return Ok(Some(status)),
                 }
             }
@@ -318,24 +349,33 @@ impl Watch {
         let own;
         let listener = match &supervisor.listening {
             Listening::Shared(listener) => listener,
-            Listening::PerProcess { .. } => {
-                own = sys::bind_reuse_port(supervisor.addr, LISTEN_BACKLOG)?;
+            Listening::PerProcess { reserved } => {
+                own = sys::bind_reuse_port(reserved.local_addr()?, LISTEN_BACKLOG)?;
                 &own
+            }
+            Listening::Closed => {
+                return Err(io::Error::other("stopping: the listening socket is closed"));
             }
         };
         let token = id as usize * 2;
-        // A scoreboard slot no living process holds; there are more slots than processes can
-        // be alive at once (two per place during a reload, plus one).
+        // A scoreboard slot no living process holds. There are four per place; should reloads
+        // pile up draining processes beyond that, the new one serves with metrics of its own
+        // rather than not at all.
         let metrics_slot = (0..self.scoreboard.slots())
-            .find(|s| self.processes.values().all(|p| p.metrics_slot != *s))
-            .ok_or_else(|| io::Error::other("no free metrics slot"))?;
-        self.scoreboard.clear(metrics_slot);
+            .find(|s| self.processes.values().all(|p| p.metrics_slot != Some(*s)));
+        match metrics_slot {
+            Some(slot) => self.scoreboard.clear(slot),
+            None => log::warn!(
+                "no free metrics slot: worker process {} will answer /metrics for itself only",
+                slot + 1
+            ),
+        }
         Process::start(
             &supervisor.exe,
             &supervisor.args,
             listener,
             slot + 1,
-            (self.scoreboard.fd(), metrics_slot),
+            metrics_slot.map(|slot| (self.scoreboard.fd(), slot)),
             poll.registry(),
             [Token(token), Token(token + 1)],
         )

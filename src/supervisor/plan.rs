@@ -93,6 +93,10 @@ pub enum Action {
     Kill(Id),
     /// Tell the service manager (systemd's `sd_notify`, see [`crate::notify`]).
     Announce(crate::notify::State),
+    /// Close the supervisor's listening socket: no process will accept from it again, so new
+    /// clients are refused by the kernel instead of waiting in a backlog until the exit resets
+    /// them. (Each process closes its own copy as its drain begins.)
+    CloseListener,
     /// Exit the supervisor with this status.
     Exit(i32),
 }
@@ -131,8 +135,10 @@ enum Phase {
         new: Option<Id>,
         pending: Vec<usize>,
     },
-    /// Stopping everything; exit with `status` once the last process is gone.
-    Stopping { status: i32 },
+    /// Stopping everything; exit with `status` once the last process is gone. `asked`: a
+    /// signal asked for the stop (a second one then kills everything); not when the plan
+    /// stopped by itself after a failed start-up.
+    Stopping { status: i32, asked: bool },
 }
 
 /// The supervisor's policy. See the module documentation for the rules.
@@ -187,11 +193,14 @@ impl Plan {
                 actions.push(Action::Announce(Announce::Ready));
             }
             Phase::Reloading { new, .. } if *new == Some(id) => {
-                // The replacement serves: the old process of this place drains.
+                // The replacement serves: every other process of this place drains (the old one,
+                // and a refill that may have been starting meanwhile).
                 let old: Vec<Id> = self
                     .members
                     .iter()
-                    .filter(|m| m.slot == slot && m.id != id && m.state == State::Ready)
+                    .filter(|m| {
+                        m.slot == slot && m.id != id && !matches!(m.state, State::Stopping { .. })
+                    })
                     .map(|m| m.id)
                     .collect();
                 for old in old {
@@ -212,9 +221,9 @@ impl Plan {
         let member = self.members.remove(index);
         let mut actions = Vec::new();
         match self.phase.clone() {
-            Phase::Stopping { status } => {
+            Phase::Stopping { status, asked } => {
                 let status = if clean { status } else { status.max(1) };
-                self.phase = Phase::Stopping { status };
+                self.phase = Phase::Stopping { status, asked };
             }
             Phase::Starting => {
                 log::error!(
@@ -234,6 +243,11 @@ impl Plan {
                     );
                     self.phase = Phase::Running;
                     actions.push(Action::Announce(Announce::Ready));
+                    // The old process may have died meanwhile: then the place needs a process.
+                    if !self.is_filled(member.slot) {
+                        let delay = self.backoff[member.slot].fail();
+                        self.refill[member.slot] = Some(now + delay);
+                    }
                 } else {
                     actions.extend(self.lost(member, now));
                 }
@@ -246,14 +260,25 @@ impl Plan {
     /// SIGTERM or SIGINT: stop everything, then exit. A second one while stopping: kill
     /// everything and exit at once with [`EXIT_SECOND_SIGNAL`] — the operator wants out now.
     pub fn on_stop(&mut self, now: Instant) -> Vec<Action> {
-        if matches!(self.phase, Phase::Stopping { .. }) {
-            let mut actions: Vec<Action> =
-                self.members.iter().map(|m| Action::Kill(m.id)).collect();
-            actions.push(Action::Exit(EXIT_SECOND_SIGNAL));
-            return actions;
+        match &mut self.phase {
+            Phase::Stopping { asked: true, .. } => {
+                let mut actions: Vec<Action> =
+                    self.members.iter().map(|m| Action::Kill(m.id)).collect();
+                actions.push(Action::Exit(EXIT_SECOND_SIGNAL));
+                return actions;
+            }
+            // The plan was already stopping by itself: this is the operator's first signal.
+            Phase::Stopping { asked, .. } => {
+                *asked = true;
+                return Vec::new();
+            }
+            _ => {}
         }
         let mut actions = vec![Action::Announce(Announce::Stopping)];
         actions.extend(self.stop_all(0, now));
+        if let Phase::Stopping { asked, .. } = &mut self.phase {
+            *asked = true;
+        }
         actions.extend(self.maybe_exit());
         actions
     }
@@ -307,11 +332,15 @@ impl Plan {
                 ),
                 _ => log::error!("a worker process did not stop in time; killing it"),
             }
-            // Killed once: the deadline moves far away so the kill is not repeated every tick;
-            // the exit comes as an ordinary `on_exit`.
+            // Killed once: the deadline moves a day away so the kill is not repeated every
+            // tick, and the state stays what it was, so that the exit, when it comes, is taken
+            // for what it is — a start that failed (a lost place, an abandoned reload) or a
+            // stop that ended.
             if let Some(member) = self.member_mut(id) {
-                member.state = State::Stopping {
-                    deadline: now + Duration::from_secs(86_400),
+                let later = now + Duration::from_secs(86_400);
+                member.state = match member.state {
+                    State::Starting { .. } => State::Starting { deadline: later },
+                    _ => State::Stopping { deadline: later },
                 };
             }
             actions.push(Action::Kill(id));
@@ -320,7 +349,9 @@ impl Plan {
             for slot in 0..self.places {
                 if self.refill[slot].is_some_and(|at| at <= now) {
                     self.refill[slot] = None;
-                    actions.push(self.launch(slot, now));
+                    if !self.is_filled(slot) {
+                        actions.push(self.launch(slot, now));
+                    }
                 }
             }
         }
@@ -348,6 +379,13 @@ impl Plan {
 
     fn member_mut(&mut self, id: Id) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.id == id)
+    }
+
+    /// Does place `slot` have a process that is not stopping?
+    fn is_filled(&self, slot: usize) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.slot == slot && !matches!(m.state, State::Stopping { .. }))
     }
 
     fn is_replacement(&self, id: Id) -> bool {
@@ -380,7 +418,10 @@ impl Plan {
 
     /// Stop everything alive and exit with `status` once it has gone.
     fn stop_all(&mut self, status: i32, now: Instant) -> Vec<Action> {
-        self.phase = Phase::Stopping { status };
+        self.phase = Phase::Stopping {
+            status,
+            asked: false,
+        };
         self.refill.iter_mut().for_each(|at| *at = None);
         let ids: Vec<Id> = self
             .members
@@ -388,15 +429,20 @@ impl Plan {
             .filter(|m| !matches!(m.state, State::Stopping { .. }))
             .map(|m| m.id)
             .collect();
-        ids.into_iter()
+        let mut actions: Vec<Action> = ids
+            .into_iter()
             .map(|id| self.stop_member(id, now))
-            .collect()
+            .collect();
+        actions.push(Action::CloseListener);
+        actions
     }
 
     /// A serving (or starting) process died unasked: fill its place after the back-off.
     fn lost(&mut self, member: Member, now: Instant) -> Vec<Action> {
         let slot = member.slot;
-        if now.duration_since(member.started) >= STABLE_AFTER {
+        // A process that served a while was not crashing at start; one that never got ready
+        // was, however long it took to fail.
+        if member.state == State::Ready && now.duration_since(member.started) >= STABLE_AFTER {
             self.backoff[slot].reset();
         }
         if matches!(self.phase, Phase::Reloading { slot: s, new: Some(_), .. } if s == slot) {
@@ -427,10 +473,10 @@ impl Plan {
             return vec![Action::Announce(Announce::Ready)];
         }
         let slot = pending.remove(0);
+        // The replacement fills the place: a refill due for it would make two.
+        self.refill[slot] = None;
+        let id = self.next_id;
         let action = self.launch(slot, now);
-        let Action::Start { id, .. } = action else {
-            unreachable!("launch starts a process");
-        };
         if let Phase::Reloading {
             slot: current, new, ..
         } = &mut self.phase
@@ -445,7 +491,7 @@ impl Plan {
     /// Stopping, and nothing is left: exit.
     fn maybe_exit(&self) -> Option<Action> {
         match self.phase {
-            Phase::Stopping { status } if self.members.is_empty() => Some(Action::Exit(status)),
+            Phase::Stopping { status, .. } if self.members.is_empty() => Some(Action::Exit(status)),
             _ => None,
         }
     }

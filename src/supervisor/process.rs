@@ -31,8 +31,9 @@ use crate::sys;
 #[derive(Debug)]
 pub struct Process {
     pid: u32,
-    /// Its scoreboard slot, cleared by the supervisor once it has exited.
-    pub metrics_slot: usize,
+    /// Its scoreboard slot, cleared by the supervisor once it has exited (`None`: it was
+    /// started without one, and its numbers are its own).
+    pub metrics_slot: Option<usize>,
     exited: OwnedFd,
     ready: Option<pipe::Receiver>,
     heard: Vec<u8>,
@@ -41,7 +42,7 @@ pub struct Process {
 impl Process {
     /// Start `exe args…` as the process of place `worker` (from 1), serving on `listener`,
     /// posting its metrics in the slot `metrics.1` of the scoreboard whose descriptor is
-    /// `metrics.0`, and register its two descriptors under `tokens`: its exit's, then its
+    /// `metrics.0` (if given), and register its two descriptors under `tokens`: its exit's, then its
     /// readiness pipe's. It runs in its own process group, so a Ctrl-C at the terminal reaches
     /// only the supervisor, which then stops the processes itself (once each).
     pub fn start(
@@ -49,7 +50,7 @@ impl Process {
         args: &[OsString],
         listener: &TcpListener,
         worker: usize,
-        metrics: (RawFd, usize),
+        metrics: Option<(RawFd, usize)>,
         registry: &Registry,
         [exit_token, ready_token]: [Token; 2],
     ) -> io::Result<Process> {
@@ -60,32 +61,44 @@ impl Process {
             .env(LISTEN_FD_VAR, LISTEN_FD.to_string())
             .env(READY_FD_VAR, READY_FD.to_string())
             .env(WORKER_VAR, worker.to_string())
-            .env(METRICS_FD_VAR, METRICS_FD.to_string())
-            .env(METRICS_SLOT_VAR, metrics.1.to_string())
             // The supervisor speaks to systemd for all of them.
             .env_remove(crate::notify::NOTIFY_SOCKET_VAR)
             .process_group(0);
-        let child = sys::spawn_with_fds(
-            &mut command,
-            &[
-                (listener.as_raw_fd(), LISTEN_FD),
-                (ready_tx.as_raw_fd(), READY_FD),
-                (metrics.0, METRICS_FD),
-            ],
-        )?;
+        let mut fds = vec![
+            (listener.as_raw_fd(), LISTEN_FD),
+            (ready_tx.as_raw_fd(), READY_FD),
+        ];
+        if let Some((board, slot)) = metrics {
+            command
+                .env(METRICS_FD_VAR, METRICS_FD.to_string())
+                .env(METRICS_SLOT_VAR, slot.to_string());
+            fds.push((board, METRICS_FD));
+        }
+        let mut child = sys::spawn_with_fds(&mut command, &fds)?;
         // Only the process keeps the write end: when it exits, the pipe reads end-of-file.
         drop(ready_tx);
         let pid = child.id();
-        let exited = sys::pidfd_open(pid)?;
-        registry.register(
-            &mut SourceFd(&exited.as_raw_fd()),
-            exit_token,
-            Interest::READABLE,
-        )?;
-        registry.register(&mut ready_rx, ready_token, Interest::READABLE)?;
+        let watched = sys::pidfd_open(pid).and_then(|exited| {
+            registry.register(
+                &mut SourceFd(&exited.as_raw_fd()),
+                exit_token,
+                Interest::READABLE,
+            )?;
+            registry.register(&mut ready_rx, ready_token, Interest::READABLE)?;
+            Ok(exited)
+        });
+        let exited = match watched {
+            Ok(exited) => exited,
+            Err(err) => {
+                // A process we could not watch must not serve on unsupervised.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+        };
         Ok(Process {
             pid,
-            metrics_slot: metrics.1,
+            metrics_slot: metrics.map(|(_, slot)| slot),
             exited,
             ready: Some(ready_rx),
             heard: Vec::new(),
@@ -131,16 +144,18 @@ impl Process {
     }
 
     /// The exit descriptor is readable: collect the exit status (`None` if, against the
-    /// kernel's word, the process has not exited yet).
+    /// kernel's word, the process has not exited yet). `Err` with `ECHILD` means it has exited
+    /// and someone else collected its status.
     pub fn reap(&mut self, registry: &Registry) -> io::Result<Option<ExitStatus>> {
-        let status = sys::try_reap(self.pid)?;
-        if status.is_some() {
-            let _ = registry.deregister(&mut SourceFd(&self.exited.as_raw_fd()));
-            if let Some(mut pipe) = self.ready.take() {
-                let _ = registry.deregister(&mut pipe);
-            }
+        let status = sys::try_reap(self.pid);
+        if status.as_ref().is_ok_and(Option::is_none) {
+            return Ok(None);
         }
-        Ok(status)
+        let _ = registry.deregister(&mut SourceFd(&self.exited.as_raw_fd()));
+        if let Some(mut pipe) = self.ready.take() {
+            let _ = registry.deregister(&mut pipe);
+        }
+        status
     }
 
     /// Send `signal`; a process that has already exited is not an error.

@@ -4,11 +4,12 @@ use super::*;
 
 const SHUTDOWN: Duration = Duration::from_secs(30);
 
-/// The actions, announcements to the service manager left out (tested on their own).
+/// The actions, announcements to the service manager and the closing of the listener left
+/// out (tested on their own).
 fn acts(actions: Vec<Action>) -> Vec<Action> {
     actions
         .into_iter()
-        .filter(|a| !matches!(a, Action::Announce(_)))
+        .filter(|a| !matches!(a, Action::Announce(_) | Action::CloseListener))
         .collect()
 }
 
@@ -270,5 +271,114 @@ fn a_second_stop_kills_and_exits() {
     assert_eq!(
         acts(plan.on_stop(now)),
         [Action::Kill(ids[1]), Action::Exit(130)]
+    );
+}
+
+/// After start-up, a new process that is not ready in time is killed and then counts as a
+/// failed start: its place is filled again after the back-off, not left empty.
+#[test]
+fn a_replacement_that_never_gets_ready_is_retried() {
+    let now = Instant::now();
+    let (mut plan, ids) = running(2, now);
+    plan.on_exit(ids[0], false, now);
+    let at = plan.next_deadline().expect("a refill");
+    let (new, slot) = starts(&acts(plan.on_tick(at)))[0];
+    assert_eq!(slot, 0);
+    let late = at + READY_TIMEOUT;
+    assert_eq!(acts(plan.on_tick(late)), [Action::Kill(new)]);
+    assert!(acts(plan.on_exit(new, false, late)).is_empty());
+    let again = plan.next_deadline().expect("the place is filled again");
+    assert_eq!(again, late + Duration::from_millis(200));
+    assert_eq!(starts(&acts(plan.on_tick(again))).len(), 1);
+}
+
+/// During a reload, a new process that is not ready in time is killed, the reload is
+/// abandoned (the old process keeps its place) and the next SIGHUP starts a new one.
+#[test]
+fn a_reload_whose_new_process_never_gets_ready_is_abandoned() {
+    let now = Instant::now();
+    let (mut plan, old) = running(1, now);
+    let (new, _) = starts(&acts(plan.on_reload(now)))[0];
+    let late = now + READY_TIMEOUT;
+    assert_eq!(acts(plan.on_tick(late)), [Action::Kill(new)]);
+    let after = plan.on_exit(new, false, late);
+    assert!(
+        after.contains(&Action::Announce(Announce::Ready)),
+        "{after:?}"
+    );
+    assert_eq!(plan.phase, Phase::Running);
+    assert_eq!(plan.slot_of(old[0]), Some(0));
+    assert_eq!(
+        starts(&acts(plan.on_reload(late))).len(),
+        1,
+        "a new reload starts"
+    );
+}
+
+/// A stop closes the supervisor's listener, once.
+#[test]
+fn a_stop_closes_the_listener() {
+    let now = Instant::now();
+    let (mut plan, _) = running(2, now);
+    let actions = plan.on_stop(now);
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == Action::CloseListener)
+            .count(),
+        1
+    );
+}
+
+/// A place whose process died gets no second process when a reload reaches it before the
+/// refill: the replacement fills it, and the refill, once due, starts nothing.
+#[test]
+fn a_reload_and_a_refill_never_fill_one_place_twice() {
+    let now = Instant::now();
+    let (mut plan, ids) = running(2, now);
+    plan.on_exit(ids[0], false, now);
+    let (new0, slot) = starts(&acts(plan.on_reload(now)))[0];
+    assert_eq!(slot, 0);
+    let next = acts(plan.on_ready(new0, now));
+    let (new1, _) = starts(&next)[0];
+    acts(plan.on_ready(new1, now));
+    let later = now + Duration::from_secs(11);
+    assert!(starts(&acts(plan.on_tick(later))).is_empty());
+    let live = plan
+        .members
+        .iter()
+        .filter(|m| !matches!(m.state, State::Stopping { .. }))
+        .count();
+    assert_eq!(live, 2);
+}
+
+/// The old process dies while its replacement starts, then the replacement fails: the place
+/// is filled again after the back-off instead of staying empty.
+#[test]
+fn a_place_emptied_during_a_failed_reload_is_filled_again() {
+    let now = Instant::now();
+    let (mut plan, old) = running(1, now);
+    let (new, _) = starts(&acts(plan.on_reload(now)))[0];
+    plan.on_exit(old[0], false, now);
+    plan.on_exit(new, false, now);
+    let at = plan.next_deadline().expect("a refill is due");
+    assert_eq!(starts(&acts(plan.on_tick(at))).len(), 1);
+}
+
+/// After the plan stopped by itself (a failed start-up), the operator's first SIGTERM is not a
+/// second one: it neither kills nor changes the exit status.
+#[test]
+fn a_stop_after_a_failed_start_up_is_a_first_stop() {
+    let now = Instant::now();
+    let mut plan = Plan::new(2, SHUTDOWN);
+    let ids: Vec<Id> = starts(&plan.start(now))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    plan.on_exit(ids[0], false, now);
+    assert!(acts(plan.on_stop(now)).is_empty());
+    assert_eq!(
+        acts(plan.on_exit(ids[1], true, now)),
+        [Action::Exit(EXIT_STARTUP_FAILED)]
     );
 }
