@@ -3,11 +3,16 @@
 //! One line per response, with `--access-log`:
 //!
 //! ```text
-//! [2026-12-01T23:50:42.151Z INFO  evloop::access] 127.0.0.1:53422 GET /plaintext 200 13 85us queue=0us
-//!  └ when the turn that sent it began  └ target       └ client       └ method, path, status, body bytes,
+//! [2026-12-01T23:50:42.151Z INFO  evloop::access] 127.0.0.1:53422 GET /cpu 200 17 5210us queue=12us
+//!  └ when its turn logged its first line └ target     └ client       └ method, path, status, body bytes,
 //!                                                                     µs from dispatch to the last byte,
 //!                                                                     µs its jobs waited for a worker
 //! ```
+//!
+//! Both durations are read on the reactor's clock, which is read once a turn: a response made
+//! and sent within the turn of its request (`/plaintext`) logs `0us`; one that waited for a
+//! job, a timer or a call logs the time from the turn that dispatched it to the turn that
+//! finished it.
 //!
 //! Beside the Common Log Format (`host ident authuser [date] "request" status bytes`, what
 //! nginx and Apache write by default), it drops the two identity fields nobody fills, splits the

@@ -216,7 +216,8 @@ pub struct ReactorMetrics {
     closed: Family<LocalCounter, 1>,
     /// route × status class.
     requests: Family<LocalCounter, 2>,
-    /// By route, first byte of the request to the last of the response.
+    /// By route, from the turn that dispatched the request to the turn that wrote its
+    /// response's last byte (see [`ReactorMetrics::request_done`]).
     request_duration: Family<LocalHistogram, 1>,
     rejected: Family<LocalCounter, 1>,
     received_bytes: LocalCounter,
@@ -272,7 +273,8 @@ impl ReactorMetrics {
         }
     }
 
-    /// A turn of the reactor took `elapsed` (from `poll` returning to the end of housekeeping).
+    /// A turn of the reactor took `elapsed` (from `poll` returning to the start of
+    /// housekeeping, step 9).
     pub fn turn_done(&mut self, elapsed: Duration) {
         self.turns.observe(elapsed);
         self.longest_turn.observe(elapsed);
@@ -313,8 +315,11 @@ impl ReactorMetrics {
         self.rejected.get_mut([reason.id()]).inc();
     }
 
-    /// A response's last byte was written: `route` is the router's index of the route that
-    /// took it (`None`: no route matched), `elapsed` from its first byte in.
+    /// A response's last byte was handed to the socket: `route` is the router's index of the
+    /// route that took it (`None`: no route matched), `elapsed` since its dispatch, both read
+    /// on the turns' clocks (one clock read a turn): a response made and sent within the turn
+    /// of its request counts as 0 s, one that waited for a job, a timer or a call counts the
+    /// turns it waited.
     pub fn request_done(&mut self, route: Option<usize>, status: u16, elapsed: Duration) {
         let route = route
             .filter(|&index| index < self.unmatched)
@@ -371,7 +376,7 @@ impl ReactorMetrics {
     fn encode(&self, enc: &mut Encoder<'_>) {
         enc.metric(
             "evloop_reactor_turn_seconds",
-            "How long each reactor turn took, from poll returning to the end of housekeeping.",
+            "How long each reactor turn took, from poll returning to its housekeeping.",
             &self.turns,
         );
         enc.metric(
@@ -411,7 +416,8 @@ impl ReactorMetrics {
         );
         enc.family(
             "evloop_request_duration_seconds",
-            "From a request's first byte in to its response's last byte out, by route.",
+            "From a request's dispatch to its response's last byte handed to the socket, on the \
+             reactor's per-turn clock (0 within one turn), by route.",
             &self.request_duration,
         );
         enc.family(

@@ -12,7 +12,7 @@
 //!   [`SLOT_BYTES`]. The supervisor gives each process a slot of its own, and clears it when
 //!   the process is gone, so a dead process's series disappear from the next scrape.
 //! - **Posting**: the process renders its exposition and copies it into its slot, at most a
-//!   second apart (the reactor's once-a-second housekeeping) and at every scrape it answers.
+//!   second apart (a reactor timer, `PostMetrics`) and at every scrape it answers.
 //!   Another process's numbers are therefore at most about a second old. Rendering 30 KB once a
 //!   second costs the reactor some tens of microseconds a second, and the hot path nothing:
 //!   counting stays on the process's own plain integers.

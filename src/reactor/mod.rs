@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  ┌─▶ 1. poll, sleeping at most until the next timer deadline (not at all if a connection
-//!  │      yielded on the previous turn)
+//!  │      yielded on the previous turn, messages or call results are left over, or a shared
+//!  │      listener may still hold connections)
 //!  │   2. read the clock once for the turn; refresh the cached Date header if the second changed
 //!  │   3. sockets: mark each connection readable as its event says, and drive it — serve what
 //!  │      clients already sent before taking on anything new; an upstream socket's event goes
@@ -13,14 +14,17 @@
 //!  │      each with its request; file the calls upstream that ended with theirs; take the
 //!  │      start-up thread's report (the server turns ready, or a failed hook begins the drain)
 //!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain; SIGHUP, SIGUSR1/2, SIGALRM are logged
-//!  │   6. LISTENER: accept until WouldBlock (at the connection cap, close the longest-idle
-//!  │      keep-alive connection to admit each new client)
-//!  │   7. timers: fire every expired deadline (sleeps, connection deadlines, accept back-off,
-//!  │      the shutdown deadline)
+//!  │   6. LISTENER: accept until WouldBlock, or 4 at most from a socket shared with other
+//!  │      processes (at the connection cap, close the longest-idle keep-alive connection to
+//!  │      admit each new client)
+//!  │   7. timers: fire every expired deadline (sleeps, connection deadlines, upstream
+//!  │      connections' deadlines, accept back-off, the shutdown deadline, and once a second in
+//!  │      a process of `--workers N`, posting its metrics for the others)
 //!  │   8. file the calls that ended in steps 5–7; drive, once each, the connections steps 4
 //!  │      to 8 touched (so responses that became ready together go out in one write) and
 //!  │      those that yielded on the previous turn
-//!  │   9. housekeeping: warn if the turn was slow (asyncio's slow-callback warning), compact
+//!  │   9. housekeeping: warn if the turn was slow (asyncio's slow-callback warning), count the
+//!  │      turn in the metrics, hand the turn's access-log lines to their writer thread, compact
 //!  │      the timer heap if dead entries dominate
 //!  └── 10. if draining and no connection is left: return
 //! ```
