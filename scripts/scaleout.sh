@@ -310,13 +310,13 @@ start_host() {
   exit 1
 }
 
-# wait_in_rotation K SECONDS: wait until nginx sends host K requests again (its /plaintext
-# count grows); sets ROTATION_S, the seconds that took, or "never".
-wait_in_rotation() {
-  local k=$1 t0=$EPOCHREALTIME first _i
-  first=$(host_served "$k")
+# wait_serving K SECONDS: wait until host K's new process (or, with --workers 2, the new worker
+# answering the scrape) has answered a /plaintext: a fresh process counts from 0, so a count
+# above 0 means nginx sends it requests. Sets ROTATION_S, the seconds that took, or "never".
+wait_serving() {
+  local k=$1 t0=$EPOCHREALTIME _i
   for _i in $(seq $(($2 * 10))); do
-    if [ "$(host_served "$k")" -gt "$first" ]; then
+    if [ "$(host_served "$k")" -gt 0 ]; then
       ROTATION_S=$(calc "%.1f" "$EPOCHREALTIME - $t0" 1)
       return 0
     fi
@@ -565,12 +565,26 @@ fi
 t0=$EPOCHREALTIME
 start_wrk rolling "$CONNS" /plaintext
 sleep 1
-RESTARTS_OK=1 RESTART_TIMES=''
+RESTARTS_OK=1 RESTART_TIMES='' PROBES='' PROBES_OK=1
 for k in $(seq "$HOSTS"); do
+  # A request in flight when the restart begins, sent straight to the host (not through nginx,
+  # whose retries would hide its loss): the drain must answer it.
+  spawn ip netns exec "$LB_NS" curl -s -o /dev/null -D "$WORK/probe-h$k.head" -w '%{http_code}' \
+    --max-time 10 "http://${ADDR[k]}:$PORT/sleep?ms=500" >"$WORK/probe-h$k.code" 9<&-
+  probe=$SPAWNED
+  sleep 0.2
   "roll_$ROLLING" "$k"
-  wait_in_rotation "$k" $((FAIL_TIMEOUT_S + 8)) || RESTART_OK=0
-  printf '  %s-h%s: %s; %ss to restart, back in rotation %ss later\n' "$PREFIX" "$k" \
-    "$RESTART_WHAT" "$RESTART_S" "$ROTATION_S"
+  wait_exit "$probe" 10
+  probe_code=$(cat "$WORK/probe-h$k.code" 2>/dev/null || true)
+  probe_close=''
+  if grep -qi '^connection: *close' "$WORK/probe-h$k.head" 2>/dev/null; then
+    probe_close=' with Connection: close'
+  fi
+  [ "$probe_code" = 200 ] || PROBES_OK=0
+  PROBES+="${PROBES:+ / }${probe_code:-none}"
+  wait_serving "$k" $((FAIL_TIMEOUT_S + 8)) || RESTART_OK=0
+  printf '  %s-h%s: %s; %ss to restart, serving requests from nginx %ss later; the /sleep?ms=500 in flight: %s%s\n' \
+    "$PREFIX" "$k" "$RESTART_WHAT" "$RESTART_S" "$ROTATION_S" "${probe_code:-none}" "$probe_close"
   RESTART_TIMES+="${RESTART_TIMES:+ / }${RESTART_S}s"
   [ "$RESTART_OK" = 1 ] || RESTARTS_OK=0
 done
@@ -590,6 +604,7 @@ row 2 "  retried by nginx on another host" "${T[retried]}"
 row 2 "  req/s meanwhile; max latency" "$W_RPS; $W_MAX"
 row 2 "  time per host to restart" "$RESTART_TIMES"
 check "$RESTARTS_OK" "2. every host restarted and back in rotation" "$RESTART_TIMES"
+check "$PROBES_OK" "2. each host answered the request in flight at its restart" "$PROBES"
 check "$(ok "$W_REQS" -gt 0 -a "$ROLL_ERRS" = 0)" "2. rolling restart: no request failed" \
   "$W_REQS requests, $W_NON2XX non-2xx, $W_ERRS socket errors"
 
