@@ -272,19 +272,20 @@ host_status() {
 }
 
 # host_metric K PATTERN: the sum of the samples in host K's /metrics whose line matches the
-# awk pattern PATTERN (with --workers 2, those of the worker process that answered the scrape).
+# awk pattern PATTERN. With --workers 2 any process's /metrics shows every process's series,
+# each with a pid label (the others' as they were up to a second ago), so the sum is the host's.
 host_metric() {
-  host_get "$1" /metrics | awk "$2"' { n += $2 } END { printf "%d\n", n }'
+  host_get "$1" /metrics | awk "$2"' { n += $NF } END { printf "%d\n", n }'
 }
 
 # host_served K: the /plaintext 2xx answers host K counted.
 host_served() {
-  host_metric "$1" '/^evloop_requests_total\{route="\/plaintext",status="2xx"\}/'
+  host_metric "$1" '/^evloop_requests_total\{/ && /route="\/plaintext"/ && /status="2xx"/'
 }
 
 # host_accepted K: the connections host K accepted.
 host_accepted() {
-  host_metric "$1" '/^evloop_connections_accepted_total /'
+  host_metric "$1" '/^evloop_connections_accepted_total[{ ]/'
 }
 
 # start_host K: start host K's evloop (its output appended to $WORK/hK.out and .log, so a
@@ -472,8 +473,10 @@ start_wrk spread "$CONNS" /plaintext
 sleep "$SECS"
 stop_wrk "$WRK_PID" spread
 t1=$EPOCHREALTIME
-for k in $(seq "$HOSTS"); do M1[k]=$(host_served "$k") A1[k]=$(host_accepted "$k"); done
+# (after the access log's flush: with --workers 2, a scrape shows the other processes' counts
+# as they were up to a second ago)
 flush_access_log
+for k in $(seq "$HOSTS"); do M1[k]=$(host_served "$k") A1[k]=$(host_accepted "$k"); done
 tally "$t0" "$t1" /plaintext
 SPREAD_RPS=$W_RPS
 printf '  wrk: %s requests, %s req/s, %s non-2xx, %s socket errors, max latency %s\n' \
@@ -483,36 +486,24 @@ for k in $(seq "$HOSTS"); do
   m_sum=$((m_sum + M1[k] - M0[k]))
   a_sum=$((a_sum + A1[k] - A0[k] - 1)) # less the scrape's own connection
 done
-SHARES_METRICS='' PCTS_METRICS='' PCTS_NGINX=''
+SHARES_SPREAD='' PCTS=''
 for k in $(seq "$HOSTS"); do
   n=$((M1[k] - M0[k]))
   share=$(calc "%.1f" "$n * 100 / $m_sum" "$m_sum")
   printf '  %s-h%s: %7s answered (its /metrics), %7s (nginx log): %5s%%\n' "$PREFIX" "$k" "$n" \
     "${T[served_$k]}" "$share"
-  SHARES_METRICS+="${SHARES_METRICS:+ / }$share%"
-  PCTS_METRICS+=" $share"
-  PCTS_NGINX+=" $(calc "%.1f" "${T[served_$k]} * 100 / ${T[ok]}" "${T[ok]}")"
+  SHARES_SPREAD+="${SHARES_SPREAD:+ / }$share%"
+  PCTS+=" $share"
 done
-if [ "$WORKERS" -gt 1 ]; then
-  # A scrape reaches one worker process, which counts only its own requests: the hosts' own
-  # figures are partial, so the shares come from nginx's log.
-  echo "  (--workers $WORKERS: a /metrics scrape reports one worker process; shares from nginx's log)"
-  SHARES_SPREAD=$(shares served)
-  PCTS=$PCTS_NGINX
-else
-  SHARES_SPREAD=$SHARES_METRICS
-  PCTS=$PCTS_METRICS
-  printf '  connections nginx opened to the hosts meanwhile: %s (%s requests per connection)\n' \
-    "$a_sum" "$(calc "%.0f" "$m_sum / $a_sum" "$a_sum")"
-  CONN_ROW="$a_sum ($(calc "%.0f" "$m_sum / $a_sum" "$a_sum"))"
-fi
+PER_CONN=$(calc "%.0f" "$m_sum / $a_sum" "$a_sum")
+CONN_ROW="$a_sum ($PER_CONN)"
+printf '  connections nginx opened to the hosts meanwhile: %s (%s requests per connection)\n' \
+  "$a_sum" "$PER_CONN"
 # The smallest share ("n/a", when nothing was counted, as 0).
 SHARE_MIN=$(echo "$PCTS" | awk '{ m = 100; for (i = 1; i <= NF; i++) if ($i + 0 < m) m = $i + 0; print m }')
 row 1 "req/s through nginx (wrk -c$CONNS /plaintext)" "$SPREAD_RPS"
 row 1 "share per host (h1 / h2 / ...)" "$SHARES_SPREAD"
-if [ -n "${CONN_ROW:-}" ]; then
-  row 1 "connections opened to the hosts (requests each)" "$CONN_ROW"
-fi
+row 1 "connections opened to the hosts (requests each)" "$CONN_ROW"
 check "$(ok "$W_REQS" -gt 0 -a "$W_NON2XX" = 0 -a "$W_ERRS" = 0)" "1. spread: every request answered 2xx" \
   "$W_REQS requests, $W_NON2XX non-2xx, $W_ERRS socket errors"
 check "$(awk -v a="$SHARE_MIN" -v b="$MIN_SHARE" 'BEGIN { print (a + 0 >= b + 0) ? 1 : 0 }')" \
@@ -622,10 +613,17 @@ sleep "$(calc "%.1f" "$SECS / 2" 1)"
 # an upper bound on the requests in flight there), and what the victim itself had in hand: its
 # connections waiting for an answer (the /sleep timers) or writing one.
 CONNS_OPEN=$(in_lb ss -Htn state established dst "${ADDR[V]}:$PORT" | wc -l)
-IN_HAND=$(host_metric "$V" '/^evloop_connections\{state="(waiting|writing)"\}/')
+IN_HAND=$(host_metric "$V" '/^evloop_connections\{/ && /state="(waiting|writing)"/')
+# Out of the shell's job table first, so that its death is not announced ("Killed") in the
+# middle of the output; the shell still reaps it.
+disown "${HOST_PID[V]}" 2>/dev/null || true
+forget_pid "${HOST_PID[V]}"
 t_kill=$EPOCHREALTIME
 kill_in_ns "$PREFIX-h$V" KILL
-wait_exit "${HOST_PID[V]}" 5 2>/dev/null # (without bash's "Killed" notice)
+for _i in $(seq 50); do
+  alive "${HOST_PID[V]}" || break
+  sleep 0.1
+done
 sleep "$(calc "%.1f" "$SECS / 2" 1)"
 stop_wrk "$WRK_B" noretry
 B_REQS=$W_REQS B_NON2XX=$W_NON2XX B_ERRS=$W_ERRS
