@@ -92,7 +92,8 @@ trap 'exit 130' INT TERM
 
 # start_evloop NAME NOFILE ARGS...: start ./evloop on a free port, with its open-file limit
 # (soft and hard) set to NOFILE, or left as it is when NOFILE is "-". Sets EV_PID, EV_PORT and
-# EV_URL. The port is the one the server prints ("listening on http://127.0.0.1:PORT").
+# EV_URL. The port is the one the server prints once its start-up hooks are done
+# ("evloop ready on http://127.0.0.1:PORT"), so no request meets a 503 `starting`.
 start_evloop() {
   local name=$1 nofile=$2 _i
   shift 2
@@ -106,7 +107,7 @@ start_evloop() {
   PIDS+=("$EV_PID")
   EV_PORT=
   for _i in $(seq 100); do
-    EV_PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/$name.out" 2>/dev/null || true)
+    EV_PORT=$(sed -n 's|.*ready on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/$name.out" 2>/dev/null || true)
     [ -n "$EV_PORT" ] && break
     alive "$EV_PID" || break
     sleep 0.05

@@ -2,15 +2,18 @@
 # scripts/load.sh MODE — real clients (wrk, ab, small Python programs) against ./evloop, with
 # nginx as the peer.
 #
-#   scripts/load.sh smoke   every scenario briefly (about a minute): what CI runs (`make smoke`)
-#   scripts/load.sh full    the figures (about 5 minutes): what `make load` runs
+#   scripts/load.sh smoke   scenarios a to k briefly, and a short check of --workers 2 (about a
+#                           minute): what CI runs (`make smoke`)
+#   scripts/load.sh full    the figures (about 8 minutes, and 2 more the first time o builds its
+#                           baseline): what `make load` runs
 #
 # Both modes exit non-zero on a CORRECTNESS failure only: non-2xx answers or socket errors in the
 # plaintext run, ab failures or connections not kept alive, a /sleep request not answered, a
 # request lost in the graceful drain or a drain that did not exit 0, a reading stream client
 # that did not get a whole, well-framed event stream ending in its result (or a stream client
 # that could not connect), a /fanout not answered 200 with the number of calls asked for, a
-# non-2xx answer or socket error in the /fanout wrk run. A speed figure never fails a run: the
+# non-2xx answer or socket error in the /fanout wrk run, a non-2xx answer or socket error in
+# l's plaintext runs (either config). A speed figure never fails a run: the
 # machine is shared and small, so throughput is reported as a ratio against nginx measured in
 # the same run, and CPU as server CPU time per request.
 #
@@ -37,10 +40,31 @@
 #      /sleep?ms=200, mode await, pool and inline       meanwhile, threads that made the calls;
 #                                                        then wrk -c64 on 4 calls a request:
 #                                                        calls/s, CPU us/call, connection reuse
+#   l. --workers 2 --pool 1 vs --workers 1 --pool 2:     req/s, p99, CPU us/request of each, and
+#      plaintext, pipelined, /cpu?ms=5, /snr-detect      how the requests spread over the 2 processes
+#   m. the same two, memory                              VmRSS and PSS: idle, after the audio
+#                                                        endpoints one at a time (each process
+#                                                        builds its model), after 8 at a time
+#   n. --workers 2, one shared socket vs --reuse-port   per-process shares under wrk -c64; ab -c8
+#                                                        of new connections while one process is
+#                                                        stalled 3 s: time taken, failed, split
+#   o. metrics on vs off: this build against 81afeea,   plaintext req/s and CPU us/request in
+#      the last revision before metrics                 alternating rounds (built once, cached)
+#
+# The spread over processes (l, m, n) comes from GET /metrics: any process shows every
+# process's evloop_requests_total labelled by pid, each process posting its series at most about
+# 1 s apart, so a scrape is taken at least 1.5 s after the load on that server ended, and two
+# scrapes are subtracted (the counters are cumulative since start). /metrics requests themselves
+# are left out.
 #
 # Environment: EVLOOP (binary, default ./evloop at the repository root), NGINX (default: the one
 # on PATH, or /usr/sbin/nginx), SCENARIOS (the letters of the scenarios to run, SCENARIOS=k or
-# SCENARIOS=a,k; default all). Without nginx the nginx columns read n/a.
+# SCENARIOS=a,k; default all in full mode; in smoke mode a to k and, of l, only the plaintext
+# pair: a short check of --workers 2; named in SCENARIOS, l to o run briefly in smoke mode too),
+# LOAD_BASELINE_DIR (where o builds and keeps 81afeea; default load-baseline/ under
+# $CARGO_TARGET_DIR, or under target/), LOAD_KEEP (set: keep the scratch directory, with every
+# wrk and ab output and the servers' logs, and say where it is). Without nginx the nginx columns
+# read n/a.
 
 set -euo pipefail
 
@@ -59,6 +83,17 @@ case "$MODE" in
     FAN_N_INLINE=4 # calls per /fanout in k's inline run (K x FAN_MS on the reactor)
     FAN_MS=50      # the upstream's sleep per call in k
     FAN_IDLE=0.5   # seconds of k's probe alone
+    L_ROUNDS=1     # alternating rounds per workload in l (each config once a round)
+    L_ROUND_S=1    # seconds per wrk run in l
+    M_SEQ=3        # uploads one at a time to each audio endpoint in m
+    M_S=1          # seconds of wrk on each audio endpoint in m
+    N_ROUNDS=1     # balance rounds in n (each socket mode once a round)
+    N_S=1          # seconds per balance run in n
+    STALL_MS=1000  # how long n's inline /cpu stalls one process
+    STALL_AB_N=500 # ab requests while it is stalled
+    STALL_ROUNDS=1 # stalls per socket mode
+    O_ROUNDS=2     # rounds per build in o
+    O_ROUND_S=1    # seconds per wrk run in o
     ;;
   full)
     DUR=10
@@ -73,6 +108,17 @@ case "$MODE" in
     FAN_N_INLINE=200
     FAN_MS=200
     FAN_IDLE=2
+    L_ROUNDS=3
+    L_ROUND_S=3
+    M_SEQ=6
+    M_S=2
+    N_ROUNDS=3
+    N_S=5
+    STALL_MS=3000
+    STALL_AB_N=2000
+    STALL_ROUNDS=2
+    O_ROUNDS=6
+    O_ROUND_S=2
     ;;
   *)
     echo "usage: [SCENARIOS=letters] $0 smoke|full" >&2
@@ -81,9 +127,15 @@ case "$MODE" in
 esac
 
 # SCENARIOS: the letters of the scenarios to run (SCENARIOS=k, SCENARIOS=a,k); all by default.
-SCENARIOS=${SCENARIOS:-abcdefghijk}
-if [[ ! $SCENARIOS =~ ^[a-k,\ ]+$ ]]; then
-  echo "load.sh: SCENARIOS=$SCENARIOS: letters a to k only" >&2
+# smoke's default keeps CI short: a to k, and of l only the plaintext pair (L_WORKLOADS).
+L_WORKLOADS="plaintext pipelined cpu audio"
+if [ -z "${SCENARIOS:-}" ] && [ "$MODE" = smoke ]; then
+  SCENARIOS=abcdefghijkl
+  L_WORKLOADS=plaintext
+fi
+SCENARIOS=${SCENARIOS:-abcdefghijklmno}
+if [[ ! $SCENARIOS =~ ^[a-o,\ ]+$ ]]; then
+  echo "load.sh: SCENARIOS=$SCENARIOS: letters a to o only" >&2
   exit 2
 fi
 want() { [[ $SCENARIOS == *$1* ]]; }
@@ -158,7 +210,11 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait_exit "$pid" 5
   done
-  rm -rf "$WORK"
+  if [ -n "${LOAD_KEEP:-}" ]; then
+    echo "load.sh: the clients' outputs and the servers' logs are kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -172,7 +228,7 @@ start_evloop() {
   PIDS+=("$EV_PID")
   EV_PORT=
   for _i in $(seq 100); do
-    EV_PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/$name.out" 2>/dev/null || true)
+    EV_PORT=$(sed -n 's|.*ready on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/$name.out" 2>/dev/null || true)
     [ -n "$EV_PORT" ] && return 0
     alive "$EV_PID" || break
     sleep 0.05
@@ -326,6 +382,146 @@ ratio() {
     calc "%.2fx" "$1 / $2" "$2"
   else
     echo n/a
+  fi
+}
+
+# to_ms LATENCY: a wrk latency ("850.00us", "1.23ms", "2.01s") in ms, or "-".
+to_ms() {
+  awk -v x="$1" 'BEGIN {
+    if (x ~ /us$/) printf "%.3f", x / 1000
+    else if (x ~ /ms$/) printf "%.3f", x + 0
+    else if (x ~ /[0-9]s$/) printf "%.3f", x * 1000
+    else if (x ~ /m$/) printf "%.3f", x * 60000
+    else print "-"
+  }'
+}
+
+# stats VALUE...: "mean min max median" of the numeric values (a "-" is skipped), or "n/a".
+stats() {
+  printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/ { v[++n] = $1 + 0; sum += $1 }
+    END {
+      if (n == 0) { print "n/a n/a n/a n/a"; exit }
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+      printf "%g %g %g %g\n", sum / n, v[1], v[n], med
+    }'
+}
+
+# children PID: the pids of PID's child processes (a supervisor's reactor processes).
+children() {
+  cat "/proc/$1/task/$1/children" 2>/dev/null || true
+}
+
+# start_workers NAME ARGS...: start_evloop, then, when ARGS hold --workers N above 1, wait until
+# the supervisor logs that all N processes are ready. Sets EV_PID (the supervisor, or the lone
+# server), EV_PORT, EV_URL and EV_PIDS (the supervisor and its processes, or the server).
+start_workers() {
+  local name=$1 n=1 prev='' arg
+  for arg in "$@"; do
+    if [ "$prev" = --workers ]; then n=$arg; fi
+    prev=$arg
+  done
+  start_evloop "$@"
+  EV_URL=http://$HOST:$EV_PORT
+  if [ "$n" -gt 1 ] && ! wait_for_line "$WORK/$name.log" "all $n worker processes are ready" 30; then
+    echo "load.sh: evloop ($name): its $n processes did not become ready:" >&2
+    tail -20 "$WORK/$name.log" >&2
+    exit 1
+  fi
+  EV_PIDS="$EV_PID $(children "$EV_PID")"
+  EV_PIDS=${EV_PIDS% }
+}
+
+# The spread over processes, from GET /metrics. Each process posts its series for the others'
+# /metrics at most about 1 s apart, so a scrape waits until 1.5 s after the last load on that
+# server ended (loaded KEY marks the end; settle KEY waits).
+declare -A LOAD_END=()
+loaded() { LOAD_END[$1]=$EPOCHREALTIME; }
+settle() {
+  local left
+  left=$(awk -v e="${LOAD_END[$1]:-0}" -v n="$EPOCHREALTIME" 'BEGIN { l = e + 1.5 - n; printf "%.2f", (l > 0 ? l : 0) }')
+  if [ "$left" != 0.00 ]; then sleep "$left"; fi
+}
+
+# snap KEY URL FILE: settle KEY, then scrape URL/metrics into FILE as "PID ROUTE COUNT" lines:
+# evloop_requests_total summed over status classes, by process and route; and the connections
+# each process accepted, as ROUTE "#accepted" (each scrape's own connection among them).
+snap() {
+  settle "$1"
+  curl -s --max-time 10 "$2/metrics" | awk -F'[{}]' '/^evloop_requests_total\{/ {
+      pid = "-"; route = "-"
+      if (match($2, /pid="[0-9]+"/)) pid = substr($2, RSTART + 5, RLENGTH - 6)
+      if (match($2, /route="[^"]*"/)) route = substr($2, RSTART + 7, RLENGTH - 8)
+      n[pid " " route] += $3
+    }
+    /^evloop_connections_accepted_total\{/ {
+      pid = "-"
+      if (match($2, /pid="[0-9]+"/)) pid = substr($2, RSTART + 5, RLENGTH - 6)
+      n[pid " #accepted"] += $3
+    }
+    END { for (k in n) print k, n[k] }' | sort >"$3" || true
+}
+
+# spread BEFORE AFTER ROUTES: the requests each process answered between two snaps, on the routes
+# matching the regular expression ROUTES (GET /metrics itself never counts). Sets SPREAD_SUM (all
+# processes), SPREAD_N (processes that answered any), SPREAD_SHARES ("58/42", largest first)
+# and SPREAD_COUNTS ("pid 123: 40211, pid 124: 29000", largest first).
+spread() {
+  local line
+  local out pid count
+  out=$(awk -v routes="$3" '
+    $2 == "/metrics" || $2 !~ routes { next }
+    FNR == NR { before[$1] += $3; next }
+    { after[$1] += $3 }
+    END {
+      for (p in after) { d = after[p] - before[p]; if (d < 0) d = after[p]; pid[++n] = p; c[n] = d; sum += d }
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && c[j - 1] < c[j]; j--) {
+        t = c[j]; c[j] = c[j - 1]; c[j - 1] = t; t = pid[j]; pid[j] = pid[j - 1]; pid[j - 1] = t
+      }
+      shares = ""; counts = ""; busy = 0
+      for (i = 1; i <= n; i++) {
+        if (c[i] > 0) busy++
+        shares = shares (i > 1 ? "/" : "") (sum > 0 ? sprintf("%.0f", c[i] * 100 / sum) : "-")
+        counts = counts (i > 1 ? ",_" : "") "pid_" pid[i] ":_" c[i]
+      }
+      printf "%d %d %s %s\n", sum, busy, (shares == "" ? "-" : shares), (counts == "" ? "-" : counts)
+      for (i = 1; i <= n; i++) print pid[i], c[i]
+    }' "$1" "$2")
+  read -r SPREAD_SUM SPREAD_N SPREAD_SHARES SPREAD_COUNTS <<<"$(head -1 <<<"$out")"
+  SPREAD_COUNTS=${SPREAD_COUNTS//_/ }
+  SPREAD_OF=() # pid -> count
+  while read -r pid count; do
+    SPREAD_OF[$pid]=$count
+  done < <(tail -n +2 <<<"$out")
+}
+declare -A SPREAD_OF=()
+
+# mem_of PID...: VmRSS and PSS (smaps_rollup; "n/a" where the kernel has none) summed over the
+# processes, in KB. Sets MEM_RSS, MEM_PSS, MEM_EACH ("RSS/PSS" of each, in order, "+" between)
+# and MEM_RSS_EACH (the RSS of each).
+mem_of() {
+  local pid rss pss
+  MEM_RSS=0 MEM_PSS=0 MEM_EACH='' MEM_RSS_EACH=''
+  for pid in "$@"; do
+    rss=$(rss_kb "$pid")
+    pss=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+    MEM_RSS=$((MEM_RSS + rss))
+    if [[ ! $pss =~ ^[0-9]+$ ]]; then
+      pss=n/a MEM_PSS=n/a
+    elif [ "$MEM_PSS" != n/a ]; then
+      MEM_PSS=$((MEM_PSS + pss))
+    fi
+    MEM_EACH+="${MEM_EACH:+ + }$rss/$pss"
+    MEM_RSS_EACH+="${MEM_RSS_EACH:+ + }$rss"
+  done
+}
+
+# ensure_clip: the 10 s WAV the audio endpoints are sent (i, l, m), made once; sets CLIP.
+CLIP=$WORK/clip10s.wav
+ensure_clip() {
+  if [ ! -s "$CLIP" ]; then
+    python3 "$SCRIPTS/make_clip.py" --seconds 10 --out "$CLIP" \
+      "$ROOT/tests/fixtures/audio/spk_k4_r0_clean.wav" "$ROOT/tests/fixtures/audio/spk_k2_r0_clean.wav"
   fi
 }
 
@@ -631,10 +827,7 @@ fi
 # /plaintext is timed meanwhile, as in d: the reactor must not notice the pool is full.
 if want i; then
   section "i. audio: a 10 s WAV to /snr-detect, /speaker-count, /analyze (--pool 2)"
-  CLIP=$WORK/clip10s.wav
-  FIXTURES=$ROOT/tests/fixtures/audio
-  python3 "$SCRIPTS/make_clip.py" --seconds 10 --out "$CLIP" \
-    "$FIXTURES/spk_k4_r0_clean.wav" "$FIXTURES/spk_k2_r0_clean.wav"
+  ensure_clip
   start_evloop audio --pool 2
   AUDIO_PID=$EV_PID
   AUDIO_URL=http://$HOST:$EV_PORT
@@ -912,6 +1105,379 @@ if want k; then
   fi
 fi
 
+# --- l. processes or threads -----------------------------------------------------------------
+# The same two workers for CPU-heavy jobs, arranged two ways: P is --workers 2 --pool 1 (a
+# supervisor and two reactor processes on its one shared socket, one worker thread each), T is
+# --workers 1 --pool 2 (one reactor, two worker threads). Both run at once, each idle while the
+# other is measured; each workload runs L_ROUNDS rounds of L_ROUND_S seconds per config, the
+# order swapped every round (P T, T P, P T), the rounds summed as in a. p99 is the median of the
+# rounds' p99s. Server CPU covers all of P's processes (the supervisor included, which idles).
+# P's spread over its processes comes from a /metrics scrape before each of its rounds and one
+# after the last. wrk opens its connections at once when it starts and keeps them alive, so the
+# spread is how those connections fell to the two processes, drawn anew each round.
+#   plaintext   wrk -t2 -c64 /plaintext: only the reactor works; P has two reactors for 2 cores
+#   pipelined   the same, 16 deep (scripts/pipeline.lua)
+#   cpu         wrk -t2 -c8 /cpu?ms=5: 2 workers either way, so the ideal is 400 req/s for both
+#   audio       wrk -t2 -c8 POST /snr-detect of a 10 s WAV (scripts/post_wav.lua)
+if want l; then
+  section "l. processes or threads: P = --workers 2 --pool 1, T = --workers 1 --pool 2; $L_ROUNDS alternating rounds of ${L_ROUND_S}s per workload ($L_WORKLOADS)"
+  ensure_clip
+  start_workers l-procs --workers 2 --pool 1
+  LP_PID=$EV_PID LP_PIDS=$EV_PIDS LP_URL=$EV_URL
+  start_workers l-threads --workers 1 --pool 2
+  LT_PID=$EV_PID LT_URL=$EV_URL
+  echo "  P: supervisor $LP_PID, processes $(children "$LP_PID" | xargs); T: pid $LT_PID"
+  # l_pair NAME LABEL ROUTES WRK-ARGS...: workload NAME on P and on T, "{}/path" standing for the
+  # server's URL; ROUTES (a regular expression) picks the requests P's spread counts, from a
+  # scrape before each of P's rounds and one after the last. Sets LP_BAD, LT_BAD (non-2xx and
+  # socket errors), LP_REQS, LT_REQS (responses wrk counted) and the spread over all rounds.
+  l_pair() {
+    local name=$1 label=$2 routes=$3 arg round cfg order p_args=() t_args=()
+    local p_reqs=0 p_secs=0 p_ticks=0 p_bad=0 p_p99=() t_reqs=0 t_secs=0 t_ticks=0 t_bad=0 t_p99=()
+    local p_rps t_rps p_cpu t_cpu p_min p_max p_med t_min t_max t_med p99_row p99_note
+    local p_round_rps=() t_round_rps=() splits=''
+    shift 3
+    for arg in "$@"; do
+      p_args+=("${arg/#\{\}/$LP_URL}")
+      t_args+=("${arg/#\{\}/$LT_URL}")
+    done
+    for round in $(seq "$L_ROUNDS"); do
+      order="p t"
+      if [ $((round % 2)) = 0 ]; then order="t p"; fi
+      for cfg in $order; do
+        if [ "$cfg" = p ]; then
+          snap lp "$LP_URL" "$WORK/snap-l-$name-$((round - 1)).txt"
+          run_wrk "l-$name-procs-$round" "$LP_PIDS" -d"${L_ROUND_S}s" --latency "${p_args[@]}"
+          loaded lp
+          p_reqs=$((p_reqs + W_REQS)) p_ticks=$((p_ticks + W_TICKS)) p_bad=$((p_bad + W_NON2XX + W_ERRS))
+          p_secs=$(calc "%.2f" "$p_secs + $W_SECS" 1)
+          p_p99+=("$(to_ms "$W_P99")")
+          p_round_rps+=("$W_RPS")
+        else
+          run_wrk "l-$name-threads-$round" "$LT_PID" -d"${L_ROUND_S}s" --latency "${t_args[@]}"
+          t_reqs=$((t_reqs + W_REQS)) t_ticks=$((t_ticks + W_TICKS)) t_bad=$((t_bad + W_NON2XX + W_ERRS))
+          t_secs=$(calc "%.2f" "$t_secs + $W_SECS" 1)
+          t_p99+=("$(to_ms "$W_P99")")
+          t_round_rps+=("$W_RPS")
+        fi
+      done
+    done
+    snap lp "$LP_URL" "$WORK/snap-l-$name-$L_ROUNDS.txt"
+    for round in $(seq "$L_ROUNDS"); do
+      spread "$WORK/snap-l-$name-$((round - 1)).txt" "$WORK/snap-l-$name-$round.txt" "$routes"
+      splits+="${splits:+, }$SPREAD_SHARES"
+      printf '  %-10s round %s: P %7s req/s, p99 %s ms, by process %s (%s); T %7s req/s, p99 %s ms\n' \
+        "$name" "$round" "${p_round_rps[round - 1]}" "${p_p99[round - 1]}" "$SPREAD_SHARES" \
+        "$SPREAD_COUNTS" "${t_round_rps[round - 1]}" "${t_p99[round - 1]}"
+    done
+    spread "$WORK/snap-l-$name-0.txt" "$WORK/snap-l-$name-$L_ROUNDS.txt" "$routes"
+    p_rps=$(calc "%.0f" "$p_reqs / $p_secs" "$p_secs")
+    t_rps=$(calc "%.0f" "$t_reqs / $t_secs" "$t_secs")
+    p_cpu=$(calc "%.2f" "$p_ticks * 1000000 / $CLK_TCK / $p_reqs" "$p_reqs")
+    t_cpu=$(calc "%.2f" "$t_ticks * 1000000 / $CLK_TCK / $t_reqs" "$t_reqs")
+    read -r _ p_min p_max p_med <<<"$(stats "${p_p99[@]}")"
+    read -r _ t_min t_max t_med <<<"$(stats "${t_p99[@]}")"
+    p99_row="$p_med / $t_med" p99_note="P/T $(ratio "$p_med" "$t_med"); median of $L_ROUNDS rounds, P $p_min-$p_max, T $t_min-$t_max"
+    if [ "$name" = pipelined ]; then
+      # wrk times a pipelined batch, not each request, and its percentiles of such runs are
+      # wrong (a p99 of 0.00us next to a p90 of 3 ms): no p99 here.
+      p99_row="n/a" p99_note="wrk's percentiles of pipelined runs are not meaningful"
+    fi
+    printf '  %-10s P %7s req/s, %s us CPU/request, %s errors; T %7s req/s, %s us CPU/request, %s errors\n' \
+      "$name" "$p_rps" "$p_cpu" "$p_bad" "$t_rps" "$t_cpu" "$t_bad"
+    printf '  %-10s P/T %s req/s, %s CPU/request; p99 ms P / T %s (%s); P by process %s (%s; servers counted %s, wrk %s)\n' \
+      "" "$(ratio "$p_rps" "$t_rps")" "$(ratio "$p_cpu" "$t_cpu")" "$p99_row" "$p99_note" \
+      "$SPREAD_SHARES" "$SPREAD_COUNTS" "$SPREAD_SUM" "$p_reqs"
+    row l "$label: req/s P / T" "$p_rps / $t_rps" "" "P/T $(ratio "$p_rps" "$t_rps")"
+    row l "  p99 ms P / T" "$p99_row" "" "$p99_note"
+    row l "  CPU us/request P / T" "$p_cpu / $t_cpu" "" "P/T $(ratio "$p_cpu" "$t_cpu")"
+    row l "  P's requests by process" "$SPREAD_SHARES" "" "rounds $splits; $SPREAD_COUNTS"
+    LP_BAD=$p_bad LT_BAD=$t_bad LP_REQS=$p_reqs LT_REQS=$t_reqs
+  }
+  for workload in $L_WORKLOADS; do
+    case $workload in
+      plaintext)
+        l_pair plaintext "plaintext -t2 -c64" '^/plaintext$' -t2 -c64 "{}/plaintext"
+        check "$([ "$LP_REQS" -gt 0 ] && [ "$LT_REQS" -gt 0 ] && [ "$LP_BAD" = 0 ] && [ "$LT_BAD" = 0 ] && echo 1 || echo 0)" \
+          "l. wrk /plaintext, --workers 2 and 1: only 2xx" \
+          "P $LP_REQS requests, $LP_BAD errors; T $LT_REQS, $LT_BAD"
+        if [ "$SPREAD_N" -lt 2 ]; then
+          CHECKS+=("WARN|l. /plaintext: both of P's processes served|$SPREAD_COUNTS")
+        fi
+        ;;
+      pipelined) l_pair pipelined "pipelined x16 -t2 -c64" '^/plaintext$' -t2 -c64 -s "$SCRIPTS/pipeline.lua" "{}/plaintext" -- 16 ;;
+      cpu) l_pair cpu "/cpu?ms=5 -t2 -c8" '^/cpu$' -t2 -c8 "{}/cpu?ms=5" ;;
+      audio) l_pair audio "/snr-detect 10 s WAV -c8" '^/snr-detect$' -t2 -c8 --timeout 10s -s "$SCRIPTS/post_wav.lua" "{}/snr-detect" -- "$CLIP" ;;
+    esac
+    if [ "$workload" != plaintext ] && [ $((LP_BAD + LT_BAD)) != 0 ]; then
+      CHECKS+=("WARN|l. $workload: only 2xx, no socket errors|P $LP_BAD, T $LT_BAD non-2xx or socket errors")
+    fi
+  done
+  stop "$LP_PID"
+  stop "$LT_PID"
+fi
+
+# --- m. memory -------------------------------------------------------------------------------
+# What a second process costs: VmRSS (/proc/PID/status) of P (the supervisor and both processes,
+# from /proc/SUP/task/SUP/children) and of T, at three points: 0.5 s after they are ready (idle);
+# after M_SEQ POSTs of the 10 s WAV to each audio endpoint, one at a time (each process builds its
+# own audio model, FFT plans and filter banks, on first use, so P holds two, plus what one job
+# leaves allocated); and after M_S seconds of wrk -t2 -c8 on each endpoint (8 uploads in flight:
+# bodies, decoded samples and the allocator's arenas of every thread that ran a job, which the
+# allocator keeps). PSS (/proc/PID/smaps_rollup) counts a page that n processes share as 1/n in
+# each, so the binary's text, mapped by all three of P's processes, counts once in P's sum. P's
+# scrapes show that both processes served audio in each phase (one that served none has no model).
+if want m; then
+  section "m. memory: P = --workers 2 --pool 1 (supervisor + 2 processes), T = --workers 1 --pool 2; idle, after $M_SEQ uploads one at a time to each audio endpoint, after ${M_S}s of wrk -t2 -c8 on each"
+  ensure_clip
+  declare -A M_RSS=() M_PSS=() M_RSS_EACH=()
+  M_PHASES="idle seq conc"
+  for cfg in procs threads; do
+    if [ "$cfg" = procs ]; then
+      start_workers m-procs --workers 2 --pool 1
+    else
+      start_workers m-threads --workers 1 --pool 2
+    fi
+    M_PID=$EV_PID M_URL=$EV_URL
+    m_bad=0
+    for phase in $M_PHASES; do
+      case $phase in
+        idle) sleep 0.5 ;;
+        seq)
+          for endpoint in snr-detect speaker-count analyze; do
+            for _i in $(seq "$M_SEQ"); do
+              code=$(curl -s -o /dev/null --max-time 30 -w '%{http_code}' --data-binary @"$CLIP" "$M_URL/$endpoint" || true)
+              [ "$code" = 200 ] || m_bad=$((m_bad + 1))
+            done
+          done
+          ;;
+        conc)
+          for endpoint in snr-detect speaker-count analyze; do
+            run_wrk "m-$cfg-$endpoint" "$EV_PIDS" -t2 -c8 -d"${M_S}s" --timeout 10s -s "$SCRIPTS/post_wav.lua" \
+              "$M_URL/$endpoint" -- "$CLIP"
+            m_bad=$((m_bad + W_NON2XX + W_ERRS))
+          done
+          ;;
+      esac
+      loaded "m-$cfg"
+      snap "m-$cfg" "$M_URL" "$WORK/snap-m-$cfg-$phase.txt"
+      # shellcheck disable=SC2046,SC2086 # a list; read again, in case a process was replaced
+      mem_of $M_PID $(children "$M_PID")
+      M_RSS[$cfg-$phase]=$MEM_RSS M_PSS[$cfg-$phase]=$MEM_PSS M_RSS_EACH[$cfg-$phase]=$MEM_RSS_EACH
+      served=
+      if [ "$phase" != idle ]; then
+        spread "$WORK/snap-m-$cfg-$prev_phase.txt" "$WORK/snap-m-$cfg-$phase.txt" '^/(snr-detect|speaker-count|analyze)$'
+        served="; $SPREAD_SUM uploads answered ($SPREAD_COUNTS)"
+        if [ "$cfg" = procs ] && [ "$SPREAD_N" -lt 2 ]; then
+          CHECKS+=("WARN|m. $phase: both of P's processes served audio|$SPREAD_COUNTS")
+        fi
+      fi
+      printf '  %-7s %-4s VmRSS %6s KB, PSS %6s KB (RSS/PSS of each: %s)%s\n' "$cfg" "$phase" \
+        "$MEM_RSS" "$MEM_PSS" "$MEM_EACH" "$served"
+      prev_phase=$phase
+    done
+    if [ "$m_bad" != 0 ]; then
+      CHECKS+=("WARN|m. $cfg: audio uploads only 2xx|$m_bad non-2xx or socket errors")
+    fi
+    stop "$M_PID"
+  done
+  for phase in $M_PHASES; do
+    case $phase in
+      idle) what="idle" ;;
+      seq) what="after one at a time" ;;
+      conc) what="after 8 at a time" ;;
+    esac
+    row m "VmRSS KB $what: P / T" "${M_RSS[procs-$phase]} / ${M_RSS[threads-$phase]}" "" \
+      "P/T $(ratio "${M_RSS[procs-$phase]}" "${M_RSS[threads-$phase]}"); P = ${M_RSS_EACH[procs-$phase]} (supervisor first)"
+    row m "  PSS KB: P / T" "${M_PSS[procs-$phase]} / ${M_PSS[threads-$phase]}" "" \
+      "P/T $(ratio "${M_PSS[procs-$phase]}" "${M_PSS[threads-$phase]}")"
+  done
+fi
+
+# --- n. one shared socket or one each --------------------------------------------------------
+# P (--workers 2 --pool 1) twice: S with the supervisor's one listening socket, shared by both
+# processes (a connection goes to whichever reactor accepts it first), R with --reuse-port (each
+# process its own SO_REUSEPORT socket; the kernel hashes each new connection to one of them,
+# whether that process is accepting or not).
+#   balance  wrk -t2 -c64 -dN_S /plaintext, N_ROUNDS rounds on each (S then R): each process's
+#            share of the requests, and of the connections it accepted (keep-alive: how the 64
+#            connections split when wrk opened them decides the shares).
+#   stall    GET /cpu?ms=STALL_MS&mode=inline burns on one process's reactor thread, which then
+#            accepts and answers nothing; 0.3 s later ab -c8 -n STALL_AB_N /json, a new connection
+#            per request. With S the other process takes every connection; with R the kernel
+#            queues about half of them for the stalled process, where they wait for it.
+if want n; then
+  section "n. --workers 2 --pool 1, one shared socket (S) or --reuse-port (R): wrk -t2 -c64 -d${N_S}s /plaintext x $N_ROUNDS; then one process stalled ${STALL_MS} ms under ab -c8 -n $STALL_AB_N /json"
+  start_workers n-shared --workers 2 --pool 1
+  declare -A N_SUP=([shared]=$EV_PID) N_PIDS=([shared]=$EV_PIDS) N_URL=([shared]=$EV_URL)
+  start_workers n-reuse --workers 2 --pool 1 --reuse-port
+  N_SUP[reuse]=$EV_PID N_PIDS[reuse]=$EV_PIDS N_URL[reuse]=$EV_URL
+  declare -A N_SHARES=() N_CONNS=() N_RPS=() N_BAD=()
+  for mode in shared reuse; do
+    snap "$mode" "${N_URL[$mode]}" "$WORK/snap-n-$mode-0.txt"
+    N_BAD[$mode]=0
+  done
+  for round in $(seq "$N_ROUNDS"); do
+    for mode in shared reuse; do
+      [ "$round" = 1 ] || snap "$mode" "${N_URL[$mode]}" "$WORK/snap-n-$mode-$((round - 1)).txt"
+      run_wrk "n-$mode-$round" "${N_PIDS[$mode]}" -t2 -c64 -d"${N_S}s" "${N_URL[$mode]}/plaintext"
+      loaded "$mode"
+      N_RPS[$mode]+="${N_RPS[$mode]:+, }$W_RPS"
+      N_BAD[$mode]=$((N_BAD[$mode] + W_NON2XX + W_ERRS))
+    done
+  done
+  for mode in shared reuse; do
+    snap "$mode" "${N_URL[$mode]}" "$WORK/snap-n-$mode-$N_ROUNDS.txt"
+    for round in $(seq "$N_ROUNDS"); do
+      spread "$WORK/snap-n-$mode-$((round - 1)).txt" "$WORK/snap-n-$mode-$round.txt" '^/plaintext$'
+      N_SHARES[$mode]+="${N_SHARES[$mode]:+, }$SPREAD_SHARES"
+      req_counts=$SPREAD_COUNTS
+      spread "$WORK/snap-n-$mode-$((round - 1)).txt" "$WORK/snap-n-$mode-$round.txt" '^#accepted$'
+      N_CONNS[$mode]+="${N_CONNS[$mode]:+, }$SPREAD_SHARES"
+      printf '  %-6s round %s: requests %s (%s), connections accepted %s (%s)\n' "$mode" "$round" \
+        "${N_SHARES[$mode]##*, }" "$req_counts" "$SPREAD_SHARES" "$SPREAD_COUNTS"
+    done
+    if [ "${N_BAD[$mode]}" != 0 ]; then
+      CHECKS+=("WARN|n. $mode: wrk /plaintext only 2xx|${N_BAD[$mode]} non-2xx or socket errors")
+    fi
+  done
+  row n "wrk -c64 shares, one shared socket" "${N_SHARES[shared]}" "" \
+    "by round, largest first; connections ${N_CONNS[shared]}; req/s ${N_RPS[shared]}"
+  row n "  --reuse-port" "${N_SHARES[reuse]}" "" \
+    "connections ${N_CONNS[reuse]}; req/s ${N_RPS[reuse]}"
+
+  # The stall: one curl that blocks a reactor, then ab while it does.
+  for round in $(seq "$STALL_ROUNDS"); do
+    for mode in shared reuse; do
+      url=${N_URL[$mode]} tag=n-stall-$mode-$round
+      snap "$mode" "$url" "$WORK/snap-$tag-0.txt"
+      curl -s -o /dev/null --max-time $((STALL_MS / 1000 + 30)) -w '%{http_code} %{time_total}' \
+        "$url/cpu?ms=$STALL_MS&mode=inline" >"$WORK/$tag-curl.txt" 2>&1 &
+      stall_curl=$!
+      PIDS+=("$stall_curl")
+      sleep 0.3
+      ab -c8 -n "$STALL_AB_N" "$url/json" >"$WORK/ab-$tag.txt" 2>&1 || echo "(ab exited with status $?)" >>"$WORK/ab-$tag.txt"
+      wait_exit "$stall_curl" $((STALL_MS / 1000 + 30))
+      loaded "$mode"
+      snap "$mode" "$url" "$WORK/snap-$tag-1.txt"
+      read -r s_took s_done s_failed s_p99 s_max < <(awk '
+        /^Time taken for tests:/ { took = $5 }
+        /^Complete requests:/ { done = $3 }
+        /^Failed requests:/ { failed = $3 }
+        $1 == "99%" { p99 = $2 }
+        $1 == "100%" { max = $2 }
+        END { printf "%s %d %s %s %s\n", (took == "" ? "?" : took), done, (failed == "" ? "?" : failed),
+          (p99 == "" ? "?" : p99), (max == "" ? "?" : max) }' "$WORK/ab-$tag.txt")
+      spread "$WORK/snap-$tag-0.txt" "$WORK/snap-$tag-1.txt" '^/cpu$'
+      stalled=$(awk 'NR == 1 { sub(/^pid /, "", $0); sub(/:.*/, "", $0); print }' <<<"$SPREAD_COUNTS")
+      spread "$WORK/snap-$tag-0.txt" "$WORK/snap-$tag-1.txt" '^/json$'
+      on_stalled=${SPREAD_OF[$stalled]:-0}
+      printf '  %-6s stall %s: ab %s s, %s complete, %s failed, p99 %s ms, longest %s ms; the stalled process (pid %s) answered %s of them (%s); the stall: %s\n' \
+        "$mode" "$round" "$s_took" "$s_done" "$s_failed" "$s_p99" "$s_max" "$stalled" "$on_stalled" \
+        "$SPREAD_COUNTS" "$(cat "$WORK/$tag-curl.txt")"
+      label="stall ${STALL_MS} ms, ab -c8 -n $STALL_AB_N: $mode"
+      if [ "$mode" = reuse ]; then label="  --reuse-port"; elif [ "$round" -gt 1 ]; then label="stall again: shared"; fi
+      if [ "$mode" = shared ]; then label=${label/: shared/: one shared socket}; fi
+      row n "$label" "$s_took s" "" \
+        "$s_failed failed of $s_done; stalled process answered $on_stalled; p99 $s_p99 ms, longest $s_max ms"
+      if [ "$s_failed" != 0 ] || [ "$s_done" != "$STALL_AB_N" ]; then
+        CHECKS+=("WARN|n. $mode stall: ab completed all, none failed|$s_done complete, $s_failed failed")
+      fi
+    done
+  done
+  stop "${N_SUP[shared]}"
+  stop "${N_SUP[reuse]}"
+fi
+
+# --- o. the cost of counting -----------------------------------------------------------------
+# There is no switch that turns the metrics off, so "off" is the last revision before they
+# existed, 81afeea: it differs from this build by the metrics and by --workers, which a single
+# process (the default) does not use. It is built once, from `git archive`, with its own target
+# directory in LOAD_BASELINE_DIR; only the binary is kept there, for later runs. Both serve --pool 2
+# at once; wrk -t1 -c64 /plaintext as in a, O_ROUNDS rounds of O_ROUND_S seconds each, the order
+# swapped every round; each round's req/s and server CPU per request, then the ratio of the
+# means and the range of the rounds' own on/off ratios (the spread a 2-core box gives).
+if want o; then
+  O_REV=81afeea
+  section "o. metrics on (this build) vs off ($O_REV): wrk -t1 -c64 /plaintext, --pool 2, $O_ROUNDS alternating rounds of ${O_ROUND_S}s each"
+  O_DIR=${LOAD_BASELINE_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/load-baseline}/$O_REV
+  O_BIN=$O_DIR/evloop
+  O_SKIP=
+  if [ ! -x "$O_BIN" ]; then
+    if ! command -v git >/dev/null; then
+      O_SKIP="git is not installed"
+    elif ! git -C "$ROOT" rev-parse -q --verify "$O_REV^{commit}" >/dev/null 2>&1; then
+      O_SKIP="commit $O_REV is not in this clone (shallow? git fetch --unshallow)"
+    elif ! command -v "${CARGO:-cargo}" >/dev/null; then
+      O_SKIP="cargo is not installed"
+    else
+      echo "  building $O_REV once into $O_DIR (kept for later runs; a few minutes)"
+      rm -rf "$O_DIR/src"
+      mkdir -p "$O_DIR/src"
+      if git -C "$ROOT" archive "$O_REV" | tar -x -C "$O_DIR/src" &&
+        (cd "$O_DIR/src" && CARGO_TARGET_DIR=$O_DIR/target "${CARGO:-cargo}" build --release --locked) \
+          >"$O_DIR/build.log" 2>&1; then
+        cp "$O_DIR/target/release/evloop" "$O_BIN.tmp"
+        mv -f "$O_BIN.tmp" "$O_BIN"
+        rm -rf "$O_DIR/src" "$O_DIR/target" # only the binary is kept
+      else
+        O_SKIP="building $O_REV failed (see $O_DIR/build.log)"
+      fi
+    fi
+  fi
+  if [ -n "$O_SKIP" ]; then
+    echo "  skipped: $O_SKIP"
+    row o "metrics on vs off" "skipped" "" "$O_SKIP"
+    CHECKS+=("WARN|o. metrics on vs off measured|skipped: $O_SKIP")
+  else
+    start_workers o-on --pool 2
+    O_ON_PID=$EV_PID O_ON_URL=$EV_URL
+    O_EVLOOP=$EVLOOP
+    EVLOOP=$O_BIN
+    start_workers o-off --pool 2
+    EVLOOP=$O_EVLOOP
+    O_OFF_PID=$EV_PID O_OFF_URL=$EV_URL
+    O_ON_RPS=() O_OFF_RPS=() O_ON_CPU=() O_OFF_CPU=() O_R_RPS=() O_R_CPU=() O_BAD=0
+    for round in $(seq "$O_ROUNDS"); do
+      order="on off"
+      if [ $((round % 2)) = 0 ]; then order="off on"; fi
+      for which in $order; do
+        if [ "$which" = on ]; then pid=$O_ON_PID url=$O_ON_URL; else pid=$O_OFF_PID url=$O_OFF_URL; fi
+        run_wrk "o-$which-$round" "$pid" -t1 -c64 -d"${O_ROUND_S}s" "$url/plaintext"
+        O_BAD=$((O_BAD + W_NON2XX + W_ERRS))
+        cpu=$(calc "%.3f" "$W_TICKS * 1000000 / $CLK_TCK / $W_REQS" "$W_REQS")
+        if [ "$which" = on ]; then O_ON_RPS+=("$W_RPS") O_ON_CPU+=("$cpu"); else O_OFF_RPS+=("$W_RPS") O_OFF_CPU+=("$cpu"); fi
+      done
+      i=$((round - 1))
+      O_R_RPS+=("$(calc "%.3f" "${O_ON_RPS[i]} / ${O_OFF_RPS[i]}" "${O_OFF_RPS[i]}")")
+      O_R_CPU+=("$(calc "%.3f" "${O_ON_CPU[i]} / ${O_OFF_CPU[i]}" "${O_OFF_CPU[i]}")")
+      printf '  round %s (%s first): on %7s req/s %6s us CPU/request; off %7s req/s %6s us; on/off %s, %s\n' \
+        "$round" "${order%% *}" "${O_ON_RPS[i]}" "${O_ON_CPU[i]}" "${O_OFF_RPS[i]}" "${O_OFF_CPU[i]}" \
+        "${O_R_RPS[i]}" "${O_R_CPU[i]}"
+    done
+    stop "$O_ON_PID"
+    stop "$O_OFF_PID"
+    read -r on_rps on_rps_min on_rps_max _ <<<"$(stats "${O_ON_RPS[@]}")"
+    read -r off_rps off_rps_min off_rps_max _ <<<"$(stats "${O_OFF_RPS[@]}")"
+    read -r on_cpu on_cpu_min on_cpu_max _ <<<"$(stats "${O_ON_CPU[@]}")"
+    read -r off_cpu off_cpu_min off_cpu_max _ <<<"$(stats "${O_OFF_CPU[@]}")"
+    read -r _ r_rps_min r_rps_max r_rps_med <<<"$(stats "${O_R_RPS[@]}")"
+    read -r _ r_cpu_min r_cpu_max r_cpu_med <<<"$(stats "${O_R_CPU[@]}")"
+    on_rps=$(calc "%.0f" "$on_rps" 1) off_rps=$(calc "%.0f" "$off_rps" 1)
+    on_cpu=$(calc "%.2f" "$on_cpu" 1) off_cpu=$(calc "%.2f" "$off_cpu" 1)
+    printf '  mean: on %s req/s, %s us CPU/request; off %s req/s, %s us; on/off %s req/s (rounds %s to %s), %s CPU/request (rounds %s to %s)\n' \
+      "$on_rps" "$on_cpu" "$off_rps" "$off_cpu" "$(ratio "$on_rps" "$off_rps")" "$r_rps_min" "$r_rps_max" \
+      "$(ratio "$on_cpu" "$off_cpu")" "$r_cpu_min" "$r_cpu_max"
+    row o "plaintext req/s: metrics on / off" "$on_rps / $off_rps" "" \
+      "on/off $(ratio "$on_rps" "$off_rps"); rounds' ratios $r_rps_min-$r_rps_max (median $r_rps_med); on $on_rps_min-$on_rps_max, off $off_rps_min-$off_rps_max"
+    row o "  CPU us/request: on / off" "$on_cpu / $off_cpu" "" \
+      "on/off $(ratio "$on_cpu" "$off_cpu"); rounds' ratios $r_cpu_min-$r_cpu_max (median $r_cpu_med); on $on_cpu_min-$on_cpu_max, off $off_cpu_min-$off_cpu_max"
+    if [ "$O_BAD" != 0 ]; then
+      CHECKS+=("WARN|o. wrk /plaintext, on and off: only 2xx|$O_BAD non-2xx or socket errors")
+    fi
+  fi
+fi
+
 # --- the end ---------------------------------------------------------------------------------
 
 if [ -n "$MAIN_PID" ]; then
@@ -927,6 +1493,9 @@ for line in "${ROWS[@]}"; do
   IFS='|' read -r s m e n r <<<"$line"
   printf '%-2s %-40s %18s %14s  %s\n' "$s" "$m" "$e" "$n" "$r"
 done
+if want l || want m || want n || want o; then
+  echo "(l to o have no nginx column: the evloop column holds both configurations, in the order the measure names them)"
+fi
 
 section "checks (only FAIL fails the run; ok/slow are speed notes, WARN is worth a look)"
 for line in "${CHECKS[@]}"; do

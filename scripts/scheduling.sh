@@ -95,7 +95,7 @@ start_evloop() {
   PIDS+=("$EV_PID")
   EV_PORT=
   for _i in $(seq 200); do
-    EV_PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/evloop.out")
+    EV_PORT=$(sed -n 's|.*ready on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/evloop.out")
     [ -n "$EV_PORT" ] && return 0
     sleep 0.05
   done

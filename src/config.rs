@@ -32,8 +32,11 @@ pub struct Config {
     pub pool: usize,
     /// Jobs that may wait for a worker before new ones get 503.
     pub queue: usize,
-    /// Reactor processes; only 1 is implemented.
+    /// Reactor processes: 1 is this process alone; more are run by a supervisor
+    /// ([`crate::supervisor`]).
     pub workers: usize,
+    /// With several workers: one `SO_REUSEPORT` socket per process instead of one shared one.
+    pub reuse_port: bool,
     /// Open connections at which accepting pauses.
     pub max_connections: usize,
     /// How long an idle keep-alive connection is kept.
@@ -71,6 +74,7 @@ impl Default for Config {
             pool: cpus,
             queue: QUEUE_PER_WORKER * cpus,
             workers: 1,
+            reuse_port: false,
             max_connections: 10_000,
             keep_alive_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
@@ -87,6 +91,9 @@ impl Default for Config {
         }
     }
 }
+
+/// The most reactor processes `--workers` accepts.
+pub const MAX_WORKERS: usize = 64;
 
 /// Calls that may wait for an upstream connection, per connection allowed (as `--queue` is per
 /// worker).
@@ -105,7 +112,7 @@ pub struct Cli {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "EVLOOP_PORT", default_value_t = DEFAULTS.port)]
     pub port: u16,
-    /// Worker threads for CPU-heavy jobs [default: number of CPUs].
+    /// Worker threads for CPU-heavy jobs, per process [default: number of CPUs ÷ --workers].
     #[arg(long, env = "EVLOOP_POOL", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub pool: Option<u64>,
     /// Jobs that may wait for a worker; beyond it requests get 503.
@@ -119,9 +126,15 @@ pub struct Cli {
         )
     )]
     pub queue: Option<u64>,
-    /// Reactor processes (gunicorn-style); only 1 is implemented so far.
-    #[arg(long, env = "EVLOOP_WORKERS", default_value_t = DEFAULTS.workers as u64, value_parser = clap::value_parser!(u64).range(1..=1))]
+    /// Reactor processes. Above 1, a supervisor process holds the listening socket and runs this
+    /// many copies of the server, each with its own pool of --pool threads (docs/OPERATIONS.md).
+    #[arg(long, env = "EVLOOP_WORKERS", default_value_t = DEFAULTS.workers as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_WORKERS as u64))]
     pub workers: u64,
+    /// With --workers above 1: give each process its own listening socket (SO_REUSEPORT), so
+    /// the kernel spreads connections evenly, instead of one shared socket. A process that is
+    /// stalled or being replaced then still receives its share (docs/OPERATIONS.md).
+    #[arg(long, env = "EVLOOP_REUSE_PORT")]
+    pub reuse_port: bool,
     /// Open connections at which accepting pauses.
     #[arg(long, env = "EVLOOP_MAX_CONNECTIONS", default_value_t = DEFAULTS.max_connections as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
@@ -228,13 +241,18 @@ fn log_level() -> impl TypedValueParser<Value = LevelFilter> {
 impl Cli {
     /// The [`Config`] these arguments describe.
     pub fn config(&self) -> Config {
-        let pool = self.pool.map_or(DEFAULTS.pool, |n| n as usize);
+        // Without --pool, the CPUs are shared out between the processes.
+        let workers = self.workers as usize;
+        let pool = self
+            .pool
+            .map_or((DEFAULTS.pool / workers).max(1), |n| n as usize);
         Config {
             host: self.host.clone(),
             port: self.port,
             pool,
             queue: self.queue.map_or(QUEUE_PER_WORKER * pool, |n| n as usize),
             workers: self.workers as usize,
+            reuse_port: self.reuse_port,
             max_connections: self.max_connections as usize,
             keep_alive_timeout: self.keep_alive_timeout.0,
             header_timeout: self.header_timeout.0,
@@ -300,7 +318,10 @@ mod tests {
         assert!(Cli::try_parse_from(["evloop", "--pool", "0"]).is_err());
         assert!(Cli::try_parse_from(["evloop", "--port", "70000"]).is_err());
         assert!(Cli::try_parse_from(["evloop", "--keep-alive-timeout", "-1"]).is_err());
-        assert!(Cli::try_parse_from(["evloop", "--workers", "2"]).is_err());
+        assert!(Cli::try_parse_from(["evloop", "--workers", "0"]).is_err());
+        assert!(Cli::try_parse_from(["evloop", "--workers", "65"]).is_err());
+        let cli = Cli::try_parse_from(["evloop", "--workers", "2"]).expect("2 workers");
+        assert_eq!(cli.config().workers, 2);
         assert!(Cli::try_parse_from(["evloop", "--worker-priority", "urgent"]).is_err());
         assert!(Cli::try_parse_from(["evloop", "--log-level", "loud"]).is_err());
         let half = Cli::try_parse_from(["evloop", "--header-timeout", "0.5"]).unwrap();

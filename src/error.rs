@@ -56,6 +56,9 @@ pub enum Error {
     BodyMemoryFull,
     /// The job was cancelled before a worker took it, or the pool is closed (503).
     Unavailable,
+    /// The server's start-up hooks have not finished, and the route may need what they build
+    /// (503 with `Retry-After`). Liveness and metrics are served meanwhile.
+    Starting,
     /// The job did not finish within `--request-timeout` (504).
     GatewayTimeout,
     /// The job panicked (500). The worker survived; the message goes to the log, not the client.
@@ -82,9 +85,11 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::Unprocessable(_) => 422,
             Error::JobPanicked => 500,
-            Error::QueueFull | Error::BodyMemoryFull | Error::Unavailable | Error::NoUpstream => {
-                503
-            }
+            Error::QueueFull
+            | Error::BodyMemoryFull
+            | Error::Unavailable
+            | Error::Starting
+            | Error::NoUpstream => 503,
             Error::GatewayTimeout => 504,
             Error::Upstream(err) => err.status(),
         }
@@ -105,6 +110,7 @@ impl Error {
             Error::QueueFull => "server busy: job queue full".into(),
             Error::BodyMemoryFull => "server busy: too many request bodies in memory".into(),
             Error::Unavailable => "server unavailable".into(),
+            Error::Starting => "starting: the server is not ready yet".into(),
             Error::GatewayTimeout => "request timed out".into(),
             Error::JobPanicked => "internal error: the job failed".into(),
             Error::Upstream(err) => Cow::Owned(err.to_string()),
@@ -113,14 +119,14 @@ impl Error {
     }
 
     /// The response for this error: JSON body, plus `Allow` (405) or `Retry-After` (503 when
-    /// the queue or the body memory is full).
+    /// the queue or the body memory is full, or while the server is starting).
     pub fn into_response(self) -> Response {
         let status = self.status();
         let body = serde_json::json!({ "error": self.message(), "status": status });
         let mut response = Response::json(status, body.to_string().into_bytes());
         match self {
             Error::MethodNotAllowed { allow } => response.headers.push(("Allow", allow)),
-            Error::QueueFull | Error::BodyMemoryFull => {
+            Error::QueueFull | Error::BodyMemoryFull | Error::Starting => {
                 response.headers.push(("Retry-After", "1".to_string()))
             }
             _ => {}

@@ -38,6 +38,16 @@
 //! Thousands of calls can wait at once on one thread. The continuation may return more work
 //! (`Reply::offload` to parse a large body on the pool, another call).
 //!
+//! # While the server starts
+//!
+//! A server with start-up hooks (`crate::lifespan`) answers before they have finished, so
+//! that a probe can tell it is alive, but its handlers may need what the hooks build (a model,
+//! a connection pool). The router keeps them apart: until the reactor says the hooks are done
+//! ([`Phase::Started`]), a route registered with [`Router::route`] is answered 503 with
+//! `Retry-After: 1` and the JSON error `starting` ([`Error::Starting`]) without its handler
+//! running; only the routes registered with [`Router::route_while_starting`] are served
+//! (`/healthz`, `/metrics`). 404 and 405 are answered as always.
+//!
 //! A handler that does heavy work *itself* and returns [`Reply::Now`] blocks every connection
 //! for as long as it runs — the classic mistake the notes warn about, kept on purpose as
 //! `mode=inline`. Handlers never see mio, sockets or the pool: only the request and a
@@ -65,6 +75,18 @@ use crate::http::{sse, Method, Request, Response};
 use crate::metrics::Scrape;
 use crate::outbound::{CallError, CallRequest};
 use crate::pool::{JobContext, Work};
+
+/// Whether the server's start-up hooks have finished, as far as routing is concerned. The
+/// reactor sets it ([`Router::set_phase`]) at each change of its lifecycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// The start-up hooks are still running (or failed): only the routes registered with
+    /// [`Router::route_while_starting`] are served.
+    Starting,
+    /// Every start-up hook has finished (or there were none): every route is served.
+    #[default]
+    Started,
+}
 
 /// What the reactor tells a handler about the server, for the length of one call.
 #[derive(Clone, Copy)]
@@ -351,6 +373,19 @@ struct Route {
     handler: Handler,
     /// Run before the body is read, for a client that waits for `100 Continue`.
     check: Option<Check>,
+    /// Whether the route is served before the start-up hooks have finished.
+    serves: Serves,
+}
+
+/// When a route's handler may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    /// Once the start-up hooks have finished ([`Router::route`]): the handler may need what
+    /// they build.
+    OnceStarted,
+    /// From the first request on ([`Router::route_while_starting`]): the handler needs nothing
+    /// the hooks build.
+    WhileStarting,
 }
 
 /// Exact-path routing with 404 and 405 built in.
@@ -363,6 +398,8 @@ pub struct Router {
     /// Each path once, in the order first registered: the `route` label of the metrics, whose
     /// index [`Router::route_index`] gives.
     paths: Vec<String>,
+    /// Whether the start-up hooks have finished: set by the reactor, `Started` until it runs.
+    phase: Phase,
 }
 
 impl Router {
@@ -372,21 +409,54 @@ impl Router {
     }
 
     /// Register `handler` for `method` and `path`. A `GET` route also answers `HEAD` (the
-    /// connection drops the body).
-    pub fn route<F>(mut self, method: Method, path: &str, handler: F) -> Router
+    /// connection drops the body). Until the server's start-up hooks have finished, the route
+    /// is answered 503 `starting` instead (see "While the server starts").
+    pub fn route<F>(self, method: Method, path: &str, handler: F) -> Router
     where
         F: Fn(&mut Request<'_>, &Context) -> Reply + Send + Sync + 'static,
     {
+        self.add(method, path, Box::new(handler), Serves::OnceStarted)
+    }
+
+    /// Register a route that is served while the start-up hooks run too: for a handler that
+    /// needs nothing they build, such as a liveness probe or the metrics.
+    pub fn route_while_starting<F>(self, method: Method, path: &str, handler: F) -> Router
+    where
+        F: Fn(&mut Request<'_>, &Context) -> Reply + Send + Sync + 'static,
+    {
+        self.add(method, path, Box::new(handler), Serves::WhileStarting)
+    }
+
+    fn add(mut self, method: Method, path: &str, handler: Handler, serves: Serves) -> Router {
         self.routes.push(Route {
             method,
             path: path.to_string(),
-            handler: Box::new(handler),
+            handler,
             check: None,
+            serves,
         });
         if !self.paths.iter().any(|known| known == path) {
             self.paths.push(path.to_string());
         }
         self
+    }
+
+    /// Tell the router whether the start-up hooks have finished. The reactor calls this at
+    /// each change of its lifecycle; a unit test of a router can call it to see what a client
+    /// gets while the server starts.
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// Whether the start-up hooks have finished, as the reactor last said.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// `Some(Error::Starting)` if `route` may not run yet.
+    fn refuse_while_starting(&self, route: &Route) -> Option<Error> {
+        (self.phase == Phase::Starting && route.serves == Serves::OnceStarted)
+            .then_some(Error::Starting)
     }
 
     /// Every path with a route, each once, in the order first registered.
@@ -428,21 +498,26 @@ impl Router {
     }
 
     /// What can already be said about a request from its head, before its body is read: 404,
-    /// 405, or the route's own check. `None`: the route will take it.
+    /// 405, 503 while the server starts, or the route's own check. `None`: the route will take
+    /// it.
     pub fn refuse_early(&self, request: &Request<'_>) -> Option<Error> {
         let mut path_known = false;
         let mut get_route = None;
+        let check = |route: &Route| {
+            self.refuse_while_starting(route)
+                .or_else(|| route.check.as_ref().and_then(|check| check(request).err()))
+        };
         for route in self.routes.iter().filter(|r| r.path == request.path) {
             path_known = true;
             if route.method == request.method {
-                return route.check.as_ref().and_then(|check| check(request).err());
+                return check(route);
             }
             if route.method == Method::Get && request.method == Method::Head {
                 get_route = Some(route);
             }
         }
         if let Some(route) = get_route {
-            return route.check.as_ref().and_then(|check| check(request).err());
+            return check(route);
         }
         if !path_known {
             return Some(Error::NotFound);
@@ -453,24 +528,30 @@ impl Router {
     }
 
     /// Find the handler for `request` and call it. Unknown path: 404. Known path, other method:
-    /// 405 with `Allow` listing the methods that path has.
+    /// 405 with `Allow` listing the methods that path has. A route that needs the start-up
+    /// hooks, before they have finished: 503 `starting`, and the handler is not called.
     pub fn dispatch(&self, request: &mut Request<'_>, ctx: &Context) -> Reply {
         let mut path_known = false;
         let mut get_route = None;
+        let call =
+            |route: &Route, request: &mut Request<'_>| match self.refuse_while_starting(route) {
+                Some(refusal) => refusal.into(),
+                None => (route.handler)(request, ctx),
+            };
         for route in &self.routes {
             if route.path != request.path {
                 continue;
             }
             path_known = true;
             if route.method == request.method {
-                return (route.handler)(request, ctx);
+                return call(route, request);
             }
             if route.method == Method::Get && request.method == Method::Head {
                 get_route = Some(route);
             }
         }
         if let Some(route) = get_route {
-            return (route.handler)(request, ctx);
+            return call(route, request);
         }
         if !path_known {
             return Error::NotFound.into();
@@ -559,6 +640,54 @@ mod tests {
         assert_eq!(router.route_index(Method::Head, "/b"), Some(1));
         assert_eq!(router.route_index(Method::Delete, "/a"), None);
         assert_eq!(router.route_index(Method::Get, "/c"), None);
+    }
+
+    /// While the start-up hooks run, only the routes registered to serve meanwhile run their
+    /// handler; the others are 503 `starting` with `Retry-After`, from the head already, and
+    /// 404 and 405 are unchanged. Once started, everything is served.
+    #[test]
+    fn routes_wait_for_the_start_up_unless_told_otherwise() {
+        let mut router = Router::new()
+            .route(Method::Get, "/app", |_, _| {
+                Response::text(200, "app").into()
+            })
+            .route_while_starting(Method::Get, "/alive", |_, _| {
+                Response::text(200, "alive").into()
+            });
+        let ctx = Context::detached(false);
+        assert_eq!(
+            router.phase(),
+            Phase::Started,
+            "a router starts out serving"
+        );
+        router.set_phase(Phase::Starting);
+
+        let (code, headers) = status(router.dispatch(&mut request(Method::Get, "/app"), &ctx));
+        assert_eq!(code, 503);
+        assert!(headers.contains(&("Retry-After", "1".to_string())));
+        assert_eq!(
+            router.refuse_early(&request(Method::Head, "/app")),
+            Some(Error::Starting)
+        );
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Head, "/alive"), &ctx)).0,
+            200
+        );
+        assert_eq!(router.refuse_early(&request(Method::Get, "/alive")), None);
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Get, "/none"), &ctx)).0,
+            404
+        );
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Post, "/app"), &ctx)).0,
+            405
+        );
+
+        router.set_phase(Phase::Started);
+        assert_eq!(
+            status(router.dispatch(&mut request(Method::Get, "/app"), &ctx)).0,
+            200
+        );
     }
 
     /// From the head alone: 404, 405, a route's check, or nothing to say.

@@ -107,6 +107,18 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// Take over the six signals, and deliver every one of them to the loop, a second SIGTERM
+    /// too: for a supervisor, whose loop never blocks and handles a second signal itself (it
+    /// must stop its processes before it goes), and for the processes of a supervisor, which
+    /// may get SIGTERM from both the supervisor and whoever signalled the whole group, and must
+    /// still drain.
+    pub fn delivering_all() -> io::Result<Signals> {
+        Ok(Signals {
+            inner: signal_hook_mio::v1_0::Signals::new(HANDLED)?,
+            second_signal: Vec::new(),
+        })
+    }
+
     /// Take over the six signals. The first SIGINT or SIGTERM is delivered like the others; a
     /// second one exits the process at once, from the handler itself, with status
     /// [`EXIT_SECOND_SIGNAL`]: the operator pressed Ctrl-C twice and wants out now, whatever the

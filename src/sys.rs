@@ -12,10 +12,20 @@
 //! - [`ignore_sigpipe`]: a peer that resets mid-write gives `EPIPE`, not the death of the process;
 //! - thread scheduling for the workers, which `docs/SCHEDULING.md` explains:
 //!   [`set_thread_policy`] (`SCHED_BATCH` or `SCHED_IDLE`), [`thread_nice`] and
-//!   [`set_thread_nice`] (nice +19 in `--worker-priority low`).
+//!   [`set_thread_nice`] (nice +19 in `--worker-priority low`);
+//! - processes for the supervisor of `--workers N` (`crate::supervisor`): [`bind_reuse_port`]
+//!   and [`reserve_port`] for one socket per process, [`spawn_with_fds`] to start a process
+//!   that inherits chosen descriptors at chosen numbers (and dies with its parent),
+//!   [`pidfd_open`] to hear of its exit on a poller, [`try_reap`] and [`send_signal`]; and in
+//!   the started process, [`adopt_fd`] to take over what it inherited;
+//! - [`SharedMemory`]: pages that several processes map at once, where each process of
+//!   `--workers N` publishes its metrics for the others to read (`crate::metrics::shared`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -46,6 +56,212 @@ pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> 
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket.into())
+}
+
+/// Like [`bind_listener`], with `SO_REUSEPORT` too: several processes may each bind a listener
+/// to the same address, and the kernel spreads new connections between them by a hash of the
+/// client's address and port.
+pub fn bind_reuse_port(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let socket = reuse_port_socket(addr)?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// A socket bound to `addr` with `SO_REUSEPORT` but not listening: it holds the port (and picks
+/// one, for port 0) so that the listeners of [`bind_reuse_port`] can join it, and takes no
+/// connection itself.
+pub fn reserve_port(addr: SocketAddr) -> io::Result<TcpListener> {
+    Ok(reuse_port_socket(addr)?.into())
+}
+
+fn reuse_port_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// The lowest descriptor number [`spawn_with_fds`] copies from: above every number a child is
+/// given, so that placing one inherited descriptor never overwrites another.
+const HIGH_FD: RawFd = 64;
+
+/// Start `command` so that the new process finds a copy of each `(ours, theirs)` pair's
+/// descriptor `ours` at number `theirs`, open across `exec`; every other descriptor of ours
+/// stays close-on-exec, as the standard library leaves them. The process is also sent SIGTERM
+/// if this thread ends (`PR_SET_PDEATHSIG`), so that a supervisor that dies, even by SIGKILL,
+/// takes its processes with it instead of leaving them serving unsupervised.
+pub fn spawn_with_fds(command: &mut Command, fds: &[(RawFd, RawFd)]) -> io::Result<Child> {
+    // Copies above every target number, close-on-exec, so that `dup2` below can never close
+    // one source while placing another.
+    let mut copies = Vec::with_capacity(fds.len());
+    for &(ours, theirs) in fds {
+        assert!(
+            theirs < HIGH_FD,
+            "a target descriptor must be below {HIGH_FD}"
+        );
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, which we own from here on.
+        let copy = check(unsafe { libc::fcntl(ours, libc::F_DUPFD_CLOEXEC, HIGH_FD) })?;
+        // SAFETY: `copy` was just returned by the kernel and is owned by nobody else.
+        copies.push((unsafe { OwnedFd::from_raw_fd(copy) }, theirs));
+    }
+    let pairs: Vec<(RawFd, RawFd)> = copies.iter().map(|(c, t)| (c.as_raw_fd(), *t)).collect();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: dup2, prctl, getppid and fcntl are; it allocates nothing (`pairs` was
+    // built before the fork) and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            for &(from, to) in &pairs {
+                // dup2 onto a different number clears close-on-exec on the copy.
+                if libc::dup2(from, to) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the line above: then nobody will send SIGTERM.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("the supervisor exited"));
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn();
+    drop(copies);
+    child
+}
+
+/// A descriptor that becomes readable when process `pid` (a child of ours) exits: its exit as
+/// an event for a poller, with no SIGCHLD handler. Linux 5.3 and later.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor (close-on-exec), owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Collect child `pid`'s exit status if it has exited; `None` while it runs. Never blocks.
+pub fn try_reap(pid: u32) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid, writable int; WNOHANG makes the call return at once.
+    let reaped = check(unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) })?;
+    Ok((reaped != 0).then(|| ExitStatus::from_raw(status)))
+}
+
+/// Send `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    check(unsafe { libc::kill(pid as libc::pid_t, signal) }).map(drop)
+}
+
+/// Take over descriptor `fd`, inherited from the process that started us: check it is open,
+/// make it close-on-exec (so that it goes no further), and own it.
+pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the flags; it fails with EBADF if `fd` is not open.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above, setting our own descriptor's flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+    // SAFETY: the descriptor is open, was handed to this process to own, and nothing else in
+    // the process refers to it (it is taken once, at start-up).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Memory shared between processes: an anonymous file (`memfd_create`) mapped with
+/// `MAP_SHARED`. The process that creates it passes the descriptor to the processes it
+/// starts, which map the same pages with [`SharedMemory::adopt`]. It is seen only as a slice
+/// of `AtomicU64`, so that every access is an atomic load or store: processes write to it
+/// while others read, and atomics are what make that defined.
+#[derive(Debug)]
+pub struct SharedMemory {
+    fd: OwnedFd,
+    base: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+    words: usize,
+}
+
+// SAFETY: the mapping is only ever accessed through atomics, from any thread.
+unsafe impl Send for SharedMemory {}
+// SAFETY: as above; `&SharedMemory` hands out only `&[AtomicU64]`.
+unsafe impl Sync for SharedMemory {}
+
+impl SharedMemory {
+    /// `words` zeroed 64-bit words, in a new anonymous file.
+    pub fn create(name: &str, words: usize) -> io::Result<SharedMemory> {
+        let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+        // SAFETY: `name` is a valid C string; the flags are constants.
+        let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+        // SAFETY: the kernel just returned this descriptor; nobody else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = words
+            .checked_mul(8)
+            .and_then(|len| libc::off_t::try_from(len).ok())
+            .ok_or_else(|| io::Error::other("shared memory too large"))?;
+        // SAFETY: resizing a file we own; new bytes read as zero.
+        check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+        SharedMemory::map(fd, words)
+    }
+
+    /// Map the shared memory behind `fd` (from [`SharedMemory::create`] in another process),
+    /// all of it.
+    pub fn adopt(fd: OwnedFd) -> io::Result<SharedMemory> {
+        // SAFETY: `stat` is plain old data.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `stat` is valid and writable; fstat fails cleanly on a bad descriptor.
+        check(unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) })?;
+        let words = usize::try_from(stat.st_size).unwrap_or(0) / 8;
+        SharedMemory::map(fd, words)
+    }
+
+    fn map(fd: OwnedFd, words: usize) -> io::Result<SharedMemory> {
+        if words == 0 {
+            return Err(io::Error::other("empty shared memory"));
+        }
+        // SAFETY: a fresh shared mapping of the whole file, which is at least `words * 8`
+        // bytes long; the kernel picks the address.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                words * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = std::ptr::NonNull::new(base.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok(SharedMemory { fd, base, words })
+    }
+
+    /// The shared words.
+    pub fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: the mapping is `words` 8-byte words, page-aligned (so aligned for AtomicU64),
+        // lives as long as `self`, and is only ever accessed through atomics.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.words) }
+    }
+
+    /// The descriptor, to pass to a new process.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.words * 8) };
+    }
 }
 
 /// Raise the soft limit on open files to the hard limit and return the new soft limit.

@@ -46,6 +46,8 @@ pub enum TimerKind {
     ResumeAccept,
     /// The drain has run out of `--shutdown-timeout`.
     ShutdownDeadline,
+    /// Time to post this process's metrics for the other processes of `--workers N`.
+    PostMetrics,
 }
 
 /// Below this many entries the heap is never compacted: too small to matter.

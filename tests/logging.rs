@@ -79,3 +79,47 @@ fn access_log_records_refused_requests() {
     assert_eq!(responses[0].status, 413);
     server.wait_for_log_line(&["evloop::access", " 413 "], LOG_WITHIN);
 }
+
+/// A stderr nobody reads (a full pipe) costs access-log lines, never answers: the reactor
+/// hands lines to a writer thread and drops what that thread cannot take, counting them in
+/// `/metrics`. A server that wrote each line itself would block on the full pipe within a
+/// thousand requests.
+#[test]
+fn a_stalled_stderr_does_not_stall_the_server() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = common::binary_command()
+        .args(["--port", "0", "--pool", "1", "--access-log"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Piped and never read: once its 64 KiB are full, every write to it blocks.
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn evloop");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut start_line = String::new();
+    stdout
+        .read_line(&mut start_line)
+        .expect("the start-up line");
+    let port = common::parse_start_line(start_line.trim()).expect("a port");
+    // Then the ready line: the start-up hooks are done and every route answers.
+    let mut ready_line = String::new();
+    stdout.read_line(&mut ready_line).expect("the ready line");
+    assert!(ready_line.starts_with("evloop ready on"), "{ready_line:?}");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut client = Client::connect(addr);
+    // About 80 bytes a line: 5000 lines are six times what the pipe holds.
+    for _ in 0..5000 {
+        assert_eq!(client.request(get("/plaintext")).status, 200);
+    }
+    let metrics = client.request(get("/metrics")).text().to_string();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("evloop_access_log_dropped_lines_total "))
+        .and_then(|value| value.parse().ok())
+        .expect("the dropped-lines counter");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(dropped > 0.0, "no line was dropped:\n{metrics}");
+}

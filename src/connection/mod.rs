@@ -68,7 +68,7 @@ pub mod deadline;
 pub mod pipeline;
 pub mod transport;
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
@@ -77,6 +77,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::decoder::header_storage;
@@ -222,6 +223,8 @@ pub struct TurnContext<'a> {
     pub registry: &'a mio::Registry,
     /// The server's metrics: requests and bytes are counted here, and `/metrics` renders them.
     pub metrics: &'a mut Registry,
+    /// The access log, with `--access-log`: a line per response goes here.
+    pub access: Option<&'a mut AccessLog>,
 }
 
 /// The metrics as `GET /metrics` sees them: the registry, with the levels that live elsewhere
@@ -865,7 +868,7 @@ impl Connection {
             route: None,
             queued: Duration::ZERO,
             log: match request {
-                _ if !turn.config.access_log => None,
+                _ if turn.access.is_none() => None,
                 Some(r) => Some(Box::new((r.method.as_str(), r.path.to_string()))),
                 None => Some(Box::new(("-", "-".to_string()))),
             },
@@ -965,18 +968,18 @@ impl Connection {
         turn.metrics
             .reactor
             .request_done(meta.route, status, elapsed);
-        if let Some(line) = &meta.log {
-            log::info!(
-                target: "evloop::access",
-                "{} {} {} {} {} {}us queue={}us",
-                self.peer,
-                line.0,
-                line.1,
-                status,
-                bytes,
-                turn.now.saturating_duration_since(meta.started).as_micros(),
-                meta.queued.as_micros()
-            );
+        if let (Some(line), Some(access)) = (&meta.log, turn.access.as_deref_mut()) {
+            let total = turn.now.saturating_duration_since(meta.started).as_micros();
+            let peer = self.peer;
+            access.line(|out| {
+                let _ = write!(
+                    out,
+                    "{peer} {} {} {status} {bytes} {total}us queue={}us",
+                    line.0,
+                    line.1,
+                    meta.queued.as_micros()
+                );
+            });
         }
     }
 

@@ -23,10 +23,14 @@
 //!
 //! The [`Analyzer`] (FFT plans, filterbanks, tables: the "model") is built once per process and
 //! shared by every worker through an `Arc`: one model per process, as a Python service loads its
-//! model once per worker process, but without a copy per thread. What each number means, and
-//! how accurate it is, is in `docs/AUDIO.md`.
+//! model once per worker process, but without a copy per thread. It is built by a start-up hook
+//! ([`Model::load`], registered by `endpoints::app_for`), off the reactor thread, and the
+//! handlers find it in a [`Model`]: a cell the hook fills. Until it is there they answer 503
+//! `starting` (the router already does, until the hooks have finished; the handlers check
+//! again rather than trust that, so a router used without its hook answers 503, not a panic).
+//! What each number means, and how accurate it is, is in `docs/AUDIO.md`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::no_store;
 use crate::audio::{
@@ -46,8 +50,59 @@ enum Analysis {
     Both,
 }
 
-/// What the audio handlers share: the model, the duration cap, and how many parts `/analyze`
-/// splits its work into.
+/// The audio model, shared by the handlers and the start-up hook that builds it: empty until
+/// [`Model::load`] has run, then the same [`Analyzer`] for every request, for the life of the
+/// process. Cloning it copies a pointer.
+#[derive(Clone, Default)]
+pub struct Model(Arc<OnceLock<Arc<Analyzer>>>);
+
+impl Model {
+    /// An empty model, for a start-up hook to load.
+    pub fn new() -> Model {
+        Model::default()
+    }
+
+    /// A model built now, on the calling thread.
+    pub fn loaded() -> Model {
+        let model = Model::new();
+        model.load();
+        model
+    }
+
+    /// Build the analyzer (FFT plans, filterbanks, tables): the start-up hook's work. A second
+    /// call keeps the first analyzer.
+    pub fn load(&self) {
+        self.0.get_or_init(|| Arc::new(Analyzer::new()));
+    }
+
+    /// The analyzer, once built.
+    pub fn get(&self) -> Option<Arc<Analyzer>> {
+        self.0.get().cloned()
+    }
+}
+
+/// What the audio handlers share: the model, once built, the duration cap, and how many parts
+/// `/analyze` splits its work into.
+struct AudioRoutes {
+    model: Model,
+    max_seconds: f64,
+    parts: usize,
+}
+
+impl AudioRoutes {
+    /// What a request's jobs carry, if the model is there; 503 `starting` if not.
+    fn app(&self) -> Result<Arc<AudioApp>, Error> {
+        let analyzer = self.model.get().ok_or(Error::Starting)?;
+        Ok(Arc::new(AudioApp {
+            analyzer,
+            max_seconds: self.max_seconds,
+            parts: self.parts,
+        }))
+    }
+}
+
+/// One request's view of the audio endpoints, carried by its jobs: the model it runs on, the
+/// duration cap, and how many parts `/analyze` splits its work into.
 struct AudioApp {
     analyzer: Arc<Analyzer>,
     max_seconds: f64,
@@ -60,36 +115,41 @@ struct AudioApp {
 const MAX_PARTS: usize = 4;
 
 /// Register `POST /snr-detect`, `POST /speaker-count`, `POST /analyze` and
-/// `POST /analyze/stream` on `router`. `/analyze` splits its work into one part per worker
-/// (`pool`), up to `MAX_PARTS` (4).
-pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64, pool: usize) -> Router {
-    let app = Arc::new(AudioApp {
-        analyzer,
+/// `POST /analyze/stream` on `router`, running on `model` (503 while it is empty). `/analyze`
+/// splits its work into one part per worker (`pool`), up to `MAX_PARTS` (4).
+pub fn routes(router: Router, model: Model, max_seconds: f64, pool: usize) -> Router {
+    let routes = Arc::new(AudioRoutes {
+        model,
         max_seconds,
         parts: pool.clamp(1, MAX_PARTS),
     });
-    let (snr, speakers, both) = (Arc::clone(&app), Arc::clone(&app), Arc::clone(&app));
+    let (snr, speakers, both, stream) = (
+        Arc::clone(&routes),
+        Arc::clone(&routes),
+        Arc::clone(&routes),
+        routes,
+    );
     // Every answer, errors included, is about one upload: never to be stored by a cache.
     router
         .route(
             Method::Post,
             "/snr-detect",
-            no_store(move |req, _| handle(&snr, req, Analysis::Snr)),
+            no_store(move |req, _| with_app(&snr, |app| handle(app, req, Analysis::Snr))),
         )
         .route(
             Method::Post,
             "/speaker-count",
-            no_store(move |req, _| handle(&speakers, req, Analysis::Speakers)),
+            no_store(move |req, _| with_app(&speakers, |app| handle(app, req, Analysis::Speakers))),
         )
         .route(
             Method::Post,
             "/analyze",
-            no_store(move |req, _| handle(&both, req, Analysis::Both)),
+            no_store(move |req, _| with_app(&both, |app| handle(app, req, Analysis::Both))),
         )
         .route(
             Method::Post,
             "/analyze/stream",
-            no_store(move |req, _| handle_stream(&app, req)),
+            no_store(move |req, _| with_app(&stream, |app| handle_stream(app, req))),
         )
         // A bad query is refused before an upload is read, instead of `100 Continue`.
         .check(Method::Post, "/snr-detect", |req| query(req).map(drop))
@@ -98,6 +158,15 @@ pub fn routes(router: Router, analyzer: Arc<Analyzer>, max_seconds: f64, pool: u
         .check(Method::Post, "/analyze/stream", |req| {
             stream_query(req).map(drop)
         })
+}
+
+/// Run `handler` with the request's view of the audio endpoints, or answer 503 `starting` if
+/// the model is not built yet.
+fn with_app(routes: &AudioRoutes, handler: impl FnOnce(&Arc<AudioApp>) -> Reply) -> Reply {
+    match routes.app() {
+        Ok(app) => handler(&app),
+        Err(err) => err.into(),
+    }
 }
 
 /// The query of `/analyze/stream`: `/analyze`'s, without `mode=inline` (a stream's job is a

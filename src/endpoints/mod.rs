@@ -14,6 +14,15 @@
 //!   reactor, blocking on the pool, or blocking the reactor ([`fanout`]);
 //! - `POST /snr-detect`, `/speaker-count`, `/analyze`: audio analysis on the pool ([`audio`]).
 //!
+//! # Start-up
+//!
+//! [`app_for`] is what the binary runs: these routes, and a start-up hook that builds the audio
+//! model ([`audio::Model::load`]) off the reactor thread. Until it has finished, `/healthz` and
+//! `/metrics` are served and every other route, `/readyz` included, answers 503 `starting`
+//! with `Retry-After: 1` (`crate::router`, "While the server starts"). [`router`] and
+//! [`router_for`] build the model at once instead, on the calling thread, for a server run
+//! without hooks (tests, benchmarks).
+//!
 //! # Caching
 //!
 //! A `200` to a `GET` with no freshness information may be stored and reused by any cache on the
@@ -27,15 +36,14 @@
 pub mod audio;
 pub mod fanout;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::audio::Analyzer;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{sse, Body, Method, Request, Response};
+use crate::lifespan::App;
 use crate::pool::JobContext;
 use crate::router::{Context, Reply, Router, Stream};
 
@@ -47,24 +55,43 @@ pub const MAX_SLEEP_MS: u64 = 60_000;
 /// Longest `/cpu` burn (ms).
 pub const MAX_CPU_MS: u64 = 10_000;
 
-/// A router with every built-in endpoint and the default settings.
+/// A router with every built-in endpoint and the default settings, its audio model built now.
 pub fn router() -> Router {
     router_for(&Config::default())
 }
 
-/// A router with every built-in endpoint. The audio model is built here, once per process, and
-/// shared by every worker; `/fanout` calls `config.upstream`.
+/// A router with every built-in endpoint, its audio model built now, on the calling thread;
+/// `/fanout` calls `config.upstream`. For a server run without start-up hooks: the binary runs
+/// [`app_for`].
 pub fn router_for(config: &Config) -> Router {
-    let analyzer = Arc::new(Analyzer::new());
+    routes_on(config, audio::Model::loaded())
+}
+
+/// Every built-in endpoint, and a start-up hook, `audio model`, that builds the audio model:
+/// once per process, off the reactor thread, shared by every worker. The audio endpoints answer
+/// 503 until it has run. `/fanout` calls `config.upstream`.
+pub fn app_for(config: &Config) -> App {
+    let model = audio::Model::new();
+    let router = routes_on(config, model.clone());
+    App::new(router).on_startup("audio model", move || {
+        model.load();
+        Ok(())
+    })
+}
+
+/// Every built-in endpoint, the audio ones running on `model`.
+fn routes_on(config: &Config, model: audio::Model) -> Router {
     audio::routes(
         fanout::routes(basic_routes(), config),
-        analyzer,
+        model,
         config.max_audio_seconds,
         config.pool,
     )
 }
 
-/// The endpoints that need no model.
+/// The endpoints that need no model. Liveness and the metrics need nothing a start-up hook
+/// builds, so they are served while the server starts; readiness is not, so it answers 503
+/// until the start-up hooks have finished.
 fn basic_routes() -> Router {
     Router::new()
         .route(Method::Get, "/", index)
@@ -77,11 +104,11 @@ fn basic_routes() -> Router {
         .route(Method::Get, "/sleep", no_store(sleep))
         .route(Method::Get, "/cpu", no_store(cpu))
         .route(Method::Get, "/cpu/stream", no_store(cpu_stream))
-        .route(Method::Get, "/healthz", |_, _| {
+        .route_while_starting(Method::Get, "/healthz", |_, _| {
             Response::json_static(200, r#"{"status":"ok"}"#).into()
         })
         .route(Method::Get, "/readyz", no_store(readyz))
-        .route(Method::Get, "/metrics", no_store(metrics))
+        .route_while_starting(Method::Get, "/metrics", no_store(metrics))
 }
 
 /// `GET /metrics`: every metric, in the Prometheus text format 0.0.4.
@@ -105,7 +132,8 @@ fn metrics(_req: &mut Request<'_>, ctx: &Context<'_>) -> Reply {
 }
 
 /// `GET /readyz`: 200 while serving, 503 once a drain has begun, so that a load balancer stops
-/// sending new work here.
+/// sending new work here. While the start-up hooks run, the router answers for it: 503
+/// `starting` with `Retry-After: 1`, the handler not called.
 fn readyz(_req: &mut Request<'_>, ctx: &Context) -> Reply {
     if ctx.draining {
         Response::json_static(503, r#"{"status":"draining"}"#).into()
@@ -185,7 +213,7 @@ fn index(req: &mut Request<'_>, _ctx: &Context) -> Reply {
             "/fanout?n=10&ms=100",
         ),
         ("liveness", "/healthz"),
-        ("readiness: 503 while draining", "/readyz"),
+        ("readiness: 503 while starting or draining", "/readyz"),
     ] {
         let stream = if path.contains("/stream") { "N" } else { "" };
         text.push_str(&format!(
@@ -408,6 +436,33 @@ mod tests {
             panic!("/healthz answers at once")
         };
         assert!(cache_control(&health).is_empty());
+    }
+
+    /// While the start-up hooks run, liveness and the metrics are served and readiness is not;
+    /// the audio endpoints wait for the model the hook builds.
+    #[test]
+    fn while_starting_liveness_is_served_and_readiness_is_not() {
+        let mut router = app_for(&Config::default()).router;
+        router.set_phase(crate::router::Phase::Starting);
+        let status = |router: &Router, method, path| {
+            let mut req = Request {
+                method,
+                ..request(path)
+            };
+            match router.dispatch(&mut req, &Context::detached(false)) {
+                Reply::Now(response) => response.status,
+                _ => panic!("{path} answers at once"),
+            }
+        };
+        assert_eq!(status(&router, Method::Get, "/healthz"), 200);
+        assert_eq!(status(&router, Method::Get, "/readyz"), 503);
+        // No reactor lends metrics here: a 404 from the handler, which did run.
+        assert_eq!(status(&router, Method::Get, "/metrics"), 404);
+        assert_eq!(status(&router, Method::Post, "/analyze"), 503);
+        router.set_phase(crate::router::Phase::Started);
+        assert_eq!(status(&router, Method::Get, "/readyz"), 200);
+        // Started, but the hook never ran: the handler itself says the model is not there.
+        assert_eq!(status(&router, Method::Post, "/analyze"), 503);
     }
 
     /// The mark reaches the response whatever the reply's shape: now, after a timer, or the

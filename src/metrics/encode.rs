@@ -77,12 +77,26 @@ pub trait Metric {
 /// Writes families into a buffer, one after another.
 pub struct Encoder<'a> {
     out: &'a mut Vec<u8>,
+    /// A label written first on every sample (`pid` with several processes).
+    constant: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Encoder<'a> {
     /// An encoder appending to `out` (which it does not clear).
     pub fn new(out: &'a mut Vec<u8>) -> Encoder<'a> {
-        Encoder { out }
+        Encoder {
+            out,
+            constant: None,
+        }
+    }
+
+    /// An encoder that also puts `label="value"` first on every sample it writes.
+    pub fn with_label(out: &'a mut Vec<u8>, label: &'a str, value: &'a str) -> Encoder<'a> {
+        debug_assert!(is_label_name(label) && label != "le");
+        Encoder {
+            out,
+            constant: Some((label, value)),
+        }
     }
 
     /// A family of one series without labels.
@@ -131,9 +145,9 @@ impl<'a> Encoder<'a> {
     ) {
         self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(suffix.as_bytes());
-        if !labels.is_empty() || le.is_some() {
+        if !labels.is_empty() || le.is_some() || self.constant.is_some() {
             self.out.push(b'{');
-            for (k, (label, label_value)) in labels.iter().enumerate() {
+            for (k, (label, label_value)) in self.constant.iter().chain(labels).enumerate() {
                 if k > 0 {
                     self.out.push(b',');
                 }
@@ -143,7 +157,7 @@ impl<'a> Encoder<'a> {
                 self.out.push(b'"');
             }
             if let Some(le) = le {
-                if !labels.is_empty() {
+                if !labels.is_empty() || self.constant.is_some() {
                     self.out.push(b',');
                 }
                 // A number needs no escaping: digits, '.', '+', '-', "Inf", "NaN".

@@ -59,6 +59,7 @@
 //! | `evloop_request_duration_seconds` | histogram | `route` | p99 per route against its objective |
 //! | `evloop_requests_rejected_total` | counter | `reason` | any `queue_full`: the pool is saturated |
 //! | `evloop_received_bytes_total`, `evloop_sent_bytes_total` | counter | | |
+//! | `evloop_access_log_dropped_lines_total` | counter | | any: stderr is read too slowly |
 //! | `evloop_outbound_calls_total` | counter | `upstream`, `outcome` | `timeout`/`connect_failed` ratio |
 //! | `evloop_outbound_connections` | gauge | `state` | |
 //! | `evloop_pool_workers`, `evloop_pool_busy_workers` | gauge | | busy = workers for minutes |
@@ -111,7 +112,9 @@ mod encode;
 mod family;
 mod histogram;
 mod local;
+mod merge;
 mod registry;
+pub mod shared;
 
 #[cfg(test)]
 mod parse;

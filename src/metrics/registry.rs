@@ -12,6 +12,8 @@ use super::encode::{Encoder, Kind, Number};
 use super::family::{Family, Label, LabelValue};
 use super::histogram::{Histogram, LocalHistogram, Unit, LATENCY_BOUNDS, TURN_BOUNDS};
 use super::local::{nanos, LocalCounter, LocalGauge, LocalMax};
+use super::merge::merge;
+use super::shared::Scoreboard;
 use super::{Counter, Gauge};
 
 /// Declares an enum of label values: its variants, the label's name, and each value's text.
@@ -219,6 +221,7 @@ pub struct ReactorMetrics {
     rejected: Family<LocalCounter, 1>,
     received_bytes: LocalCounter,
     sent_bytes: LocalCounter,
+    access_log_dropped: LocalCounter,
     /// upstream × outcome.
     calls: Family<LocalCounter, 2>,
     /// The upstreams the `upstream` label names, in its order; any other address is counted
@@ -261,6 +264,7 @@ impl ReactorMetrics {
             rejected: Family::new([Label::of::<Rejection>()], LocalCounter::new),
             received_bytes: LocalCounter::new(),
             sent_bytes: LocalCounter::new(),
+            access_log_dropped: LocalCounter::new(),
             calls: calls_family(&[]),
             upstreams: Vec::new(),
             upstream_connections: Family::new([Label::of::<UpstreamState>()], Gauge::new),
@@ -328,6 +332,11 @@ impl ReactorMetrics {
     /// Bytes written to clients.
     pub fn sent(&mut self, bytes: usize) {
         self.sent_bytes.add(bytes as u64);
+    }
+
+    /// Access-log lines dropped because its writer was behind.
+    pub fn access_log_dropped(&mut self, lines: u64) {
+        self.access_log_dropped.add(lines);
     }
 
     /// Name these upstreams (the ones configured at start-up) in the `upstream` label of
@@ -419,6 +428,11 @@ impl ReactorMetrics {
             "evloop_sent_bytes_total",
             "Bytes written to clients.",
             &self.sent_bytes,
+        );
+        enc.metric(
+            "evloop_access_log_dropped_lines_total",
+            "Access-log lines dropped because the log's writer was behind.",
+            &self.access_log_dropped,
         );
         enc.family(
             "evloop_outbound_calls_total",
@@ -545,6 +559,19 @@ pub struct Registry {
     pub pool: Arc<PoolMetrics>,
     /// When the process started, in nanoseconds since the Unix epoch.
     started: u64,
+    /// With several processes: where this one posts its numbers and reads the others'.
+    shared: Option<Shared>,
+}
+
+/// A registry's place among the processes of `--workers N`.
+#[derive(Debug)]
+struct Shared {
+    board: Scoreboard,
+    pid: u32,
+    /// `pid` as text: every series of this process carries it as its `pid` label.
+    label: String,
+    /// Where the periodic post is rendered, kept from post to post.
+    scratch: Vec<u8>,
 }
 
 impl Registry {
@@ -560,14 +587,69 @@ impl Registry {
             pool: Arc::new(PoolMetrics::new(workers)),
             // A clock set before 1970 is not worth a failure: report the epoch.
             started: started.duration_since(UNIX_EPOCH).map_or(0, nanos),
+            shared: None,
+        }
+    }
+
+    /// Share this process's numbers with the other processes of `--workers N` through
+    /// `board`: from now on every series carries a `pid` label, [`Registry::post`] publishes
+    /// them, and [`Registry::render`] answers every process's. See [`super::shared`].
+    pub fn share(&mut self, board: Scoreboard) {
+        let pid = std::process::id();
+        self.shared = Some(Shared {
+            board,
+            pid,
+            label: pid.to_string(),
+            scratch: Vec::new(),
+        });
+    }
+
+    /// Publish the current numbers for the other processes (nothing without [`Registry::share`]).
+    /// The reactor calls it once a second.
+    pub fn post(&mut self) {
+        let Some(mut shared) = self.shared.take() else {
+            return;
+        };
+        self.render_own(&mut shared.scratch, Some(&shared.label));
+        shared.board.post(shared.pid, &shared.scratch);
+        self.shared = Some(shared);
+    }
+
+    /// Take this process off the scoreboard (it is stopping).
+    pub fn withdraw(&self) {
+        if let Some(shared) = &self.shared {
+            shared.board.clear_own();
         }
     }
 
     /// Render every family into `out`, replacing what it held (its capacity is kept, so a
-    /// buffer reused from scrape to scrape stops allocating after the first).
+    /// buffer reused from scrape to scrape stops allocating after the first). With
+    /// [`Registry::share`], that is this process's numbers, fresh, posted as well, merged with
+    /// every other process's latest post.
     pub fn render(&self, out: &mut Vec<u8>) {
+        let Some(shared) = &self.shared else {
+            self.render_own(out, None);
+            return;
+        };
+        let mut own = Vec::new();
+        self.render_own(&mut own, Some(&shared.label));
+        if !shared.board.post(shared.pid, &own) {
+            log::warn!("this process's metrics do not fit its scoreboard slot; not posted");
+        }
+        let others = shared.board.others();
+        let mut inputs: Vec<&[u8]> = vec![&own];
+        inputs.extend(others.iter().map(|(_, text)| &text[..]));
         out.clear();
-        let mut enc = Encoder::new(out);
+        merge(&inputs, out);
+    }
+
+    /// This process's families into `out`, each series labelled `pid="…"` if `pid` is given.
+    fn render_own(&self, out: &mut Vec<u8>, pid: Option<&str>) {
+        out.clear();
+        let mut enc = match pid {
+            Some(pid) => Encoder::with_label(out, "pid", pid),
+            None => Encoder::new(out),
+        };
         enc.header(
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",

@@ -84,6 +84,7 @@ fn a_fresh_registry_renders_every_family() {
             "evloop_requests_rejected_total",
             "evloop_received_bytes_total",
             "evloop_sent_bytes_total",
+            "evloop_access_log_dropped_lines_total",
             "evloop_outbound_calls_total",
             "evloop_outbound_connections",
             "evloop_pool_workers",

@@ -8,6 +8,7 @@
 //! | [`Accepting::Open`] | — | — |
 //! | [`Accepting::AtCapacity`] | `--max-connections` are open and none is an idle keep-alive connection that could be closed | a connection closing, or the back-off timer (by then one may have become idle) |
 //! | [`Accepting::BackingOff`] | the process is out of file descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) | the back-off timer |
+//! | [`Accepting::AfterStartup`] | `Server::accept_after_ready`: the listener is not even registered with the poller until the start-up hooks have finished, so clients wait in the kernel's backlog instead of being answered 503 | the server turning ready |
 //!
 //! **Idle clients never lock out active ones.** At the cap, the longest-idle keep-alive
 //! connection (answered at least once; no request in progress, nothing held, nothing unsent) is
@@ -40,6 +41,11 @@ pub enum Accepting {
     AtCapacity,
     /// Out of resources: resume when the back-off timer fires.
     BackingOff,
+    /// Not before the server is ready: the listener is not registered with the poller, so
+    /// connections wait in the kernel's backlog (up to `LISTEN_BACKLOG`). Used where several
+    /// processes share one listening socket: a process still starting takes no client that
+    /// a ready one could serve.
+    AfterStartup,
 }
 
 /// What one `accept` gave.
@@ -69,6 +75,11 @@ pub struct Acceptor {
     pub evicted: u64,
     /// A connection closed while we were at the cap: accept again this turn.
     pub resumed: bool,
+    /// Most connections one turn accepts: unbounded for a listener of our own; a few when the
+    /// socket is shared with other processes (`Server::share_listener`).
+    pub per_turn: usize,
+    /// The last turn stopped at `per_turn`: more may be waiting, and no new edge will say so.
+    pub more_waiting: bool,
     /// Rate limit for the "at capacity" lines.
     pub capacity_log: LogLimit,
     /// Rate limit for the "accept failed" lines.
@@ -76,17 +87,25 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Take over a bound, listening socket.
-    pub fn new(listener: TcpListener) -> Acceptor {
+    /// Take over a bound, listening socket, accepting from `state` (`Open`, or `AfterStartup`),
+    /// at most `per_turn` connections a turn (`usize::MAX`: until the backlog is empty).
+    pub fn new(listener: TcpListener, state: Accepting, per_turn: usize) -> Acceptor {
         Acceptor {
             listener: Some(listener),
-            state: Accepting::Open,
+            state,
             eviction_candidates: Vec::new(),
             evicted: 0,
             resumed: false,
+            per_turn: per_turn.max(1),
+            more_waiting: false,
             capacity_log: LogLimit::default(),
             resource_log: LogLimit::default(),
         }
+    }
+
+    /// The listener, to register it with the poller (`None` once closed).
+    pub fn listener_mut(&mut self) -> Option<&mut TcpListener> {
+        self.listener.as_mut()
     }
 
     /// Stop listening for good (the drain): the caller deregisters it first.

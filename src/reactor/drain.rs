@@ -11,11 +11,17 @@
 //! 4. idle connections get a short grace period ([`DRAIN_IDLE_GRACE`]) to deliver a request
 //!    already on the wire, then close;
 //! 5. the run ends when no connection is left, and the pool's workers are joined;
-//! 6. after `--shutdown-timeout`, whatever is left is aborted and the process exits 1.
+//! 6. the shutdown hooks run, the last registered first (`hooks.rs`), if every start-up hook
+//!    had finished;
+//! 7. whatever is still running at `--shutdown-timeout` (connections, a job, a shutdown hook)
+//!    is abandoned and the process exits 1.
+//!
+//! A start-up hook that fails begins the same drain: what was already accepted is answered,
+//! and the run ends with [`Exit::StartupFailed`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::Waker;
 
@@ -29,17 +35,25 @@ pub enum Exit {
     /// Drained: every request answered; the pool's workers are joined after (a job cancelled
     /// for a client that left may still be finishing).
     Graceful,
-    /// `--shutdown-timeout` passed with connections still open (they were aborted) or with a
-    /// worker still running a job (it was abandoned).
+    /// `--shutdown-timeout` passed with connections still open (they were aborted), with a
+    /// worker still running a job, or with a shutdown hook still running (they were
+    /// abandoned).
     TimedOut,
+    /// A start-up hook returned an error or panicked: the server never turned ready. What it
+    /// had accepted was drained; no shutdown hook ran.
+    StartupFailed,
 }
 
 impl Exit {
-    /// 0 for a graceful exit, 1 when the drain timed out.
+    /// The process exit status: 0 for a graceful exit, 1 when the shutdown timed out, 3 when a
+    /// start-up hook failed. (The binary exits 2 for bad arguments, and 130 on a second
+    /// SIGINT or SIGTERM.) A supervisor can tell 3 apart: the process never became ready, so
+    /// it must not take the place of one that is serving.
     pub fn code(self) -> i32 {
         match self {
             Exit::Graceful => 0,
             Exit::TimedOut => 1,
+            Exit::StartupFailed => 3,
         }
     }
 }
@@ -59,37 +73,5 @@ impl ShutdownHandle {
         if let Err(err) = self.waker.wake() {
             log::error!("shutdown: waking the reactor failed: {err}");
         }
-    }
-}
-
-/// Where the server is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifecycle {
-    /// Serving.
-    Running,
-    /// Draining: idle connections close at `grace`; everything is aborted at `deadline`.
-    Draining { grace: Instant, deadline: Instant },
-}
-
-impl Lifecycle {
-    /// The shutdown deadline, once draining.
-    pub fn deadline(self) -> Option<Instant> {
-        match self {
-            Lifecycle::Running => None,
-            Lifecycle::Draining { deadline, .. } => Some(deadline),
-        }
-    }
-
-    /// The idle grace deadline, once draining.
-    pub fn grace(self) -> Option<Instant> {
-        match self {
-            Lifecycle::Running => None,
-            Lifecycle::Draining { grace, .. } => Some(grace),
-        }
-    }
-
-    /// True once a drain has begun.
-    pub fn is_draining(self) -> bool {
-        self != Lifecycle::Running
     }
 }

@@ -10,7 +10,8 @@
 //!  │      clients already sent before taking on anything new; an upstream socket's event goes
 //!  │      to the outbound side, which connects, writes the request or reads the response
 //!  │   4. WAKER: take finished jobs and progress off the channel (up to a bound per turn), file
-//!  │      each with its request; file the calls upstream that ended with theirs
+//!  │      each with its request; file the calls upstream that ended with theirs; take the
+//!  │      start-up thread's report (the server turns ready, or a failed hook begins the drain)
 //!  │   5. SIGNAL: SIGINT/SIGTERM begin the graceful drain; SIGHUP, SIGUSR1/2, SIGALRM are logged
 //!  │   6. LISTENER: accept until WouldBlock (at the connection cap, close the longest-idle
 //!  │      keep-alive connection to admit each new client)
@@ -31,28 +32,48 @@
 //! everything between the bytes and the handlers, and [`Outbound`] everything between a call
 //! upstream and its response.
 //!
+//! # A run from start to end
+//!
+//! [`Server::run`] starts the pool, then the start-up hooks of the [`App`] on a thread of their
+//! own, and turns the loop at once: while the hooks run, the server is `Starting`, and the
+//! router serves only the routes that need nothing the hooks build (liveness, metrics);
+//! the others answer 503 `starting`. When the start-up thread reports (step 4), the server
+//! turns `Running`: it starts accepting if it was told to wait ([`Server::accept_after_ready`]),
+//! logs `ready in N ms`, and calls [`Server::on_ready`]. A drain ends the loop (step 10); then
+//! `run` joins the pool and runs the shutdown hooks, within `--shutdown-timeout`, and returns
+//! the [`Exit`].
+//!
+//! - `lifecycle.rs`: `Starting`, `Running`, `Draining`, and the transitions between them;
+//! - `hooks.rs`: the start-up thread and its report, and the shutdown hooks' thread;
 //! - `accept.rs`: the listener and admission (the connection cap, back-off, reuse of idle
-//!   connections);
+//!   connections, waiting for the start-up);
 //! - `drain.rs`: the graceful drain and how a run ends.
 
 mod accept;
 mod drain;
+mod hooks;
+mod lifecycle;
 
 pub use drain::{Exit, ShutdownHandle};
 
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::connection::pipeline::JobOutput;
 use crate::connection::{BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
+use crate::lifespan::{App, Hook};
+use crate::metrics::shared::Scoreboard;
 use crate::metrics::{self, CallOutcome, CloseReason, JobEnd, Refusal};
 use crate::outbound::CallError;
 use crate::outbound::{Io, Outbound};
@@ -61,10 +82,12 @@ use crate::router::Router;
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
 use crate::sys;
-use crate::timer::{TimerKind, Timers};
+use crate::timer::{self, TimerKind, Timers};
 
 use accept::{longest_idle, Accepted, Accepting, Acceptor, ACCEPT_BACKOFF, EVICTION_BATCH};
-use drain::{Lifecycle, DRAIN_IDLE_GRACE};
+use drain::DRAIN_IDLE_GRACE;
+use hooks::{ShutdownEnd, StartupReport};
+use lifecycle::{Lifecycle, StartupHooks};
 
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -83,6 +106,9 @@ const EVENTS_PER_POLL: usize = 1024;
 const SLOW_TURN: Duration = Duration::from_millis(100);
 /// How often the turn statistics are logged (at debug level, target `evloop::turns`).
 const TURN_STATS_EVERY: Duration = Duration::from_secs(1);
+/// How often a process of `--workers N` posts its metrics for the others: how old another
+/// process's numbers in a scrape may be.
+const POST_METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Most messages (completions and progress) one turn takes off the channel. Each job has at most
 /// one message in the channel, but taking a progress message gives its job the credit for the
 /// next one: without a bound, workers that emit as fast as the reactor takes could keep it in
@@ -101,13 +127,36 @@ pub struct Server {
     config: Config,
     /// When the server was bound: the metrics' `process_start_time_seconds`.
     started: SystemTime,
+    /// Set by [`Server::share_metrics`]: the scoreboard of `--workers N`.
+    scoreboard: Option<Scoreboard>,
+    /// Set by [`Server::name_worker`]: which process of `--workers N` this is, for the logs.
+    worker: Option<usize>,
+    /// A second SIGTERM or SIGINT ends the process at once (not for a supervisor's processes).
+    second_signal_exits: bool,
+    /// Called once, on the reactor thread, when the server turns ready ([`Server::on_ready`]).
+    on_ready: Vec<ReadyCallback>,
+    /// How the listener starts out: `Open`, or `AfterStartup` ([`Server::accept_after_ready`]).
+    accepting: Accepting,
+    /// Most connections a turn accepts ([`Server::share_listener`]).
+    accept_per_turn: usize,
 }
+
+/// What [`Server::on_ready`] registers.
+type ReadyCallback = Box<dyn FnOnce() + Send>;
 
 impl Server {
     /// Bind the listening socket (backlog [`LISTEN_BACKLOG`]) and set up the poller. Raises the
     /// open-files limit so `--max-connections` is reachable.
     pub fn bind(config: Config) -> io::Result<Server> {
         let addr = resolve(&config.host, config.port)?;
+        let listener = sys::bind_listener(addr, LISTEN_BACKLOG)?;
+        Server::with_listener(listener, config)
+    }
+
+    /// Serve on a listening socket made elsewhere: a process of `--workers N` gets it from the
+    /// supervisor, which bound it once for all of them. `config.host` and `config.port` are
+    /// not used. Raises the open-files limit as [`Server::bind`] does.
+    pub fn with_listener(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
         match sys::raise_nofile_limit() {
             Ok(limit)
                 if (limit as usize)
@@ -123,7 +172,8 @@ impl Server {
             Ok(_) => {}
             Err(err) => log::warn!("could not read the open-files limit: {err}"),
         }
-        let listener = TcpListener::from_std(sys::bind_listener(addr, LISTEN_BACKLOG)?);
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener);
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -136,7 +186,32 @@ impl Server {
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
             started: SystemTime::now(),
+            scoreboard: None,
+            worker: None,
+            second_signal_exits: true,
+            on_ready: Vec::new(),
+            accepting: Accepting::Open,
+            accept_per_turn: usize::MAX,
         })
+    }
+
+    /// The listening socket is shared with other processes (`--workers N`): accept at most
+    /// `per_turn` connections a turn rather than until the backlog is empty, so that a burst of
+    /// new clients is dealt out between the processes instead of all going to the one that
+    /// woke first (`docs/OPERATIONS.md` has the measurements).
+    pub fn share_listener(&mut self, per_turn: usize) {
+        self.accept_per_turn = per_turn.max(1);
+    }
+
+    /// This server is process `worker` (from 1) of `--workers N`: its access-log lines say so.
+    pub fn name_worker(&mut self, worker: usize) {
+        self.worker = Some(worker);
+    }
+
+    /// Post this process's metrics on `board` once a second and answer `/metrics` with every
+    /// process's (a process of `--workers N`; see [`crate::metrics::shared`]).
+    pub fn share_metrics(&mut self, board: Scoreboard) {
+        self.scoreboard = Some(board);
     }
 
     /// The address actually bound (useful with port 0).
@@ -157,7 +232,18 @@ impl Server {
     /// the process at once (status 130); SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM are logged and
     /// ignored. The handlers are removed when `run` returns.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new()?;
+        self.install_signals(Signals::new()?)
+    }
+
+    /// [`Server::handle_signals`] for a process of `--workers N`: a repeated SIGTERM or SIGINT
+    /// does not cut the drain short (the supervisor's SIGTERM may follow one sent to the whole
+    /// group); the supervisor ends a process that must stop at once with SIGKILL.
+    pub fn handle_signals_supervised(&mut self) -> io::Result<()> {
+        self.second_signal_exits = false;
+        self.install_signals(Signals::delivering_all()?)
+    }
+
+    fn install_signals(&mut self, mut signals: Signals) -> io::Result<()> {
         self.poll
             .registry()
             .register(&mut signals, SIGNAL, Interest::READABLE)?;
@@ -165,13 +251,43 @@ impl Server {
         Ok(())
     }
 
-    /// Run the loop until a drain completes. Starts the worker pool first and joins it last.
-    pub fn run(self, router: Router) -> io::Result<Exit> {
+    /// Call `ready` once, on the reactor thread, at the moment the server turns ready: after
+    /// every start-up hook has finished (at once if there are none), before the turn that
+    /// follows. Never called if a start-up hook fails, or if a drain begins first. Keep it
+    /// short, as anything that runs on the loop: it might tell a supervisor through a pipe, or
+    /// write a line. A panic in it is logged, and the server goes on. Each callback registered
+    /// is called, in the order registered.
+    pub fn on_ready(&mut self, ready: impl FnOnce() + Send + 'static) {
+        self.on_ready.push(Box::new(ready));
+    }
+
+    /// Take no connection before the server is ready: the listener is registered with the
+    /// poller only once the start-up hooks have finished, so clients that connect meanwhile
+    /// wait in the kernel's backlog and are then served, instead of being answered 503. For
+    /// processes that share one listening socket (a rolling restart): the kernel hands a
+    /// connection to a process that is serving, not to one still starting. A drain begun
+    /// before the server is ready closes the listener without accepting what waits in it.
+    ///
+    /// The default is to accept at once, so that a single process can answer a probe (`/healthz`
+    /// 200, `/readyz` 503) while it starts.
+    pub fn accept_after_ready(&mut self) {
+        self.accepting = Accepting::AfterStartup;
+    }
+
+    /// Run `app` (an [`App`], or a [`Router`] alone) until a drain completes: start the worker
+    /// pool and the start-up hooks, turn the loop until drained, join the pool, run the
+    /// shutdown hooks. See "A run from start to end" above.
+    pub fn run(self, app: impl Into<App>) -> io::Result<Exit> {
+        let began = Instant::now();
+        let App { router, lifespan } = app.into();
+        let (startup, shutdown) = lifespan.into_hooks();
         sys::ignore_sigpipe();
         let mut listener = self.listener;
-        self.poll
-            .registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if self.accepting == Accepting::Open {
+            self.poll
+                .registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)?;
+        }
         let pool = Pool::start(
             self.config.pool,
             self.config.queue,
@@ -182,12 +298,30 @@ impl Server {
         let mut metrics = metrics::Registry::new(router.paths(), pool.size(), self.started);
         let upstreams: Vec<_> = self.config.upstream.iter().map(|up| up.addr).collect();
         metrics.reactor.name_upstreams(&upstreams);
+        let sharing = self.scoreboard.is_some();
+        if let Some(board) = self.scoreboard {
+            metrics.share(board);
+        }
+        // With --access-log, unless the log filter silences the target (`RUST_LOG`).
+        let access = if self.config.access_log
+            && log::log_enabled!(target: "evloop::access", log::Level::Info)
+        {
+            Some(AccessLog::start(self.worker)?)
+        } else {
+            None
+        };
         let body_memory = self.config.max_body_memory;
         let calls = self.config.calls;
+        // The hooks may take long: a thread of their own, which reports through the waker.
+        let startup = if startup.is_empty() {
+            None
+        } else {
+            Some(hooks::spawn_startup(startup, Arc::clone(&self.waker))?)
+        };
         let mut reactor = Reactor {
             poll: self.poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
-            acceptor: Acceptor::new(listener),
+            acceptor: Acceptor::new(listener, self.accepting, self.accept_per_turn),
             connections: Slab::new(),
             pool,
             timers: Timers::new(),
@@ -195,37 +329,99 @@ impl Server {
             router,
             config: self.config,
             signals: self.signals,
+            second_signal_exits: self.second_signal_exits,
             shutdown_requested: self.shutdown,
-            lifecycle: Lifecycle::Running,
+            lifecycle: Lifecycle::Starting { since: began },
+            startup,
+            on_ready: self.on_ready,
             scratch: Scratch::new(),
             bodies: BodyMemory::new(body_memory),
             stats: TurnStats::new(),
             now: Instant::now(),
             outbound: Outbound::new(calls),
             metrics,
+            access,
         };
-        let exit = reactor.run()?;
-        match exit {
+        reactor.router.set_phase(reactor.lifecycle.phase());
+        if sharing {
+            reactor.post_metrics();
+        }
+        if reactor.startup.is_none() {
+            reactor.become_ready()?;
+        }
+        let drained = reactor.run();
+        // A stopping process's numbers leave the scoreboard with it; its last access-log
+        // lines are written before it goes.
+        reactor.metrics.withdraw();
+        if let Some(access) = reactor.access.take() {
+            access.finish();
+        }
+        let drained = drained?;
+        let deadline = reactor.lifecycle.deadline().unwrap_or(reactor.now);
+        let started = reactor.lifecycle.hooks();
+        let exit = match drained {
             // Every connection is gone and every job answered; jobs of clients that left were
             // cancelled. Wait for the workers so the process exits with nothing half done, but
             // not past the shutdown deadline: a job that ignores its cancel flag cannot be
             // stopped, only abandoned.
             Exit::Graceful => {
-                let deadline = reactor.lifecycle.deadline().unwrap_or(reactor.now);
-                if !reactor.pool.join_until(deadline) {
+                if reactor.pool.join_until(deadline) {
+                    Exit::Graceful
+                } else {
                     log::error!("shutdown timeout: a worker is still running a job; exiting");
-                    return Ok(Exit::TimedOut);
+                    Exit::TimedOut
                 }
             }
             // Out of time: cancel what is left and do not wait for it. The process is about to
-            // exit, which stops the workers wherever they are.
-            Exit::TimedOut => {
+            // exit, which stops the workers wherever they are. (The loop itself ends only
+            // drained or out of time; how the start-up went is decided below.)
+            Exit::TimedOut | Exit::StartupFailed => {
                 for token in reactor.connections.tokens() {
                     reactor.close(token, Some(CloseReason::Shutdown));
                 }
+                Exit::TimedOut
             }
+        };
+        shut_down(exit, started, shutdown, deadline)
+    }
+}
+
+/// The end of a run, once the pool is joined (or abandoned): the shutdown hooks, if the
+/// start-up finished and there is time left, and the exit. A failed start-up is the exit,
+/// whatever else happened.
+fn shut_down(
+    exit: Exit,
+    started: StartupHooks,
+    shutdown: Vec<Hook>,
+    deadline: Instant,
+) -> io::Result<Exit> {
+    match started {
+        StartupHooks::Failed => return Ok(Exit::StartupFailed),
+        // The start-up thread is still in a hook, and is abandoned with the process: what the
+        // shutdown hooks would release may not even exist yet.
+        StartupHooks::Running => {
+            if !shutdown.is_empty() {
+                log::warn!("stopped before the start-up hooks finished: no shutdown hook runs");
+            }
+            return Ok(exit);
         }
-        Ok(exit)
+        StartupHooks::Finished => {}
+    }
+    if exit == Exit::TimedOut {
+        if !shutdown.is_empty() {
+            log::error!(
+                "shutdown timeout: no time left for the {} shutdown hooks",
+                shutdown.len()
+            );
+        }
+        return Ok(exit);
+    }
+    match hooks::run_shutdown(shutdown, deadline)? {
+        ShutdownEnd::Done => Ok(exit),
+        ShutdownEnd::TimedOut { hook } => {
+            log::error!("shutdown timeout: shutdown hook `{hook}` is still running; exiting");
+            Ok(Exit::TimedOut)
+        }
     }
 }
 
@@ -350,10 +546,17 @@ struct Reactor {
     /// `None` unless [`Server::handle_signals`] was called. Dropped with the reactor, which
     /// removes the handlers.
     signals: Option<Signals>,
+    /// Whether a second SIGTERM or SIGINT exits at once (what the drain's log line promises).
+    second_signal_exits: bool,
     /// Set by a [`ShutdownHandle`] (or a signal): begin the drain.
     shutdown_requested: Arc<AtomicBool>,
-    /// Running or draining.
+    /// Starting, running or draining. Changed only by [`Reactor::enter`].
     lifecycle: Lifecycle,
+    /// Where the start-up thread's report arrives, until it has: `None` from then on, and for
+    /// an app without start-up hooks.
+    startup: Option<Receiver<StartupReport>>,
+    /// Called when the server turns ready, then empty.
+    on_ready: Vec<ReadyCallback>,
     scratch: Scratch,
     /// Request bodies held while they arrive, over all connections.
     bodies: BodyMemory,
@@ -362,6 +565,8 @@ struct Reactor {
     now: Instant,
     /// Connections to upstreams and the calls they carry.
     outbound: Outbound,
+    /// With `--access-log`: the lines of this turn, handed to a writer thread at its end.
+    access: Option<AccessLog>,
     /// What the loop counts, rendered by `GET /metrics`. Owned here and counted through
     /// `&mut`: one thread, so no lock and no atomic on the hot path.
     metrics: metrics::Registry,
@@ -375,6 +580,7 @@ impl Reactor {
             let timeout = if yielded.is_empty()
                 && !self.scratch.messages_left
                 && !self.outbound.has_results()
+                && !self.acceptor.more_waiting
             {
                 self.timers.poll_timeout(Instant::now())
             } else {
@@ -442,11 +648,14 @@ impl Reactor {
                 self.metrics.reactor.woken();
             }
 
-            // 4. Completions and progress; calls upstream that ended.
+            // 4. Completions and progress; calls upstream that ended; the start-up's report.
             if wake || std::mem::take(&mut self.scratch.messages_left) {
                 self.take_completions();
             }
             self.take_call_results();
+            if wake {
+                self.take_startup_report()?;
+            }
             // 5. Signals and in-process shutdown requests.
             if signal {
                 self.read_signals();
@@ -455,7 +664,8 @@ impl Reactor {
                 self.begin_drain();
             }
             // 6. New connections.
-            if accept || std::mem::take(&mut self.acceptor.resumed) {
+            let more = std::mem::take(&mut self.acceptor.more_waiting);
+            if accept || more || std::mem::take(&mut self.acceptor.resumed) {
                 self.accept_all();
             }
 
@@ -527,6 +737,7 @@ impl Reactor {
             outbound: &mut self.outbound,
             registry: self.poll.registry(),
             metrics: &mut self.metrics,
+            access: self.access.as_mut(),
         };
         let next = step(conn, &mut turn);
         if let Some((from, to)) = conn.state_change() {
@@ -554,7 +765,14 @@ impl Reactor {
     /// Step 6: accept until `WouldBlock` — edge-triggered, so stopping early would lose the
     /// wake-up — or until a limit makes us pause.
     fn accept_all(&mut self) {
+        let mut accepted = 0;
         while self.acceptor.is_open() {
+            if accepted == self.acceptor.per_turn {
+                // A shared socket: leave the rest to the other processes this turn, and look
+                // again next turn (without sleeping), since no new edge may come.
+                self.acceptor.more_waiting = true;
+                return;
+            }
             // At the cap, a new client is admitted only if an idle connection can make room
             // for it; which one is decided before accepting, and it is closed only once a
             // client has actually been accepted.
@@ -580,6 +798,7 @@ impl Reactor {
                         self.evict_idle();
                     }
                     self.register(stream, peer);
+                    accepted += 1;
                 }
                 Accepted::Empty | Accepted::Closed => return,
                 Accepted::Skipped => {}
@@ -768,17 +987,86 @@ impl Reactor {
         for signal in signals.pending() {
             match signal {
                 Signal::Interrupt | Signal::Terminate => {
-                    log::info!("received {signal}; draining (send it again to exit at once)");
+                    if self.second_signal_exits {
+                        log::info!("received {signal}; draining (send it again to exit at once)");
+                    } else {
+                        log::info!("received {signal}; draining");
+                    }
                     self.shutdown_requested.store(true, Ordering::Release);
                 }
-                Signal::Hangup => {
-                    log::info!("received {signal}: ignored; reload arrives with --workers")
-                }
+                Signal::Hangup => log::info!(
+                    "received {signal}: ignored (a reload replaces processes: it needs \
+                     --workers 2 or more)"
+                ),
                 Signal::User1 | Signal::User2 | Signal::Alarm => {
                     log::info!("received {signal}: ignored")
                 }
             }
         }
+    }
+
+    /// Every change of the lifecycle: logged, and told to the router (whose routes that need
+    /// the start-up hooks wait for them).
+    fn enter(&mut self, next: Lifecycle) {
+        log::trace!("lifecycle: {:?} -> {next:?}", self.lifecycle);
+        self.lifecycle = next;
+        self.router.set_phase(next.phase());
+    }
+
+    /// Step 4: the start-up thread's report, if it has come. Every hook finished: the server
+    /// turns ready (or, if a drain began meanwhile, the drain learns it). A hook failed: log it
+    /// and drain; the run will end with [`Exit::StartupFailed`].
+    fn take_startup_report(&mut self) -> io::Result<()> {
+        let Some(report) = self.startup.as_ref().and_then(hooks::take_report) else {
+            return Ok(());
+        };
+        self.startup = None;
+        match (report, self.lifecycle) {
+            (StartupReport::Finished, Lifecycle::Starting { .. }) => self.become_ready()?,
+            (StartupReport::Finished, lifecycle) => {
+                log::info!("start-up hooks finished during the drain: not turning ready");
+                self.enter(lifecycle.with_hooks(StartupHooks::Finished));
+            }
+            (StartupReport::Failed { hook, error }, lifecycle) => {
+                log::error!(
+                    "start-up hook `{hook}` failed: {error}; stopping (exit status {})",
+                    Exit::StartupFailed.code()
+                );
+                if !lifecycle.is_draining() {
+                    self.begin_drain();
+                }
+                self.enter(self.lifecycle.with_hooks(StartupHooks::Failed));
+            }
+        }
+        Ok(())
+    }
+
+    /// The start-up hooks have finished: serve every route, start accepting if that waited,
+    /// say how long the start-up took, and call the `on_ready` callbacks.
+    fn become_ready(&mut self) -> io::Result<()> {
+        let Lifecycle::Starting { since } = self.lifecycle else {
+            return Ok(());
+        };
+        self.enter(Lifecycle::Running);
+        if self.acceptor.state == Accepting::AfterStartup {
+            if let Some(listener) = self.acceptor.listener_mut() {
+                self.poll
+                    .registry()
+                    .register(listener, LISTENER, Interest::READABLE)?;
+            }
+            self.acceptor.state = Accepting::Open;
+            // Whoever waited in the backlog is taken now, without waiting for an event.
+            self.accept_all();
+        }
+        log::info!("ready in {} ms", since.elapsed().as_millis());
+        for ready in std::mem::take(&mut self.on_ready) {
+            // Code of the library's user on the loop's thread, like a handler: a panic in it
+            // costs a log line, never the server.
+            if catch_unwind(AssertUnwindSafe(ready)).is_err() {
+                log::error!("an on_ready callback panicked");
+            }
+        }
+        Ok(())
     }
 
     /// Begin the graceful drain (see `drain.rs`).
@@ -788,16 +1076,18 @@ impl Reactor {
             self.connections.len(),
             self.config.shutdown_timeout.as_secs_f64()
         );
-        // Connections already in the backlog were promised an answer: take them first.
+        // Connections already in the backlog were promised an answer: take them first (not
+        // those of a listener still waiting for the start-up: it was never registered, and
+        // nobody promised them anything).
         self.accept_all();
+        let registered = self.acceptor.state != Accepting::AfterStartup;
         if let Some(mut listener) = self.acceptor.close() {
-            deregister(self.poll.registry(), &mut listener);
+            if registered {
+                deregister(self.poll.registry(), &mut listener);
+            }
         }
         let deadline = self.now + self.config.shutdown_timeout;
-        self.lifecycle = Lifecycle::Draining {
-            grace: self.now + DRAIN_IDLE_GRACE,
-            deadline,
-        };
+        self.enter(self.lifecycle.drain(self.now + DRAIN_IDLE_GRACE, deadline));
         self.timers.insert(deadline, TimerKind::ShutdownDeadline);
         let mut io = Io {
             registry: self.poll.registry(),
@@ -808,6 +1098,22 @@ impl Reactor {
         for token in self.connections.tokens() {
             self.drive(token, Connection::begin_drain);
         }
+    }
+
+    /// Refresh the levels a scrape would read, post the metrics for the other processes, and
+    /// come back in [`POST_METRICS_EVERY`].
+    fn post_metrics(&mut self) {
+        let pool = &self.metrics.pool;
+        pool.set_busy(self.pool.busy());
+        pool.set_queue_depth(self.pool.queued());
+        let idle = self.outbound.idle_connections();
+        let active = self.outbound.connections().saturating_sub(idle);
+        self.metrics.reactor.set_upstream_connections(active, idle);
+        self.metrics.post();
+        self.timers.insert(
+            timer::later(self.now, POST_METRICS_EVERY),
+            TimerKind::PostMetrics,
+        );
     }
 
     /// Step 7: pop and act on every expired timer. Returns `Some` if the drain timed out.
@@ -832,11 +1138,15 @@ impl Reactor {
                     self.outbound.on_timer(token, at, &mut io);
                 }
                 TimerKind::ResumeAccept => {
-                    if self.acceptor.state != Accepting::Open {
+                    if matches!(
+                        self.acceptor.state,
+                        Accepting::AtCapacity | Accepting::BackingOff
+                    ) {
                         self.acceptor.state = Accepting::Open;
                         self.accept_all();
                     }
                 }
+                TimerKind::PostMetrics => self.post_metrics(),
                 TimerKind::ShutdownDeadline => {
                     log::error!(
                         "shutdown timeout: aborting {} connections and {} queued jobs",
@@ -867,6 +1177,10 @@ impl Reactor {
         self.scratch.slowest = None;
         self.stats.record(turn, self.now);
         self.metrics.reactor.turn_done(turn);
+        if let Some(access) = &mut self.access {
+            let dropped = access.flush();
+            self.metrics.reactor.access_log_dropped(dropped);
+        }
 
         if self.timers.needs_compaction() {
             let connections = &self.connections;
@@ -876,7 +1190,9 @@ impl Reactor {
                     .get(token)
                     .is_some_and(|conn| conn.wants_timer(at, kind)),
                 TimerKind::Upstream { token } => outbound.wants_timer(token, at),
-                TimerKind::ResumeAccept | TimerKind::ShutdownDeadline => true,
+                TimerKind::ResumeAccept | TimerKind::ShutdownDeadline | TimerKind::PostMetrics => {
+                    true
+                }
             });
             log::debug!(
                 "timer heap compacted: {dropped} dead entries dropped, {} kept",

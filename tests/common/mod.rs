@@ -1,8 +1,10 @@
 //! Shared helpers for the integration tests.
 //!
-//! - **Servers.** [`spawn_binary`] runs the real `evloop` binary on port 0 and reads the port off
-//!   its start-up line; [`spawn_in_process`] runs the library's reactor on a thread of the test
-//!   process, for tests that register their own routes. Every test starts its own server.
+//! - **Servers.** [`spawn_binary`] runs the real `evloop` binary on port 0, reads the port off
+//!   its start-up line and waits for its ready line; [`spawn_in_process`] runs the library's
+//!   reactor on a thread of the test process, for tests that register their own routes, and
+//!   waits until it is ready; [`start_in_process`] returns at once, for tests that watch the
+//!   start-up itself. Every test starts its own server.
 //! - **Raw HTTP.** [`Client`] is a plain blocking `TcpStream` with a buffer: send exact bytes,
 //!   read exactly one response off the wire (status line, headers, `Content-Length` body), read
 //!   until EOF, assert that the server closes the connection within a bound.
@@ -31,9 +33,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use evloop::config::Config;
+use evloop::lifespan::App;
 use evloop::pool::WorkerPriority;
-use evloop::reactor::Server;
-use evloop::router::Router;
+use evloop::reactor::{Exit, Server, ShutdownHandle};
 
 /// How long any single socket operation may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +53,8 @@ pub struct ServerProcess {
     pub port: u16,
     /// The start-up line, e.g. `evloop 0.1.0 listening on http://127.0.0.1:4321 (pool 2, …)`.
     pub start_line: String,
+    /// The lines of stdout after the start-up line (`evloop ready on …`), as they come.
+    later_lines: mpsc::Receiver<String>,
     /// Everything the process wrote to stderr so far (its log), as a thread reads it off the
     /// pipe: a line the process has written may reach it only a moment later.
     stderr: Arc<Log>,
@@ -65,9 +69,13 @@ pub struct Spawn<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// Soft and hard `RLIMIT_NOFILE` for the child (the server raises soft to hard, so both).
     pub nofile: Option<u64>,
+    /// Return once the server listens, without waiting for its ready line: for tests of the
+    /// start-up itself (see [`ServerProcess::wait_ready`]).
+    pub early: bool,
 }
 
-/// Run the binary with `--port 0` plus `args` and wait for its start-up line.
+/// Run the binary with `--port 0` plus `args` and wait for its start-up line, then for its
+/// ready line (its start-up hooks have finished: every route is served).
 pub fn spawn_binary(args: &[&str]) -> ServerProcess {
     spawn_binary_with(args, Spawn::default())
 }
@@ -122,7 +130,7 @@ pub fn spawn_binary_with(args: &[&str], spawn: Spawn<'_>) -> ServerProcess {
     thread::spawn(move || {
         for line in BufReader::new(out_pipe).lines() {
             let Ok(line) = line else { break };
-            if line.contains(" listening on http://") {
+            if line.starts_with("evloop ") {
                 let _ = tx.send(line);
             }
         }
@@ -141,13 +149,18 @@ pub fn spawn_binary_with(args: &[&str], spawn: Spawn<'_>) -> ServerProcess {
     };
     let port = parse_start_line(&start_line)
         .unwrap_or_else(|| panic!("unexpected start-up line: {start_line:?}"));
-    ServerProcess {
+    let mut server = ServerProcess {
         child,
         port,
         start_line,
+        later_lines: rx,
         stderr,
         exited: None,
+    };
+    if !spawn.early {
+        server.wait_ready(START_TIMEOUT);
     }
+    server
 }
 
 /// A `Command` for the binary with no `EVLOOP_*` variable inherited from the test's environment.
@@ -171,6 +184,28 @@ pub fn parse_start_line(line: &str) -> Option<u16> {
 }
 
 impl ServerProcess {
+    /// Wait up to `within` for the line `evloop ready on http://…`, which the binary prints once
+    /// its start-up hooks have finished; fail the test if it does not come.
+    pub fn wait_ready(&mut self, within: Duration) {
+        match self.later_lines.recv_timeout(within) {
+            Ok(line) if line.starts_with("evloop ready on http://") => {}
+            Ok(line) => panic!("unexpected line where the ready line should be: {line:?}"),
+            Err(_) => {
+                let status = self.wait_timeout(Duration::ZERO);
+                panic!(
+                    "evloop printed no ready line within {within:?} (status {status:?}); \
+                     stderr:\n{}",
+                    self.stderr()
+                );
+            }
+        }
+    }
+
+    /// True if the ready line has been printed by now (without waiting for it).
+    pub fn is_ready(&self) -> bool {
+        self.later_lines.try_recv().is_ok()
+    }
+
     /// `127.0.0.1:port`.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
@@ -361,20 +396,91 @@ pub fn test_config() -> Config {
     }
 }
 
-/// Bind `config` (its port forced to 0) and run `router` on a thread of this process. The server
-/// lives until the test process exits; signals are never installed in-process.
-pub fn spawn_in_process(config: Config, router: Router) -> SocketAddr {
-    let server = Server::bind(Config { port: 0, ..config }).expect("bind an in-process server");
+/// Bind `config` (its port forced to 0) and run `app` (a `Router`, or an `App` with its hooks)
+/// on a thread of this process; return once it is ready. The server lives until the test
+/// process exits; signals are never installed in-process.
+pub fn spawn_in_process(config: Config, app: impl Into<App>) -> SocketAddr {
+    let server = start_in_process(config, app, Admission::AtOnce);
+    assert!(
+        server.wait_ready(START_TIMEOUT),
+        "the in-process server was not ready within {START_TIMEOUT:?}"
+    );
+    server.addr
+}
+
+/// When an in-process server takes its first connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// At once, as the binary does: while starting, it answers probes and 503s.
+    AtOnce,
+    /// Only once ready (`Server::accept_after_ready`).
+    AfterReady,
+}
+
+/// An in-process server, and what the test can watch of it.
+pub struct InProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Begins its drain, as SIGTERM does the binary's.
+    pub shutdown: ShutdownHandle,
+    /// One message each time `on_ready` is called.
+    ready: mpsc::Receiver<()>,
+    /// What `run` returned.
+    exit: mpsc::Receiver<io::Result<Exit>>,
+}
+
+impl InProcess {
+    /// Wait up to `within` for the server to turn ready; true if it did.
+    pub fn wait_ready(&self, within: Duration) -> bool {
+        self.ready.recv_timeout(within).is_ok()
+    }
+
+    /// How many times `on_ready` has been called that the test has not yet seen.
+    pub fn ready_calls(&self) -> usize {
+        self.ready.try_iter().count()
+    }
+
+    /// Wait up to `within` for `run` to return, and return its exit; fail the test otherwise.
+    pub fn exit_within(&self, within: Duration) -> Exit {
+        match self.exit.recv_timeout(within) {
+            Ok(Ok(exit)) => exit,
+            Ok(Err(err)) => panic!("in-process reactor failed: {err}"),
+            Err(_) => panic!("run did not return within {within:?}"),
+        }
+    }
+}
+
+/// Bind `config` (its port forced to 0) and run `app` on a thread of this process, taking
+/// connections as `admission` says; return at once, while its start-up hooks may still run.
+pub fn start_in_process(config: Config, app: impl Into<App>, admission: Admission) -> InProcess {
+    let mut server = Server::bind(Config { port: 0, ..config }).expect("bind an in-process server");
     let addr = server.local_addr();
+    let shutdown = server.shutdown_handle();
+    let (ready_tx, ready) = mpsc::channel();
+    server.on_ready(move || {
+        let _ = ready_tx.send(());
+    });
+    if admission == Admission::AfterReady {
+        server.accept_after_ready();
+    }
+    let app = app.into();
+    let (exit_tx, exit) = mpsc::channel();
     thread::Builder::new()
         .name(format!("evloop-reactor-{}", addr.port()))
         .spawn(move || {
-            if let Err(err) = server.run(router) {
-                panic!("in-process reactor failed: {err}");
+            if let Err(unheard) = exit_tx.send(server.run(app)) {
+                if let Err(err) = unheard.0 {
+                    panic!("in-process reactor failed: {err}");
+                }
             }
         })
         .expect("spawn the reactor thread");
-    addr
+    InProcess {
+        addr,
+        shutdown,
+        ready,
+        exit,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
