@@ -289,17 +289,19 @@ host_accepted() {
 }
 
 # start_host K: start host K's evloop (its output appended to $WORK/hK.out and .log, so a
-# restarted host keeps one log) and wait until it answers /readyz 200.
+# restarted host keeps one log) and wait until it says it is ready (its start-up hooks done:
+# "evloop ready on http://...", once all its processes are, with --workers 2) and answers
+# /readyz 200.
 start_host() {
   local k=$1 ns=$PREFIX-h$1 before _i
-  before=$(grep -c 'listening on' "$WORK/h$k.out" 2>/dev/null || true)
+  before=$(grep -c 'ready on http' "$WORK/h$k.out" 2>/dev/null || true)
   ip netns exec "$ns" "$EVLOOP" --host "${ADDR[k]}" --port "$PORT" --pool 1 \
     --keep-alive-timeout "$EV_KEEPALIVE_S" --workers "$WORKERS" \
     >>"$WORK/h$k.out" 2>>"$WORK/h$k.log" 9<&- &
   HOST_PID[k]=$!
   PIDS+=("${HOST_PID[k]}")
-  for _i in $(seq 100); do
-    if [ "$(grep -c 'listening on' "$WORK/h$k.out" 2>/dev/null || true)" -gt "${before:-0}" ] &&
+  for _i in $(seq 200); do
+    if [ "$(grep -c 'ready on http' "$WORK/h$k.out" 2>/dev/null || true)" -gt "${before:-0}" ] &&
       [ "$(host_status "$k" /readyz)" = 200 ]; then
       return 0
     fi
