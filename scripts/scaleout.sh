@@ -27,7 +27,9 @@
 #                 requests answered, the listener closed), then a new process on the same
 #                 address; nginx's passive checks and retries cover the gap;
 #        auto     sighup when this evloop accepts --workers 2, else restart (the default).
-#      Any non-2xx answer or socket error seen by wrk fails the run.
+#      Any non-2xx answer or socket error seen by wrk fails the run, and so does a
+#      GET /sleep?ms=500 sent straight to the host (no nginx retry to hide its loss), in flight
+#      when its restart begins, that is not answered 200.
 #   3. SIGKILL: while wrk runs, kill every process of the last host with SIGKILL. wrk's errors
 #      must not exceed the connections nginx had open to that host at that moment (an upper
 #      bound on the requests in flight to it; with retries on, nginx re-sends those, so the
@@ -43,7 +45,7 @@
 # Needs root (network namespaces), ip (iproute2), ss, nginx, wrk, curl, flock.
 #
 # Environment: EVLOOP (the binary, default ./evloop), SCALEOUT_SECONDS (seconds of load in steps
-# 1 and 3, default 10; 5 makes the whole run about 35 s), SCALEOUT_HOSTS (2 to 9, default 3),
+# 1 and 3, default 10: about 35 s in all; 5: about 25 s), SCALEOUT_HOSTS (2 to 9, default 3),
 # SCALEOUT_MIN_SHARE (percent, default 45 / hosts), SCALEOUT_ROLLING (auto, sighup or restart),
 # SCALEOUT_CONNECTIONS (wrk's connections, default 64), NGINX (default: the one on PATH).
 
