@@ -12,10 +12,13 @@
 #   make soak     mixed load for SOAK_SECONDS (default 600), then RSS and fds against the
 #                 baseline (`SOAK_SECONDS=300 make soak` for a shorter one)
 #   make fuzz     the socket-free request path under cargo-fuzz for FUZZ_SECONDS (default 1800)
+#   make scaleout three evloop hosts (network namespaces) behind nginx, under wrk: the spread,
+#                 a rolling restart and a SIGKILL, none failing a request (root;
+#                 SCALEOUT_SECONDS=5 make scaleout for a short run)
 
 CARGO ?= cargo
 
-.PHONY: all build run test smoke load bench attack soak fuzz clean
+.PHONY: all build run test smoke load bench attack soak fuzz scaleout clean
 
 all: build
 
@@ -57,6 +60,9 @@ soak: build
 
 fuzz:
 	scripts/fuzz.sh
+
+scaleout: build
+	scripts/scaleout.sh
 
 clean:
 	$(CARGO) clean
