@@ -45,15 +45,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 /// `SO_REUSEADDR` lets a restarted server bind while old connections sit in TIME_WAIT, which is
 /// what every production server does.
 pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    // `Socket::new` sets close-on-exec itself (atomically, with `SOCK_CLOEXEC`), so a child
-    // process never inherits the listener.
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking(),
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
+    let socket = bound_socket(addr, false)?;
     socket.listen(backlog)?;
     Ok(socket.into())
 }
@@ -62,7 +54,7 @@ pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> 
 /// to the same address, and the kernel spreads new connections between them by a hash of the
 /// client's address and port.
 pub fn bind_reuse_port(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let socket = reuse_port_socket(addr)?;
+    let socket = bound_socket(addr, true)?;
     socket.listen(backlog)?;
     Ok(socket.into())
 }
@@ -71,17 +63,22 @@ pub fn bind_reuse_port(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener
 /// one, for port 0) so that the listeners of [`bind_reuse_port`] can join it, and takes no
 /// connection itself.
 pub fn reserve_port(addr: SocketAddr) -> io::Result<TcpListener> {
-    Ok(reuse_port_socket(addr)?.into())
+    Ok(bound_socket(addr, true)?.into())
 }
 
-fn reuse_port_socket(addr: SocketAddr) -> io::Result<Socket> {
+/// A non-blocking TCP socket bound to `addr` with `SO_REUSEADDR` (and `SO_REUSEPORT` if asked),
+/// not yet listening. `Socket::new` sets close-on-exec itself (atomically, with
+/// `SOCK_CLOEXEC`), so a child process inherits it only where `spawn_with_fds` hands it on.
+fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking(),
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     Ok(socket)
 }

@@ -23,6 +23,17 @@ fn starts(actions: &[Action]) -> Vec<(Id, usize)> {
         .collect()
 }
 
+/// A plan of `n` places whose first processes have been started (none ready yet), and their
+/// ids.
+fn started(n: usize, now: Instant) -> (Plan, Vec<Id>) {
+    let mut plan = Plan::new(n, SHUTDOWN);
+    let ids = starts(&plan.start(now))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    (plan, ids)
+}
+
 /// A plan of `n` places whose first processes are all ready, and their ids.
 fn running(n: usize, now: Instant) -> (Plan, Vec<Id>) {
     let mut plan = Plan::new(n, SHUTDOWN);
@@ -53,11 +64,7 @@ fn start_launches_every_place_once() {
 #[test]
 fn a_death_during_start_up_gives_up() {
     let now = Instant::now();
-    let mut plan = Plan::new(2, SHUTDOWN);
-    let ids: Vec<Id> = starts(&plan.start(now))
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let (mut plan, ids) = started(2, now);
     acts(plan.on_ready(ids[0], now));
     let actions = acts(plan.on_exit(ids[1], false, now));
     assert_eq!(actions, [Action::Stop(ids[0])]);
@@ -244,11 +251,7 @@ fn announcements_follow_the_phases() {
             })
             .collect()
     };
-    let mut plan = Plan::new(2, SHUTDOWN);
-    let ids: Vec<Id> = starts(&plan.start(now))
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let (mut plan, ids) = started(2, now);
     assert!(announced(&plan.on_ready(ids[0], now)).is_empty());
     assert_eq!(announced(&plan.on_ready(ids[1], now)), [Announce::Ready]);
     let reload = plan.on_reload(now);
@@ -370,11 +373,7 @@ fn a_place_emptied_during_a_failed_reload_is_filled_again() {
 #[test]
 fn a_stop_after_a_failed_start_up_is_a_first_stop() {
     let now = Instant::now();
-    let mut plan = Plan::new(2, SHUTDOWN);
-    let ids: Vec<Id> = starts(&plan.start(now))
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let (mut plan, ids) = started(2, now);
     plan.on_exit(ids[0], false, now);
     assert!(acts(plan.on_stop(now)).is_empty());
     assert_eq!(
