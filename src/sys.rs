@@ -13,8 +13,8 @@
 //! - thread scheduling for the workers, which `docs/SCHEDULING.md` explains:
 //!   [`set_thread_policy`] (`SCHED_BATCH` or `SCHED_IDLE`), [`thread_nice`] and
 //!   [`set_thread_nice`] (nice +19 in `--worker-priority low`);
-//! - processes for the supervisor of `--workers N` (`crate::supervisor`): [`bind_reuse_port`]
-//!   and [`reserve_port`] for one socket per process, [`spawn_with_fds`] to start a process
+//! - processes for the supervisor of `--workers N` (`crate::supervisor`): [`reserve_port`] for
+//!   one socket per process, [`spawn_with_fds`] to start a process
 //!   that inherits chosen descriptors at chosen numbers (and dies with its parent),
 //!   [`pidfd_open`] to hear of its exit on a poller, [`try_reap`] and [`send_signal`]; and in
 //!   the started process, [`adopt_fd`] to take over what it inherited;
@@ -50,18 +50,11 @@ pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> 
     Ok(socket.into())
 }
 
-/// Like [`bind_listener`], with `SO_REUSEPORT` too: several processes may each bind a listener
-/// to the same address, and the kernel spreads new connections between them by a hash of the
-/// client's address and port.
-pub fn bind_reuse_port(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let socket = bound_socket(addr, true)?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
-}
-
-/// A socket bound to `addr` with `SO_REUSEPORT` but not listening: it holds the port (and picks
-/// one, for port 0) so that the listeners of [`bind_reuse_port`] can join it, and takes no
-/// connection itself.
+/// A socket bound to `addr` with `SO_REUSEPORT` but not listening, so the kernel deals it no
+/// connection: the supervisor's hold on the port (which picks one, for port 0) with
+/// `--reuse-port`, and each process's own socket on it, until the process calls listen(2)
+/// once it is ready. Sockets bound this way to the same address share its connections, by a
+/// hash of each client's address and port.
 pub fn reserve_port(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(bound_socket(addr, true)?.into())
 }

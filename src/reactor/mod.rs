@@ -1064,6 +1064,11 @@ impl Reactor {
         self.enter(Lifecycle::Running);
         if self.acceptor.state == Accepting::AfterStartup {
             if let Some(listener) = self.acceptor.listener_mut() {
+                // A socket of our own from the supervisor (`--reuse-port`) was handed over bound
+                // but not listening, so that the kernel dealt it no connection while we were
+                // starting; a shared one listens already, and listen(2) again only sets its
+                // backlog.
+                socket2::SockRef::from(&*listener).listen(LISTEN_BACKLOG)?;
                 self.poll
                     .registry()
                     .register(listener, LISTENER, Interest::READABLE)?;

@@ -350,7 +350,9 @@ impl Watch {
         let listener = match &supervisor.listening {
             Listening::Shared(listener) => listener,
             Listening::PerProcess { reserved } => {
-                own = sys::bind_reuse_port(reserved.local_addr()?, LISTEN_BACKLOG)?;
+                // Bound, not listening: the process listens once it is ready, so the kernel
+                // deals its socket no connection while it starts (or if it never gets ready).
+                own = sys::reserve_port(reserved.local_addr()?)?;
                 &own
             }
             Listening::Closed => {
