@@ -61,7 +61,7 @@
 //! # let _ = app;
 //! ```
 
-use std::any::Any;
+use crate::pool::panic_message;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::router::Router;
@@ -96,7 +96,10 @@ impl Hook {
         match catch_unwind(AssertUnwindSafe(self.run)) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),
-            Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+            Err(payload) => Err(format!(
+                "panicked: {}",
+                panic_message(payload.as_ref(), "a hook panicked")
+            )),
         }
     }
 }
@@ -190,17 +193,6 @@ impl App {
 impl From<Router> for App {
     fn from(router: Router) -> App {
         App::new(router)
-    }
-}
-
-/// The text of a panic payload (`panic!("...")` carries a `&str` or a `String`).
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a hook panicked".to_string()
     }
 }
 

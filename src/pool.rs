@@ -612,7 +612,9 @@ fn worker_loop<T: Send>(
             shared.busy.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Ok(value) => Outcome::Done(value),
-                Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+                Err(payload) => {
+                    Outcome::Panicked(panic_message(payload.as_ref(), "a job panicked"))
+                }
             }
         };
         if job.cancel.load(Ordering::Relaxed) {
@@ -740,14 +742,15 @@ impl LogLimit {
     }
 }
 
-/// The text of a panic payload (`panic!("...")` carries a `&str` or a `String`).
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload (`panic!("...")` carries a `&str` or a `String`; anything else
+/// is described as `otherwise`).
+pub(crate) fn panic_message(payload: &(dyn Any + Send), otherwise: &str) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = payload.downcast_ref::<String>() {
         text.clone()
     } else {
-        "a job panicked".to_string()
+        otherwise.to_string()
     }
 }
 
