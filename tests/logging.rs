@@ -89,6 +89,14 @@ fn a_stalled_stderr_does_not_stall_the_server() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
+    /// Killed when dropped, so that a failed assertion leaves no server behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = common::binary_command()
         .args(["--port", "0", "--pool", "1", "--access-log"])
         .stdin(Stdio::null())
@@ -96,8 +104,9 @@ fn a_stalled_stderr_does_not_stall_the_server() {
         // Piped and never read: once its 64 KiB are full, every write to it blocks.
         .stderr(Stdio::piped())
         .spawn()
+        .map(Killed)
         .expect("spawn evloop");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
     let mut start_line = String::new();
     stdout
         .read_line(&mut start_line)
@@ -119,7 +128,6 @@ fn a_stalled_stderr_does_not_stall_the_server() {
         .find_map(|line| line.strip_prefix("evloop_access_log_dropped_lines_total "))
         .and_then(|value| value.parse().ok())
         .expect("the dropped-lines counter");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(dropped > 0.0, "no line was dropped:\n{metrics}");
 }
