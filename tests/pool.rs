@@ -313,8 +313,14 @@ fn threads_of(pid: i32) -> Vec<ThreadSched> {
     let mut threads = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/PID/task") {
         let path = entry.expect("task entry").path();
-        let stat = std::fs::read_to_string(path.join("stat")).expect("read task stat");
-        let name = std::fs::read_to_string(path.join("comm")).expect("read task comm");
+        // A thread may end between the listing and the read (the start-up hooks' thread does,
+        // once they are done): it is not one of those we look for.
+        let (Ok(stat), Ok(name)) = (
+            std::fs::read_to_string(path.join("stat")),
+            std::fs::read_to_string(path.join("comm")),
+        ) else {
+            continue;
+        };
         // Fields after `(comm) `: state is field 3 of stat(5), so field N is index N - 3.
         let after = &stat[stat.rfind(')').expect("comm field") + 2..];
         let fields: Vec<&str> = after.split(' ').collect();
