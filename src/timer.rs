@@ -48,6 +48,9 @@ pub enum TimerKind {
     ShutdownDeadline,
     /// Time to post this process's metrics for the other processes of `--workers N`.
     PostMetrics,
+    /// Time to publish a frame for the viewers of `GET /events/loop` (armed only while there
+    /// are some).
+    PublishVitals,
 }
 
 /// Below this many entries the heap is never compacted: too small to matter.

@@ -242,6 +242,10 @@ impl Scrape for LiveMetrics<'_> {
         read_levels(self.registry, self.pool, self.outbound);
         self.registry.render(out);
     }
+
+    fn vitals(&self) -> &std::sync::Arc<crate::metrics::vitals::Vitals> {
+        self.registry.vitals()
+    }
 }
 
 /// Read into `registry` the levels that are counted nowhere, only looked at: busy workers, queue

@@ -104,6 +104,8 @@
 //! - `family.rs`: labels and labelled families;
 //! - `encode.rs`: the text exposition format 0.0.4;
 //! - `registry.rs`: evloop's families, their label enums, and `render`;
+//! - `vitals.rs`: the frames of `GET /events/loop`, published by the reactor for the pool jobs
+//!   that stream them (its module docs say why it is built that way);
 //! - `parse.rs` (tests only): a strict parser of the format; `tests.rs`: the encoder checked
 //!   against it and against `promtool`.
 
@@ -115,6 +117,7 @@ mod local;
 mod merge;
 mod registry;
 pub mod shared;
+pub mod vitals;
 
 #[cfg(test)]
 mod parse;

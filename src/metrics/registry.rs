@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::encode::{Encoder, Kind, Number};
 use super::family::{Family, Label, LabelValue};
@@ -14,6 +14,7 @@ use super::histogram::{Histogram, LocalHistogram, Unit, LATENCY_BOUNDS, TURN_BOU
 use super::local::{nanos, LocalCounter, LocalGauge, LocalMax};
 use super::merge::merge;
 use super::shared::Scoreboard;
+use super::vitals::{Levels, Vitals, Window};
 use super::{Counter, Gauge};
 
 /// Declares an enum of label values: its variants, the label's name, and each value's text.
@@ -233,6 +234,8 @@ pub struct ReactorMetrics {
     upstream_connections: Family<Gauge, 1>,
     /// Index of [`UNMATCHED_ROUTE`] in the `route` label: after the router's routes.
     unmatched: usize,
+    /// What happened since the last frame of `GET /events/loop` ([`super::vitals`]).
+    window: Window,
 }
 
 impl ReactorMetrics {
@@ -246,6 +249,7 @@ impl ReactorMetrics {
         let mut routes: Vec<String> = routes.into_iter().map(Into::into).collect();
         let unmatched = routes.len();
         routes.push(UNMATCHED_ROUTE.to_owned());
+        let window = Window::new(routes.clone(), Instant::now());
         let route = Label::new("route", routes);
         ReactorMetrics {
             turns: LocalHistogram::new(TURN_BOUNDS, Unit::Seconds),
@@ -270,6 +274,7 @@ impl ReactorMetrics {
             upstreams: Vec::new(),
             upstream_connections: Family::new([Label::of::<UpstreamState>()], Gauge::new),
             unmatched,
+            window,
         }
     }
 
@@ -278,11 +283,19 @@ impl ReactorMetrics {
     pub fn turn_done(&mut self, elapsed: Duration) {
         self.turns.observe(elapsed);
         self.longest_turn.observe(elapsed);
+        self.window.turn(elapsed);
+    }
+
+    /// A turn that ended at `now` took `elapsed`, at least [`super::vitals::SLOW_TURN`]; `handler`
+    /// (`GET /path`) is the one that ran longest on the reactor in it, if any did for over 1 ms.
+    pub fn slow_turn(&mut self, now: Instant, elapsed: Duration, handler: Option<&str>) {
+        self.window.slow_turn(now, elapsed, handler);
     }
 
     /// The pool's waker woke the reactor.
     pub fn woken(&mut self) {
         self.wakeups.inc();
+        self.window.woken();
     }
 
     /// A connection was accepted; it starts in `ReadingHead`.
@@ -327,6 +340,7 @@ impl ReactorMetrics {
         let class = StatusClass::of(status);
         self.requests.get_mut([route, class.id()]).inc();
         self.request_duration.get_mut([route]).observe(elapsed);
+        self.window.request(route);
     }
 
     /// Bytes read from clients.
@@ -548,11 +562,18 @@ impl PoolMetrics {
 pub trait Scrape {
     /// Render every family into `out`, replacing what it held.
     fn render(&self, out: &mut Vec<u8>);
+
+    /// Where the reactor publishes the frames of `GET /events/loop` ([`super::vitals`]).
+    fn vitals(&self) -> &Arc<Vitals>;
 }
 
 impl Scrape for Registry {
     fn render(&self, out: &mut Vec<u8>) {
         Registry::render(self, out);
+    }
+
+    fn vitals(&self) -> &Arc<Vitals> {
+        Registry::vitals(self)
     }
 }
 
@@ -567,6 +588,8 @@ pub struct Registry {
     started: u64,
     /// With several processes: where this one posts its numbers and reads the others'.
     shared: Option<Shared>,
+    /// Where the frames of `GET /events/loop` are published for its viewers.
+    vitals: Arc<Vitals>,
 }
 
 /// A registry's place among the processes of `--workers N`.
@@ -594,7 +617,34 @@ impl Registry {
             // A clock set before 1970 is not worth a failure: report the epoch.
             started: started.duration_since(UNIX_EPOCH).map_or(0, nanos),
             shared: None,
+            vitals: Arc::new(Vitals::new(workers)),
         }
+    }
+
+    /// Where the frames of `GET /events/loop` are published; a viewer's job keeps a clone.
+    pub fn vitals(&self) -> &Arc<Vitals> {
+        &self.vitals
+    }
+
+    /// Publish a frame of the loop's vital signs over the window that ends `now`, with the
+    /// pool's levels as they are (`busy` workers, `queued` jobs), and start a new window.
+    /// The reactor calls it every [`super::vitals::VITALS_EVERY`] while someone watches.
+    pub fn publish_vitals(&mut self, now: Instant, busy: usize, queued: usize) {
+        let reactor = &mut self.reactor;
+        let connections = ConnectionState::ALL
+            .iter()
+            .map(|state| {
+                let open = reactor.connections.get([state.id()]).get();
+                (state.as_str().to_owned(), open.into())
+            })
+            .collect();
+        let levels = Levels {
+            workers: usize::try_from(self.pool.workers.get()).unwrap_or(0),
+            busy,
+            queued,
+            connections,
+        };
+        self.vitals.publish(reactor.window.frame(now, &levels));
     }
 
     /// Share this process's numbers with the other processes of `--workers N` through

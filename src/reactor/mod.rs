@@ -78,7 +78,7 @@ use crate::connection::{self, BodyMemory, Connection, Next, TurnContext};
 use crate::http::DateCache;
 use crate::lifespan::{App, Hook};
 use crate::metrics::shared::Scoreboard;
-use crate::metrics::{self, CallOutcome, CloseReason, JobEnd, Refusal};
+use crate::metrics::{self, vitals, CallOutcome, CloseReason, JobEnd, Refusal};
 use crate::outbound::CallError;
 use crate::outbound::{Io, Outbound};
 use crate::pool::{Message, Outcome, Pool};
@@ -344,6 +344,7 @@ impl Server {
             now: Instant::now(),
             outbound: Outbound::new(calls),
             metrics,
+            vitals_armed: false,
             access,
         };
         reactor.router.set_phase(reactor.lifecycle.phase());
@@ -579,6 +580,9 @@ struct Reactor {
     /// What the loop counts, rendered by `GET /metrics`. Owned here and counted through
     /// `&mut`: one thread, so no lock and no atomic on the hot path.
     metrics: metrics::Registry,
+    /// True while a `PublishVitals` timer is in the heap: from the turn the first viewer of
+    /// `GET /events/loop` arrives to the frame that finds none left.
+    vitals_armed: bool,
 }
 
 impl Reactor {
@@ -1106,6 +1110,8 @@ impl Reactor {
                 deregister(self.poll.registry(), &mut listener);
             }
         }
+        // Viewers of `GET /events/loop` end their streams: a drain waits for no dashboard.
+        self.metrics.vitals().close();
         let deadline = self.now + self.config.shutdown_timeout;
         self.enter(self.lifecycle.drain(self.now + DRAIN_IDLE_GRACE, deadline));
         self.timers.insert(deadline, TimerKind::ShutdownDeadline);
@@ -1117,6 +1123,22 @@ impl Reactor {
         self.outbound.begin_drain(&mut io);
         for token in self.connections.tokens() {
             self.drive(token, Connection::begin_drain);
+        }
+    }
+
+    /// Publish a frame for the viewers of `GET /events/loop`, and come back in
+    /// [`vitals::VITALS_EVERY`] while any are left; else the next viewer's turn re-arms it
+    /// (step 9).
+    fn publish_vitals(&mut self) {
+        self.metrics
+            .publish_vitals(self.now, self.pool.busy(), self.pool.queued());
+        if self.metrics.vitals().viewers() > 0 {
+            self.timers.insert(
+                timer::later(self.now, vitals::VITALS_EVERY),
+                TimerKind::PublishVitals,
+            );
+        } else {
+            self.vitals_armed = false;
         }
     }
 
@@ -1162,6 +1184,7 @@ impl Reactor {
                     }
                 }
                 TimerKind::PostMetrics => self.post_metrics(),
+                TimerKind::PublishVitals => self.publish_vitals(),
                 TimerKind::ShutdownDeadline => {
                     log::error!(
                         "shutdown timeout: aborting {} connections and {} queued jobs",
@@ -1178,8 +1201,9 @@ impl Reactor {
     /// Step 9: the slow-turn warning, turn statistics, and timer-heap compaction.
     fn after_turn(&mut self) {
         let turn = self.now.elapsed();
+        let slowest = self.scratch.slowest.take();
         if turn > SLOW_TURN {
-            match self.scratch.slowest.take() {
+            match &slowest {
                 Some((took, handler)) => log::warn!(
                     "slow reactor turn: {} ms (handler {handler} ran {} ms on the reactor; \
                      every other connection waited)",
@@ -1189,7 +1213,20 @@ impl Reactor {
                 None => log::warn!("slow reactor turn: {} ms", turn.as_millis()),
             }
         }
-        self.scratch.slowest = None;
+        if turn >= vitals::SLOW_TURN {
+            let handler = slowest.as_ref().map(|(_, handler)| handler.as_str());
+            self.metrics
+                .reactor
+                .slow_turn(self.now + turn, turn, handler);
+        }
+        // A viewer of `GET /events/loop` arrived this turn: frames from now on.
+        if !self.vitals_armed && self.metrics.vitals().viewers() > 0 {
+            self.vitals_armed = true;
+            self.timers.insert(
+                timer::later(self.now, vitals::VITALS_EVERY),
+                TimerKind::PublishVitals,
+            );
+        }
         self.stats.record(turn, self.now);
         self.metrics.reactor.turn_done(turn);
         if let Some(access) = &mut self.access {
@@ -1205,9 +1242,10 @@ impl Reactor {
                     .get(token)
                     .is_some_and(|conn| conn.wants_timer(at, kind)),
                 TimerKind::Upstream { token } => outbound.wants_timer(token, at),
-                TimerKind::ResumeAccept | TimerKind::ShutdownDeadline | TimerKind::PostMetrics => {
-                    true
-                }
+                TimerKind::ResumeAccept
+                | TimerKind::ShutdownDeadline
+                | TimerKind::PostMetrics
+                | TimerKind::PublishVitals => true,
             });
             log::debug!(
                 "timer heap compacted: {dropped} dead entries dropped, {} kept",
