@@ -5,6 +5,8 @@
 //!
 //! - `/plaintext`, `/json`, `/healthz`, `/readyz`, `/`: answered on the reactor, instantly;
 //! - `/metrics`: the Prometheus text the reactor renders from what it counted ([`crate::metrics`]);
+//! - `/events/loop`, `/dashboard`: the loop's vital signs, streamed four times a second, and a
+//!   page that draws them ([`dashboard`]);
 //! - `/sleep?ms=N`: a reactor timer — waiting without blocking anyone;
 //! - `/cpu?ms=N`: real arithmetic on a pool worker — the reactor stays free;
 //! - `/cpu?ms=N&mode=inline`: the same arithmetic on the reactor — every other client waits;
@@ -34,6 +36,7 @@
 //! `Cache-Control: no-store` (RFC 9111 §5.2.2.5).
 
 pub mod audio;
+pub mod dashboard;
 pub mod fanout;
 
 use std::time::{Duration, Instant};
@@ -82,7 +85,7 @@ pub fn app_for(config: &Config) -> App {
 /// Every built-in endpoint, the audio ones running on `model`.
 fn routes_on(config: &Config, model: audio::Model) -> Router {
     audio::routes(
-        fanout::routes(basic_routes(), config),
+        fanout::routes(dashboard::routes(basic_routes()), config),
         model,
         config.max_audio_seconds,
         config.pool,
