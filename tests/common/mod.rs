@@ -12,6 +12,9 @@
 //!   or hanging, resetting, talking garbage, closing kept-alive connections, or refusing, on
 //!   demand; it counts connections, requests and the closes it sees.
 //!
+//! - **Event streams.** [`sse::parse`] checks and splits one chunk of a Server-Sent Events
+//!   stream.
+//!
 //! - **Metrics.** [`metrics::parse::parse`] is the library's strict parser of the Prometheus text
 //!   format, the same file, so a scrape is held to what the encoder's own tests check.
 //!
@@ -21,6 +24,7 @@
 #![allow(dead_code)]
 
 pub mod metrics;
+pub mod sse;
 pub mod upstream;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};

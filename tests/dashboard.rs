@@ -1,0 +1,236 @@
+//! `GET /events/loop` and `GET /dashboard` on the wire: frames of the loop's vital signs about
+//! four times a second that parse and move with the load (requests per second under a client,
+//! the longest turn and a slow turn named after its handler when one blocks the loop), a cap on
+//! viewers that a viewer leaving lifts, a drain that ends every viewer's stream, and the page.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::sse::{self, Event};
+use common::{get, start_in_process, test_config, Admission, Client, InProcess};
+
+/// A server with every built-in endpoint and a pool of 2 (so one viewer at a time).
+fn server() -> InProcess {
+    let server = start_in_process(
+        test_config(),
+        evloop::endpoints::router(),
+        Admission::AtOnce,
+    );
+    assert!(server.wait_ready(Duration::from_secs(10)));
+    server
+}
+
+/// Open `/events/loop` and check its head.
+fn watch(server: &InProcess) -> Client {
+    let mut client = Client::connect(server.addr);
+    client.send(get("/events/loop"));
+    let head = client.read_head_response();
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    client
+}
+
+/// The next `vitals` frame.
+fn next_frame(client: &mut Client) -> Event {
+    let chunk = client
+        .next_chunk(Duration::from_secs(2))
+        .expect("the stream goes on");
+    let event = sse::parse(&chunk);
+    assert_eq!(event.name, "vitals", "{event:?}");
+    event
+}
+
+/// Read frames for up to `within` until one satisfies `wanted`; return it.
+fn frame_where(client: &mut Client, within: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        last = next_frame(client).data;
+        if wanted(&last) {
+            return last;
+        }
+    }
+    panic!("no such frame within {within:?}; the last was {last}");
+}
+
+/// Frames come about every 250 ms, the first with a `retry:`, each a JSON object with every
+/// figure the dashboard draws.
+#[test]
+fn frames_come_four_times_a_second_and_parse() {
+    let server = server();
+    let mut client = watch(&server);
+    let first = next_frame(&mut client);
+    assert_eq!(first.retry, Some(1000));
+    let started = Instant::now();
+    let mut frames = vec![first.data];
+    for _ in 0..4 {
+        let event = next_frame(&mut client);
+        assert_eq!(event.retry, None);
+        frames.push(event.data);
+    }
+    let four = started.elapsed();
+    assert!(
+        four >= Duration::from_millis(700) && four <= Duration::from_millis(2000),
+        "four frames took {four:?}"
+    );
+    for frame in &frames {
+        for key in [
+            "pid",
+            "uptime_ms",
+            "window_ms",
+            "turn_max_us",
+            "turns",
+            "wakeups_per_s",
+            "pool",
+            "connections",
+            "requests_per_s",
+            "slow_turns",
+        ] {
+            assert!(frame.get(key).is_some(), "no {key} in {frame}");
+        }
+        assert_eq!(frame["pid"], std::process::id());
+        assert_eq!(frame["pool"]["workers"], 2);
+        assert!(
+            frame["requests_per_s"].get("/plaintext").is_some(),
+            "{frame}"
+        );
+    }
+    // The viewer's own connection is open, its response being written by a job.
+    let last = &frames[4];
+    let open: i64 = last["connections"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_i64().unwrap())
+        .sum();
+    assert!(open >= 1, "{last}");
+    assert!(last["pool"]["busy"].as_u64().unwrap() >= 1, "{last}");
+    let window = last["window_ms"].as_u64().unwrap();
+    assert!((200..=600).contains(&window), "{last}");
+}
+
+/// While a client sends `/plaintext` requests, the frames count them per second.
+#[test]
+fn requests_per_second_move_under_load() {
+    let server = server();
+    let mut viewer = watch(&server);
+    let addr = server.addr;
+    let load = thread::spawn(move || {
+        let mut client = Client::connect(addr);
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until {
+            assert_eq!(client.request(get("/plaintext")).status, 200);
+        }
+    });
+    let frame = frame_where(&mut viewer, Duration::from_secs(3), |frame| {
+        frame["requests_per_s"]["/plaintext"].as_f64().unwrap() > 0.0
+    });
+    assert_eq!(frame["requests_per_s"]["/json"], 0.0, "{frame}");
+    load.join().unwrap();
+}
+
+/// A handler that burns 200 ms on the reactor shows: the longest turn of that frame is at
+/// least 200 ms, and the slow turns name it.
+#[test]
+fn a_blocking_handler_shows_as_a_long_turn_and_a_slow_turn() {
+    let server = server();
+    let mut viewer = watch(&server);
+    next_frame(&mut viewer);
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.request(get("/cpu?ms=200&mode=inline")).status, 200);
+    let frame = frame_where(&mut viewer, Duration::from_secs(2), |frame| {
+        frame["turn_max_us"].as_u64().unwrap() >= 200_000
+    });
+    assert!(frame["turns"]["≥100ms"].as_u64().unwrap() >= 1, "{frame}");
+    let slow = frame["slow_turns"].as_array().unwrap();
+    assert!(
+        slow.iter()
+            .any(|turn| turn["handler"] == "GET /cpu" && turn["took_ms"].as_u64().unwrap() >= 200),
+        "{frame}"
+    );
+}
+
+/// With a pool of 2, one viewer at a time: a second is answered 503, and once the first leaves,
+/// its job ends and a new viewer is admitted within a few polls.
+#[test]
+fn viewers_are_capped_and_a_viewer_leaving_frees_its_worker() {
+    let server = server();
+    let mut first = watch(&server);
+    next_frame(&mut first);
+    let mut second = Client::connect(server.addr);
+    second.request(get("/events/loop")).assert_json_error(503);
+    drop(first);
+    let left = Instant::now();
+    loop {
+        let mut next = Client::connect(server.addr);
+        next.send(get("/events/loop"));
+        let head = next.read_head_response();
+        if head.status == 200 {
+            break;
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(1),
+            "still refused {:?} after the viewer left",
+            left.elapsed()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A drain does not wait for a dashboard: the viewer's stream ends with `event: result` within
+/// a poll or so, and the server exits well before its shutdown timeout (30 s).
+#[test]
+fn a_drain_ends_every_viewers_stream() {
+    let server = server();
+    let mut viewer = watch(&server);
+    next_frame(&mut viewer);
+    let asked = Instant::now();
+    server.shutdown.shutdown();
+    let last = loop {
+        match viewer.next_chunk(Duration::from_secs(2)) {
+            Some(chunk) => {
+                let event = sse::parse(&chunk);
+                if event.name != "vitals" {
+                    break event;
+                }
+            }
+            None => panic!("the stream ended without a last event"),
+        }
+    };
+    assert_eq!(last.name, "result", "{last:?}");
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The client goes, as a browser does (else the server lingers a moment for it to close).
+    drop(viewer);
+    server.exit_within(Duration::from_secs(5));
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+/// `/dashboard` is one HTML page that follows `/events/loop`, and fetches nothing else.
+#[test]
+fn the_dashboard_is_a_page_that_follows_the_event_stream() {
+    let server = server();
+    let mut client = Client::connect(server.addr);
+    let response = client.request(get("/dashboard"));
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let page = response.text();
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(page.contains(r#"new EventSource("/events/loop")"#));
+    assert!(!page.contains("<script src") && !page.contains("<link"));
+}
