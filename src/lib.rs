@@ -24,7 +24,8 @@
 //! 7. fire expired timers (`/sleep`, timeouts, upstream connections' deadlines);
 //! 8. file the calls that 7 ended, then drive, once each, the connections that 4, 7 and 8
 //!    touched and those that yielded last turn;
-//! 9. housekeeping: the slow-turn warning, the turn's metrics, handing the turn's access-log
+//! 9. housekeeping: the slow-turn warning, the turn's metrics (and, when the first viewer of
+//!    `GET /events/loop` arrived, the timer of its frames), handing the turn's access-log
 //!    lines to their writer thread, compacting the timer heap;
 //! 10. exit once draining and no connection is left.
 //!
@@ -68,7 +69,8 @@
 //!   a handler sees, and the blocking client kept to show the anti-patterns;
 //! - [`metrics`]: what `GET /metrics` answers — lock-free counters, gauges and histograms, the
 //!   Prometheus text encoder, and the shared scoreboard through which the processes of
-//!   `--workers N` see each other's numbers;
+//!   `--workers N` see each other's numbers; and the frames the reactor publishes for
+//!   `GET /events/loop` (`metrics::vitals`);
 //! - [`supervisor`]: `--workers N` — one process binds the socket and keeps N reactor
 //!   processes serving on it: readiness, restarts with back-off, one-at-a-time replacement on
 //!   SIGHUP, the stop (gunicorn's arbiter);
