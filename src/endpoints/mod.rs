@@ -217,8 +217,16 @@ fn index(req: &mut Request<'_>, _ctx: &Context) -> Reply {
         ),
         ("liveness", "/healthz"),
         ("readiness: 503 while starting or draining", "/readyz"),
+        (
+            "the loop's vital signs, 4 times a second (open /dashboard in a browser to see them drawn)",
+            "/events/loop",
+        ),
     ] {
-        let stream = if path.contains("/stream") { "N" } else { "" };
+        let stream = if path.contains("/stream") || path.starts_with("/events") {
+            "N"
+        } else {
+            ""
+        };
         text.push_str(&format!(
             "# {what}\ncurl -s{stream} 'http://{host}{path}'\n"
         ));

@@ -71,6 +71,7 @@ const TURN_BUCKET_NAMES: [&str; 5] = ["<100µs", "<1ms", "<10ms", "<100ms", "≥
 struct SlowTurn {
     /// When it ended, since the server started.
     at: Duration,
+    /// How long the turn took.
     took: Duration,
     /// The handler that ran longest on the reactor in that turn (`GET /path`), if one ran for
     /// more than a millisecond.
@@ -86,13 +87,17 @@ pub struct Window {
     began: Instant,
     /// When the server started, for the `at` of the slow turns.
     started: Instant,
+    /// The longest turn of the window.
     turn_max: Duration,
+    /// Turns of the window by length: one count per bound of [`TURN_BUCKETS_US`], then the rest.
     turns: [u64; TURN_BUCKETS_US.len() + 1],
+    /// Wake-ups by the pool's waker in the window.
     wakeups: u64,
     /// Responses by route index, the last entry for requests no route matched.
     requests: Vec<u64>,
     /// The `route` label's values, in the same order.
     routes: Vec<String>,
+    /// The latest [`SLOW_TURNS_KEPT`] slow turns, oldest first.
     slow: VecDeque<SlowTurn>,
 }
 
@@ -208,8 +213,11 @@ impl Window {
 /// The levels a frame shows as they are at its moment, not counted over the window.
 #[derive(Debug, Default)]
 pub struct Levels {
+    /// The pool's threads.
     pub workers: usize,
+    /// Threads running a job (each viewer's among them).
     pub busy: usize,
+    /// Jobs waiting for a thread.
     pub queued: usize,
     /// Open connections by state, in the order of the `state` label.
     pub connections: serde_json::Map<String, Value>,
