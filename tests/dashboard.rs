@@ -1,7 +1,8 @@
 //! `GET /events/loop` and `GET /dashboard` on the wire: frames of the loop's vital signs about
 //! four times a second that parse and move with the load (requests per second under a client,
 //! the longest turn and a slow turn named after its handler when one blocks the loop), a cap on
-//! viewers that a viewer leaving lifts, a drain that ends every viewer's stream, and the page.
+//! viewers that a viewer leaving lifts, a drain that ends every viewer's stream, what a viewer
+//! sees with `--workers 2` (its own process), and the page.
 
 mod common;
 
@@ -233,4 +234,27 @@ fn the_dashboard_is_a_page_that_follows_the_event_stream() {
     assert!(page.starts_with("<!doctype html>"));
     assert!(page.contains(r#"new EventSource("/events/loop")"#));
     assert!(!page.contains("<script src") && !page.contains("<link"));
+}
+
+/// With `--workers 2`, each process streams its own frames: a viewer sees the process that
+/// accepted its connection, one of the supervisor's children, named by the frame's `pid`.
+#[test]
+fn with_workers_a_viewer_sees_the_process_that_took_its_connection() {
+    let server = common::spawn_binary(&["--workers", "2", "--pool", "2"]);
+    let supervisor = server.pid();
+    let mut client = Client::connect(server.addr());
+    client.send(get("/events/loop"));
+    assert_eq!(client.read_head_response().status, 200);
+    let frame = next_frame(&mut client).data;
+    let pid = frame["pid"].as_u64().expect("a pid");
+    assert_ne!(pid, supervisor as u64, "{frame}");
+    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // `pid (comm) state ppid …`: the fields after the last `)`.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+        });
+    assert_eq!(parent, Some(supervisor), "{frame}");
+    assert_eq!(next_frame(&mut client).data["pid"], pid);
 }
