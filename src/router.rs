@@ -464,6 +464,14 @@ impl Router {
         self.paths.iter().map(String::as_str)
     }
 
+    /// The path of the route at `index` in [`Router::paths`], or `unmatched` for `None`: a
+    /// request named by its route, never by the raw text a client sent.
+    pub fn route_name(&self, index: Option<usize>) -> &str {
+        index
+            .and_then(|index| self.paths.get(index))
+            .map_or(crate::metrics::UNMATCHED_ROUTE, String::as_str)
+    }
+
     /// The index in [`Router::paths`] of the route that takes `method path`, for the metrics;
     /// `None` when none does (404, 405). A scan of a few short strings, as `dispatch` makes.
     pub fn route_index(&self, method: Method, path: &str) -> Option<usize> {

@@ -59,8 +59,8 @@ fn frame_where(client: &mut Client, within: Duration, wanted: impl Fn(&Value) ->
     panic!("no such frame within {within:?}; the last was {last}");
 }
 
-/// Frames come about every 250 ms, the first with a `retry:`, each a JSON object with every
-/// figure the dashboard draws.
+/// Frames come about every 250 ms, each with a `retry:` and a JSON object with every figure the
+/// dashboard draws.
 #[test]
 fn frames_come_four_times_a_second_and_parse() {
     let server = server();
@@ -71,12 +71,12 @@ fn frames_come_four_times_a_second_and_parse() {
     let mut frames = vec![first.data];
     for _ in 0..4 {
         let event = next_frame(&mut client);
-        assert_eq!(event.retry, None);
+        assert_eq!(event.retry, Some(1000));
         frames.push(event.data);
     }
     let four = started.elapsed();
     assert!(
-        four >= Duration::from_millis(700) && four <= Duration::from_millis(2000),
+        four >= Duration::from_millis(700) && four <= Duration::from_millis(4000),
         "four frames took {four:?}"
     );
     for frame in &frames {
@@ -112,7 +112,33 @@ fn frames_come_four_times_a_second_and_parse() {
     assert!(open >= 1, "{last}");
     assert!(last["pool"]["busy"].as_u64().unwrap() >= 1, "{last}");
     let window = last["window_ms"].as_u64().unwrap();
-    assert!((200..=600).contains(&window), "{last}");
+    assert!((100..=1500).contains(&window), "{last}");
+}
+
+/// A viewer who comes after a quiet spell gets the last quarter second, not an average (or a
+/// longest turn) over everything since the server started or the last viewer left.
+#[test]
+fn the_first_frame_covers_only_the_moment() {
+    let server = server();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut client = watch(&server);
+    let first = next_frame(&mut client);
+    let window = first.data["window_ms"].as_u64().unwrap();
+    assert!(
+        window <= 1500,
+        "the first frame covers {window} ms: {}",
+        first.data
+    );
+    drop(client);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut again = watch(&server);
+    let first = next_frame(&mut again);
+    let window = first.data["window_ms"].as_u64().unwrap();
+    assert!(
+        window <= 1500,
+        "after a viewer left, {window} ms: {}",
+        first.data
+    );
 }
 
 /// While a client sends `/plaintext` requests, the frames count them per second.
@@ -175,7 +201,7 @@ fn viewers_are_capped_and_a_viewer_leaving_frees_its_worker() {
             break;
         }
         assert!(
-            left.elapsed() < Duration::from_secs(1),
+            left.elapsed() < Duration::from_secs(3),
             "still refused {:?} after the viewer left",
             left.elapsed()
         );
@@ -205,7 +231,7 @@ fn a_drain_ends_every_viewers_stream() {
     };
     assert_eq!(last.name, "result", "{last:?}");
     assert!(
-        asked.elapsed() < Duration::from_millis(500),
+        asked.elapsed() < Duration::from_millis(2000),
         "{:?}",
         asked.elapsed()
     );

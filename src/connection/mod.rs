@@ -809,7 +809,9 @@ impl Connection {
             });
         let took = started.elapsed();
         if took > Duration::from_millis(1) && turn.slowest.as_ref().is_none_or(|(t, _)| took > *t) {
-            *turn.slowest = Some((took, format!("{} {}", info.method, request.path)));
+            // Named by its route (a client's raw path could be anything, of any length).
+            let route = turn.router.route_name(meta.route);
+            *turn.slowest = Some((took, format!("{} {route}", info.method)));
         }
 
         match reply {

@@ -5,7 +5,7 @@
 //!   second by route, recent slow turns). How the numbers get from the reactor to the job that
 //!   streams them, what a viewer costs and what it shows with `--workers N`:
 //!   [`crate::metrics::vitals`]. After [`vitals::MAX_VIEW`] the stream ends with
-//!   `event: result`; an `EventSource` reconnects by itself (the first frame sets `retry:`).
+//!   `event: result`; an `EventSource` reconnects by itself (every frame carries `retry:`).
 //! - `/dashboard` is one HTML page, no build step and nothing fetched from elsewhere, that
 //!   opens `new EventSource("/events/loop")` and draws those frames.
 //!
@@ -53,7 +53,6 @@ fn events_loop(_req: &mut Request<'_>, ctx: &Context<'_>) -> Reply {
     };
     Reply::Stream(Stream::events(move |job| {
         let started = Instant::now();
-        let mut first = true;
         while started.elapsed() < vitals::MAX_VIEW && !viewer.is_closing() {
             // The cancel check is also where a frame that waited in the job's outbox goes out.
             if job.is_cancelled() {
@@ -61,13 +60,10 @@ fn events_loop(_req: &mut Request<'_>, ctx: &Context<'_>) -> Reply {
                 return Error::Unavailable.into_response();
             }
             if let Some(frame) = viewer.next_frame() {
-                let mut message = Vec::new();
-                if first {
-                    // Joined to the first frame: a message of its own could be replaced by
-                    // the frame before it was sent (see `JobContext::emit`).
-                    message.extend_from_slice(format!("retry: {RETRY_MS}\n\n").as_bytes());
-                    first = false;
-                }
+                // `retry:` with every frame: a frame a slow client has not taken yet is
+                // replaced by the next (see `JobContext::emit`), so a field sent once could be
+                // lost with it.
+                let mut message = format!("retry: {RETRY_MS}\n\n").into_bytes();
                 message.extend_from_slice(&sse::event("vitals", frame.as_bytes()));
                 job.emit(message);
             }

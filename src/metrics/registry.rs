@@ -286,6 +286,11 @@ impl ReactorMetrics {
         self.window.turn(elapsed);
     }
 
+    /// The first viewer of the vital signs arrived: their window starts now.
+    pub fn restart_window(&mut self, now: Instant) {
+        self.window.restart(now);
+    }
+
     /// A turn that ended at `now` took `elapsed`, at least [`super::vitals::SLOW_TURN`]; `handler`
     /// (`GET /path`) is the one that ran longest on the reactor in it, if any did for over 1 ms.
     pub fn slow_turn(&mut self, now: Instant, elapsed: Duration, handler: Option<&str>) {
@@ -644,7 +649,8 @@ impl Registry {
             queued,
             connections,
         };
-        self.vitals.publish(reactor.window.frame(now, &levels));
+        let window = &mut reactor.window;
+        self.vitals.publish(|| window.frame(now, &levels));
     }
 
     /// Share this process's numbers with the other processes of `--workers N` through

@@ -13,9 +13,10 @@
 //!    owns and counts into alongside the Prometheus families) and hands it to [`Vitals`], an
 //!    `Arc` shared with the viewers, then starts a new window.
 //! 2. Handing it over is a `try_lock` of a mutex around `(sequence, Arc<str>)`: if a viewer
-//!    holds the lock at that very moment (to clone an `Arc`, nanoseconds), the reactor drops
-//!    this frame rather than wait, and the next one comes a quarter of a second later. The
-//!    reactor never blocks; a viewer may miss a frame, never see a torn one.
+//!    holds the lock at that very moment (to clone an `Arc`, nanoseconds), the reactor makes no
+//!    frame this time rather than wait (the window keeps counting, so the next frame, a quarter
+//!    of a second later, covers both). The reactor never blocks; a viewer never sees a torn
+//!    frame, nor one made before it came.
 //! 3. A viewer's stream job ([`Viewer`]) wakes every [`VIEWER_POLL`], sends the frame if its
 //!    sequence is new, and checks its cancel flag, so it ends within that time once the client
 //!    has left (the reactor sets the flag when the connection closes: docs/STREAMING.md, "What
@@ -29,8 +30,8 @@
 //!
 //! **What a viewer costs.** A viewer holds one pool worker for as long as it watches, asleep
 //! almost all the time. That is a thread the CPU-bound routes cannot use, so the number of
-//! viewers is capped at half the pool (at least one, [`Vitals::watch`]); a viewer over the cap
-//! is answered 503. When nobody watches, no timer is armed and the window costs a few adds per
+//! viewers is capped at half the pool (none with a pool of one, [`Vitals::watch`]); a viewer
+//! over the cap is answered 503. When nobody watches, no timer is armed and the window costs a few adds per
 //! turn.
 //!
 //! **With `--workers N`.** Each process has its own reactor, counters and `Vitals`; a viewer
@@ -114,6 +115,16 @@ impl Window {
             routes,
             slow: VecDeque::with_capacity(SLOW_TURNS_KEPT),
         }
+    }
+
+    /// Start a fresh window at `now`, the slow turns kept: the first viewer after a quiet
+    /// spell sees the last quarter second, not everything since the last frame was made.
+    pub fn restart(&mut self, now: Instant) {
+        self.began = now;
+        self.turn_max = Duration::ZERO;
+        self.turns = [0; TURN_BUCKETS_US.len() + 1];
+        self.wakeups = 0;
+        self.requests.iter_mut().for_each(|count| *count = 0);
     }
 
     /// A turn took `elapsed`.
@@ -201,11 +212,7 @@ impl Window {
             "requests_per_s": requests,
             "slow_turns": slow,
         });
-        self.began = now;
-        self.turn_max = Duration::ZERO;
-        self.turns = [0; TURN_BUCKETS_US.len() + 1];
-        self.wakeups = 0;
-        self.requests.iter_mut().for_each(|count| *count = 0);
+        self.restart(now);
         frame.to_string()
     }
 }
@@ -231,7 +238,7 @@ pub struct Vitals {
     latest: Mutex<(u64, Arc<str>)>,
     /// Viewers watching now; the reactor publishes only while there are some.
     viewers: AtomicUsize,
-    /// At most this many viewers at once: half the pool, at least one.
+    /// At most this many viewers at once: half the pool (none with a pool of one).
     max_viewers: usize,
     /// Set when the server begins to drain: every viewer ends its stream.
     closing: AtomicBool,
@@ -243,7 +250,8 @@ impl Vitals {
         Vitals {
             latest: Mutex::new((0, Arc::from(""))),
             viewers: AtomicUsize::new(0),
-            max_viewers: (workers / 2).max(1),
+            // Half the pool: with a pool of one, no viewer at all (it would hold every worker).
+            max_viewers: workers / 2,
             closing: AtomicBool::new(false),
         }
     }
@@ -260,9 +268,11 @@ impl Vitals {
                 (viewers < vitals.max_viewers).then_some(viewers + 1)
             })
             .is_ok();
+        // Frames made before this viewer came are old news: it waits for the next one.
+        let seen = vitals.latest().0;
         admitted.then(|| Viewer {
             vitals: Arc::clone(vitals),
-            seen: 0,
+            seen,
         })
     }
 
@@ -276,9 +286,10 @@ impl Vitals {
         self.max_viewers
     }
 
-    /// Replace the latest frame, unless a viewer holds the lock this instant (then this frame
-    /// is dropped: the reactor does not wait). Called on the reactor thread only.
-    pub fn publish(&self, frame: String) {
+    /// Replace the latest frame with what `render` makes, unless a viewer holds the lock this
+    /// instant: then nothing is rendered (the window keeps counting, and the next frame covers
+    /// both periods) and the reactor does not wait. Called on the reactor thread only.
+    pub fn publish(&self, render: impl FnOnce() -> String) {
         let mut latest = match self.latest.try_lock() {
             Ok(latest) => latest,
             // A viewer panicked while cloning an `Arc`: the pair is still whole.
@@ -286,7 +297,7 @@ impl Vitals {
             Err(TryLockError::WouldBlock) => return,
         };
         latest.0 += 1;
-        latest.1 = Arc::from(frame);
+        latest.1 = Arc::from(render());
     }
 
     /// The server has begun to drain: viewers end their streams.
@@ -380,11 +391,45 @@ mod tests {
         drop(second);
         assert_eq!(vitals.viewers(), 1);
         assert!(first.next_frame().is_none());
-        vitals.publish("{}".into());
+        vitals.publish(|| "{}".into());
         assert_eq!(first.next_frame().as_deref(), Some("{}"));
         assert!(first.next_frame().is_none());
         vitals.close();
         assert!(first.is_closing());
         assert!(Vitals::watch(&vitals).is_none());
+    }
+
+    /// A pool of one admits no viewer: a viewer would hold every worker.
+    #[test]
+    fn a_pool_of_one_admits_no_viewer() {
+        let vitals = Arc::new(Vitals::new(1));
+        assert_eq!(vitals.max_viewers(), 0);
+        assert!(Vitals::watch(&vitals).is_none());
+    }
+
+    /// A new viewer is not handed a frame made before it came; it waits for the next.
+    #[test]
+    fn a_new_viewer_waits_for_a_fresh_frame() {
+        let vitals = Arc::new(Vitals::new(2));
+        vitals.publish(|| "old".into());
+        let mut viewer = Vitals::watch(&vitals).unwrap();
+        assert!(viewer.next_frame().is_none());
+        vitals.publish(|| "new".into());
+        assert_eq!(viewer.next_frame().as_deref(), Some("new"));
+    }
+
+    /// A frame that cannot be published (a viewer holds the lock) is not rendered, so the
+    /// window it would have emptied keeps its counts for the next frame.
+    #[test]
+    fn a_frame_not_published_is_not_rendered() {
+        let vitals = Arc::new(Vitals::new(2));
+        let held = vitals.latest();
+        let mut rendered = false;
+        vitals.publish(|| {
+            rendered = true;
+            "x".into()
+        });
+        drop(held);
+        assert!(!rendered);
     }
 }

@@ -1222,6 +1222,7 @@ impl Reactor {
         // A viewer of `GET /events/loop` arrived this turn: frames from now on.
         if !self.vitals_armed && self.metrics.vitals().viewers() > 0 {
             self.vitals_armed = true;
+            self.metrics.reactor.restart_window(self.now);
             self.timers.insert(
                 timer::later(self.now, vitals::VITALS_EVERY),
                 TimerKind::PublishVitals,
