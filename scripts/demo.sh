@@ -20,7 +20,7 @@
 # DEMO_FASTAPI=0 (skip the FastAPI twin), DEMO_VENV (where its venv goes; default
 # $CARGO_TARGET_DIR or target/, then demo-venv).
 set -euo pipefail
-NAME=demo
+NAME=demo.sh # read by common.sh, in its messages
 # shellcheck source=scripts/common.sh
 . "$(dirname "$0")/common.sh"
 need curl python3
@@ -80,11 +80,11 @@ task_ticks() {
   done
 }
 
-# threads_ran BEFORE AFTER: the threads that ran at least 30 ms between two task_ticks, with
+# threads_ran BEFORE AFTER: the threads that ran at least 100 ms between two task_ticks, with
 # their CPU seconds: "reactor 0.56 s", "w0 0.49 + w1 0.50 s" (evloop-worker-K is wK).
 threads_ran() {
   awk -v hz="$CLK_TCK" 'NR == FNR { t[$1] = $3; next }
-    { d = $3 - t[$1]; if (d * 1000 / hz >= 30) {
+    { d = $3 - t[$1]; if (d * 1000 / hz >= 100) {
         n = $2; sub(/^evloop-worker-/, "w", n); if (n == "evloop") n = "reactor"
         out = out (out == "" ? "" : " + ") sprintf("%s %.2f", n, d / hz) } }
     END { print (out == "" ? "-" : out " s") }' <(echo "$1") <(echo "$2")
@@ -109,13 +109,13 @@ jobs() {
   if [ -n "$slow" ]; then
     WHERE="reactor (${slow##* } ms turn)"
   else
-    WHERE="pool ($(field pool_jobs) jobs)"
+    WHERE="pool, $(field pool_jobs) job$([ "$(field pool_jobs)" = 1 ] || echo s)"
   fi
   if awk -v m="$(field max_ms)" 'BEGIN { exit !(m < 50) }'; then LOOP=free; else LOOP=blocked; fi
 }
 
-row() { printf '%-26s %-24s %-24s %-24s %s\n' "$@"; }
-hr() { printf '%s\n' "-------------------------- ------------------------ ------------------------ ------------------------ ------------------------"; }
+row() { printf '%-28s %-24s %-24s %-24s %s\n' "$@"; }
+hr() { printf '%s\n' "---------------------------- ------------------------ ------------------------ ------------------------ ------------------------"; }
 
 # --- 1. CPU-bound ------------------------------------------------------------------------------
 section "1. CPU-bound: POST /speaker-count, a ${CLIP_S} s clip, on evloop --pool $CORES ($CORES cores; load average $(cut -d' ' -f1 /proc/loadavg))"
@@ -135,10 +135,6 @@ for col in inline pool two analyze; do
   C_PROBE[$col]="$(field p50_ms)/$(field p99_ms)/$(field max_ms)"
   C_EACH[$col]=$(field each_ms) C_BUSY[$col]=$BUSY C_RAN[$col]=$RAN
 done
-# What the machine gives two busy threads right now: two 500 ms spins (/cpu burns for a wall
-# time, so its CPU time is what the scheduler granted).
-jobs "$WORK/cpu.log" "GET /cpu?ms=500" "GET /cpu?ms=500"
-CEILING=$BUSY
 stop "$CPU_PID"
 echo
 row "" "blocking call" "non-blocking call" "concurrent calls" "gather (/analyze)"
@@ -147,8 +143,8 @@ hr
 row "notes (FastAPI): total" "1.66 s" "1.68 s" "3.10 s" "-"
 row "  thread / event loop" "main / blocked" "pool / free" "pool / free" "-"
 row "evloop: total time" "${C_WALL[inline]}" "${C_WALL[pool]}" "${C_WALL[two]}" "${C_WALL[analyze]}"
-row "  thread that ran it" "${C_WHERE[inline]}" "${C_WHERE[pool]}" "${C_WHERE[two]}" "${C_WHERE[analyze]}"
-row "  CPU s by thread" "${C_RAN[inline]}" "${C_RAN[pool]}" "${C_RAN[two]}" "${C_RAN[analyze]}"
+row "  thread that ran it (log)" "${C_WHERE[inline]}" "${C_WHERE[pool]}" "${C_WHERE[two]}" "${C_WHERE[analyze]}"
+row "  CPU s by thread (/proc)" "${C_RAN[inline]}" "${C_RAN[pool]}" "${C_RAN[two]}" "${C_RAN[analyze]}"
 row "  cores busy (CPU/wall)" "${C_BUSY[inline]}" "${C_BUSY[pool]}" "${C_BUSY[two]}" "${C_BUSY[analyze]}"
 row "  event loop" "${C_LOOP[inline]}" "${C_LOOP[pool]}" "${C_LOOP[two]}" "${C_LOOP[analyze]}"
 row "  /plaintext p50/p99/max ms" "${C_PROBE[inline]}" "${C_PROBE[pool]}" "${C_PROBE[two]}" "${C_PROBE[analyze]}"
@@ -163,11 +159,12 @@ cat <<EOF
   pure-Python job holds the GIL while it runs bytecode: two threads take turns on one core, so
   together they take about twice one job, and the process never keeps more than 1.0 core busy.
   evloop's jobs are Rust on threads with no global lock: here two took ${RATIO}x one job
-  (${C_EACH[two]} ms against ${C_EACH[pool]} ms), with ${C_BUSY[two]} cores busy; two 500 ms
-  spins (/cpu) at the same moment got ${CEILING} cores, which is what this machine, with its
-  other load (average $(cut -d' ' -f1 /proc/loadavg)), gives two busy threads. On ${CORES} idle
-  cores two jobs take about as long as one. /analyze is asyncio.gather inside one request:
-  decode, then a part per worker at once, joined on the reactor.
+  (${C_EACH[two]} ms against ${C_EACH[pool]} ms), and the CPU by thread shows two workers
+  each busy for most of the wall time, ${C_BUSY[two]} cores at once. On ${CORES} idle cores two
+  jobs take about as long as one; on a busy machine (load average now
+  $(cut -d' ' -f1 /proc/loadavg)) they share the cores with the rest and take longer, but never
+  take turns. /analyze is asyncio.gather inside one request: decode, then a part per worker at
+  once, joined on the reactor.
 EOF
 
 # --- 2. I/O-bound ------------------------------------------------------------------------------
@@ -213,43 +210,65 @@ cat <<EOF
 EOF
 
 # --- 3. how many workers -----------------------------------------------------------------------
+# Each configuration serves three loads in turn, WS seconds each, from closed-loop Python clients
+# (scripts/demo_probe.py load): CPU-bound, POST /speaker-count of a 60 s clip (about 50 ms of
+# work each, so the client's own CPU is small beside the server's); I/O-bound, GET /fanout of 4
+# awaited calls of 20 ms; mixed, both at once.
 WS=2
+MID=$WORK/mid.wav
+python3 "$SCRIPTS/make_clip.py" --seconds 60 --out "$MID" "$FIX/spk_k3_r0_clean.wav" "$FIX/spk_k2_r0_clean.wav"
 section "3. The notes' worker counts (CPU-bound 1, I/O-bound cores, mixed 1-2), on $CORES cores: req/s over ${WS} s each"
-echo "  CPU: POST /speaker-count, 5 s clip, 8 connections; I/O: GET /fanout?n=4&ms=20 (awaited), 32 connections;"
-echo "  mixed: both at once with 4 + 16 connections. p99 in ms."
+echo "  CPU: POST /speaker-count, 60 s clip, 4 connections; I/O: GET /fanout?n=4&ms=20 (awaited),"
+echo "  32 connections; mixed: both at once, 2 + 16 connections. p99 in ms."
 echo
-printf '%-22s %-18s %-22s %-34s\n' "--workers x --pool" "CPU-bound req/s" "I/O-bound req/s, p99" "mixed: CPU req/s; I/O req/s, p99"
-printf '%-22s %-18s %-22s %-34s\n' "----------------------" "------------------" "----------------------" "----------------------------------"
-for cfg in "1 1" "1 $CORES" "$CORES 1" "$CORES $CORES"; do
+wrow() { printf '%-22s %-18s %-24s %-30s\n' "$@"; }
+wrow "--workers x --pool" "CPU-bound req/s" "I/O-bound req/s, p99" "mixed: CPU req/s; I/O p99"
+wrow "----------------------" "------------------" "------------------------" "------------------------------"
+declare -A W_CPU W_IO W_MIX W_MIXP99
+CONFIGS=("1 1" "1 $CORES" "$CORES 1" "$CORES $CORES")
+for cfg in "${CONFIGS[@]}"; do
   read -r w p <<<"$cfg"
-  start "w$w-p$p" "$w" --pool "$p" --upstream "$UP_URL"
+  start "w$w-p$p" "$w" --pool "$p" --upstream "$UP_URL" --max-body "$MAX_BODY"
   PORT=$EV_PORT
-  R=$("${PROBE[@]}" --port "$PORT" load --path /speaker-count --body "$SHORT" --conns 8 --seconds "$WS" | grep '^RESULT')
-  cpu="$(field rps)"
+  R=$("${PROBE[@]}" --port "$PORT" load --path /speaker-count --body "$MID" --conns 4 --seconds "$WS" | grep '^RESULT')
+  W_CPU[$cfg]=$(field rps)
   R=$("${PROBE[@]}" --port "$PORT" load --path "/fanout?n=4&ms=20" --conns 32 --seconds "$WS" | grep '^RESULT')
-  io="$(field rps), $(field p99_ms)"
-  "${PROBE[@]}" --port "$PORT" load --path /speaker-count --body "$SHORT" --conns 4 --seconds "$WS" >"$WORK/mix-cpu.txt" &
+  W_IO[$cfg]=$(field rps) io_p99=$(field p99_ms)
+  "${PROBE[@]}" --port "$PORT" load --path /speaker-count --body "$MID" --conns 2 --seconds "$WS" >"$WORK/mix-cpu.txt" &
   mix=$!
   R=$("${PROBE[@]}" --port "$PORT" load --path "/fanout?n=4&ms=20" --conns 16 --seconds "$WS" | grep '^RESULT')
-  mixio="$(field rps), $(field p99_ms)"
+  W_MIXP99[$cfg]=$(field p99_ms)
   wait "$mix"
   R=$(grep '^RESULT' "$WORK/mix-cpu.txt")
-  printf '%-22s %-18s %-22s %-34s\n' "$w x $p" "$cpu" "$io" "$(field rps); $mixio"
+  W_MIX[$cfg]=$(field rps)
+  wrow "$w x $p" "${W_CPU[$cfg]}" "${W_IO[$cfg]}, $io_p99" "${W_MIX[$cfg]}; ${W_MIXP99[$cfg]}"
   stop "$EV_PID"
 done
 stop "$UP_PID"
+# best ARRAY-NAME [low]: the configuration with the highest (or lowest) value.
+best() {
+  local -n values=$1
+  local cfg
+  for cfg in "${CONFIGS[@]}"; do echo "${values[$cfg]} $cfg"; done |
+    sort -n "$([ "${2:-}" = low ] && echo -s || echo -r)" | head -1 | awk '{ printf "%s x %s (%s)", $2, $3, $1 }'
+}
+wrow "best here" "$(best W_CPU)" "$(best W_IO)" "$(best W_MIX); $(best W_MIXP99 low)"
+wrow "the notes say" "1 worker" "$CORES (cores)" "1-2"
 cat <<EOF
 
   The notes count worker *processes* because a Python process runs Python on one core at a
-  time (the GIL): CPU-bound work then needs processes, and "1 worker" there means one event
-  loop beside a process pool. In evloop the pool's threads already use every core, so for the
-  CPU-bound row 1 x $CORES does about what $CORES x 1 does, with one copy of the model; more
-  threads than cores ($CORES x $CORES) only add switching. For awaited I/O one reactor is
-  rarely the limit: the calls wait on sockets, not on threads or cores, so more processes help
-  only once parsing and answering saturate a core (plaintext at tens of thousands of req/s;
-  here the Python client is the bottleneck first). Mixed: what matters is that the CPU work
-  is off the loop, so the I/O p99 stays low; processes x threads past the core count only
-  share the same cores.
+  time (the GIL): "CPU-bound: 1 worker" means one event loop beside a pool that does the
+  computing (theirs a thread pool, which the GIL limits; a process pool does not), so the
+  loop stays free. In evloop the pool's threads already use every core: compare 1 x $CORES
+  with $CORES x 1 in the CPU column (one copy of the model against $CORES), and 1 x 1, which
+  leaves a core idle. $CORES x 1 also depends on how the client's keep-alive connections
+  were split between the processes when they were accepted: a process with more of them gets
+  more of the work while the other's core idles. Past the core count ($CORES x $CORES) the
+  threads only share the same cores. For awaited I/O the calls wait on sockets, not on threads or cores, so one reactor
+  serves them all: more processes help only once parsing and answering saturate a core
+  (plaintext at tens of thousands of req/s; here the Python client runs out first, and the
+  I/O column is about the same for every row). Mixed: the CPU work is off the loop in every
+  row, so the I/O p99 stays near the calls' own 20 ms.
 EOF
 
 # --- 4. the FastAPI twin -----------------------------------------------------------------------
@@ -322,12 +341,13 @@ else
   cat <<EOF
 
   The twin gives the notes' shape: blocking and non-blocking about the same time, two jobs
-  at once about twice one (the GIL), and never more than one core busy. What the notes' table
-  leaves out is the probe: with run_in_threadpool the job leaves the loop's thread, but the
-  loop still needs the GIL for every step of every request, and a CPU-bound thread holds it
-  for up to the switch interval (5 ms) at a time, so each /plaintext waits several rounds and
-  the queue grows. Pure-Python CPU work needs another process (ProcessPoolExecutor, or
-  gunicorn workers) to leave the loop alone; evloop's pool threads already do.
+  at once about twice one (the GIL: they take turns), and about one core busy at most. What
+  the notes' table leaves out is the probe: with run_in_threadpool the job leaves the loop's
+  thread, but the loop still needs the GIL for every step of every request, and a CPU-bound
+  thread holds it up to the switch interval (5 ms) at a time, so /plaintext still waits
+  (p50 ${F_PROBE[pool]%%/*} ms with one job, ${F_PROBE[two]%%/*} ms with two, against evloop's
+  ${C_PROBE[pool]%%/*} and ${C_PROBE[two]%%/*} ms). Pure-Python CPU work needs another process
+  (ProcessPoolExecutor, or gunicorn workers) to leave the loop alone; evloop's threads do.
 EOF
 fi
 
