@@ -13,7 +13,7 @@
 #                 baseline (`SOAK_SECONDS=300 make soak` for a shorter one)
 #   make fuzz     the socket-free request path under cargo-fuzz for FUZZ_SECONDS (default 1800)
 #   make demo     the asyncio notes' blocking / non-blocking / concurrent test, the I/O-bound
-#                 one and the worker counts, measured here and explained (under a minute)
+#                 one and the worker counts, measured here and explained (about a minute)
 #   make scaleout three evloop hosts (network namespaces) behind nginx, under wrk: the spread,
 #                 a rolling restart and a SIGKILL, none failing a request (root;
 #                 SCALEOUT_SECONDS=5 make scaleout for a short run)

@@ -111,7 +111,15 @@ jobs() {
   else
     WHERE="pool, $(field pool_jobs) job$([ "$(field pool_jobs)" = 1 ] || echo s)"
   fi
-  if awk -v m="$(field max_ms)" 'BEGIN { exit !(m < 50) }'; then LOOP=free; else LOOP=blocked; fi
+  if awk -v m="$(field max_ms)" 'BEGIN { exit !(m < 50) }'; then
+    LOOP=free
+  elif [ -n "$slow" ]; then
+    LOOP=blocked
+  else
+    # No handler ran on the reactor, yet the probe waited: the reactor thread itself was kept
+    # off the CPU by the rest of the machine (the log then has a slow turn naming no handler).
+    LOOP="slowed (busy machine)"
+  fi
 }
 
 row() { printf '%-28s %-24s %-24s %-24s %s\n' "$@"; }
@@ -119,6 +127,9 @@ hr() { printf '%s\n' "---------------------------- ------------------------ ----
 
 # --- 1. CPU-bound ------------------------------------------------------------------------------
 section "1. CPU-bound: POST /speaker-count, a ${CLIP_S} s clip, on evloop --pool $CORES ($CORES cores; load average $(cut -d' ' -f1 /proc/loadavg))"
+if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v c="$CORES" 'BEGIN { exit !(l >= c) }'; then
+  echo "  (the machine is busy: other processes compete for the cores, so the times vary from run to run)"
+fi
 start cpu 1 --pool "$CORES" --max-body "$MAX_BODY"
 PORT=$EV_PORT CPU_PID=$EV_PID SERVER=$EV_PID
 "${PROBE[@]}" --port "$PORT" jobs --job "POST /speaker-count $SHORT" >/dev/null # warm up
@@ -148,8 +159,13 @@ row "  CPU s by thread (/proc)" "${C_RAN[inline]}" "${C_RAN[pool]}" "${C_RAN[two
 row "  cores busy (CPU/wall)" "${C_BUSY[inline]}" "${C_BUSY[pool]}" "${C_BUSY[two]}" "${C_BUSY[analyze]}"
 row "  event loop" "${C_LOOP[inline]}" "${C_LOOP[pool]}" "${C_LOOP[two]}" "${C_LOOP[analyze]}"
 row "  /plaintext p50/p99/max ms" "${C_PROBE[inline]}" "${C_PROBE[pool]}" "${C_PROBE[two]}" "${C_PROBE[analyze]}"
+if awk -v b="${C_BUSY[two]}" 'BEGIN { exit !(b >= 1.4) }'; then
+  TWO_NOTE="The CPU by thread shows both workers busy at the same time: on $CORES free cores two jobs take about as long as one."
+else
+  TWO_NOTE="The machine did not have two cores to spare just then (load average $(cut -d' ' -f1 /proc/loadavg) on $CORES cores: other processes were running), so the two workers shared it and the total looks like the GIL's, for another reason: nothing in evloop made them take turns. Where a second core is free the workers' CPU adds up to more than the wall time (cores busy near 2) and two jobs take about as long as one; a pure-Python process never passes 1.0 (section 4)."
+fi
 RATIO=$(awk -v a="${C_WALL[two]% s}" -v b="${C_WALL[pool]% s}" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')
-cat <<EOF
+cat <<EOF | fmt -w 98
 
   Blocking vs non-blocking: the job costs about the same on either thread; what changes is
   everyone else. Inline, the reactor runs it and every /plaintext request waits until it ends
@@ -159,12 +175,9 @@ cat <<EOF
   pure-Python job holds the GIL while it runs bytecode: two threads take turns on one core, so
   together they take about twice one job, and the process never keeps more than 1.0 core busy.
   evloop's jobs are Rust on threads with no global lock: here two took ${RATIO}x one job
-  (${C_EACH[two]} ms against ${C_EACH[pool]} ms), and the CPU by thread shows two workers
-  each busy for most of the wall time, ${C_BUSY[two]} cores at once. On ${CORES} idle cores two
-  jobs take about as long as one; on a busy machine (load average now
-  $(cut -d' ' -f1 /proc/loadavg)) they share the cores with the rest and take longer, but never
-  take turns. /analyze is asyncio.gather inside one request: decode, then a part per worker at
-  once, joined on the reactor.
+  (${C_EACH[two]} ms against ${C_EACH[pool]} ms) with ${C_BUSY[two]} cores busy. $TWO_NOTE
+  /analyze is asyncio.gather inside one request: decode, then a part per worker at once,
+  joined on the reactor.
 EOF
 
 # --- 2. I/O-bound ------------------------------------------------------------------------------
@@ -199,7 +212,7 @@ row "evloop: total time" "${I_WALL[await]}" "${I_WALL[pool]}" "${I_WALL[inline]}
 row "  thread(s) waiting" "${I_THREADS[await]}" "${I_THREADS[pool]}" "${I_THREADS[inline]}" "${I_THREADS[await200]}"
 row "  event loop" "${I_LOOP[await]}" "${I_LOOP[pool]}" "${I_LOOP[inline]}" "${I_LOOP[await200]}"
 row "  /plaintext p50/p99/max ms" "${I_PROBE[await]}" "${I_PROBE[pool]}" "${I_PROBE[inline]}" "${I_PROBE[await200]}"
-cat <<EOF
+cat <<EOF | fmt -w 98
 
   Here awaiting wins: $FN calls awaited take about one call's $FMS ms, since the reactor waits on
   all their sockets at once and no thread waits at all (200 calls take hardly longer). A blocking
@@ -254,7 +267,7 @@ best() {
 }
 wrow "best here" "$(best W_CPU)" "$(best W_IO)" "$(best W_MIX); $(best W_MIXP99 low)"
 wrow "the notes say" "1 worker" "$CORES (cores)" "1-2"
-cat <<EOF
+cat <<EOF | fmt -w 98
 
   The notes count worker *processes* because a Python process runs Python on one core at a
   time (the GIL): "CPU-bound: 1 worker" means one event loop beside a pool that does the
@@ -338,7 +351,7 @@ else
   row "evloop: total time" "${C_WALL[inline]}" "${C_WALL[pool]}" "${C_WALL[two]}"
   row "  cores busy (CPU/wall)" "${C_BUSY[inline]}" "${C_BUSY[pool]}" "${C_BUSY[two]}"
   row "  /plaintext p50/p99/max ms" "${C_PROBE[inline]}" "${C_PROBE[pool]}" "${C_PROBE[two]}"
-  cat <<EOF
+  cat <<EOF | fmt -w 98
 
   The twin gives the notes' shape: blocking and non-blocking about the same time, two jobs
   at once about twice one (the GIL: they take turns), and about one core busy at most. What
