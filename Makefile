@@ -12,13 +12,15 @@
 #   make soak     mixed load for SOAK_SECONDS (default 600), then RSS and fds against the
 #                 baseline (`SOAK_SECONDS=300 make soak` for a shorter one)
 #   make fuzz     the socket-free request path under cargo-fuzz for FUZZ_SECONDS (default 1800)
+#   make demo     the asyncio notes' blocking / non-blocking / concurrent test, the I/O-bound
+#                 one and the worker counts, measured here and explained (about a minute)
 #   make scaleout three evloop hosts (network namespaces) behind nginx, under wrk: the spread,
 #                 a rolling restart and a SIGKILL, none failing a request (root;
 #                 SCALEOUT_SECONDS=5 make scaleout for a short run)
 
 CARGO ?= cargo
 
-.PHONY: all build run test smoke load bench attack soak fuzz scaleout clean
+.PHONY: all build run test smoke load bench attack soak fuzz scaleout demo clean
 
 all: build
 
@@ -63,6 +65,9 @@ fuzz:
 
 scaleout: build
 	scripts/scaleout.sh
+
+demo: build
+	scripts/demo.sh
 
 clean:
 	$(CARGO) clean
