@@ -259,7 +259,11 @@ fn the_dashboard_is_a_page_that_follows_the_event_stream() {
     let page = response.text();
     assert!(page.starts_with("<!doctype html>"));
     assert!(page.contains(r#"new EventSource("/events/loop")"#));
-    assert!(!page.contains("<script src") && !page.contains("<link"));
+    // Nothing fetched from elsewhere: the one link is an empty inline icon, so the browser does
+    // not ask for /favicon.ico either.
+    assert!(!page.contains("<script src"));
+    assert_eq!(page.matches("<link").count(), 1);
+    assert!(page.contains(r#"<link rel="icon" href="data:,">"#));
 }
 
 /// With `--workers 2`, each process streams its own frames: a viewer sees the process that
