@@ -18,20 +18,17 @@ use common::{
     get, leave_and_time_next_job, spawn_binary, spawn_in_process, test_config, Client, Response,
 };
 
-/// Split one SSE event, checking its exact bytes: `event: NAME\ndata: JSON\n\n`.
+/// Split one SSE event, checking its exact bytes: `event: NAME\ndata: JSON\n\n`, and no
+/// `retry:` field (these streams set none).
 fn event(chunk: &[u8]) -> (String, Value) {
-    let text = std::str::from_utf8(chunk).expect("an event is text");
-    let rest = text
-        .strip_prefix("event: ")
-        .unwrap_or_else(|| panic!("not an event: {text:?}"));
-    let (name, rest) = rest.split_once('\n').expect("the event line ends");
-    let data = rest
-        .strip_prefix("data: ")
-        .and_then(|rest| rest.strip_suffix("\n\n"))
-        .unwrap_or_else(|| panic!("not one data line then a blank line: {text:?}"));
-    assert!(!data.contains('\n'), "one data line: {text:?}");
-    let value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data:?}"));
-    (name.to_string(), value)
+    let event = common::sse::parse(chunk);
+    assert_eq!(
+        event.retry,
+        None,
+        "a retry field: {:?}",
+        String::from_utf8_lossy(chunk)
+    );
+    (event.name, event.data)
 }
 
 /// The head of an event stream sent with chunked framing.
