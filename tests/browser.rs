@@ -8,7 +8,8 @@
 //!
 //! Where chromium or chromedriver is not installed the test is skipped with a note on stderr —
 //! unless `EVLOOP_REQUIRE_BROWSER` is set (CI installs both and sets it), then it fails. With
-//! `EVLOOP_SCREENSHOTS=1` it also saves docs/dashboard-idle.png and docs/dashboard-inline.png.
+//! `EVLOOP_SCREENSHOTS=1` it also saves docs/dashboard-idle.png, docs/dashboard-inline.png and
+//! docs/dashboard-workers.png (and waits a few seconds more, so that the charts have a history).
 
 mod common;
 
@@ -169,7 +170,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": browser.display().to_string(),
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1100,560"],
+                         "--disable-dev-shm-usage", "--window-size=1100,760"],
             },
             "goog:loggingPrefs": { "browser": "ALL" },
         }}});
@@ -338,6 +339,11 @@ fn dashboard_moves_in_a_real_browser() {
         server.pid().to_string(),
         "the page shows the server's pid"
     );
+    // Screenshots want some history on the page's charts; the test alone does not.
+    let screenshots = std::env::var_os("EVLOOP_SCREENSHOTS").is_some();
+    if screenshots {
+        thread::sleep(Duration::from_secs(5));
+    }
     let idle_peak = millis(&browser.text_where("peak", Duration::from_secs(5), |t| t != "–"));
     assert!(idle_peak < 100.0, "an idle loop peaks at {idle_peak} ms");
     let idle_requests = browser.text("requests");
@@ -371,6 +377,14 @@ fn dashboard_moves_in_a_real_browser() {
         t != "–" && millis(t) >= 290.0
     });
     let slow = browser.text_where("slow", Duration::from_secs(5), |t| t.contains("/cpu"));
+    if screenshots {
+        for ms in [150, 450, 300] {
+            thread::sleep(Duration::from_millis(1500));
+            let response = client.request(get(&format!("/cpu?ms={ms}&mode=inline")));
+            assert_eq!(response.status, 200, "{}", response.text());
+        }
+        thread::sleep(Duration::from_secs(1));
+    }
     maybe_screenshot(&browser, "dashboard-inline.png");
     stop.store(true, Ordering::Relaxed);
     load.join().expect("the load thread");
@@ -386,4 +400,78 @@ fn dashboard_moves_in_a_real_browser() {
         sent.load(Ordering::Relaxed),
         started.elapsed()
     );
+}
+
+/// With `--workers 2`, the page lists both processes, each with its own sparkline, and marks one
+/// whose loop stops (SIGSTOP, as a long turn would) as stalled, then no longer once it runs.
+#[test]
+fn with_workers_the_page_shows_every_process() {
+    let Some((driver, chromium)) = browser_tools() else {
+        return;
+    };
+    let server = spawn_binary(&["--workers", "2", "--pool", "2"]);
+    server.wait_for_log_line(
+        &["all 2 worker processes are ready"],
+        Duration::from_secs(20),
+    );
+    let addr = server.addr();
+    let browser = Browser::start(&driver, &chromium);
+    browser.open(&format!("http://{addr}/dashboard"));
+    browser.text_where("status", Duration::from_secs(10), |t| t.starts_with("live"));
+    // For a screenshot: clients on both processes for a few seconds, so that the rows move.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    if std::env::var_os("EVLOOP_SCREENSHOTS").is_some() {
+        for _ in 0..4 {
+            let stop = Arc::clone(&stop);
+            load.push(thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut client = Client::connect(addr);
+                    for _ in 0..200 {
+                        let _ = client.request(get("/plaintext"));
+                    }
+                }
+            }));
+        }
+        thread::sleep(Duration::from_secs(6));
+    }
+    let own: u32 = browser
+        .text_where("pid", Duration::from_secs(5), |t| t != "–")
+        .parse()
+        .expect("a pid");
+    // Both processes, each in a row of the table: "PID (this page) …" and the other's "PID …".
+    let table = browser.text_where("processes", Duration::from_secs(10), |t| {
+        t.lines().filter(|line| line.contains("turning")).count() == 2
+    });
+    let other: u32 = table
+        .lines()
+        .filter(|line| line.contains("turning"))
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .find(|&pid| pid != own)
+        .unwrap_or_else(|| panic!("no other process in {table:?}"));
+
+    // SAFETY: kill(2) with a pid of the server's process group and a constant signal.
+    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGSTOP) }, 0);
+    let stalled = browser.text_where("processes", Duration::from_secs(5), |t| {
+        t.lines()
+            .any(|line| line.starts_with(&other.to_string()) && line.contains("stalled"))
+    });
+    if !load.is_empty() {
+        thread::sleep(Duration::from_millis(1500));
+    }
+    maybe_screenshot(&browser, "dashboard-workers.png");
+    stop.store(true, Ordering::Relaxed);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGCONT) }, 0);
+    browser.text_where("processes", Duration::from_secs(5), |t| {
+        t.lines().filter(|line| line.contains("turning")).count() == 2
+    });
+
+    for thread in load {
+        thread.join().expect("a load thread");
+    }
+    let console = browser.console();
+    let errors = errors(&console);
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    eprintln!("dashboard in chromium, --workers 2: {stalled:?}");
 }

@@ -2,7 +2,7 @@
 //! four times a second that parse and move with the load (requests per second under a client,
 //! the longest turn and a slow turn named after its handler when one blocks the loop), a cap on
 //! viewers that a viewer leaving lifts, a drain that ends every viewer's stream, what a viewer
-//! sees with `--workers 2` (its own process), and the page.
+//! sees with `--workers 2` (every process, and one that stalls), and the page.
 
 mod common;
 
@@ -266,25 +266,72 @@ fn the_dashboard_is_a_page_that_follows_the_event_stream() {
     assert!(page.contains(r#"<link rel="icon" href="data:,">"#));
 }
 
-/// With `--workers 2`, each process streams its own frames: a viewer sees the process that
-/// accepted its connection, one of the supervisor's children, named by the frame's `pid`.
+/// The parent of process `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: u64) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: the fields after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Each process's `age_ms` in a frame's `processes`, by pid.
+fn ages(frame: &Value) -> Vec<(u64, u64)> {
+    frame["processes"]
+        .as_array()
+        .map(|processes| {
+            processes
+                .iter()
+                .filter_map(|p| Some((p["pid"].as_u64()?, p["age_ms"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// With `--workers 2`, a viewer is served by one process, named by each frame's `pid`, and sees
+/// both: its frames list every process with how long ago it posted. A process whose loop stops
+/// (here: SIGSTOP, as a long turn would) falls behind while the viewer's frames go on, and
+/// catches up when it runs again.
 #[test]
-fn with_workers_a_viewer_sees_the_process_that_took_its_connection() {
+fn with_workers_a_viewer_sees_every_process_and_a_stalled_one() {
     let server = common::spawn_binary(&["--workers", "2", "--pool", "2"]);
+    server.wait_for_log_line(
+        &["all 2 worker processes are ready"],
+        Duration::from_secs(20),
+    );
     let supervisor = server.pid();
     let mut client = Client::connect(server.addr());
     client.send(get("/events/loop"));
     assert_eq!(client.read_head_response().status, 200);
-    let frame = next_frame(&mut client).data;
-    let pid = frame["pid"].as_u64().expect("a pid");
-    assert_ne!(pid, supervisor as u64, "{frame}");
-    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // `pid (comm) state ppid …`: the fields after the last `)`.
-            let rest = &stat[stat.rfind(')')? + 1..];
-            rest.split_whitespace().nth(1)?.parse::<i32>().ok()
-        });
-    assert_eq!(parent, Some(supervisor), "{frame}");
-    assert_eq!(next_frame(&mut client).data["pid"], pid);
+
+    // The other process hears the request for frames at its next metrics post (≤ 1 s).
+    let both = frame_where(&mut client, Duration::from_secs(5), |frame| {
+        let ages = ages(frame);
+        ages.len() == 2 && ages.iter().all(|&(_, age)| age < 1000)
+    });
+    let own = both["pid"].as_u64().expect("a pid");
+    let pids: Vec<u64> = ages(&both).iter().map(|&(pid, _)| pid).collect();
+    assert!(pids.contains(&own), "{both}");
+    for &pid in &pids {
+        assert_eq!(parent_of(pid), Some(supervisor), "{both}");
+    }
+    let other = *pids
+        .iter()
+        .find(|&&pid| pid != own)
+        .expect("another process");
+
+    // SAFETY: `kill` with a child process's pid and a constant signal.
+    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGSTOP) }, 0);
+    let stalled = frame_where(&mut client, Duration::from_secs(5), |frame| {
+        ages(frame)
+            .iter()
+            .any(|&(pid, age)| pid == other && age > 1500)
+    });
+    assert_eq!(stalled["pid"], own, "the viewer's own process goes on");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGCONT) }, 0);
+    frame_where(&mut client, Duration::from_secs(5), |frame| {
+        ages(frame)
+            .iter()
+            .any(|&(pid, age)| pid == other && age < 1000)
+    });
 }

@@ -8,14 +8,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde_json::Value;
+
 use super::encode::{Encoder, Kind, Number};
 use super::family::{Family, Label, LabelValue};
 use super::histogram::{Histogram, LocalHistogram, Unit, LATENCY_BOUNDS, TURN_BOUNDS};
 use super::local::{nanos, LocalCounter, LocalGauge, LocalMax};
 use super::merge::merge;
 use super::shared::Scoreboard;
-use super::vitals::{Levels, Vitals, Window};
+use super::vitals::{self, Levels, Vitals, Window};
 use super::{Counter, Gauge};
+use crate::sys;
 
 /// Declares an enum of label values: its variants, the label's name, and each value's text.
 macro_rules! label_values {
@@ -560,6 +563,27 @@ impl PoolMetrics {
     }
 }
 
+/// `own` (this process's frame) with a `processes` list: every process's frame, `own` and
+/// the `others` (each with how long ago it was posted, in ms) by pid, each with its `age_ms`.
+/// Frames older than [`vitals::FORGET_AFTER`], or not JSON objects, are left out.
+fn with_processes(mut own: Value, others: Vec<(u64, Vec<u8>)>) -> Value {
+    let mut processes = vec![own.clone()];
+    processes.extend(
+        others
+            .into_iter()
+            .filter(|(age, _)| *age <= vitals::FORGET_AFTER.as_millis() as u64)
+            .filter_map(|(age, text)| {
+                let mut frame: Value = serde_json::from_slice(&text).ok()?;
+                frame.as_object_mut()?.insert("age_ms".into(), age.into());
+                Some(frame)
+            }),
+    );
+    processes[0]["age_ms"] = 0.into();
+    processes.sort_by_key(|frame| frame["pid"].as_u64());
+    own["processes"] = Value::Array(processes);
+    own
+}
+
 /// What renders the server's metrics at the moment of a scrape: lent to the `/metrics` handler
 /// through [`crate::router::Context`]. The reactor's implementation first reads into the
 /// registry the levels it keeps elsewhere (the pool's queue, the upstream connections); a bare
@@ -633,7 +657,8 @@ impl Registry {
 
     /// Publish a frame of the loop's vital signs over the window that ends `now`, with the
     /// pool's levels as they are (`busy` workers, `queued` jobs), and start a new window.
-    /// The reactor calls it every [`super::vitals::VITALS_EVERY`] while someone watches.
+    /// The reactor calls it every [`super::vitals::VITALS_EVERY`] while someone watches, here
+    /// or (with `--workers N`) in another process: see [`super::vitals`].
     pub fn publish_vitals(&mut self, now: Instant, busy: usize, queued: usize) {
         let reactor = &mut self.reactor;
         let connections = ConnectionState::ALL
@@ -650,7 +675,41 @@ impl Registry {
             connections,
         };
         let window = &mut reactor.window;
-        self.vitals.publish(|| window.frame(now, &levels));
+        let Some(shared) = &self.shared else {
+            self.vitals
+                .publish(|| window.frame(now, &levels).to_string());
+            return;
+        };
+        let now_ms = sys::monotonic_ms();
+        let own = window.frame(now, &levels);
+        if !shared.board.post_vitals(now_ms, own.to_string().as_bytes()) {
+            log::warn!("this process's vitals frame does not fit its scoreboard slot; not posted");
+        }
+        if self.vitals.viewers() == 0 {
+            return;
+        }
+        shared
+            .board
+            .watch_until(now_ms + vitals::WATCH_AHEAD.as_millis() as u64);
+        let others = shared.board.others_vitals(now_ms);
+        self.vitals
+            .publish(|| with_processes(own, others).to_string());
+    }
+
+    /// True if another process of `--workers N` has dashboard viewers and asks this one for
+    /// vitals frames.
+    pub fn vitals_watched(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|shared| shared.board.watched(sys::monotonic_ms()))
+    }
+
+    /// This process stops posting vitals frames: take its last one off the scoreboard, so
+    /// that the next viewer does not see it as a frame from a stalled process.
+    pub fn vitals_stopped(&self) {
+        if let Some(shared) = &self.shared {
+            shared.board.clear_own_vitals();
+        }
     }
 
     /// Share this process's numbers with the other processes of `--workers N` through

@@ -392,3 +392,65 @@ proptest! {
         prop_assert!(text.contains(&expected));
     }
 }
+
+/// With `--workers N`: a process with a dashboard viewer asks the others for frames, and each
+/// frame its viewer gets lists every process that posts one, with its age; a process that
+/// stops posting leaves the list.
+#[test]
+fn a_viewer_sees_every_process_that_posts_vitals() {
+    use super::shared::Scoreboard;
+    use super::vitals::Vitals;
+    use std::time::Instant;
+
+    let board = Scoreboard::create(3).unwrap();
+    let registry = |own| {
+        let mut registry = Registry::new(["/"], 4, SystemTime::now());
+        registry.share(board.as_process(own));
+        registry
+    };
+    let (mut watched, mut other) = (registry(0), registry(1));
+    let mut viewer = Vitals::watch(watched.vitals()).unwrap();
+    let frame = |viewer: &mut super::vitals::Viewer| -> serde_json::Value {
+        serde_json::from_str(&viewer.next_frame().expect("a new frame")).unwrap()
+    };
+
+    assert!(!other.vitals_watched(), "nobody has asked yet");
+    watched.publish_vitals(Instant::now(), 1, 0);
+    let first = frame(&mut viewer);
+    assert_eq!(first["processes"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["processes"][0]["age_ms"], 0);
+    assert!(
+        other.vitals_watched(),
+        "the viewer's process asks the others"
+    );
+    assert!(!watched.vitals_watched(), "a process does not ask itself");
+
+    other.reactor.turn_done(Duration::from_millis(30));
+    other.publish_vitals(Instant::now(), 3, 2);
+    watched.publish_vitals(Instant::now(), 1, 0);
+    let second = frame(&mut viewer);
+    let processes = second["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 2, "{second}");
+    let posted = processes
+        .iter()
+        .find(|frame| frame["pool"]["busy"] == 3)
+        .expect("the other process's frame");
+    assert_eq!(posted["pool"]["queued"], 2);
+    assert_eq!(posted["turn_max_us"], 30_000);
+    assert!(posted["age_ms"].as_u64().unwrap() < 1_000, "{posted}");
+    assert_eq!(
+        second["pool"]["busy"], 1,
+        "the top level is the viewer's own process"
+    );
+
+    other.vitals_stopped();
+    watched.publish_vitals(Instant::now(), 1, 0);
+    let third = frame(&mut viewer);
+    assert_eq!(third["processes"].as_array().unwrap().len(), 1, "{third}");
+
+    // Without viewers, a process still posts for the others but asks nobody.
+    drop(viewer);
+    let mut alone = registry(2);
+    alone.publish_vitals(Instant::now(), 0, 0);
+    assert_eq!(board.as_process(0).others_vitals(u64::MAX).len(), 1);
+}

@@ -25,8 +25,9 @@
 //!
 //! Why not a seqlock or atomics per number: the frame is text the viewer sends as it is, so one
 //! pointer swap under an uncontended lock is the whole protocol, and there is no `unsafe`.
-//! Why not the scoreboard ([`super::shared`]): it exists only with `--workers N`, is posted
-//! once a second, and carries the Prometheus text, which a viewer would have to parse back.
+//! Why not the scoreboard ([`super::shared`]) for this hand-over: it exists only with
+//! `--workers N`, and within one process an `Arc` swap is all it takes. Frames do go through
+//! the scoreboard to reach *other* processes (below).
 //!
 //! **What a viewer costs.** A viewer holds one pool worker for as long as it watches, asleep
 //! almost all the time. That is a thread the CPU-bound routes cannot use, so the number of
@@ -34,10 +35,18 @@
 //! over the cap is answered 503. When nobody watches, no timer is armed and the window costs a few adds per
 //! turn.
 //!
-//! **With `--workers N`.** Each process has its own reactor, counters and `Vitals`; a viewer
-//! sees the process whose accept took its connection, and every frame names it (`pid`). A
-//! reconnect may land on another process. Showing every process at once is left for later (the
-//! reactors would post their frames to the scoreboard next to their metrics).
+//! **With `--workers N`.** Each process has its own reactor, counters, window and `Vitals`; a
+//! viewer is served by the process whose accept took its connection. That process also shows
+//! the others: while it has viewers it asks them, through the scoreboard ([`super::shared`]),
+//! for frames; they notice within a second (at their next metrics post) and from then on post
+//! a frame every [`VITALS_EVERY`] into their slot, until nobody has asked for
+//! [`WATCH_AHEAD`]. Each frame a viewer receives is then its own process's frame with a
+//! `processes` list: every process's latest frame (its own among them), each with `age_ms`,
+//! how long ago it was posted. A process whose reactor is stuck in a long turn posts nothing,
+//! so its age grows: the page shows that process stalled while the others go on. A frame
+//! that cannot be handed to this process's viewers at that instant (the lock is held) is
+//! still posted for the others; its viewers then miss that window, rather than the reactor
+//! rendering twice.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -59,6 +68,12 @@ pub const MAX_VIEW: Duration = Duration::from_secs(30);
 /// that took longest in it. Lower than the reactor's slow-turn warning (100 ms): on a
 /// dashboard, a 10 ms stall is already worth seeing.
 pub const SLOW_TURN: Duration = Duration::from_millis(10);
+/// How far ahead a process with viewers asks the others for frames, renewed with each of its
+/// own frames: they stop posting this long after its last viewer left.
+pub const WATCH_AHEAD: Duration = Duration::from_secs(2);
+/// A process's frame older than this is left out of `processes` (it stopped posting long ago
+/// and its slot was not cleared, which should not happen).
+pub const FORGET_AFTER: Duration = Duration::from_secs(30);
 /// Slow turns a frame lists (the latest).
 pub const SLOW_TURNS_KEPT: usize = 8;
 /// Upper bounds of the frame's small turn histogram, in microseconds; the last bucket takes the
@@ -164,7 +179,7 @@ impl Window {
 
     /// The frame for the window that ends `now`, with the levels read at this moment; the
     /// window starts again.
-    pub fn frame(&mut self, now: Instant, levels: &Levels) -> String {
+    pub fn frame(&mut self, now: Instant, levels: &Levels) -> Value {
         let seconds = now.saturating_duration_since(self.began).as_secs_f64();
         // Per second, one decimal; a window of no time (two frames in one turn) counts as none.
         let rate = |count: u64| {
@@ -213,7 +228,7 @@ impl Window {
             "slow_turns": slow,
         });
         self.restart(now);
-        frame.to_string()
+        frame
     }
 }
 
@@ -365,17 +380,13 @@ mod tests {
         window.request(0);
         window.request(0);
         window.request(7); // no such route: ignored
-        let frame: Value =
-            serde_json::from_str(&window.frame(start + Duration::from_secs(2), &Levels::default()))
-                .unwrap();
+        let frame = window.frame(start + Duration::from_secs(2), &Levels::default());
         assert_eq!(frame["turn_max_us"], 20_000);
         assert_eq!(frame["turns"]["<100µs"], 1);
         assert_eq!(frame["turns"]["<100ms"], 1);
         assert_eq!(frame["requests_per_s"]["/a"], 1.0);
         assert_eq!(frame["slow_turns"][0]["handler"], "GET /a");
-        let next: Value =
-            serde_json::from_str(&window.frame(start + Duration::from_secs(3), &Levels::default()))
-                .unwrap();
+        let next = window.frame(start + Duration::from_secs(3), &Levels::default());
         assert_eq!(next["turn_max_us"], 0);
         assert_eq!(next["requests_per_s"]["/a"], 0.0);
         assert_eq!(next["slow_turns"][0]["took_ms"], 20);

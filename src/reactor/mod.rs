@@ -581,7 +581,8 @@ struct Reactor {
     /// `&mut`: one thread, so no lock and no atomic on the hot path.
     metrics: metrics::Registry,
     /// True while a `PublishVitals` timer is in the heap: from the turn the first viewer of
-    /// `GET /events/loop` arrives to the frame that finds none left.
+    /// `GET /events/loop` arrives (or the metrics post that finds another process asking for
+    /// frames) to the frame that finds nobody watching.
     vitals_armed: bool,
 }
 
@@ -1127,26 +1128,45 @@ impl Reactor {
     }
 
     /// Publish a frame for the viewers of `GET /events/loop`, and come back in
-    /// [`vitals::VITALS_EVERY`] while any are left; else the next viewer's turn re-arms it
-    /// (step 9).
+    /// [`vitals::VITALS_EVERY`] while any are left here, or (with `--workers N`) another
+    /// process asks for frames; else a new viewer's turn, or the next metrics post, re-arms it.
     fn publish_vitals(&mut self) {
         self.metrics
             .publish_vitals(self.now, self.pool.busy(), self.pool.queued());
-        if self.metrics.vitals().viewers() > 0 {
+        if self.metrics.vitals().viewers() > 0 || self.metrics.vitals_watched() {
             self.timers.insert(
                 timer::later(self.now, vitals::VITALS_EVERY),
                 TimerKind::PublishVitals,
             );
         } else {
             self.vitals_armed = false;
+            self.metrics.vitals_stopped();
         }
     }
 
-    /// Refresh the levels a scrape would read, post the metrics for the other processes, and
-    /// come back in [`POST_METRICS_EVERY`].
+    /// Start publishing vitals frames, every [`vitals::VITALS_EVERY`] from now (a window
+    /// starts now too), unless already doing so.
+    fn arm_vitals(&mut self) {
+        if self.vitals_armed {
+            return;
+        }
+        self.vitals_armed = true;
+        self.metrics.reactor.restart_window(self.now);
+        self.timers.insert(
+            timer::later(self.now, vitals::VITALS_EVERY),
+            TimerKind::PublishVitals,
+        );
+    }
+
+    /// Refresh the levels a scrape would read, post the metrics for the other processes, start
+    /// posting vitals frames if another process's dashboard asks for them, and come back in
+    /// [`POST_METRICS_EVERY`].
     fn post_metrics(&mut self) {
         connection::read_levels(&self.metrics, &self.pool, &self.outbound);
         self.metrics.post();
+        if self.metrics.vitals_watched() {
+            self.arm_vitals();
+        }
         self.timers.insert(
             timer::later(self.now, POST_METRICS_EVERY),
             TimerKind::PostMetrics,
@@ -1221,12 +1241,7 @@ impl Reactor {
         }
         // A viewer of `GET /events/loop` arrived this turn: frames from now on.
         if !self.vitals_armed && self.metrics.vitals().viewers() > 0 {
-            self.vitals_armed = true;
-            self.metrics.reactor.restart_window(self.now);
-            self.timers.insert(
-                timer::later(self.now, vitals::VITALS_EVERY),
-                TimerKind::PublishVitals,
-            );
+            self.arm_vitals();
         }
         self.stats.record(turn, self.now);
         self.metrics.reactor.turn_done(turn);
