@@ -402,6 +402,25 @@ fn dashboard_moves_in_a_real_browser() {
     );
 }
 
+/// A process stopped with SIGSTOP (what a loop stuck in a long turn looks like from outside),
+/// resumed when this is dropped, so that a failing test leaves no stopped process behind.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        // SAFETY: kill(2) with a pid of the server's processes and a constant signal.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
 /// With `--workers 2`, the page lists both processes, each with its own sparkline, and marks one
 /// whose loop stops (SIGSTOP, as a long turn would) as stalled, then no longer once it runs.
 #[test]
@@ -450,8 +469,7 @@ fn with_workers_the_page_shows_every_process() {
         .find(|&pid| pid != own)
         .unwrap_or_else(|| panic!("no other process in {table:?}"));
 
-    // SAFETY: kill(2) with a pid of the server's process group and a constant signal.
-    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGSTOP) }, 0);
+    let stopped = Stopped::new(other);
     let stalled = browser.text_where("processes", Duration::from_secs(5), |t| {
         t.lines()
             .any(|line| line.starts_with(&other.to_string()) && line.contains("stalled"))
@@ -461,8 +479,7 @@ fn with_workers_the_page_shows_every_process() {
     }
     maybe_screenshot(&browser, "dashboard-workers.png");
     stop.store(true, Ordering::Relaxed);
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGCONT) }, 0);
+    drop(stopped);
     browser.text_where("processes", Duration::from_secs(5), |t| {
         t.lines().filter(|line| line.contains("turning")).count() == 2
     });

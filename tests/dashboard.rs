@@ -287,26 +287,72 @@ fn ages(frame: &Value) -> Vec<(u64, u64)> {
         .unwrap_or_default()
 }
 
-/// With `--workers 2`, a viewer is served by one process, named by each frame's `pid`, and sees
-/// both: its frames list every process with how long ago it posted. A process whose loop stops
-/// (here: SIGSTOP, as a long turn would) falls behind while the viewer's frames go on, and
-/// catches up when it runs again.
-#[test]
-fn with_workers_a_viewer_sees_every_process_and_a_stalled_one() {
+/// A process stopped with SIGSTOP (what a loop stuck in a long turn looks like from outside),
+/// resumed when this is dropped, so that a failing test leaves no stopped process behind.
+struct Stopped(u64);
+
+impl Stopped {
+    fn new(pid: u64) -> Stopped {
+        // SAFETY: `kill` with a child process's pid and a constant signal.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// `--workers 2`, both processes ready.
+fn two_workers() -> common::ServerProcess {
     let server = common::spawn_binary(&["--workers", "2", "--pool", "2"]);
     server.wait_for_log_line(
         &["all 2 worker processes are ready"],
         Duration::from_secs(20),
     );
-    let supervisor = server.pid();
-    let mut client = Client::connect(server.addr());
+    server
+}
+
+/// Open `/events/loop` on a server process.
+fn watch_addr(addr: std::net::SocketAddr) -> Client {
+    let mut client = Client::connect(addr);
     client.send(get("/events/loop"));
     assert_eq!(client.read_head_response().status, 200);
+    client
+}
+
+/// The entry of process `pid` in a frame's `processes`.
+fn entry(frame: &Value, pid: u64) -> Option<&Value> {
+    frame["processes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(pid))
+}
+
+/// With `--workers 2`, a viewer is served by one process, named by each frame's `pid`, and sees
+/// both: its frames list every process with how long ago it posted. A process whose loop stops
+/// (here: SIGSTOP, as a long turn would) falls behind while the viewer's frames go on, and
+/// catches up when it runs again. Once the viewer has left, the other process stops posting
+/// frames: the next viewer first sees it without one.
+#[test]
+fn with_workers_a_viewer_sees_every_process_and_a_stalled_one() {
+    let server = two_workers();
+    let supervisor = server.pid();
+    let mut client = watch_addr(server.addr());
 
     // The other process hears the request for frames at its next metrics post (≤ 1 s).
     let both = frame_where(&mut client, Duration::from_secs(5), |frame| {
         let ages = ages(frame);
-        ages.len() == 2 && ages.iter().all(|&(_, age)| age < 1000)
+        ages.len() == 2
+            && ages.iter().all(|&(_, age)| age < 1000)
+            && frame["processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p.get("pool").is_some())
     });
     let own = both["pid"].as_u64().expect("a pid");
     let pids: Vec<u64> = ages(&both).iter().map(|&(pid, _)| pid).collect();
@@ -319,19 +365,59 @@ fn with_workers_a_viewer_sees_every_process_and_a_stalled_one() {
         .find(|&&pid| pid != own)
         .expect("another process");
 
-    // SAFETY: `kill` with a child process's pid and a constant signal.
-    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGSTOP) }, 0);
+    let stopped = Stopped::new(other);
     let stalled = frame_where(&mut client, Duration::from_secs(5), |frame| {
-        ages(frame)
-            .iter()
-            .any(|&(pid, age)| pid == other && age > 1500)
+        entry(frame, other).is_some_and(|p| p["age_ms"].as_u64().unwrap_or(0) > 1500)
     });
     assert_eq!(stalled["pid"], own, "the viewer's own process goes on");
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(other as i32, libc::SIGCONT) }, 0);
+    drop(stopped);
     frame_where(&mut client, Duration::from_secs(5), |frame| {
-        ages(frame)
-            .iter()
-            .any(|&(pid, age)| pid == other && age < 1000)
+        entry(frame, other).is_some_and(|p| {
+            p["age_ms"].as_u64().unwrap_or(u64::MAX) < 1000 && p.get("pool").is_some()
+        })
     });
+
+    // The viewer leaves; 2 s later nobody asks, and the other process takes its frame off.
+    drop(client);
+    thread::sleep(Duration::from_millis(3500));
+    // The next viewer may land on either process; the one it lands on shows the other.
+    let mut client = watch_addr(server.addr());
+    let first = next_frame(&mut client).data;
+    let own = first["pid"].as_u64().expect("a pid");
+    let other = pids
+        .iter()
+        .copied()
+        .find(|&pid| pid != own)
+        .expect("another process");
+    let listed = entry(&first, other).unwrap_or_else(|| panic!("{first}"));
+    assert!(
+        listed.get("pool").is_none(),
+        "still posting frames: {first}"
+    );
+    next_frame(&mut client);
+}
+
+/// A process whose loop was already stuck when the viewer came (it never heard the request for
+/// frames) is still listed, by its last post, and shown stalled.
+#[test]
+fn with_workers_a_process_stuck_before_anyone_watched_is_listed() {
+    let server = two_workers();
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", server.pid()))
+        .expect("the supervisor's children");
+    let pids: Vec<u64> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{children:?}");
+    let _stopped = Stopped::new(pids[1]);
+    // Only the running process accepts, so it serves the viewer.
+    let mut client = watch_addr(server.addr());
+    let frame = frame_where(&mut client, Duration::from_secs(6), |frame| {
+        entry(frame, pids[1]).is_some_and(|p| p["age_ms"].as_u64().unwrap_or(0) > 2500)
+    });
+    assert_eq!(frame["pid"], pids[0], "{frame}");
+    assert!(
+        entry(&frame, pids[1]).unwrap().get("pool").is_none(),
+        "{frame}"
+    );
 }

@@ -8,14 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::encode::{Encoder, Kind, Number};
 use super::family::{Family, Label, LabelValue};
 use super::histogram::{Histogram, LocalHistogram, Unit, LATENCY_BOUNDS, TURN_BOUNDS};
 use super::local::{nanos, LocalCounter, LocalGauge, LocalMax};
 use super::merge::merge;
-use super::shared::Scoreboard;
+use super::shared::{Other, Scoreboard};
 use super::vitals::{self, Levels, Vitals, Window};
 use super::{Counter, Gauge};
 use crate::sys;
@@ -563,22 +563,22 @@ impl PoolMetrics {
     }
 }
 
-/// `own` (this process's frame) with a `processes` list: every process's frame, `own` and
-/// the `others` (each with how long ago it was posted, in ms) by pid, each with its `age_ms`.
-/// Frames older than [`vitals::FORGET_AFTER`], or not JSON objects, are left out.
-fn with_processes(mut own: Value, others: Vec<(u64, Vec<u8>)>) -> Value {
+/// `own` (this process's frame) with a `processes` list, by pid: `own` and every other process
+/// on the scoreboard, each with `age_ms`, how long ago it last posted anything. A process that
+/// posts frames is its latest frame; one that does not (it has not heard the request yet, or
+/// its loop is stuck) is only `pid` and `age_ms`, as is one whose frame does not parse.
+fn with_processes(mut own: Value, others: Vec<Other>) -> Value {
     let mut processes = vec![own.clone()];
-    processes.extend(
-        others
-            .into_iter()
-            .filter(|(age, _)| *age <= vitals::FORGET_AFTER.as_millis() as u64)
-            .filter_map(|(age, text)| {
-                let mut frame: Value = serde_json::from_slice(&text).ok()?;
-                frame.as_object_mut()?.insert("age_ms".into(), age.into());
-                Some(frame)
-            }),
-    );
     processes[0]["age_ms"] = 0.into();
+    processes.extend(others.into_iter().map(|other| {
+        let mut frame = other
+            .frame
+            .and_then(|text| serde_json::from_slice::<Value>(&text).ok())
+            .filter(|frame| frame.get("pid").and_then(Value::as_u64) == Some(other.pid.into()))
+            .unwrap_or_else(|| json!({ "pid": other.pid }));
+        frame["age_ms"] = other.quiet_ms.into();
+        frame
+    }));
     processes.sort_by_key(|frame| frame["pid"].as_u64());
     own["processes"] = Value::Array(processes);
     own
@@ -630,6 +630,8 @@ struct Shared {
     label: String,
     /// Where the periodic post is rendered, kept from post to post.
     scratch: Vec<u8>,
+    /// True once a vitals frame did not fit the scoreboard (warned once).
+    frame_too_big: bool,
 }
 
 impl Registry {
@@ -675,7 +677,7 @@ impl Registry {
             connections,
         };
         let window = &mut reactor.window;
-        let Some(shared) = &self.shared else {
+        let Some(shared) = &mut self.shared else {
             self.vitals
                 .publish(|| window.frame(now, &levels).to_string());
             return;
@@ -683,7 +685,15 @@ impl Registry {
         let now_ms = sys::monotonic_ms();
         let own = window.frame(now, &levels);
         if !shared.board.post_vitals(now_ms, own.to_string().as_bytes()) {
-            log::warn!("this process's vitals frame does not fit its scoreboard slot; not posted");
+            // An old frame left there would make this process look stalled.
+            shared.board.clear_own_vitals();
+            if !shared.frame_too_big {
+                log::warn!(
+                    "this process's vitals frame does not fit its scoreboard slot; \
+                     the other processes' dashboards show it without numbers"
+                );
+            }
+            shared.frame_too_big = true;
         }
         if self.vitals.viewers() == 0 {
             return;
@@ -722,6 +732,7 @@ impl Registry {
             pid,
             label: pid.to_string(),
             scratch: Vec::new(),
+            frame_too_big: false,
         });
     }
 

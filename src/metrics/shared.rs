@@ -28,30 +28,32 @@
 //! total.
 //!
 //! **Vital signs.** The end of each slot holds a second, smaller seqlocked text: the process's
-//! latest frame for `GET /dashboard` ([`super::vitals`]), with the moment it was posted, and one
-//! word, *watched until*. A process whose own dashboard viewers are watching keeps pushing its
+//! latest frame for `GET /dashboard` ([`super::vitals`]), with the moment it was posted; then
+//! two words: *last posted*, when the process last posted either text, and *watched until*. A process whose own dashboard viewers are watching keeps pushing its
 //! *watched until* a couple of seconds ahead; every process looks at the others' words once a
 //! second, and while any lies in the future it posts a frame four times a second. So the
-//! process serving a dashboard shows every process, and nobody posts frames nobody reads.
+//! process serving a dashboard shows every process, including one that has stopped posting
+//! (its *last posted* tells how long ago), and a process nobody watches posts no frames.
 //! Times are milliseconds of `CLOCK_MONOTONIC` ([`crate::sys::monotonic_ms`]), one clock for
 //! every process of the machine.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use crate::sys::SharedMemory;
+use crate::sys::{self, SharedMemory};
 
-/// Room for one process: eight times the exposition a server with every route and a busy
-/// histogram per route writes (about 32 KB), its latest vitals frame, and a word.
+/// Room for one process: seven times the exposition a server with every route and a busy
+/// histogram per route writes (about 32 KB), its latest vitals frame, and two words.
 pub const SLOT_BYTES: usize = 256 * 1024;
 const SLOT_WORDS: usize = SLOT_BYTES / 8;
 /// Room for a vitals frame: ten times the frame of a server with every route and a full list
 /// of slow turns.
 pub const VITALS_BYTES: usize = 16 * 1024;
 const VITALS_WORDS: usize = VITALS_BYTES / 8;
-/// Where each part of a slot begins, in words: the exposition, the vitals frame, and the
-/// *watched until* word (the last).
+/// Where each part of a slot begins, in words: the exposition, the vitals frame, the *last
+/// posted* word (when the process last posted either text) and the *watched until* word.
 const METRICS_AT: usize = 0;
-const VITALS_AT: usize = SLOT_WORDS - 1 - VITALS_WORDS;
+const VITALS_AT: usize = POSTED_AT - VITALS_WORDS;
+const POSTED_AT: usize = SLOT_WORDS - 2;
 const WATCHED_AT: usize = SLOT_WORDS - 1;
 /// Each text's header: sequence number, tag (the pid for the exposition, the moment of posting
 /// for a vitals frame), length in bytes; the text follows.
@@ -116,8 +118,13 @@ impl Scoreboard {
     /// Post `text` as process `pid`'s exposition in our slot. False (and nothing posted) if
     /// it does not fit, or this scoreboard owns no slot.
     pub fn post(&self, pid: u32, text: &[u8]) -> bool {
-        self.own_slot()
-            .is_some_and(|slot| write(&slot[METRICS_AT..VITALS_AT], u64::from(pid), text))
+        self.own_slot().is_some_and(|slot| {
+            let posted = write(&slot[METRICS_AT..VITALS_AT], u64::from(pid), text);
+            if posted {
+                slot[POSTED_AT].store(sys::monotonic_ms(), Ordering::Relaxed);
+            }
+            posted
+        })
     }
 
     /// The latest exposition in slot `index`: its pid and text. `None` for an empty slot, or
@@ -137,17 +144,32 @@ impl Scoreboard {
     /// Post `frame` as our latest vitals frame, made at `now_ms`. False (and nothing posted) if
     /// it does not fit, or this scoreboard owns no slot.
     pub fn post_vitals(&self, now_ms: u64, frame: &[u8]) -> bool {
-        self.own_slot()
-            .is_some_and(|slot| write(&slot[VITALS_AT..WATCHED_AT], now_ms.max(1), frame))
+        self.own_slot().is_some_and(|slot| {
+            let posted = write(&slot[VITALS_AT..POSTED_AT], now_ms.max(1), frame);
+            if posted {
+                slot[POSTED_AT].store(now_ms, Ordering::Relaxed);
+            }
+            posted
+        })
     }
 
-    /// Every other slot's latest vitals frame, with how long ago (ms, from `now_ms`) it was
-    /// posted.
-    pub fn others_vitals(&self, now_ms: u64) -> Vec<(u64, Vec<u8>)> {
+    /// Every other process on the scoreboard (every slot with an exposition): its pid, how long
+    /// before `now_ms` it last posted anything, and its latest vitals frame if it has one.
+    pub fn others_vitals(&self, now_ms: u64) -> Vec<Other> {
         self.other_indices()
-            .filter_map(|index| read(&self.slot(index)[VITALS_AT..WATCHED_AT]))
-            .filter(|(posted, _)| *posted != 0)
-            .map(|(posted, frame)| (now_ms.saturating_sub(posted), frame))
+            .filter_map(|index| {
+                let slot = self.slot(index);
+                let pid = read_tag(&slot[METRICS_AT..VITALS_AT]).filter(|&pid| pid != 0)?;
+                let frame = read(&slot[VITALS_AT..POSTED_AT])
+                    .filter(|(posted, frame)| *posted != 0 && !frame.is_empty())
+                    .map(|(_, frame)| frame);
+                let posted = slot[POSTED_AT].load(Ordering::Relaxed);
+                Some(Other {
+                    pid: pid as u32,
+                    quiet_ms: now_ms.saturating_sub(posted),
+                    frame,
+                })
+            })
             .collect()
     }
 
@@ -172,14 +194,15 @@ impl Scoreboard {
     pub fn clear(&self, index: usize) {
         let slot = self.slot(index);
         clear(&slot[METRICS_AT..VITALS_AT]);
-        clear(&slot[VITALS_AT..WATCHED_AT]);
+        clear(&slot[VITALS_AT..POSTED_AT]);
+        slot[POSTED_AT].store(0, Ordering::Relaxed);
         slot[WATCHED_AT].store(0, Ordering::Relaxed);
     }
 
     /// Take our vitals frame off the scoreboard: we stop posting frames.
     pub fn clear_own_vitals(&self) {
         if let Some(slot) = self.own_slot() {
-            clear(&slot[VITALS_AT..WATCHED_AT]);
+            clear(&slot[VITALS_AT..POSTED_AT]);
         }
     }
 
@@ -189,6 +212,18 @@ impl Scoreboard {
             self.clear(own);
         }
     }
+}
+
+/// Another process as the scoreboard shows it: see [`Scoreboard::others_vitals`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Other {
+    /// Its pid.
+    pub pid: u32,
+    /// Milliseconds since it last posted its exposition or a vitals frame: a process whose
+    /// loop is stuck stops posting, and this grows.
+    pub quiet_ms: u64,
+    /// Its latest vitals frame (JSON), if it is posting frames.
+    pub frame: Option<Vec<u8>>,
 }
 
 /// Write `text` tagged `tag` into the seqlocked `region`. False if it does not fit.
@@ -234,6 +269,23 @@ fn read(region: &[AtomicU64]) -> Option<(u64, Vec<u8>)> {
             continue;
         }
         return Some((tag, text));
+    }
+    None
+}
+
+/// The tag of the seqlocked `region`, without copying its text; `None` as for [`read`].
+fn read_tag(region: &[AtomicU64]) -> Option<u64> {
+    for _ in 0..READ_TRIES {
+        let before = region[0].load(Ordering::Acquire);
+        if before & 1 == 1 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let tag = region[1].load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if region[0].load(Ordering::Relaxed) == before {
+            return Some(tag);
+        }
     }
     None
 }
@@ -295,31 +347,49 @@ mod tests {
         assert_eq!(a.others(), vec![(200, b"again".to_vec())]);
     }
 
-    /// Vitals frames live beside the exposition, each with its age; *watched until* is seen by
-    /// the others only, until it passes; clearing a slot clears all three.
+    /// Vitals frames live beside the exposition; every other process with an exposition is
+    /// listed, with how long ago it last posted and its frame if it has one; *watched until* is
+    /// seen by the others only, until it passes; clearing a slot clears all of it.
     #[test]
     fn vitals_and_watching_are_shared_and_cleared() {
-        let board = Scoreboard::create(2).unwrap();
-        let (a, b) = (process(&board, 0), process(&board, 1));
+        let board = Scoreboard::create(3).unwrap();
+        let (a, b, c) = (process(&board, 0), process(&board, 1), process(&board, 2));
         assert!(b.post(200, b"metrics"));
         assert!(b.post_vitals(1_000, br#"{"pid":200}"#));
+        assert!(c.post(300, b"metrics, no frame"));
+        let others = a.others_vitals(1_250);
+        assert_eq!(others.len(), 2);
         assert_eq!(
-            a.others_vitals(1_250),
-            vec![(250, br#"{"pid":200}"#.to_vec())]
+            others[0],
+            Other {
+                pid: 200,
+                quiet_ms: 250,
+                frame: Some(br#"{"pid":200}"#.to_vec())
+            }
         );
-        assert_eq!(a.others(), vec![(200, b"metrics".to_vec())]);
+        assert_eq!((others[1].pid, &others[1].frame), (300, &None));
+        assert_eq!(
+            a.others(),
+            vec![
+                (200, b"metrics".to_vec()),
+                (300, b"metrics, no frame".to_vec())
+            ]
+        );
         assert!(
             !b.post_vitals(1_000, &vec![b'x'; VITALS_BYTES]),
             "too long to fit"
         );
+        b.clear_own_vitals();
+        assert_eq!(a.others_vitals(1_250)[0].frame, None);
 
         a.watch_until(5_000);
         assert!(b.watched(4_999));
         assert!(!b.watched(5_000), "the moment has passed");
         assert!(!a.watched(1_000), "a process does not watch itself");
 
-        board.clear(0);
-        board.clear(1);
+        for slot in 0..3 {
+            board.clear(slot);
+        }
         assert!(!b.watched(0));
         assert!(a.others_vitals(1_250).is_empty());
         assert!(a.others().is_empty());

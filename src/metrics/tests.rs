@@ -415,10 +415,16 @@ fn a_viewer_sees_every_process_that_posts_vitals() {
     };
 
     assert!(!other.vitals_watched(), "nobody has asked yet");
+    other.post(); // on the scoreboard, no frame yet
     watched.publish_vitals(Instant::now(), 1, 0);
     let first = frame(&mut viewer);
-    assert_eq!(first["processes"].as_array().unwrap().len(), 1, "{first}");
-    assert_eq!(first["processes"][0]["age_ms"], 0);
+    let processes = first["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 2, "{first}");
+    assert!(
+        processes.iter().filter(|p| p.get("pool").is_none()).count() == 1,
+        "the other process is listed without a frame: {first}"
+    );
+    assert!(processes.iter().any(|p| p["age_ms"] == 0));
     assert!(
         other.vitals_watched(),
         "the viewer's process asks the others"
@@ -443,14 +449,23 @@ fn a_viewer_sees_every_process_that_posts_vitals() {
         "the top level is the viewer's own process"
     );
 
+    // Stopping takes the frame off the scoreboard; the process stays listed, without one.
     other.vitals_stopped();
     watched.publish_vitals(Instant::now(), 1, 0);
     let third = frame(&mut viewer);
-    assert_eq!(third["processes"].as_array().unwrap().len(), 1, "{third}");
+    let processes = third["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 2, "{third}");
+    assert!(processes.iter().all(|p| p["pool"]["busy"] != 3), "{third}");
 
     // Without viewers, a process still posts for the others but asks nobody.
     drop(viewer);
+    board.clear(0);
     let mut alone = registry(2);
+    alone.post();
     alone.publish_vitals(Instant::now(), 0, 0);
-    assert_eq!(board.as_process(0).others_vitals(u64::MAX).len(), 1);
+    assert!(!board.as_process(1).watched(crate::sys::monotonic_ms()));
+    let seen = board
+        .as_process(1)
+        .others_vitals(crate::sys::monotonic_ms());
+    assert!(seen.iter().any(|other| other.frame.is_some()), "{seen:?}");
 }

@@ -15,8 +15,8 @@
 //! 2. Handing it over is a `try_lock` of a mutex around `(sequence, Arc<str>)`: if a viewer
 //!    holds the lock at that very moment (to clone an `Arc`, nanoseconds), the reactor makes no
 //!    frame this time rather than wait (the window keeps counting, so the next frame, a quarter
-//!    of a second later, covers both). The reactor never blocks; a viewer never sees a torn
-//!    frame, nor one made before it came.
+//!    of a second later, covers both; with `--workers N`, see below). The reactor never blocks;
+//!    a viewer never sees a torn frame, nor one made before it came.
 //! 3. A viewer's stream job ([`Viewer`]) wakes every [`VIEWER_POLL`], sends the frame if its
 //!    sequence is new, and checks its cancel flag, so it ends within that time once the client
 //!    has left (the reactor sets the flag when the connection closes: docs/STREAMING.md, "What
@@ -24,7 +24,7 @@
 //!    `EventSource` reconnects on its own) and as soon as the server begins to drain.
 //!
 //! Why not a seqlock or atomics per number: the frame is text the viewer sends as it is, so one
-//! pointer swap under an uncontended lock is the whole protocol, and there is no `unsafe`.
+//! pointer swap under an uncontended lock is the whole hand-over, and there is no `unsafe`.
 //! Why not the scoreboard ([`super::shared`]) for this hand-over: it exists only with
 //! `--workers N`, and within one process an `Arc` swap is all it takes. Frames do go through
 //! the scoreboard to reach *other* processes (below).
@@ -37,16 +37,26 @@
 //!
 //! **With `--workers N`.** Each process has its own reactor, counters, window and `Vitals`; a
 //! viewer is served by the process whose accept took its connection. That process also shows
-//! the others: while it has viewers it asks them, through the scoreboard ([`super::shared`]),
-//! for frames; they notice within a second (at their next metrics post) and from then on post
-//! a frame every [`VITALS_EVERY`] into their slot, until nobody has asked for
-//! [`WATCH_AHEAD`]. Each frame a viewer receives is then its own process's frame with a
-//! `processes` list: every process's latest frame (its own among them), each with `age_ms`,
-//! how long ago it was posted. A process whose reactor is stuck in a long turn posts nothing,
-//! so its age grows: the page shows that process stalled while the others go on. A frame
-//! that cannot be handed to this process's viewers at that instant (the lock is held) is
-//! still posted for the others; its viewers then miss that window, rather than the reactor
-//! rendering twice.
+//! the others, through the scoreboard ([`super::shared`]):
+//!
+//! - while it has viewers, each of its frames asks the others for frames for
+//!   [`WATCH_AHEAD`] more;
+//! - the others notice within a second (at their next metrics post), then post a frame every
+//!   [`VITALS_EVERY`] into their slot, until nobody has asked for [`WATCH_AHEAD`]; then they
+//!   take their last frame off the scoreboard;
+//! - each frame a viewer receives is its own process's frame with a `processes` list: every
+//!   process on the scoreboard, its own among them, each with `age_ms`, how long ago that
+//!   process last posted anything. A process that posts frames appears as its latest frame;
+//!   one that does not (it has not heard the request yet, or its loop is stuck) only as its
+//!   pid and age. A process whose reactor is stuck in a long turn posts nothing, so its age
+//!   grows: the page shows it stalled while the others go on.
+//!
+//! Rendering those frames costs this reactor a parse of each other process's frame (a few
+//! hundred bytes, at most [`super::shared::VITALS_BYTES`]) four times a second, while it has
+//! viewers. With `--workers N` the window is emptied whether or not the frame can be handed to
+//! this process's viewers, because it is posted for the others either way: if a viewer holds
+//! the lock at that instant, this process's viewers miss that quarter of a second, rather than
+//! the reactor rendering twice.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -71,9 +81,6 @@ pub const SLOW_TURN: Duration = Duration::from_millis(10);
 /// How far ahead a process with viewers asks the others for frames, renewed with each of its
 /// own frames: they stop posting this long after its last viewer left.
 pub const WATCH_AHEAD: Duration = Duration::from_secs(2);
-/// A process's frame older than this is left out of `processes` (it stopped posting long ago
-/// and its slot was not cleared, which should not happen).
-pub const FORGET_AFTER: Duration = Duration::from_secs(30);
 /// Slow turns a frame lists (the latest).
 pub const SLOW_TURNS_KEPT: usize = 8;
 /// Upper bounds of the frame's small turn histogram, in microseconds; the last bucket takes the
@@ -302,8 +309,9 @@ impl Vitals {
     }
 
     /// Replace the latest frame with what `render` makes, unless a viewer holds the lock this
-    /// instant: then nothing is rendered (the window keeps counting, and the next frame covers
-    /// both periods) and the reactor does not wait. Called on the reactor thread only.
+    /// instant: then nothing is rendered and the reactor does not wait (the caller decides
+    /// whether its window keeps counting; see the module docs). Called on the reactor thread
+    /// only.
     pub fn publish(&self, render: impl FnOnce() -> String) {
         let mut latest = match self.latest.try_lock() {
             Ok(latest) => latest,
