@@ -301,9 +301,11 @@ def plot_pool(figures):
                     ("ideal", "#555555", True), ("/plaintext p99 meanwhile", COLORS["p99"], False)])
     top, h, w = 96, 180, 148
 
-    def panel(x, title, values, ideal, ylabel, colour):
+    def panel(x, title, values, ideal, ylabel, colour, log=False):
         vmax = max([v for v in values + (ideal or []) if v is not None] + [0])
-        p = Panel(svg, x, top, w, h, title, vmax, ylabel)
+        vmin = min([v for v in values if v is not None and v > 0] + [vmax or 1])
+        p = Panel(svg, x, top, w, h, title, vmax * (1.5 if log else 1), ylabel, log=log,
+                  ymin=vmin)
         p.bars(sizes, [colour], lambda cat, _s: values[sizes.index(cat)])
         if ideal and all(v is not None for v in ideal):
             slot = w / len(sizes)
@@ -313,16 +315,18 @@ def plot_pool(figures):
                 svg.circle(px, py, 2.5, "#555555")
         svg.text(x + w / 2, top + h + 32, "--pool", size=11, anchor="middle")
 
-    panel(62, "/speaker-count (fixed work)", get["rps"], get["ideal"], "req/s", "evloop")
-    svg.text(62 + w / 2, top + h + 48, "ideal: min(pool, cores) / one job", size=10,
+    panel(62, "/speaker-count", get["rps"], get["ideal"], "req/s", "evloop")
+    svg.text(62 + w / 2, top + h + 48, "fixed work; ideal: pool 1 x min(pool, cores)", size=10,
              anchor="middle", fill="#555555")
     if any(v is not None for v in get["burn_rps"]):
-        panel(272, "/cpu?ms=5 (a burn of time)", get["burn_rps"],
+        panel(272, "/cpu?ms=5", get["burn_rps"],
               [int(s) * 200 for s in sizes], "", "burn")
-        svg.text(272 + w / 2, top + h + 48, "pool x 200: not work done", size=10,
+        svg.text(272 + w / 2, top + h + 48, "burns 5 ms of time; line: pool x 200", size=10,
                  anchor="middle", fill="#555555")
     if any(v is not None for v in get["p99_ms"]):
-        panel(482, "/plaintext p99 (ms)", get["p99_ms"], None, "", "p99")
+        svg.text(482 + w / 2, top + h + 48, "ms, log scale", size=10, anchor="middle",
+                 fill="#555555")
+        panel(482, "/plaintext p99", get["p99_ms"], None, "", "p99", log=True)
     return svg
 
 
@@ -331,7 +335,7 @@ def plot_idle(figures):
     vals = {s: num(figures, f"g.{s}.kb_per_conn") for s in ("evloop", "nginx")}
     if all(v is None for v in vals.values()):
         return None
-    n = figures.get("g.n", "?")
+    n = fmt(num(figures, "g.n")) if num(figures, "g.n") is not None else "?"
     svg = Svg(WIDTH, 290, f"g. memory per idle keep-alive connection ({n} held)")
     p = Panel(svg, 200, 60, 260, 190, "", max(v for v in vals.values() if v is not None),
               "KB of RSS per connection")
@@ -354,7 +358,8 @@ SCENARIOS = [
      "Each request burns 5 ms on one of two worker threads, so two workers can finish at most "
      "400 a second. How close evloop gets is the cost of the queue, the completion channel and "
      "the wake-up of the reactor. The FastAPI twin's /cpu is pure Python on a thread pool: its "
-     "threads take turns holding the GIL, so its own ceiling is one core, about 200 a second."),
+     "threads take turns holding the GIL, so it never uses more than one core: its ceiling is one "
+     "second divided by its CPU per request."),
     ("d", "GET /plaintext while the pool is saturated",
      "While both workers are busy with /cpu?ms=20, /plaintext is still answered on the reactor "
      "thread, so its latency stays near the idle figure. For contrast, the same burn with "
@@ -400,7 +405,7 @@ SCENARIOS = [
      "A job of fixed CPU work (POST /speaker-count of a 5 s WAV) on pools of 1, 2, 4 and 8 "
      "worker threads, a fresh server each. A worker gets on with a job only while it holds a "
      "core, so throughput can grow with the pool only up to the number of cores; the dashed "
-     "line is that ceiling, min(pool, cores) divided by one job's time measured alone. Threads "
+     "line is that ceiling, one worker's rate (--pool 1) times min(pool, cores). Threads "
      "beyond the cores do not make the machine faster: they take turns on the same cores, and "
      "take time from the reactor and the load generator as well, so for CPU-bound work the "
      "pool is sized to the cores. (Here wrk and the reactor share the two cores with the "
@@ -542,9 +547,8 @@ def write(out, figures, rows, checks):
                           fmt(num(figures, f"d.{k}.rps"))) for k, name in LAT_STATES])
             md.append("")
         if letter == "p" and num(figures, "p.1.rps") is not None:
-            md += [f"One job alone (--pool 1, one at a time): {f('p.single_ms', '?')} ms, so "
-                   f"the ideal on {f('p.cores', '?')} cores is min(pool, cores) x 1000 / "
-                   f"{f('p.single_ms', '?')} req/s.", ""]
+            md += [f"The ideal on {f('p.cores', '?')} cores is --pool 1's "
+                   f"{f('p.one', '?')} req/s times min(pool, cores).", ""]
             prow = []
             for size in ("1", "2", "4", "8"):
                 if num(figures, f"p.{size}.rps") is None:

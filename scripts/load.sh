@@ -781,12 +781,12 @@ if want c; then
     CHECKS+=("WARN|c. /cpu run: only 2xx, no socket errors|$W_NON2XX non-2xx, $W_ERRS socket errors")
   fi
   if [ -n "$FA_PID" ]; then
-    # The twin's /cpu?ms=5 is a fixed amount of pure-Python work (about 5 ms on an idle
-    # interpreter) run with run_in_threadpool: its threads take turns holding the GIL, so its
-    # ideal is one core's worth, 200 req/s, whatever its thread pool's size.
+    # The twin's /cpu?ms=5 is a fixed amount of pure-Python work (about 5 ms, calibrated when
+    # the app starts) run with run_in_threadpool: its threads take turns holding the GIL, so it
+    # can use one core at most, whatever its thread pool's size: 1 s / its CPU per request.
     fastapi_run c -t1 -c8 "/cpu?ms=5"
     row c "  FastAPI twin: req/s, CPU us/request" "" "" \
-      "$FA_RPS req/s ($(calc "%.0f%%" "$FA_RPS * 100 / 200" 1) of the GIL's 200), $FA_CPU_US us"
+      "$FA_RPS req/s, $FA_CPU_US us; one core (the GIL) allows $(calc "%.0f" "1000000 / $FA_CPU_US" "$FA_CPU_US")"
     datum c.fastapi.rps "$FA_RPS"
     datum c.fastapi.cpu_us "$FA_CPU_US"
     if [ "$FA_BAD" != 0 ]; then
@@ -1704,10 +1704,10 @@ fi
 
 # --- p. pool scaling -------------------------------------------------------------------------
 # How many worker threads a CPU-bound pool wants. The job: POST /speaker-count of a 5 s WAV, a
-# fixed amount of arithmetic (a few ms, timed alone on --pool 1 first: one curl at a time, the
-# median). A worker makes progress only while it holds a core, so the pool can finish at most
-# min(pool, cores) / (one job's time) a second: past the core count, more threads take turns on
-# the same cores (and take them from the reactor and from wrk) and add nothing. One fresh server
+# fixed amount of arithmetic (a few ms). A worker makes progress only while it holds a core, so
+# the most a pool can do is --pool 1's req/s times min(pool, cores): past the core count, more
+# threads take turns on the same cores (and take them from the reactor and from wrk) and add
+# nothing. One fresh server
 # per size, wrk -t1 -c16 (enough to keep 8 workers busy); meanwhile scripts/fanout_probe.py sends
 # a GET /plaintext every 5 ms, open loop, each timed from when it was due: what the reactor's
 # clients wait while the workers compete with it for the cores.
@@ -1723,7 +1723,7 @@ if want p; then
   P_CLIP=$WORK/clip5s.wav
   python3 "$SCRIPTS/make_clip.py" --seconds 5 --out "$P_CLIP" \
     "$ROOT/tests/fixtures/audio/spk_k4_r0_clean.wav" "$ROOT/tests/fixtures/audio/spk_k2_r0_clean.wav"
-  P_SINGLE_MS=
+  P_ONE=
   for size in 1 2 4 8; do
     start_evloop "p-$size" --pool "$size"
     p_url=http://$HOST:$EV_PORT
@@ -1731,12 +1731,6 @@ if want p; then
     for _i in 1 2 3; do
       curl -s -o /dev/null --max-time 30 --data-binary @"$P_CLIP" "$p_url/speaker-count" || true
     done
-    if [ -z "$P_SINGLE_MS" ]; then
-      P_SINGLE_MS=$(for _i in $(seq 9); do
-        curl -s -o /dev/null --max-time 30 -w '%{time_total}\n' --data-binary @"$P_CLIP" "$p_url/speaker-count"
-      done | sort -n | awk '{ t[NR] = $1 } END { printf "%.2f", t[int((NR + 1) / 2)] * 1000 }')
-      echo "  one job alone (--pool 1, one at a time, median of 9): $P_SINGLE_MS ms"
-    fi
     python3 "$SCRIPTS/fanout_probe.py" --host "$HOST" --port "$EV_PORT" --idle-s "$(calc "%.1f" "$P_S - 0.8" 1)" \
       --lead-ms 500 --interval-ms 5 >"$WORK/p-probe-$size.txt" 2>&1 &
     p_probe=$!
@@ -1745,7 +1739,8 @@ if want p; then
       "$p_url/speaker-count" -- "$P_CLIP"
     wait_exit "$p_probe" 30
     P_BAD=$((P_BAD + W_NON2XX + W_ERRS))
-    ideal=$(calc "%.0f" "($size < $P_CORES ? $size : $P_CORES) * 1000 / $P_SINGLE_MS" "$P_SINGLE_MS")
+    P_ONE=${P_ONE:-$W_RPS} # one worker's rate: the ideal scales it to the cores
+    ideal=$(calc "%.0f" "($size < $P_CORES ? $size : $P_CORES) * $P_ONE" 1)
     p_cpu=$(calc "%.0f" "$W_TICKS * 1000000 / $CLK_TCK / $W_REQS" "$W_REQS")
     p_rps=$W_RPS
     pool_p50=$(result "$WORK/p-probe-$size.txt" p50_ms)
@@ -1769,7 +1764,7 @@ if want p; then
     datum "p.$size.burn_cpu_us" "$c_cpu"
   done
   datum p.cores "$P_CORES"
-  datum p.single_ms "$P_SINGLE_MS"
+  datum p.one "$P_ONE"
   if [ "$P_BAD" != 0 ]; then
     CHECKS+=("WARN|p. every pool size: only 2xx, no socket errors|$P_BAD non-2xx or socket errors")
   fi
