@@ -3,9 +3,11 @@
 # nginx as the peer.
 #
 #   scripts/load.sh smoke   scenarios a to k briefly, and a short check of --workers 2 (about a
-#                           minute): what CI runs (`make smoke`)
-#   scripts/load.sh full    the figures (about 8 minutes, and 2 more the first time o builds its
-#                           baseline): what `make load` runs
+#                           minute): what CI runs (`make smoke`); checks that the report can
+#                           be written
+#   scripts/load.sh full    the figures (about 9 minutes, and 2 more the first time o builds its
+#                           baseline, half a minute the first time the FastAPI twin is
+#                           installed): what `make load` runs; writes docs/BENCHMARKS.md
 #
 # Both modes exit non-zero on a CORRECTNESS failure only: non-2xx answers or socket errors in the
 # plaintext run, ab failures or connections not kept alive, a /sleep request not answered, a
