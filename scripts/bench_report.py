@@ -403,13 +403,16 @@ SCENARIOS = [
      "keeping the counters costs per request."),
     ("p", "Pool scaling",
      "A job of fixed CPU work (POST /speaker-count of a 5 s WAV) on pools of 1, 2, 4 and 8 "
-     "worker threads, a fresh server each. A worker gets on with a job only while it holds a "
+     "worker threads, a server each, measured in alternating rounds. A worker gets on with a job only while it holds a "
      "core, so throughput can grow with the pool only up to the number of cores; the dashed "
      "line is that ceiling, one worker's rate (--pool 1) times min(pool, cores). Threads "
      "beyond the cores do not make the machine faster: they take turns on the same cores, and "
      "take time from the reactor and the load generator as well, so for CPU-bound work the "
      "pool is sized to the cores. (Here wrk and the reactor share the two cores with the "
-     "workers, so even two workers fall short of the line.) Beside it, GET /cpu?ms=5 on the "
+     "workers, so even two workers fall short of the line.) On a machine busy with other "
+     "work a bigger pool can seem to help: the kernel shares the cores out per thread, so more "
+     "threads take a bigger share from the neighbours. That is taken, not gained, and it shows "
+     "as a load average above the core count in the table at the top. Beside it, GET /cpu?ms=5 on the "
      "same servers, as a warning about benchmarks: /cpu burns 5 ms of wall time, not a fixed "
      "amount of work, so eight threads on two cores each still finish in 5 ms, having done a "
      "quarter of the work, and the req/s climbs as pool x 200 while the CPU per request falls. "
@@ -547,8 +550,9 @@ def write(out, figures, rows, checks):
                           fmt(num(figures, f"d.{k}.rps"))) for k, name in LAT_STATES])
             md.append("")
         if letter == "p" and num(figures, "p.1.rps") is not None:
-            md += [f"The ideal on {f('p.cores', '?')} cores is --pool 1's "
-                   f"{f('p.one', '?')} req/s times min(pool, cores).", ""]
+            md += [f"{f('p.rounds', '?')} rounds of {f('p.round_s', '?')} s per size. The "
+                   f"ideal on {f('p.cores', '?')} cores is --pool 1's {f('p.one', '?')} req/s "
+                   "times min(pool, cores); /plaintext's p99 is the worse of the rounds'.", ""]
             prow = []
             for size in ("1", "2", "4", "8"):
                 if num(figures, f"p.{size}.rps") is None:
@@ -566,7 +570,7 @@ def write(out, figures, rows, checks):
         if letter == "p" and f("p.secs"):
             md += [f"Scenario p took {f('p.secs')} s.", ""]
         if letter == "a" and f("fastapi.secs"):
-            md += [f"The FastAPI twin's runs (a and c, and starting it) took "
+            md += [f"Starting the FastAPI twin and its runs (in a and c, whichever ran) took "
                    f"{f('fastapi.secs')} s.", ""]
         for name, alt in PLOTS.get(letter, []):
             if plots.get(name) is not None:
