@@ -4,7 +4,8 @@
 #   make run      ./evloop --port 8888 --pool 4
 #   make test     formatting, lints, unit + integration + property tests
 #   make smoke    a short run of real wrk and ab against ./evloop (what CI runs)
-#   make load     the full wrk/ab scenarios, with nginx as the peer (minutes)
+#   make load     the full wrk/ab scenarios, with nginx as the peer (minutes); writes
+#                 docs/BENCHMARKS.md and its plots in docs/bench/ from that run
 #   make bench    criterion benchmarks (HTTP hot path, audio stages), then `make load`
 #   make attack   slowhttptest's slow headers / body / read, 1000 connections each, with wrk
 #                 beside it; then the server under `ulimit -n 256` facing 1000 clients; then

@@ -3,9 +3,11 @@
 # nginx as the peer.
 #
 #   scripts/load.sh smoke   scenarios a to k briefly, and a short check of --workers 2 (about a
-#                           minute): what CI runs (`make smoke`)
-#   scripts/load.sh full    the figures (about 8 minutes, and 2 more the first time o builds its
-#                           baseline): what `make load` runs
+#                           minute): what CI runs (`make smoke`); checks that the report can
+#                           be written
+#   scripts/load.sh full    the figures (about 9 minutes, and 2 more the first time o builds its
+#                           baseline, half a minute the first time the FastAPI twin is
+#                           installed): what `make load` runs; writes docs/BENCHMARKS.md
 #
 # Both modes exit non-zero on a CORRECTNESS failure only: non-2xx answers or socket errors in the
 # plaintext run, ab failures or connections not kept alive, a /sleep request not answered, a
@@ -50,6 +52,20 @@
 #                                                        stalled 3 s: time taken, failed, split
 #   o. metrics on vs off: this build against 81afeea,   plaintext req/s and CPU us/request in
 #      the last revision before metrics                 alternating rounds (built once, cached)
+#   p. POST /speaker-count, --pool 1, 2, 4, 8            req/s against min(pool, cores) / one
+#                                                        job's time; /plaintext p99 meanwhile;
+#                                                        /cpu?ms=5, a burn of wall time, beside
+#
+# In full mode a and c also run against the FastAPI twin (benches/peers/fastapi/app.py, uvicorn,
+# one worker) when fastapi and uvicorn can be installed into a venv (the one scripts/demo.sh
+# makes): a third column, req/s and server CPU per request.
+#
+# The report: every run also writes BENCHMARKS.md and its SVG plots (scripts/bench_report.py,
+# from the figures this script records in its scratch directory as it goes). A full run of every
+# scenario writes docs/BENCHMARKS.md and docs/bench/; a run of some scenarios, or a smoke run,
+# writes to load-report/ under $CARGO_TARGET_DIR (or target/), so that a partial run never
+# replaces the committed report. A report that cannot be written, or an SVG that is not
+# well-formed XML, fails the run (it is this project's own code).
 #
 # The spread over processes (l, m, n) comes from GET /metrics: any process shows every
 # process's evloop_requests_total labelled by pid, each process posting its series at most about
@@ -60,11 +76,13 @@
 # Environment: EVLOOP (binary, default ./evloop at the repository root), NGINX (default: the one
 # on PATH, or /usr/sbin/nginx), SCENARIOS (the letters of the scenarios to run, SCENARIOS=k or
 # SCENARIOS=a,k; default all in full mode; in smoke mode a to k and, of l, only the plaintext
-# pair: a short check of --workers 2; named in SCENARIOS, l to o run briefly in smoke mode too),
+# pair: a short check of --workers 2; named in SCENARIOS, l to p run briefly in smoke mode too),
 # LOAD_BASELINE_DIR (where o builds and keeps 81afeea; default load-baseline/ under
 # $CARGO_TARGET_DIR, or under target/), LOAD_KEEP (set: keep the scratch directory, with every
-# wrk and ab output and the servers' logs, and say where it is). Without nginx the nginx columns
-# read n/a.
+# wrk and ab output and the servers' logs, and say where it is), LOAD_FASTAPI=0 (no FastAPI
+# twin), DEMO_VENV (where its venv is, as for scripts/demo.sh; default demo-venv/ under
+# $CARGO_TARGET_DIR, or under target/), LOAD_REPORT (the directory the report is written to,
+# whatever was run). Without nginx the nginx columns read n/a.
 
 set -euo pipefail
 
@@ -94,6 +112,10 @@ case "$MODE" in
     STALL_ROUNDS=1 # stalls per socket mode
     O_ROUNDS=2     # rounds per build in o
     O_ROUND_S=1    # seconds per wrk run in o
+    P_ROUNDS=1     # alternating rounds over the pool sizes in p
+    P_S=1          # seconds of wrk per pool size and round in p (the audio job)
+    P_CPU_S=1      # and of /cpu?ms=5 on each server, once
+    FA_S=1         # seconds of each wrk run against the FastAPI twin (full mode only)
     ;;
   full)
     DUR=10
@@ -119,6 +141,10 @@ case "$MODE" in
     STALL_ROUNDS=2
     O_ROUNDS=6
     O_ROUND_S=2
+    P_ROUNDS=2
+    P_S=3
+    P_CPU_S=3
+    FA_S=5
     ;;
   *)
     echo "usage: [SCENARIOS=letters] $0 smoke|full" >&2
@@ -129,13 +155,17 @@ esac
 # SCENARIOS: the letters of the scenarios to run (SCENARIOS=k, SCENARIOS=a,k); all by default.
 # smoke's default keeps CI short: a to k, and of l only the plaintext pair (L_WORKLOADS).
 L_WORKLOADS="plaintext pipelined cpu audio"
+# Every scenario, in full mode with SCENARIOS unset: the run whose report replaces docs/'s.
+ALL_SCENARIOS=0
+if [ -z "${SCENARIOS:-}" ] && [ "$MODE" = full ]; then ALL_SCENARIOS=1; fi
+SCENARIOS_ASKED=${SCENARIOS:-}
 if [ -z "${SCENARIOS:-}" ] && [ "$MODE" = smoke ]; then
   SCENARIOS=abcdefghijkl
   L_WORKLOADS=plaintext
 fi
-SCENARIOS=${SCENARIOS:-abcdefghijklmno}
-if [[ ! $SCENARIOS =~ ^[a-o,\ ]+$ ]]; then
-  echo "load.sh: SCENARIOS=$SCENARIOS: letters a to o only" >&2
+SCENARIOS=${SCENARIOS:-abcdefghijklmnop}
+if [[ ! $SCENARIOS =~ ^[a-p,\ ]+$ ]]; then
+  echo "load.sh: SCENARIOS=$SCENARIOS: letters a to p only" >&2
   exit 2
 fi
 want() { [[ $SCENARIOS == *$1* ]]; }
@@ -163,6 +193,14 @@ done
 # Our own scratch directory (logs, wrk outputs, the nginx prefix); removed on exit.
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/loadsh.XXXXXXXX")
 PIDS=() # every background process this script started and has not reaped yet
+
+# datum KEY VALUE: one figure for the report (scripts/bench_report.py), a "KEY<TAB>VALUE" line
+# in $WORK/data.tsv. Keys are "scenario.what", e.g. a.evloop.rps; the last value of a key wins.
+DATA=$WORK/data.tsv
+: >"$DATA"
+datum() {
+  printf '%s\t%s\n' "$1" "${2//$'\t'/ }" >>"$DATA"
+}
 
 # --- processes -------------------------------------------------------------------------------
 
@@ -316,8 +354,8 @@ calc() {
 
 # run_wrk NAME "PIDS" WRK-ARGS...: one wrk run, its output kept in $WORK/wrk-NAME.txt. Sets
 # W_REQS (responses completed), W_SECS (its duration), W_RPS, W_NON2XX, W_ERRS (socket errors
-# of every kind), W_P50, W_P99 (with --latency; "-" otherwise) and W_TICKS (the server
-# processes' CPU time during the run, in clock ticks).
+# of every kind), W_P50, W_P75, W_P90, W_P99 (with --latency; "-" otherwise) and W_TICKS (the
+# server processes' CPU time during the run, in clock ticks).
 run_wrk() {
   local name=$1 pids=$2 out=$WORK/wrk-$1.txt before after
   shift 2
@@ -326,16 +364,18 @@ run_wrk() {
   wrk "$@" >"$out" 2>&1 || echo "  (wrk $name exited with status $?)" >>"$out"
   # shellcheck disable=SC2086
   after=$(cpu_ticks $pids)
-  read -r W_REQS W_SECS W_RPS W_NON2XX W_ERRS W_P50 W_P99 < <(awk '
+  read -r W_REQS W_SECS W_RPS W_NON2XX W_ERRS W_P50 W_P75 W_P90 W_P99 < <(awk '
     / requests in / { reqs = $1; secs = $4; sub(/s,?$/, "", secs) }
     /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { non2xx = $NF }
     /Socket errors:/ { gsub(",", ""); errs = $4 + $6 + $8 + $10 }
     $1 == "50%" { p50 = $2 }
+    $1 == "75%" { p75 = $2 }
+    $1 == "90%" { p90 = $2 }
     $1 == "99%" { p99 = $2 }
     END {
-      printf "%d %.2f %.0f %d %d %s %s\n", reqs, secs, rps, non2xx, errs,
-        (p50 == "" ? "-" : p50), (p99 == "" ? "-" : p99)
+      printf "%d %.2f %.0f %d %d %s %s %s %s\n", reqs, secs, rps, non2xx, errs, (p50 == "" ? "-" : p50),
+        (p75 == "" ? "-" : p75), (p90 == "" ? "-" : p90), (p99 == "" ? "-" : p99)
     }' "$out")
   W_TICKS=$((after - before))
 }
@@ -567,8 +607,38 @@ wait_for_line() {
 
 # --- start -----------------------------------------------------------------------------------
 
-echo "evloop load ($MODE): $("$EVLOOP" --version 2>/dev/null || echo evloop) vs $("$NGINX" -v 2>&1 | sed 's|.*: ||'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }'), $(nproc) cores"
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes every figure noisy; read the ratios)"
+EV_VERSION=$("$EVLOOP" --version 2>/dev/null || echo evloop)
+NG_VERSION=$("$NGINX" -v 2>&1 | sed 's|.*: ||') || NG_VERSION=n/a
+WRK_VERSION=$(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }') || true
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "evloop load ($MODE): $EV_VERSION vs $NG_VERSION, $WRK_VERSION, $(nproc) cores"
+echo "load average at start: $LOAD_START (other work on the machine makes every figure noisy; read the ratios)"
+# The run, for the report's first lines: the command (make load is scripts/load.sh full), when,
+# which commit (-dirty: tracked files differ from it), what ran, on what.
+if [ "$ALL_SCENARIOS" = 1 ]; then
+  datum meta.command "make load"
+elif [ -n "$SCENARIOS_ASKED" ]; then
+  datum meta.command "SCENARIOS=$SCENARIOS_ASKED scripts/load.sh $MODE"
+else
+  datum meta.command "scripts/load.sh $MODE"
+fi
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "$COMMIT" != unknown ] && ! git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null; then
+  COMMIT+=-dirty
+fi
+datum meta.mode "$MODE"
+datum meta.date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+datum meta.commit "$COMMIT"
+datum meta.evloop "$EV_VERSION"
+datum meta.nginx "$NG_VERSION"
+datum meta.wrk "$WRK_VERSION"
+datum meta.cores "$(nproc)"
+datum meta.cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+datum meta.load_start "$LOAD_START"
+datum meta.scenarios "${SCENARIOS//[, ]/}"
+datum meta.dur "$DUR"
+datum meta.rounds "$ROUNDS"
+datum meta.round_s "$ROUND_S"
 
 # The main evloop serves a-f: a pool of 2, as on this 2-core machine. nginx is the peer in a, b,
 # f and g.
@@ -587,6 +657,69 @@ if want a || want b || want f || want g; then
   fi
 fi
 
+# The FastAPI twin (benches/peers/fastapi/app.py) under uvicorn with one worker, a single
+# process: a third column in a and c, full mode only. Its venv is scripts/demo.sh's (DEMO_VENV),
+# so one install serves both. FA_SKIP says why it did not run; sets FA_PID, FA_URL and FA_T0.
+FA_PID='' FA_URL='' FA_SKIP=''
+start_fastapi() {
+  local venv=${DEMO_VENV:-${CARGO_TARGET_DIR:-$ROOT/target}/demo-venv} port _i
+  if [ "${LOAD_FASTAPI:-1}" = 0 ]; then
+    FA_SKIP="LOAD_FASTAPI=0"
+  elif [ "$MODE" != full ]; then
+    FA_SKIP="only in full mode"
+  elif ! "$venv/bin/python" -c 'import fastapi, uvicorn' 2>/dev/null; then
+    echo "  installing fastapi and uvicorn into $venv (once)"
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q fastapi uvicorn; } >"$WORK/pip.log" 2>&1; then
+      FA_SKIP="fastapi and uvicorn could not be installed: $(tail -1 "$WORK/pip.log")"
+    fi
+  fi
+  [ -z "$FA_SKIP" ] || return 0
+  FA_T0=$EPOCHREALTIME # the twin's time counts from here: a first install is not the run's
+  port=$(free_port)
+  "$venv/bin/python" -m uvicorn --app-dir "$ROOT/benches/peers/fastapi" app:app --host "$HOST" \
+    --port "$port" --workers 1 --log-level warning >"$WORK/fastapi.out" 2>&1 &
+  FA_PID=$!
+  PIDS+=("$FA_PID")
+  # The app calibrates its CPU job at import (a fraction of a second) before it listens.
+  for _i in $(seq 200); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/plaintext")" = 200 ]; then
+      FA_URL=http://$HOST:$port
+      return 0
+    fi
+    alive "$FA_PID" || break
+    sleep 0.1
+  done
+  FA_SKIP="uvicorn did not start: $(tail -1 "$WORK/fastapi.out")"
+  stop "$FA_PID"
+  FA_PID=
+}
+FA_T0=$EPOCHREALTIME
+if want a || want c; then
+  start_fastapi
+  if [ -n "$FA_PID" ]; then
+    echo "FastAPI twin (uvicorn, 1 worker) on ${FA_URL##*:} (pid $FA_PID)"
+  elif [ "$MODE" = full ]; then
+    echo "FastAPI twin skipped: $FA_SKIP"
+  fi
+  datum fastapi.skip "$FA_SKIP"
+fi
+FA_SECS=$(calc "%.1f" "$EPOCHREALTIME - $FA_T0" 1)
+
+# fastapi_run NAME WRK-ARGS... PATH: wrk -t1 -dFA_S against the twin; sets FA_RPS, FA_CPU_US
+# (server CPU per request), FA_BAD (non-2xx and socket errors). The time it took counts in
+# FA_SECS.
+fastapi_run() {
+  local name=$1 t0=$EPOCHREALTIME path
+  shift
+  path=${*: -1}
+  run_wrk "$name-fastapi" "$FA_PID" -d"${FA_S}s" "${@:1:$#-1}" "$FA_URL$path"
+  FA_RPS=$W_RPS FA_BAD=$((W_NON2XX + W_ERRS))
+  FA_CPU_US=$(calc "%.2f" "$W_TICKS * 1000000 / $CLK_TCK / $W_REQS" "$W_REQS")
+  FA_SECS=$(calc "%.1f" "$FA_SECS + $EPOCHREALTIME - $t0" 1)
+  printf '  FastAPI %7s req/s, %6s us CPU/request (%s requests, %s non-2xx or socket errors)\n' \
+    "$FA_RPS" "$FA_CPU_US" "$W_REQS" "$FA_BAD"
+}
+
 # --- a. plaintext ----------------------------------------------------------------------------
 # The reactor's raw speed: the cheapest handler, keep-alive connections, nothing but read,
 # parse, route, encode, write. nginx does the same job with one worker process.
@@ -595,6 +728,22 @@ if want a; then
   wrk_pair a -t1 -c64 "{}/plaintext"
   row a "GET /plaintext -c64: req/s" "$E_RPS" "$N_RPS" "$(ratio "$E_RPS" "$N_RPS")"
   row a "  server CPU us/request" "$E_CPU_US" "$N_CPU_US" "$(ratio "$E_CPU_US" "$N_CPU_US")"
+  datum a.evloop.rps "$E_RPS"
+  datum a.evloop.cpu_us "$E_CPU_US"
+  datum a.nginx.rps "$N_RPS"
+  datum a.nginx.cpu_us "$N_CPU_US"
+  if [ -n "$FA_PID" ]; then
+    # One run after the pair, not alternating rounds: the twin is an order of magnitude slower,
+    # so the ratio's noise matters less.
+    fastapi_run a -t1 -c64 /plaintext
+    row a "  FastAPI twin: req/s, CPU us/request" "" "" \
+      "$FA_RPS req/s, $FA_CPU_US us; evloop/FastAPI $(ratio "$E_RPS" "$FA_RPS") req/s"
+    datum a.fastapi.rps "$FA_RPS"
+    datum a.fastapi.cpu_us "$FA_CPU_US"
+    if [ "$FA_BAD" != 0 ]; then
+      CHECKS+=("WARN|a. FastAPI twin /plaintext: only 2xx|$FA_BAD non-2xx or socket errors")
+    fi
+  fi
   check "$([ "$E_REQS" -gt 0 ] && [ "$E_NON2XX" = 0 ] && [ "$E_ERRS" = 0 ] && echo 1 || echo 0)" \
     "a. wrk /plaintext: only 2xx, no socket errors" \
     "$E_REQS requests, $E_NON2XX non-2xx, $E_ERRS socket errors"
@@ -608,6 +757,10 @@ if want b; then
   wrk_pair b -t1 -c64 -s "$SCRIPTS/pipeline.lua" "{}/plaintext" -- 16
   row b "pipelined x16 -c64: req/s" "$E_RPS" "$N_RPS" "$(ratio "$E_RPS" "$N_RPS")"
   row b "  server CPU us/request" "$E_CPU_US" "$N_CPU_US" "$(ratio "$E_CPU_US" "$N_CPU_US")"
+  datum b.evloop.rps "$E_RPS"
+  datum b.evloop.cpu_us "$E_CPU_US"
+  datum b.nginx.rps "$N_RPS"
+  datum b.nginx.cpu_us "$N_CPU_US"
   if [ "$E_NON2XX" != 0 ] || [ "$E_ERRS" != 0 ] || [ "$E_REQS" = 0 ]; then
     # Not one of the failing checks (see the top), but worth seeing.
     CHECKS+=("WARN|b. pipelined run: only 2xx, no socket errors|$E_REQS requests, $E_NON2XX non-2xx, $E_ERRS socket errors")
@@ -625,9 +778,29 @@ if want c; then
   printf '  %s req/s = %s of the ideal 400 (%s non-2xx, %s socket errors)\n' \
     "$W_RPS" "$C_PCT" "$W_NON2XX" "$W_ERRS"
   row c "GET /cpu?ms=5 pool 2 -c8: req/s" "$W_RPS" "" "$C_PCT of 400"
+  datum c.evloop.rps "$W_RPS"
+  datum c.evloop.cpu_us "$(calc "%.2f" "$W_TICKS * 1000000 / $CLK_TCK / $W_REQS" "$W_REQS")"
+  datum c.ideal 400
   if [ "$W_NON2XX" != 0 ] || [ "$W_ERRS" != 0 ]; then
     CHECKS+=("WARN|c. /cpu run: only 2xx, no socket errors|$W_NON2XX non-2xx, $W_ERRS socket errors")
   fi
+  if [ -n "$FA_PID" ]; then
+    # The twin's /cpu?ms=5 is a fixed amount of pure-Python work (about 5 ms, calibrated when
+    # the app starts) run with run_in_threadpool: its threads take turns holding the GIL, so it
+    # can use one core at most, whatever its thread pool's size: 1 s / its CPU per request.
+    fastapi_run c -t1 -c8 "/cpu?ms=5"
+    row c "  FastAPI twin: req/s, CPU us/request" "" "" \
+      "$FA_RPS req/s, $FA_CPU_US us; one core (the GIL) allows $(calc "%.0f" "1000000 / $FA_CPU_US" "$FA_CPU_US")"
+    datum c.fastapi.rps "$FA_RPS"
+    datum c.fastapi.cpu_us "$FA_CPU_US"
+    if [ "$FA_BAD" != 0 ]; then
+      CHECKS+=("WARN|c. FastAPI twin /cpu: only 2xx|$FA_BAD non-2xx or socket errors")
+    fi
+  fi
+fi
+if [ -n "$FA_PID" ]; then
+  stop "$FA_PID"
+  FA_PID=
 fi
 
 # --- d. the reactor stays responsive ---------------------------------------------------------
@@ -637,8 +810,17 @@ fi
 # anti-pattern: what a sync call inside `async def` does to uvicorn).
 if want d; then
   section "d. GET /plaintext p99 (wrk -t1 -c16 --latency -d${DUR}s), idle and with the pool saturated"
+  # d_datum STATE: the run's percentiles in ms and req/s, for the report.
+  d_datum() {
+    datum "d.$1.p50" "$(to_ms "$W_P50")"
+    datum "d.$1.p75" "$(to_ms "$W_P75")"
+    datum "d.$1.p90" "$(to_ms "$W_P90")"
+    datum "d.$1.p99" "$(to_ms "$W_P99")"
+    datum "d.$1.rps" "$W_RPS"
+  }
   run_wrk d-idle "$MAIN_PID" -t1 -c16 -d"${DUR}s" --latency "$MAIN_URL/plaintext"
   D_IDLE_P50=$W_P50 D_IDLE_P99=$W_P99 D_IDLE_RPS=$W_RPS
+  d_datum idle
   # d_loaded NAME TARGET: the plaintext latency run while a second wrk hammers TARGET.
   d_loaded() {
     local bg
@@ -652,8 +834,12 @@ if want d; then
   }
   d_loaded d-pool "/cpu?ms=20"
   D_POOL_P50=$W_P50 D_POOL_P99=$W_P99 D_POOL_RPS=$W_RPS D_POOL_BG=$D_BG_RPS D_POOL_ERRS=$W_ERRS
+  d_datum pool
+  datum d.pool.cpu_rps "$D_BG_RPS"
   d_loaded d-inline "/cpu?ms=20&mode=inline"
   D_INL_P50=$W_P50 D_INL_P99=$W_P99 D_INL_RPS=$W_RPS D_INL_BG=$D_BG_RPS
+  d_datum inline
+  datum d.inline.cpu_rps "$D_BG_RPS"
   printf '  idle:                     p50 %8s  p99 %8s  %s req/s\n' "$D_IDLE_P50" "$D_IDLE_P99" "$D_IDLE_RPS"
   printf '  pool busy (/cpu?ms=20):   p50 %8s  p99 %8s  %s req/s (and %s /cpu req/s, ideal 100; %s socket errors)\n' \
     "$D_POOL_P50" "$D_POOL_P99" "$D_POOL_RPS" "$D_POOL_BG" "$D_POOL_ERRS"
@@ -675,6 +861,8 @@ if want e; then
   E_OK=$(result "$WORK/sleep_burst.txt" ok)
   E_WALL=$(result "$WORK/sleep_burst.txt" wall_s)
   row e "1000 x /sleep?ms=1000: answered, wall" "${E_OK:-0}/1000 OK" "" "${E_WALL:-?} s"
+  datum e.ok "${E_OK:-0}"
+  datum e.wall_s "${E_WALL:-}"
   check "$([ "${E_OK:-0}" = 1000 ] && echo 1 || echo 0)" "e. 1000 concurrent /sleep: all answered 200" \
     "${E_OK:-0}/1000"
   note "$(awk -v wall="${E_WALL:-99}" 'BEGIN { print ((wall + 0 <= 1.1) ? 1 : 0) }')" \
@@ -718,6 +906,12 @@ if want f; then
     sed 's/^/  ab: /' "$WORK/ab-evloop.txt" | grep -iv '^  ab: *$' | tail -5
   fi
   row f "ab -k -c50: req/s" "$F_RPS" "$NF_RPS" "$(ratio "$F_RPS" "$NF_RPS")"
+  datum f.evloop.rps "$F_RPS"
+  datum f.evloop.cpu_us "$F_CPU"
+  datum f.nginx.rps "$NF_RPS"
+  datum f.nginx.cpu_us "$NF_CPU"
+  datum f.evloop.keepalive "$F_KA"
+  datum f.n "$AB_N"
   row f "  server CPU us/request" "$F_CPU" "$NF_CPU" "$(ratio "$F_CPU" "$NF_CPU")"
   row f "  failed / keep-alive requests" "$F_FAILED / $F_KA" "$NF_FAILED / $NF_KA" "of $AB_N"
   check "$([ "$F_FAILED" = 0 ] && [ "$F_DONE" = "$AB_N" ] && echo 1 || echo 0)" "f. ab: no failed requests" \
@@ -769,6 +963,11 @@ if want g; then
     NG_PER=$G_PER NG_CURL=$G_CURL
   fi
   row g "$IDLE_N idle conns: KB/connection" "$EG_PER" "$NG_PER" "$(ratio "$EG_PER" "$NG_PER")"
+  datum g.n "$IDLE_N"
+  datum g.evloop.kb_per_conn "$EG_PER"
+  datum g.nginx.kb_per_conn "$NG_PER"
+  datum g.evloop.new_client "$EG_CURL"
+  datum g.nginx.new_client "$NG_CURL"
   row g "  new curl while they idle" "$EG_CURL" "$NG_CURL" ""
   if [ "$EG_OPEN" != "$IDLE_N" ] || [ "$EG_HELD" != "$IDLE_N" ]; then
     CHECKS+=("WARN|g. idle: every connection opened and held|$EG_OPEN opened, $EG_HELD still open at the end")
@@ -810,6 +1009,10 @@ if want h; then
   sed -n 's/^\[[^ ]* *\([A-Z]*\) *[^]]*\] /  log: \1 /p' "$WORK/drain.log" | tail -5
   row h "SIGTERM under load: lost / exit status" "${H_LOST:-?} / $H_EXIT" "" "${H_ANSWERED:-?}/${H_SENT:-?} answered"
   row h "  SIGTERM to exit" "$H_TIME" "" ""
+  datum h.lost "${H_LOST:-}"
+  datum h.exit "$H_EXIT"
+  datum h.answered "${H_ANSWERED:-}"
+  datum h.sent "${H_SENT:-}"
   check "$([ "${H_LOST:-x}" = 0 ] && [ "${H_UNANSWERED:-x}" = 0 ] && echo 1 || echo 0)" \
     "h. drain: no request lost" "${H_LOST:-?} lost, ${H_UNANSWERED:-?} unanswered, ${H_ANSWERED:-?}/${H_SENT:-?} answered"
   check "$([ "$H_EXIT" = 0 ] && echo 1 || echo 0)" "h. drain: exit status 0" "$H_EXIT"
@@ -877,6 +1080,13 @@ if want i; then
   row i "/snr-detect -c8: req/s" "$I_SNR_RPS" "" "$I_SNR_PCT of 2 / single-job time"
   row i "/speaker-count, /analyze -c8: req/s" "$I_SPK_RPS, $I_AN_RPS" "" ""
   row i "/plaintext p99, audio saturating the pool" "$I_P99" "" ""
+  datum i.snr_ms "$I_SNR_MS"
+  datum i.speaker_ms "$I_SPK_MS"
+  datum i.analyze_ms "$I_AN_MS"
+  datum i.snr_rps "$I_SNR_RPS"
+  datum i.speaker_rps "$I_SPK_RPS"
+  datum i.analyze_rps "$I_AN_RPS"
+  datum i.plaintext_p99_ms "$(to_ms "$I_P99")"
   check "$([ "$I_ERRS" = 0 ] && echo 1 || echo 0)" "i. audio uploads: only 2xx, no socket errors" \
     "$I_ERRS non-2xx or socket errors"
 fi
@@ -1048,6 +1258,9 @@ if want k; then
       "elapsed_ms $(kr "$mode" elapsed_ms), threads $(kr "$mode" threads); ideal $ideal ms"
     row k "  /plaintext meanwhile: p50/p99/max" "$(probe_lat "$mode")" "" \
       "$(kr "$mode" samples) requests due meanwhile"
+    datum "k.$mode.wall_ms" "$(kr "$mode" wall_ms)"
+    datum "k.$mode.ideal_ms" "$ideal"
+    datum "k.$mode.probe_p99_ms" "$(kr "$mode" p99_ms)"
     check "$([ "$(kr "$mode" status)" = 200 ] && [ "$(kr "$mode" mode)" = "$mode" ] &&
       [ "$(kr "$mode" n)" = "$n" ] && echo 1 || echo 0)" "k. /fanout mode=$mode: a 200 for n=$n" \
       "status $(kr "$mode" status), mode $(kr "$mode" mode), n $(kr "$mode" n)"
@@ -1097,6 +1310,11 @@ if want k; then
   row k "  calls on a reused connection" "$KT_REUSE" "" \
     "${KT_R:-?} of ${KT_C:-?} calls on ${KT_X:-?} connections; ${KT_F:-?} failed, ${KT_Z:-?} cancelled"
   row k "upstream alone -c64 /sleep?ms=0: req/s" "$UP_RPS" "" "$UP_CPU us CPU/request"
+  datum k.probe_idle_p99_ms "$(kr idle p99_ms)"
+  datum k.fanout.rps "$KT_RPS"
+  datum k.fanout.calls_per_s "$KT_CALLS"
+  datum k.fanout.cpu_us_per_call "$KT_CPU"
+  datum k.fanout.reuse "$KT_REUSE"
   check "$([ "$kt_reqs" -gt 0 ] && [ "$kt_non2xx" = 0 ] && [ "$kt_errs" = 0 ] && echo 1 || echo 0)" \
     "k. wrk /fanout?n=4: only 2xx, no socket errors" \
     "$kt_reqs requests, $kt_non2xx non-2xx, $kt_errs socket errors"
@@ -1193,6 +1411,10 @@ if want l; then
     row l "  CPU us/request P / T" "$p_cpu / $t_cpu" "" "P/T $(ratio "$p_cpu" "$t_cpu")"
     row l "  P's requests by process" "$SPREAD_SHARES" "" "rounds $splits; $SPREAD_COUNTS"
     LP_BAD=$p_bad LT_BAD=$t_bad LP_REQS=$p_reqs LT_REQS=$t_reqs
+    datum "l.$name.procs.rps" "$p_rps"
+    datum "l.$name.threads.rps" "$t_rps"
+    datum "l.$name.procs.cpu_us" "$p_cpu"
+    datum "l.$name.threads.cpu_us" "$t_cpu"
   }
   for workload in $L_WORKLOADS; do
     case $workload in
@@ -1264,6 +1486,8 @@ if want m; then
       # shellcheck disable=SC2046,SC2086 # a list; read again, in case a process was replaced
       mem_of $M_PID $(children "$M_PID")
       M_RSS[$cfg-$phase]=$MEM_RSS M_PSS[$cfg-$phase]=$MEM_PSS M_RSS_EACH[$cfg-$phase]=$MEM_RSS_EACH
+      datum "m.$cfg.$phase.rss_kb" "$MEM_RSS"
+      datum "m.$cfg.$phase.pss_kb" "$MEM_PSS"
       served=
       if [ "$phase" != idle ]; then
         spread "$WORK/snap-m-$cfg-$prev_phase.txt" "$WORK/snap-m-$cfg-$phase.txt" '^/(snr-detect|speaker-count|analyze)$'
@@ -1468,6 +1692,10 @@ if want o; then
     printf '  mean: on %s req/s, %s us CPU/request; off %s req/s, %s us; on/off %s req/s (rounds %s to %s), %s CPU/request (rounds %s to %s)\n' \
       "$on_rps" "$on_cpu" "$off_rps" "$off_cpu" "$(ratio "$on_rps" "$off_rps")" "$r_rps_min" "$r_rps_max" \
       "$(ratio "$on_cpu" "$off_cpu")" "$r_cpu_min" "$r_cpu_max"
+    datum o.on.rps "$on_rps"
+    datum o.off.rps "$off_rps"
+    datum o.on.cpu_us "$on_cpu"
+    datum o.off.cpu_us "$off_cpu"
     row o "plaintext req/s: metrics on / off" "$on_rps / $off_rps" "" \
       "on/off $(ratio "$on_rps" "$off_rps"); rounds' ratios $r_rps_min-$r_rps_max (median $r_rps_med); on $on_rps_min-$on_rps_max, off $off_rps_min-$off_rps_max"
     row o "  CPU us/request: on / off" "$on_cpu / $off_cpu" "" \
@@ -1476,6 +1704,93 @@ if want o; then
       CHECKS+=("WARN|o. wrk /plaintext, on and off: only 2xx|$O_BAD non-2xx or socket errors")
     fi
   fi
+fi
+
+# --- p. pool scaling -------------------------------------------------------------------------
+# How many worker threads a CPU-bound pool wants. The job: POST /speaker-count of a 5 s WAV, a
+# fixed amount of arithmetic (a few ms). A worker makes progress only while it holds a core, so
+# the most a pool can do is --pool 1's req/s times min(pool, cores): past the core count, more
+# threads take turns on the same cores (and take them from the reactor and from wrk) and add
+# nothing. A server per size, all started at once (an idle one costs nothing), wrk -t1 -c16
+# (enough to keep 8 workers busy) on each in P_ROUNDS rounds of P_S seconds, the order reversed
+# every round (1 2 4 8, 8 4 2 1), the rounds summed as in a: a burst of other work then weighs
+# on every size, not on one. Meanwhile scripts/fanout_probe.py sends a GET /plaintext every 5 ms,
+# open loop, each timed from when it was due: what the reactor's clients wait while the workers
+# compete with it for the cores (the worse of the rounds' p99s).
+# Then, as a warning, GET /cpu?ms=5 on each server for P_CPU_S seconds: /cpu burns 5 ms of wall
+# time, not a fixed amount of work, so a thread that shares its core still finishes after 5 ms,
+# having done less: its req/s grows with the pool as pool x 200 while the CPU per request falls.
+# A benchmark of a time-based burn cannot show what a pool's size does to real work.
+if want p; then
+  section "p. POST /speaker-count of a 5 s WAV, wrk -t1 -c16 on --pool 1, 2, 4, 8 (a server each), $P_ROUNDS alternating rounds of ${P_S}s, /plaintext every 5 ms meanwhile; then /cpu?ms=5 for ${P_CPU_S}s each"
+  P_T0=$EPOCHREALTIME
+  P_CORES=$(nproc)
+  P_BAD=0
+  P_CLIP=$WORK/clip5s.wav
+  python3 "$SCRIPTS/make_clip.py" --seconds 5 --out "$P_CLIP" \
+    "$ROOT/tests/fixtures/audio/spk_k4_r0_clean.wav" "$ROOT/tests/fixtures/audio/spk_k2_r0_clean.wav"
+  declare -A P_PID=() P_URL=() P_REQS=() P_SECS_OF=() P_TICKS=() P_P99=()
+  for size in 1 2 4 8; do
+    start_evloop "p-$size" --pool "$size"
+    P_PID[$size]=$EV_PID P_URL[$size]=http://$HOST:$EV_PORT
+    P_REQS[$size]=0 P_SECS_OF[$size]=0 P_TICKS[$size]=0 P_P99[$size]=
+    # A few jobs first: the audio model is built on first use, not in a timed run.
+    for _i in 1 2 3; do
+      curl -s -o /dev/null --max-time 30 --data-binary @"$P_CLIP" "${P_URL[$size]}/speaker-count" || true
+    done
+  done
+  for round in $(seq "$P_ROUNDS"); do
+    order="1 2 4 8"
+    if [ $((round % 2)) = 0 ]; then order="8 4 2 1"; fi
+    for size in $order; do
+      probe_out=$WORK/p-probe-$size-$round.txt
+      python3 "$SCRIPTS/fanout_probe.py" --host "$HOST" --port "${P_URL[$size]##*:}" \
+        --idle-s "$(calc "%.1f" "$P_S - 0.8" 1)" --lead-ms 500 --interval-ms 5 >"$probe_out" 2>&1 &
+      p_probe=$!
+      PIDS+=("$p_probe")
+      run_wrk "p-$size-$round" "${P_PID[$size]}" -t1 -c16 -d"${P_S}s" --timeout 10s -s "$SCRIPTS/post_wav.lua" \
+        "${P_URL[$size]}/speaker-count" -- "$P_CLIP"
+      wait_exit "$p_probe" 30
+      P_BAD=$((P_BAD + W_NON2XX + W_ERRS))
+      P_REQS[$size]=$((P_REQS[$size] + W_REQS)) P_TICKS[$size]=$((P_TICKS[$size] + W_TICKS))
+      P_SECS_OF[$size]=$(calc "%.2f" "${P_SECS_OF[$size]} + $W_SECS" 1)
+      P_P99[$size]=$(awk -v a="${P_P99[$size]}" -v b="$(result "$probe_out" p99_ms)" \
+        'BEGIN { if (b !~ /^[0-9.]+$/) print a; else if (a == "" || b + 0 > a + 0) print b; else print a }')
+      printf '  round %s, --pool %s: %s req/s; /plaintext meanwhile p99 %s ms\n' "$round" "$size" "$W_RPS" \
+        "$(result "$probe_out" p99_ms)"
+    done
+  done
+  P_ONE=$(calc "%.0f" "${P_REQS[1]} / ${P_SECS_OF[1]}" "${P_SECS_OF[1]}") # one worker's rate
+  for size in 1 2 4 8; do
+    p_rps=$(calc "%.0f" "${P_REQS[$size]} / ${P_SECS_OF[$size]}" "${P_SECS_OF[$size]}")
+    ideal=$(calc "%.0f" "($size < $P_CORES ? $size : $P_CORES) * $P_ONE" 1)
+    p_cpu=$(calc "%.0f" "${P_TICKS[$size]} * 1000000 / $CLK_TCK / ${P_REQS[$size]}" "${P_REQS[$size]}")
+    # The time-based burn, for contrast (see above).
+    run_wrk "p-cpu-$size" "${P_PID[$size]}" -t1 -c16 -d"${P_CPU_S}s" "${P_URL[$size]}/cpu?ms=5"
+    P_BAD=$((P_BAD + W_NON2XX + W_ERRS))
+    c_cpu=$(calc "%.0f" "$W_TICKS * 1000000 / $CLK_TCK / $W_REQS" "$W_REQS")
+    stop "${P_PID[$size]}"
+    printf '  --pool %s: %5s req/s = %s of the ideal %s; %s us CPU/request; /plaintext p99 %s ms; /cpu?ms=5 %s req/s, %s us CPU/request\n' \
+      "$size" "$p_rps" "$(ratio "$p_rps" "$ideal")" "$ideal" "$p_cpu" "${P_P99[$size]:-?}" "$W_RPS" "$c_cpu"
+    row p "/speaker-count 5 s -c16 --pool $size: req/s" "$p_rps" "" \
+      "$(ratio "$p_rps" "$ideal") of $ideal; $p_cpu us CPU/request; /plaintext p99 ${P_P99[$size]:-?} ms meanwhile"
+    row p "  /cpu?ms=5 (a burn of wall time): req/s" "$W_RPS" "" "$c_cpu us CPU/request"
+    datum "p.$size.rps" "$p_rps"
+    datum "p.$size.ideal" "$ideal"
+    datum "p.$size.cpu_us" "$p_cpu"
+    datum "p.$size.p99_ms" "${P_P99[$size]}"
+    datum "p.$size.burn_rps" "$W_RPS"
+    datum "p.$size.burn_cpu_us" "$c_cpu"
+  done
+  datum p.cores "$P_CORES"
+  datum p.one "$P_ONE"
+  datum p.rounds "$P_ROUNDS"
+  datum p.round_s "$P_S"
+  if [ "$P_BAD" != 0 ]; then
+    CHECKS+=("WARN|p. every pool size: only 2xx, no socket errors|$P_BAD non-2xx or socket errors")
+  fi
+  P_SECS=$(calc "%.1f" "$EPOCHREALTIME - $P_T0" 1)
+  echo "  (p took $P_SECS s)"
 fi
 
 # --- the end ---------------------------------------------------------------------------------
@@ -1510,6 +1825,44 @@ LOGGED=$(grep -h ' WARN \| ERROR ' "$WORK"/*.log 2>/dev/null | sed -e 's/^\[[^ ]
 if [ -n "$LOGGED" ]; then
   section "evloop log lines at WARN/ERROR (count, message)"
   echo "$LOGGED"
+fi
+
+# The report: the summary rows and the checks as they were printed, then bench_report.py. A full
+# run of every scenario replaces docs/BENCHMARKS.md and docs/bench/; anything less goes to
+# load-report/ under the build directory (LOAD_REPORT: wherever it says).
+datum meta.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$FA_URL" ]; then datum fastapi.secs "$FA_SECS"; fi
+if [ -n "${P_SECS:-}" ]; then datum p.secs "$P_SECS"; fi
+for line in "${ROWS[@]}"; do datum row "$line"; done
+for line in "${CHECKS[@]}"; do datum check "$line"; done
+if [ -n "${LOAD_REPORT:-}" ]; then
+  REPORT=$LOAD_REPORT
+elif [ "$ALL_SCENARIOS" = 1 ]; then
+  REPORT=$ROOT/docs
+else
+  REPORT=${CARGO_TARGET_DIR:-$ROOT/target}/load-report
+fi
+section "report"
+if python3 "$SCRIPTS/bench_report.py" --data "$DATA" --out "$REPORT" >"$WORK/report.txt" 2>&1 &&
+  python3 - "$REPORT" <<'PY' >>"$WORK/report.txt" 2>&1; then
+# BENCHMARKS.md is there, not empty, and names each plot it embeds; every plot parses as XML.
+import os, re, sys
+import xml.etree.ElementTree as ET
+out = sys.argv[1]
+md = open(os.path.join(out, "BENCHMARKS.md"), encoding="utf-8").read()
+assert md.strip(), "BENCHMARKS.md is empty"
+plots = re.findall(r"\]\((bench/[^)]+\.svg)\)", md)
+for rel in plots:
+    root = ET.parse(os.path.join(out, rel)).getroot()
+    assert root.tag.endswith("svg"), f"{rel}: root is {root.tag}"
+print(f"checked: BENCHMARKS.md and {len(plots)} plots, each well-formed SVG")
+PY
+  sed 's/^/  /' "$WORK/report.txt"
+  echo "  written: $REPORT/BENCHMARKS.md and its plots in $REPORT/bench/"
+else
+  sed 's/^/  /' "$WORK/report.txt"
+  echo "FAIL  the report (scripts/bench_report.py) could not be written or is not well-formed"
+  FAILED=1
 fi
 
 echo
