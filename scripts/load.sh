@@ -257,16 +257,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_evloop NAME ARGS...: start ./evloop on a free port; sets EV_PID and EV_PORT.
+# start_evloop NAME ARGS...: start ./evloop on a free port, and wait until it says it is
+# "ready on http://…" (EV_READY_WORD=listening for a build older than the start-up hooks, which
+# said only "listening on"); sets EV_PID and EV_PORT.
 start_evloop() {
-  local name=$1 _i
+  local name=$1 word=${EV_READY_WORD:-ready} _i
   shift
   "$EVLOOP" --host "$HOST" --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
   EV_PID=$!
   PIDS+=("$EV_PID")
   EV_PORT=
   for _i in $(seq 100); do
-    EV_PORT=$(sed -n 's|.*ready on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/$name.out" 2>/dev/null || true)
+    EV_PORT=$(sed -n "s|.*$word on http://[^:]*:\\([0-9]*\\).*|\\1|p" "$WORK/$name.out" 2>/dev/null || true)
     [ -n "$EV_PORT" ] && return 0
     alive "$EV_PID" || break
     sleep 0.05
@@ -1657,9 +1659,9 @@ if want o; then
     start_workers o-on --pool 2
     O_ON_PID=$EV_PID O_ON_URL=$EV_URL
     O_EVLOOP=$EVLOOP
-    EVLOOP=$O_BIN
+    EVLOOP=$O_BIN EV_READY_WORD=listening
     start_workers o-off --pool 2
-    EVLOOP=$O_EVLOOP
+    EVLOOP=$O_EVLOOP EV_READY_WORD=ready
     O_OFF_PID=$EV_PID O_OFF_URL=$EV_URL
     O_ON_RPS=() O_OFF_RPS=() O_ON_CPU=() O_OFF_CPU=() O_R_RPS=() O_R_CPU=() O_BAD=0
     for round in $(seq "$O_ROUNDS"); do
