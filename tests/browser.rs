@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{get, spawn_binary, Client};
+use common::{get, spawn_binary, Client, Stopped};
 
 /// The first of `names` found on `PATH`.
 fn on_path(names: &[&str]) -> Option<PathBuf> {
@@ -400,25 +400,6 @@ fn dashboard_moves_in_a_real_browser() {
         sent.load(Ordering::Relaxed),
         started.elapsed()
     );
-}
-
-/// A process stopped with SIGSTOP (what a loop stuck in a long turn looks like from outside),
-/// resumed when this is dropped, so that a failing test leaves no stopped process behind.
-struct Stopped(u32);
-
-impl Stopped {
-    fn new(pid: u32) -> Stopped {
-        // SAFETY: kill(2) with a pid of the server's processes and a constant signal.
-        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
-    }
 }
 
 /// With `--workers 2`, the page lists both processes, each with its own sparkline, and marks one

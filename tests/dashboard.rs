@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::sse::{self, Event};
-use common::{get, start_in_process, test_config, Admission, Client, InProcess};
+use common::{get, start_in_process, test_config, Admission, Client, InProcess, Stopped};
 
 /// A server with every built-in endpoint and a pool of 2 (so one viewer at a time).
 fn server() -> InProcess {
@@ -287,25 +287,6 @@ fn ages(frame: &Value) -> Vec<(u64, u64)> {
         .unwrap_or_default()
 }
 
-/// A process stopped with SIGSTOP (what a loop stuck in a long turn looks like from outside),
-/// resumed when this is dropped, so that a failing test leaves no stopped process behind.
-struct Stopped(u64);
-
-impl Stopped {
-    fn new(pid: u64) -> Stopped {
-        // SAFETY: `kill` with a child process's pid and a constant signal.
-        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
-    }
-}
-
 /// `--workers 2`, both processes ready.
 fn two_workers() -> common::ServerProcess {
     let server = common::spawn_binary(&["--workers", "2", "--pool", "2"]);
@@ -365,7 +346,7 @@ fn with_workers_a_viewer_sees_every_process_and_a_stalled_one() {
         .find(|&&pid| pid != own)
         .expect("another process");
 
-    let stopped = Stopped::new(other);
+    let stopped = Stopped::new(other as u32);
     let stalled = frame_where(&mut client, Duration::from_secs(5), |frame| {
         entry(frame, other).is_some_and(|p| p["age_ms"].as_u64().unwrap_or(0) > 1500)
     });
@@ -409,7 +390,7 @@ fn with_workers_a_process_stuck_before_anyone_watched_is_listed() {
         .filter_map(|p| p.parse().ok())
         .collect();
     assert_eq!(pids.len(), 2, "{children:?}");
-    let _stopped = Stopped::new(pids[1]);
+    let _stopped = Stopped::new(pids[1] as u32);
     // Only the running process accepts, so it serves the viewer.
     let mut client = watch_addr(server.addr());
     let frame = frame_where(&mut client, Duration::from_secs(6), |frame| {

@@ -250,12 +250,7 @@ fn write(region: &[AtomicU64], tag: u64, text: &[u8]) -> bool {
 /// The tag and text in the seqlocked `region`; `None` if it kept changing (or was left
 /// half-written) while we read. An empty region reads as tag 0.
 fn read(region: &[AtomicU64]) -> Option<(u64, Vec<u8>)> {
-    for _ in 0..READ_TRIES {
-        let before = region[0].load(Ordering::Acquire);
-        if before & 1 == 1 {
-            std::hint::spin_loop();
-            continue;
-        }
+    consistent(region, |region| {
         let tag = region[1].load(Ordering::Relaxed);
         let len =
             (region[2].load(Ordering::Relaxed) as usize).min((region.len() - HEADER_WORDS) * 8);
@@ -264,27 +259,29 @@ fn read(region: &[AtomicU64]) -> Option<(u64, Vec<u8>)> {
             text.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
         }
         text.truncate(len);
-        fence(Ordering::Acquire);
-        if region[0].load(Ordering::Relaxed) != before {
-            continue;
-        }
-        return Some((tag, text));
-    }
-    None
+        (tag, text)
+    })
 }
 
 /// The tag of the seqlocked `region`, without copying its text; `None` as for [`read`].
 fn read_tag(region: &[AtomicU64]) -> Option<u64> {
+    consistent(region, |region| region[1].load(Ordering::Relaxed))
+}
+
+/// What `copy` reads from the seqlocked `region`, kept only if no writer was inside the region
+/// before or after the copy (the sequence number was the same even value); up to
+/// [`READ_TRIES`] tries.
+fn consistent<T>(region: &[AtomicU64], copy: impl Fn(&[AtomicU64]) -> T) -> Option<T> {
     for _ in 0..READ_TRIES {
         let before = region[0].load(Ordering::Acquire);
         if before & 1 == 1 {
             std::hint::spin_loop();
             continue;
         }
-        let tag = region[1].load(Ordering::Relaxed);
+        let copied = copy(region);
         fence(Ordering::Acquire);
         if region[0].load(Ordering::Relaxed) == before {
-            return Some(tag);
+            return Some(copied);
         }
     }
     None

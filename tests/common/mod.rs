@@ -1025,3 +1025,22 @@ pub fn assert_between(what: &str, elapsed: Duration, low: Duration, high: Durati
         "{what}: took {elapsed:?}, expected between {low:?} and {high:?}"
     );
 }
+
+/// A process stopped with SIGSTOP (what a loop stuck in a long turn looks like from outside),
+/// resumed when this is dropped, so that a failing test leaves no stopped process behind.
+pub struct Stopped(u32);
+
+impl Stopped {
+    pub fn new(pid: u32) -> Stopped {
+        // SAFETY: kill(2) with a pid of a server process the test started, and a constant signal.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
