@@ -58,7 +58,8 @@ DEFAULT_REFERENCE = os.environ.get(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "reference",
                  "reference_estimates.py"),
 )
-SPEECH_SETS = ("snr_grid", "clean", "speakers")
+SPEECH_SETS = ("snr_grid", "clean", "speakers", "speakers_short")
+SPEAKER_SETS = ("speakers", "speakers_short")
 
 
 class Unreachable(Exception):
@@ -205,26 +206,34 @@ def accuracy(who, res, labels):
     sp = sorted(n for n in res if L[n]["set"] in SPEECH_SETS and L[n].get("speech_ratio") is not None)
     pairs = lambda names: [(n, get(n, "speech_ratio"), L[n]["speech_ratio"]) for n in names]
     rows = [stat_row("all speech clips", pairs(sp), 3),
+            stat_row("all, vs the strict 40 dB label", [(n, get(n, "speech_ratio"), L[n]["speech_ratio_strict"])
+                                                        for n in sp if L[n].get("speech_ratio_strict") is not None], 3),
             stat_row("all, vs the 20 ms-frame label", [(n, get(n, "speech_ratio"), L[n]["speech_ratio_20ms"])
                                                        for n in sp if L[n].get("speech_ratio_20ms") is not None], 3)]
     for s in SPEECH_SETS:
         rows.append(stat_row(s, pairs([n for n in sp if L[n]["set"] == s]), 3))
     for d in sorted({L[n]["snr_db"] for n in grid}):
         rows.append(stat_row("snr_grid %g dB" % d, pairs([n for n in grid if L[n]["snr_db"] == d]), 3))
-    table(hdr, rows, "speech_ratio vs label (hop-256 grid, 40 dB rule)")
+    table(hdr, rows, "speech_ratio vs label (talking time: the 40 dB rule, gaps under 0.2 s bridged)")
 
-    spk = sorted(n for n in res if L[n]["set"] == "speakers")
-    rows, tot = [], [0, 0, 0, 0]
-    for k in sorted({L[n]["speakers"] for n in spk}) + ["all"]:
-        names = [n for n in spk if k == "all" or L[n]["speakers"] == k]
-        est = [get(n, "speakers") for n in names]
-        ex = sum(1 for n, e in zip(names, est) if e == L[n]["speakers"])
-        w1 = sum(1 for n, e in zip(names, est) if num(e) and abs(e - L[n]["speakers"]) <= 1)
-        got = ",".join(fmt(e) for e in est)
-        rows.append(["k=%s" % k, len(names), "%d (%.0f %%)" % (ex, 100.0 * ex / max(len(names), 1)),
-                     "%d (%.0f %%)" % (w1, 100.0 * w1 / max(len(names), 1)),
-                     got if k != "all" else ""])
-    table(["true k", "n", "exact", "within +-1", "estimates"], rows, "speaker count (speakers set)")
+    for sets, title in ((("speakers",), "speaker count (speakers set: turns of >= 1 s)"),
+                        (("speakers_short",), "speaker count (speakers_short set: short turns)"),
+                        (SPEAKER_SETS, "speaker count (both speaker sets)")):
+        spk = sorted(n for n in res if L[n]["set"] in sets)
+        if not spk:
+            continue
+        rows = []
+        groups = [("k=%s" % k, [n for n in spk if L[n]["speakers"] == k]) for k in sorted({L[n]["speakers"] for n in spk})]
+        groups += [("clean", [n for n in spk if L[n]["snr_db"] is None]),
+                   ("noisy 10-20 dB", [n for n in spk if L[n]["snr_db"] is not None]), ("all", spk)]
+        for label, names in groups:
+            est = [get(n, "speakers") for n in names]
+            ex = sum(1 for n, e in zip(names, est) if e == L[n]["speakers"])
+            w1 = sum(1 for n, e in zip(names, est) if num(e) and abs(e - L[n]["speakers"]) <= 1)
+            got = ",".join(fmt(e) for e in est) if label.startswith("k=") else ""
+            rows.append([label, len(names), "%d (%.0f %%)" % (ex, 100.0 * ex / max(len(names), 1)),
+                         "%d (%.0f %%)" % (w1, 100.0 * w1 / max(len(names), 1)), got])
+        table(["true k", "n", "exact", "within +-1", "estimates"], rows, title)
     single = sorted(n for n in res if L[n]["set"] in ("snr_grid", "clean"))
     ones = sum(1 for n in single if get(n, "speakers") == 1)
     others = sorted((n, get(n, "speakers")) for n in single if get(n, "speakers") != 1)

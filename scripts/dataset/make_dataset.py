@@ -4,6 +4,7 @@
     python3 scripts/dataset/make_dataset.py --out /tmp/evdev          # full dev set
     python3 scripts/dataset/make_dataset.py --fixtures                 # tests/fixtures/audio/
     python3 scripts/dataset/make_dataset.py --out DIR --long-seconds 0 # without the 413 clip
+    python3 scripts/dataset/make_dataset.py --out /tmp/evhold --split holdout  # set aside
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
 The output is deterministic: the same command writes byte-identical files (espeak-ng is
@@ -17,6 +18,8 @@ What is generated (file-name prefix -> set):
   spk_*      speaker clips, k = 1..4 speakers, 6 clips per k: turns of >= 1 s separated by
              pauses of 0.2-0.7 s, each speaker a distinct espeak-ng voice/variant/pitch/speed.
              Replicate r0 of each k is short (k turns, or 2 for k = 1) and clean.
+  spkshort_* short turns (full set only): k = 1..4 speakers, one phrase of about 0.4-1 s per
+             turn, pauses of 0.1-0.3 s, clean or 10-20 dB noise (4 clips per k).
   noise_*    noise only (no speech);  silence_*: digital silence.
   fmt_*      format edge cases made from one source clip (fmt_source_pcm16.wav) with sox:
              24-bit PCM, 24-bit WAVE_FORMAT_EXTENSIBLE, 32-bit float, 8 kHz, 44.1 kHz stereo,
@@ -25,6 +28,11 @@ What is generated (file-name prefix -> set):
   bad_*      corrupt / not-WAV input: zero bytes, text, JSON, a 30-byte truncated header,
              truncated data, zero samples, IMA-ADPCM, A-law, fmt with 0 channels, and (full set
              only, --long-seconds) an over-long 8 kHz 8-bit clip.
+
+Splits (--split): "tune" (the default, and the committed fixtures) is what the estimators'
+constants are chosen on; "holdout" uses other voices, other sentences and other seeds, and is
+only reported on, so that its figures are not fitted to the clips they are measured on. The
+holdout split has no format or corrupt files (they test decoding, not speech).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -43,11 +51,15 @@ y is quantised to 16-bit as round(32767*y).
 Labels (labels.json, one entry per file; see LABEL_DEFINITIONS below for the exact text):
   snr_db        the target global SNR 10*log10(sum s^2 / sum (g n)^2), exact by construction
                 (before the 16-bit rounding); null for clean clips, noise only and silence.
-  speech_ratio  on the server's analysis grid for hop H = 256 at 16 kHz: frames
+  speech_ratio  the fraction of the time someone is talking: speech_ratio_strict below, then
+                every run of inactive frames shorter than 0.2 s between active ones counted as
+                active (pauses between words, which a listener hears as talking; the 0.2 s
+                hangover of ITU-T P.56).
+  speech_ratio_strict  on the server's analysis grid for hop H = 256 at 16 kHz: frames
                 t = 0..T-1, T = floor((N - 512)/256) + 1, frame t = clean speech samples
                 [256t, 256t + 512) times a periodic Hann window of 512; energy
                 E_t = sum (w * s)^2.  A frame is speech-active when E_t >= max_t E_t * 1e-4
-                (within 40 dB of the loudest clean frame).  speech_ratio = active / T.
+                (within 40 dB of the loudest clean frame).  speech_ratio_strict = active / T.
   speech_ratio_20ms  the same rule on non-overlapping 20 ms (320-sample) rectangular frames
                 (the section-0 definition), for information.
   speakers      number of distinct voices; turns = [start_s, end_s, speaker index] of each
@@ -93,8 +105,40 @@ SENTENCES = [
     "That song reminds me of a long drive through the hills.",
     "Fresh lemons are cheaper on Thursday.",
 ]
+# Sentences of the set-aside ("holdout") split: never used to choose a constant.
+SENTENCES += [
+    "The ferry leaves at half past seven from the north pier.",
+    "Keep the receipt in case the shoes do not fit.",
+    "Is the library open on Sunday?",
+    "Her grandfather built the wooden boat in his garage.",
+    "Switch off the radio before you go to sleep.",
+    "Four cups of flour, two eggs, and a pinch of salt.",
+    "Where did you park the car?",
+    "The museum moved the old maps to the second floor.",
+    "Snow is forecast for the mountains tonight.",
+    "Call me when you reach the station.",
+    "The orchestra tuned up while the audience found their seats.",
+    "Water the tomatoes every other day.",
+    "Somebody painted the fence a very bright yellow.",
+    "Take the stairs, the lift is broken.",
+    "They sailed around the island in under three hours.",
+    "Tea or coffee?",
+]
+TUNE_SENTENCES = list(range(16))
+HOLDOUT_SENTENCES = list(range(16, 32))
 # Short sentences (about 1-1.5 s) for the short speaker clips and the format source clip.
 SHORT = [2, 6, 9, 13]
+HOLDOUT_SHORT = [18, 22, 25, 29]
+# Short phrases (about 0.4-1 s) for the short-turn speaker clips (set spkshort).
+PHRASES = ["Yes, of course.", "Not really.", "I think so.", "Over there.", "Maybe later.",
+           "Right, fine.", "Hang on.", "Good idea.", "No thanks.", "Me too.", "Why not?", "Got it."]
+HOLDOUT_PHRASES = ["Sure thing.", "Not at all.", "Probably.", "Just here.", "In a minute.",
+                   "Okay then.", "Wait a second.", "Sounds good.", "Never mind.", "Same here.",
+                   "How come?", "All done."]
+PHRASE_BASE = len(SENTENCES)
+SENTENCES += PHRASES + HOLDOUT_PHRASES
+TUNE_PHRASES = list(range(PHRASE_BASE, PHRASE_BASE + len(PHRASES)))
+HOLDOUT_PHRASE_IDX = list(range(PHRASE_BASE + len(PHRASES), len(SENTENCES)))
 
 # ----------------------------------------------------------------------------- voices
 # name -> espeak-ng voice+variant, pitch (-p, 0-99), speed (-s, words per minute)
@@ -113,19 +157,64 @@ SPEAKER_POOL = [            # distinct voice/variant/pitch/speed settings
     ("en+f5", 85, 175),
     ("en-us-nyc+m2", 62, 158),
 ]
+# The set-aside split's voices: other variants, pitches and speeds than the tuning split's.
+HOLDOUT_GRID_VOICES = {
+    "v4": ("en-us+m5", 48, 168),
+    "v5": ("en+f1", 70, 152),
+    "v6": ("en-gb-x-rp+m2", 35, 162),
+}
+HOLDOUT_SPEAKER_POOL = [
+    ("en-us+m7", 26, 150),
+    ("en-gb+f4", 78, 160),
+    ("en+m3", 45, 175),
+    ("en-us+f2", 60, 145),
+    ("en-gb-scotland+m1", 38, 166),
+    ("en-029+f1", 66, 156),
+    ("en-gb-x-rp+f5", 90, 170),
+    ("en-us-nyc+m4", 55, 152),
+]
 COLOURS = ("white", "pink", "brown")
 GRID_SNRS = (0, 5, 10, 20, 30)
-# speaker-clip replicates r0..r5: (noise colour or None, SNR dB)
-SPK_CONDITIONS = [(None, None), ("white", 20), ("pink", 20), ("brown", 20), (None, None), ("pink", 15)]
+# speaker-clip replicates r0..r9: (noise colour or None, SNR dB)
+SPK_CONDITIONS = [(None, None), ("white", 20), ("pink", 20), ("brown", 20), (None, None), ("pink", 15),
+                  ("white", 10), ("brown", 15), ("pink", 10), ("brown", 10)]
+# short-turn speaker clips (set spkshort): replicates r0..r3
+SHORT_TURN_CONDITIONS = [(None, None), ("pink", 20), ("brown", 15), ("white", 10)]
+# Gaps in speech shorter than this count as speech in the speech_ratio label (see below).
+BRIDGE_S = 0.2
+
+
+class Split:
+    """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it)
+    or "holdout" (set aside: only reported)."""
+    name = "tune"
+    grid_voices = GRID_VOICES
+    speaker_pool = SPEAKER_POOL
+    sentences = TUNE_SENTENCES
+    short = SHORT
+    phrases = TUNE_PHRASES
+    seed_base = 0
+
+    @classmethod
+    def use(cls, name):
+        if name == "holdout":
+            cls.name, cls.grid_voices, cls.speaker_pool = name, HOLDOUT_GRID_VOICES, HOLDOUT_SPEAKER_POOL
+            cls.sentences, cls.short, cls.phrases, cls.seed_base = (HOLDOUT_SENTENCES, HOLDOUT_SHORT,
+                                                                    HOLDOUT_PHRASE_IDX, 5000)
 
 LABEL_DEFINITIONS = {
     "snr_db": "target global SNR in dB, 10*log10(sum s^2 / sum (g*n)^2) with s the clean speech "
               "and g*n the scaled noise as mixed (before 16-bit rounding); exact by construction. "
               "null when no noise was added (clean), for noise-only clips and for silence.",
-    "speech_ratio": "fraction of the server's hop-256 analysis frames (16 kHz; T = floor((N-512)/256)+1 "
-                    "frames; frame t = clean speech samples [256t, 256t+512) times a periodic Hann "
-                    "window of 512) whose clean-speech energy sum((w*s)^2) is within 40 dB of the "
-                    "loudest such frame (>= max * 1e-4).",
+    "speech_ratio": "fraction of the time someone is talking, on the server's hop-256 analysis frames "
+                    "(16 kHz; T = floor((N-512)/256)+1 frames; frame t = clean speech samples "
+                    "[256t, 256t+512) times a periodic Hann window of 512): a frame is active when its "
+                    "clean-speech energy sum((w*s)^2) is within 40 dB of the loudest such frame "
+                    "(>= max * 1e-4); then every run of inactive frames shorter than 0.2 s with active "
+                    "frames on both sides counts as active (the pauses between words inside a phrase, "
+                    "which a listener hears as talking; the 0.2 s hangover of ITU-T P.56).",
+    "speech_ratio_strict": "the 40 dB rule alone, without bridging short gaps (the label of the first "
+                           "version of this set).",
     "speech_ratio_20ms": "the same 40 dB rule on non-overlapping 20 ms (320-sample) rectangular frames.",
     "speakers": "number of distinct espeak-ng voice settings that speak in the clip.",
     "turns": "[start_s, end_s, speaker index] per utterance (trimmed speech, pauses excluded).",
@@ -180,23 +269,43 @@ def make_noise(colour, n, seed):
 
 
 def speech_ratio_labels(s):
-    """(hop-256 Hann-grid ratio, 20 ms rectangular-frame ratio) of the clean speech s."""
+    """(hop-256 ratio with short gaps bridged, hop-256 ratio strict, 20 ms rectangular-frame ratio
+    strict) of the clean speech s."""
     thr = 10 ** (-ACTIVE_DB / 10)
     T = (len(s) - WIN) // HOP + 1
     if T <= 0 or not np.any(s):
-        r_hop = 0.0
+        r_hop = r_bridged = 0.0
     else:
         w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)
         idx = np.arange(WIN)[None, :] + HOP * np.arange(T)[:, None]
         E = np.sum((s[idx] * w) ** 2, axis=1)
-        r_hop = float(np.mean(E >= E.max() * thr))
+        active = E >= E.max() * thr
+        r_hop = float(np.mean(active))
+        r_bridged = float(np.mean(bridge(active, int(round(BRIDGE_S * SR / HOP)))))
     n20 = len(s) // 320
     if n20 == 0 or not np.any(s):
         r_20 = 0.0
     else:
         E = np.sum(s[: n20 * 320].reshape(n20, 320) ** 2, axis=1)
         r_20 = float(np.mean(E >= E.max() * thr))
-    return r_hop, r_20
+    return r_bridged, r_hop, r_20
+
+
+def bridge(active, max_gap):
+    """active with every run of False shorter than max_gap frames, True on both sides, set True."""
+    out = active.copy()
+    t, T = 0, len(active)
+    while t < T:
+        if not active[t]:
+            end = t
+            while end < T and not active[end]:
+                end += 1
+            if t > 0 and end < T and end - t < max_gap:
+                out[t:end] = True
+            t = end
+        else:
+            t += 1
+    return out
 
 
 def wav_bytes(q, sr=SR, channels=1):
@@ -262,11 +371,12 @@ def voice_dict(v):
 # ----------------------------------------------------------------------------- clip sets
 def speech_clip(name, set_name, s, turns, voices, colour, snr, seed, extra=None):
     q, s_mixed, scale = mix(s, colour, snr, seed)
-    r_hop, r_20 = speech_ratio_labels(s_mixed)
+    r_bridged, r_hop, r_20 = speech_ratio_labels(s_mixed)
     lab = {
         "set": set_name, "snr_db": None if colour is None else float(snr),
         "noise": colour or "none", "seed": seed if colour is not None else None,
-        "speech_ratio": r6(r_hop), "speech_ratio_20ms": r6(r_20),
+        "speech_ratio": r6(r_bridged), "speech_ratio_strict": r6(r_hop), "speech_ratio_20ms": r6(r_20),
+        "split": Split.name,
         "speakers": len(voices), "voices": [voice_dict(v) for v in voices], "turns": turns,
         "duration_s": r6(len(q) / SR), "frames": len(q), "sample_rate": SR, "channels": 1,
         "bits": 16, "peak_scale": r6(scale), "expect_status": 200,
@@ -279,7 +389,7 @@ def speech_clip(name, set_name, s, turns, voices, colour, snr, seed, extra=None)
 def pick_sentences(render, voice, start, min_s, max_s, pool=None):
     """Sentence indices (from `pool`, rotating from `start`) whose total speech is >= min_s,
     skipping any that would exceed max_s."""
-    pool = list(range(len(SENTENCES))) if pool is None else pool
+    pool = Split.sentences if pool is None else pool
     chosen, total = [], 0.0
     for k in range(len(pool)):
         si = pool[(start + k) % len(pool)]
@@ -295,8 +405,8 @@ def pick_sentences(render, voice, start, min_s, max_s, pool=None):
 
 def grid_clips(render):
     out = []
-    seed = 0
-    for vi, (vname, voice) in enumerate(sorted(GRID_VOICES.items())):
+    seed = Split.seed_base
+    for vi, (vname, voice) in enumerate(sorted(Split.grid_voices.items())):
         for ci, colour in enumerate(COLOURS):
             for di, snr in enumerate(GRID_SNRS):
                 seed += 1
@@ -314,8 +424,9 @@ def grid_clips(render):
 
 def clean_clips(render):
     out = []
-    for i, (voice, start, level) in enumerate([(GRID_VOICES["v2"], 2, 1.0), (GRID_VOICES["v3"], 9, 0.02)]):
-        rng = np.random.default_rng([200 + i, 1])
+    voices = [v for _, v in sorted(Split.grid_voices.items())]
+    for i, (voice, start, level) in enumerate([(voices[1], 2, 1.0), (voices[2], 9, 0.02)]):
+        rng = np.random.default_rng([Split.seed_base + 200 + i, 1])
         sents = pick_sentences(render, voice, start, 2.4, 3.9)
         parts = [(voice, si, 0, float(round(rng.uniform(0.2, 0.7), 3)) if j < len(sents) - 1 else 0)
                  for j, si in enumerate(sents)]
@@ -328,41 +439,74 @@ def clean_clips(render):
     return out
 
 
+def name_of(k, r):
+    colour, snr = SPK_CONDITIONS[r]
+    return "spk_k%d_r%d_%s.wav" % (k, r, "clean" if colour is None else "%s%02ddb" % (colour, snr))
+
+
 def speaker_clips(render):
     out = []
-    seed = 300
     for k in (1, 2, 3, 4):
         for r, (colour, snr) in enumerate(SPK_CONDITIONS):
-            seed += 1
+            # r0-r5 keep the seeds they had before r6-r9 were added (the same clips).
+            seed = Split.seed_base + (300 + 6 * (k - 1) + r + 1 if r < 6 else 600 + 4 * (k - 1) + r - 5)
             rng = np.random.default_rng([seed, 1])
-            start = (3 * k + 5 * r) % len(SPEAKER_POOL)
-            voices = [SPEAKER_POOL[(start + 3 * j) % len(SPEAKER_POOL)] for j in range(k)]
+            pool_v = Split.speaker_pool
+            start = (3 * k + 5 * r) % len(pool_v)
+            voices = [pool_v[(start + 3 * j) % len(pool_v)] for j in range(k)]
             short = r == 0
             nturns = (2 if k == 1 else k) if short else (3 if k == 1 else k + 2)
-            pool = SHORT if short else list(range(len(SENTENCES)))
+            pool = Split.short if short else Split.sentences
             parts, used = [], set()
             for t in range(nturns):
                 spk = t % k
                 j = (k + t) if short else (7 * k + 3 * r + 5 * t)
-                while True:                     # a turn must be >= 1 s and sentences not repeated
+                for _ in range(2 * len(pool)):  # a turn must be >= 1 s and sentences not repeated
                     si = pool[j % len(pool)]
                     if si not in used and len(render(voices[spk], si)) >= SR:
                         break
                     j += 1
+                else:
+                    sys.exit("make_dataset.py: no unused sentence of 1 s or more left for %s" % name_of(k, r))
                 used.add(si)
                 pause = float(round(rng.uniform(0.2, 0.7), 3)) if t < nturns - 1 else 0
                 parts.append((voices[spk], si, spk, pause))
             s, turns = build_speech(render, parts, float(round(rng.uniform(0.2, 0.5), 3)),
                                     float(round(rng.uniform(0.2, 0.5), 3)))
-            name = "spk_k%d_r%d_%s.wav" % (k, r, "clean" if colour is None else "%s%02ddb" % (colour, snr))
+            name = name_of(k, r)
             out.append(speech_clip(name, "speakers", s, turns, voices, colour, snr, seed,
                                    {"text": [SENTENCES[p[1]] for p in parts], "short": short}))
     return out
 
 
+def short_turn_clips(render):
+    """k = 1..4 speakers taking short turns (one phrase of about 0.4-1 s each) with short pauses
+    (0.1-0.3 s): the hard case for segmenting by pauses."""
+    out = []
+    pool_v = Split.speaker_pool
+    for k in (1, 2, 3, 4):
+        for r, (colour, snr) in enumerate(SHORT_TURN_CONDITIONS):
+            seed = Split.seed_base + 700 + 4 * (k - 1) + r + 1
+            rng = np.random.default_rng([seed, 1])
+            start = (5 * k + 3 * r + 1) % len(pool_v)
+            voices = [pool_v[(start + 3 * j) % len(pool_v)] for j in range(k)]
+            nturns = max(4, 3 * k)
+            parts = []
+            for t in range(nturns):
+                si = Split.phrases[(3 * k + 5 * r + 7 * t) % len(Split.phrases)]
+                pause = float(round(rng.uniform(0.1, 0.3), 3)) if t < nturns - 1 else 0
+                parts.append((voices[t % k], si, t % k, pause))
+            s, turns = build_speech(render, parts, float(round(rng.uniform(0.2, 0.5), 3)),
+                                    float(round(rng.uniform(0.2, 0.5), 3)))
+            name = "spkshort_k%d_r%d_%s.wav" % (k, r, "clean" if colour is None else "%s%02ddb" % (colour, snr))
+            out.append(speech_clip(name, "speakers_short", s, turns, voices, colour, snr, seed,
+                                   {"text": [SENTENCES[p[1]] for p in parts], "short_turns": True}))
+    return out
+
+
 def special_clips():
     out = []
-    for colour, seed in (("white", 401), ("brown", 402)):
+    for colour, seed in (("white", Split.seed_base + 401), ("brown", Split.seed_base + 402)):
         n = make_noise(colour, int(SR * 1.5), seed) * 0.05
         q = quantise(n)
         out.append(("noise_only_%s.wav" % colour, wav_bytes(q), {
@@ -511,6 +655,9 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
+    ap.add_argument("--split", choices=("tune", "holdout"), default="tune",
+                    help="tune: the voices, sentences and seeds the constants are chosen on (default); "
+                         "holdout: other voices, sentences and seeds, set aside to report on")
     ap.add_argument("--long-seconds", type=float, default=660.0,
                     help="duration of bad_too_long.wav in the full set (0 = skip; default 660)")
     args = ap.parse_args()
@@ -519,10 +666,16 @@ def main():
     out_dir = os.path.join(root, "tests", "fixtures", "audio") if args.fixtures else args.out
     os.makedirs(out_dir, exist_ok=True)
 
+    if args.fixtures and args.split != "tune":
+        ap.error("--fixtures are made from the tune split")
+    Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
         render = Renderer(tmp)
         clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
+        if not args.fixtures:
+            clips += short_turn_clips(render)
+        if args.split == "tune":  # formats and corrupt files test decoding, not the voices
+            clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
 
     if args.fixtures:
         keep = set(FIXTURE_NAMES)
@@ -532,7 +685,8 @@ def main():
 
     labels = {"description": "evloop audio dev set; generated by scripts/dataset/make_dataset.py "
                              "(%s)" % ("--fixtures" if args.fixtures else "--out DIR"),
-              "definitions": LABEL_DEFINITIONS, "hop_size": HOP, "sample_rate": SR, "clips": {}}
+              "definitions": LABEL_DEFINITIONS, "hop_size": HOP, "sample_rate": SR, "split": args.split,
+              "clips": {}}
     total = 0
     for name, blob, lab in clips:
         with open(os.path.join(out_dir, name), "wb") as f:
