@@ -39,7 +39,7 @@ impl Frames {
             return Ok(Frames::TooShort);
         }
         checkpoint.poll()?;
-        let floor = noise::noise_floor(bands, checkpoint)?;
+        let floor = noise::noise_floor(bands, hop, checkpoint)?;
         checkpoint.poll()?;
         let analysis = noise::analyse_frames(bands, &floor, hop, threshold, checkpoint)?;
         Ok(Frames::Analysed(analysis))

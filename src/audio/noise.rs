@@ -1,18 +1,35 @@
 //! The noise floor, the global SNR and the band-SNR voice activity detector.
 //!
-//! # Noise floor: the lowest mode of the log-energy histogram
+//! # Noise floor: the mean of the pauses, found by the lowest mode
 //!
 //! NIST's `stnr` (SPHERE tools) takes the noise level from the first clear peak of the histogram
-//! of frame energies in dB. That idea holds exactly for Gaussian noise: a band energy X is then
-//! Gamma (χ²) distributed, and the density of y = ln X, ∝ exp(a·y − eʸ/θ), peaks at eʸ = a·θ,
-//! the mean. So the *mode* of the log-energy histogram estimates the noise power without bias,
-//! for any colour and any number of degrees of freedom, provided the clip pauses often enough
-//! for the noise-only frames to make a visible hump. Speech frames sit above it.
+//! of frame energies in dB. That idea holds for Gaussian noise: a band energy X is then Gamma
+//! (χ²) distributed, and the density of y = ln X, ∝ exp(a·y − eʸ/θ), peaks at eʸ = a·θ, the
+//! mean. So the *mode* of the log-energy histogram finds the noise, for any colour, provided
+//! the clip pauses often enough for the noise-only frames to make a visible hump. Speech
+//! frames sit above it.
 //!
-//! Per band: smooth the energies over 3 frames (more degrees of freedom for brown noise), take
-//! 10·log10, histogram them in 0.05 dB bins, smooth the histogram with a Gaussian kernel of
-//! σ = 1 dB (a kernel density estimate on a grid), and take the **lowest** local maximum that
-//! reaches 10 % of the highest. The noise power N is the sum over bands.
+//! Per band: smooth the energies over 3 frames, take 10·log10, histogram them in 0.05 dB bins,
+//! smooth the histogram with a Gaussian kernel of σ = 1 dB (a kernel density estimate on a
+//! grid), and take the **lowest** local maximum that reaches 10 % of the highest.
+//!
+//! The mode is only where the noise is, not how much there is. Where a band has few degrees
+//! of freedom (the low bands in brown noise: a handful of bins carry its energy) the hump is
+//! wide and lopsided, and its smoothed peak sits a dB or more off the mean. So the mode only
+//! finds the pauses: a frame whose speech bands (250–4000 Hz) are more than 3 dB above their
+//! modes is speech, and so is every frame within 64 ms of one (speech fades in and out below
+//! the threshold). Every band's noise is then the plain **mean of its energies over the other
+//! frames**, the pauses: an average of independent noise frames is unbiased for any number of
+//! degrees of freedom, and for the bands outside the speech bands it does not even depend on
+//! how the pauses were picked. A clip with fewer than 10 pause frames keeps the modes.
+//!
+//! The band below any voice ([`super::spectrum::BELOW_SPEECH`]: the DC bin, for the default
+//! window) holds no speech, so its noise is the mean over every frame, speech or not, which
+//! halves the error of low-frequency noise that varies slowly. Brown noise has much of its
+//! energy there, and without that band (the WebRTC bands leave the DC bin out) a clip in brown
+//! noise read 1–3 dB cleaner than it is. When the speech frames are more than 3 dB louder in
+//! that band than the pauses, it is hearing speech after all (through the window's side lobes:
+//! only a clean recording is quiet enough to notice), and its noise is the pauses' mean.
 //!
 //! # SNR
 //!
@@ -23,14 +40,14 @@
 //! # VAD
 //!
 //! A frame's speech-band SNR s (bands 250–4000 Hz, where speech lives and rumble and hiss do
-//! not) goes through a logistic, p = 1/(1 + exp(−(s − 3 dB)/1.5 dB)), a "probability" compared
+//! not) against their noise floor goes through a logistic, p = 1/(1 + exp(−(s − 3 dB)/1.5 dB)), a "probability" compared
 //! with `vad_threshold` the way TEN VAD's is. Then a hangover: gaps of ≤ 200 ms between speech
 //! are filled, and speech runs of ≤ 40 ms are dropped.
 
 use std::ops::Range;
 
 use super::checkpoint::{Checkpoint, KERNEL_NS, LEVEL_NS, LINK_NS, STEP_NS};
-use super::spectrum::{BandEnergies, BANDS};
+use super::spectrum::{BandEnergies, BANDS, BELOW_SPEECH};
 use super::AudioError;
 
 /// Fewer STFT frames than this and the histogram has too few points: use WADA instead.
@@ -50,7 +67,12 @@ const VAD_CENTER_DB: f64 = 3.0;
 /// Slope of the logistic, dB.
 const VAD_SLOPE_DB: f64 = 1.5;
 /// The speech bands: 250–500, 500–1000, 1000–2000 and 2000–4000 Hz.
-const VAD_BANDS: Range<usize> = 1..5;
+const VAD_BANDS: Range<usize> = 2..6;
+/// Frames this close to speech (in ms) are not pauses, for the noise floor: speech fades in and
+/// out below the threshold that finds it.
+const PAUSE_GUARD_MS: f64 = 64.0;
+/// Fewer pause frames than this and the noise floor stays the histogram's modes.
+const MIN_PAUSE_FRAMES: usize = 10;
 /// Hangover: non-speech gaps of at most this long, with speech on both sides, become speech.
 const GAP_FILL_MS: f64 = 200.0;
 /// Then speech runs of at most this long are dropped as blips.
@@ -77,9 +99,84 @@ impl FrameAnalysis {
     }
 }
 
-/// Noise power per band: 10^(mode/10) of each band's smoothed log-energy histogram.
+/// Noise power per band: the mean energy of the pauses, which the lowest modes of the bands'
+/// log-energy histograms find; below 50 Hz, the mean of every frame (see the module docs).
 /// Needs at least [`SMOOTH_FRAMES`] frames.
 pub(crate) fn noise_floor(
+    bands: &[BandEnergies],
+    hop: usize,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<[f64; BANDS], AudioError> {
+    let modes = mode_floor(bands, checkpoint)?;
+    let pass_ns = bands.len() as u64 * BANDS as u64;
+    // Speech by the modes (a speech-band SNR above the logistic's centre), widened by the guard.
+    let speech_noise = modes[VAD_BANDS].iter().sum::<f64>().max(TINY);
+    let threshold = 10f64.powf(VAD_CENTER_DB / 10.0);
+    let speech: Vec<bool> = bands
+        .iter()
+        .map(|e| e[VAD_BANDS].iter().sum::<f64>() / speech_noise > threshold)
+        .collect();
+    checkpoint.tick(pass_ns)?;
+    let frame_ms = 1000.0 * hop as f64 / 16000.0;
+    let guard = (PAUSE_GUARD_MS / frame_ms).ceil() as usize;
+    let mut floor = modes;
+    let mut sums = [0.0; BANDS];
+    let mut pauses = 0usize;
+    let mut below_speech_in_speech = 0.0;
+    let mut last_speech: Option<usize> = None;
+    let next_speech = next_true(&speech);
+    for (t, e) in bands.iter().enumerate() {
+        if speech[t] {
+            last_speech = Some(t);
+        }
+        let near = last_speech.is_some_and(|s| t - s <= guard)
+            || next_speech[t].is_some_and(|s| s - t <= guard);
+        if near {
+            below_speech_in_speech += e[BELOW_SPEECH];
+        } else {
+            pauses += 1;
+            for (sum, energy) in sums.iter_mut().zip(e) {
+                *sum += energy;
+            }
+        }
+    }
+    checkpoint.tick(pass_ns)?;
+    if pauses >= MIN_PAUSE_FRAMES {
+        for (slot, sum) in floor.iter_mut().zip(sums) {
+            *slot = sum / pauses as f64;
+        }
+    }
+    // Below any voice the noise is measured over every frame, speech or not: twice the data
+    // of the pauses alone, which low-frequency noise, slow to vary, needs. Unless the speech
+    // frames are louder there than the pauses (by more than 3 dB): then the band is hearing
+    // speech after all (a clean recording, whose only noise is tiny, hears a voice's
+    // harmonics through the window's side lobes), and the pauses alone are its noise.
+    let speech_frames = bands.len() - pauses;
+    let leaks = pauses >= MIN_PAUSE_FRAMES
+        && speech_frames > 0
+        && below_speech_in_speech / speech_frames as f64 > 2.0 * floor[BELOW_SPEECH];
+    if !leaks {
+        floor[BELOW_SPEECH] =
+            bands.iter().map(|e| e[BELOW_SPEECH]).sum::<f64>() / bands.len() as f64;
+    }
+    Ok(floor)
+}
+
+/// For each frame, the index of the first `true` at or after it.
+fn next_true(mask: &[bool]) -> Vec<Option<usize>> {
+    let mut next = vec![None; mask.len()];
+    let mut seen = None;
+    for t in (0..mask.len()).rev() {
+        if mask[t] {
+            seen = Some(t);
+        }
+        next[t] = seen;
+    }
+    next
+}
+
+/// Each band's lowest mode of its smoothed log-energy histogram, as a power.
+fn mode_floor(
     bands: &[BandEnergies],
     checkpoint: &mut Checkpoint<'_>,
 ) -> Result<[f64; BANDS], AudioError> {

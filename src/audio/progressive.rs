@@ -203,7 +203,7 @@ impl Estimate {
         let refresh = match self.refresh.take() {
             Some(refresh) if 2 * frames < 3 * refresh.frames => refresh,
             _ => {
-                let noise = noise::noise_floor(bands, checkpoint)?;
+                let noise = noise::noise_floor(bands, self.hop, checkpoint)?;
                 let analysis =
                     noise::analyse_frames(bands, &noise, self.hop, self.threshold, checkpoint)?;
                 let so_far = (finite(analysis.snr_db), finite(analysis.speech_ratio()));

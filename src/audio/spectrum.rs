@@ -1,4 +1,4 @@
-//! The short-time spectrum, summed into six sub-bands: the frames of the VAD and the SNR.
+//! The short-time spectrum, summed into seven sub-bands: the frames of the VAD and the SNR.
 //!
 //! Frame t covers samples tH … tH + L − 1 (hop H = `vad_hop_size`, window L = 2H), weighted by a
 //! periodic Hann window w[n] = 0.5 − 0.5·cos(2πn/L) (Harris, "On the use of windows for
@@ -6,10 +6,21 @@
 //! overlap the windows sum to a constant, so every sample counts equally. There are
 //! ⌊(N − L)/H⌋ + 1 frames; a partial frame at the end is dropped.
 //!
-//! The power |X[k]|² of bins k = 1 … L/2 is summed into the WebRTC VAD's bands (Google,
-//! `common_audio/vad/vad_filterbank.c`), with edges 0 | 250 | 500 | 1000 | 2000 | 4000 | 8000
-//! Hz: each band is [lo, hi), the first leaves out the DC bin (whatever DC is left says nothing
-//! about speech), the last includes 8 kHz.
+//! The power |X[k]|² of bins k = 0 … L/2 is summed into seven bands: from 250 Hz up, the WebRTC
+//! VAD's (Google, `common_audio/vad/vad_filterbank.c`), with edges 250 | 500 | 1000 | 2000 |
+//! 4000 | 8000 Hz, each [lo, hi), the last including 8 kHz; below 250 Hz, its first band split
+//! in two: the bins that no voice reaches, then the rest. A bin of the Hann window hears
+//! everything within two bins of its centre (its main lobe), so the first band holds the bins
+//! whose main lobe ends at or below [`SPEECH_FREE_HZ`]: bin 0 alone for the default 512-point
+//! window, bins 0–6 for 2048 points, none for windows shorter than 256 points. The DC and Nyquist bins count half, as Parseval's theorem weighs them for a real
+//! signal's half spectrum (every other bin stands for itself and its mirror image), so that
+//! the bands add up to the frame's energy in the same proportions as its samples do.
+//!
+//! Why a band below any voice: speech has nothing there (a voice's fundamental is above
+//! 60 Hz), but low-frequency noise can have much of its energy there (brown noise, rumble).
+//! Leaving the DC bin out, as the WebRTC bands do, loses that noise from the SNR's
+//! denominator, and the clip reads several dB cleaner than it is; counted apart, it is noise
+//! measured over the whole clip, speech or not ([`super::noise`]).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,10 +32,15 @@ use super::checkpoint::{Checkpoint, STFT_NS_PER_HOP_SAMPLE};
 use super::{AudioError, SAMPLE_RATE};
 
 /// Number of sub-bands.
-pub(crate) const BANDS: usize = 6;
+pub(crate) const BANDS: usize = 7;
 
-/// Band edges in Hz (WebRTC VAD's, extended to the full 8 kHz).
-const BAND_EDGES_HZ: [f64; BANDS + 1] = [0.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0];
+/// Band edges in Hz from the second band up (WebRTC VAD's, extended to the full 8 kHz).
+const BAND_EDGES_HZ: [f64; BANDS - 1] = [250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0];
+/// No voice has energy below this: the lowest fundamentals of speech are above 60 Hz.
+const SPEECH_FREE_HZ: f64 = 62.5;
+/// The band of the bins whose main lobe ends at or below [`SPEECH_FREE_HZ`]: no speech, only
+/// noise.
+pub(crate) const BELOW_SPEECH: usize = 0;
 
 /// Energy of one frame in each band.
 pub(crate) type BandEnergies = [f64; BANDS];
@@ -109,10 +125,21 @@ impl StftPlan {
                 &mut buffers.spectrum,
                 &mut buffers.scratch,
             ) {
-                Ok(()) => self
-                    .bands
-                    .clone()
-                    .map(|bins| buffers.spectrum[bins].iter().map(|c| c.norm_sqr()).sum()),
+                Ok(()) => {
+                    let spectrum = &buffers.spectrum;
+                    self.bands.clone().map(|bins| {
+                        bins.map(|k| {
+                            let power = spectrum[k].norm_sqr();
+                            // DC and Nyquist: half, as Parseval counts them (see the top).
+                            if k == 0 || k == len / 2 {
+                                0.5 * power
+                            } else {
+                                power
+                            }
+                        })
+                        .sum()
+                    })
+                }
                 Err(_) => [0.0; BANDS],
             };
             out.push(energies);
@@ -136,30 +163,32 @@ fn band_bins(len: usize) -> [Range<usize>; BANDS] {
     let step = 1.0 / (len as f64 * (1.0 / f64::from(SAMPLE_RATE)));
     let freq = |k: usize| k as f64 * step;
     let nyquist = len / 2;
-    // First bin at or above `hz` (strictly above for the 0 Hz edge: no DC).
+    // First bin at or above `hz`.
     let first_at = |hz: f64| {
         (0..=nyquist)
-            .find(|&k| {
-                if hz == 0.0 {
-                    freq(k) > hz
-                } else {
-                    freq(k) >= hz
-                }
-            })
+            .find(|&k| freq(k) >= hz)
             .unwrap_or(nyquist + 1)
     };
-    std::array::from_fn(|b| {
-        let lo = first_at(BAND_EDGES_HZ[b]);
-        // The top band includes the Nyquist bin; the others stop below their upper edge.
-        let hi = if b == BANDS - 1 {
-            (0..=nyquist)
-                .rev()
-                .find(|&k| freq(k) <= BAND_EDGES_HZ[b + 1])
-                .map_or(lo, |k| k + 1)
-        } else {
-            first_at(BAND_EDGES_HZ[b + 1])
-        };
-        lo..hi.max(lo)
+    // Bins whose main lobe (± 2 bins) ends at or below SPEECH_FREE_HZ.
+    let speech_free = (0..=nyquist)
+        .take_while(|&k| (k + 2) as f64 * step <= SPEECH_FREE_HZ)
+        .count();
+    std::array::from_fn(|b| match b {
+        0 => 0..speech_free,
+        1 => speech_free..first_at(BAND_EDGES_HZ[0]).max(speech_free),
+        _ => {
+            let lo = first_at(BAND_EDGES_HZ[b - 2]);
+            // The top band includes the Nyquist bin; the others stop below their upper edge.
+            let hi = if b == BANDS - 1 {
+                (0..=nyquist)
+                    .rev()
+                    .find(|&k| freq(k) <= BAND_EDGES_HZ[b - 1])
+                    .map_or(lo, |k| k + 1)
+            } else {
+                first_at(BAND_EDGES_HZ[b - 1])
+            };
+            lo..hi.max(lo)
+        }
     })
 }
 
@@ -167,22 +196,25 @@ fn band_bins(len: usize) -> [Range<usize>; BANDS] {
 mod tests {
     use super::*;
 
-    /// For the default 512-point window the bands are bins 1–7, 8–15, 16–31, 32–63, 64–127
-    /// and 128–256 (31.25 Hz per bin).
+    /// For the default 512-point window the bands are bins 0, 1–7, 8–15, 16–31, 32–63,
+    /// 64–127 and 128–256 (31.25 Hz per bin); for 2048 points the first is bins 0–6; for 160
+    /// points (100 Hz a bin, a main lobe of ± 200 Hz) it is empty.
     #[test]
     fn bands_of_512_points() {
         assert_eq!(
             band_bins(512),
-            [1..8, 8..16, 16..32, 32..64, 64..128, 128..257]
+            [0..1, 1..8, 8..16, 16..32, 32..64, 64..128, 128..257]
         );
+        assert_eq!(band_bins(2048)[0], 0..7);
+        assert_eq!(band_bins(160)[..2], [0..0, 0..3]);
     }
 
-    /// Bands tile bins 1 … L/2 without gaps or overlap, for every accepted hop.
+    /// Bands tile bins 0 … L/2 without gaps or overlap, for every accepted hop.
     #[test]
     fn bands_tile_the_spectrum() {
         for hop in crate::audio::HOP_RANGE {
             let b = band_bins(2 * hop);
-            assert_eq!(b[0].start, 1);
+            assert_eq!(b[0].start, 0);
             for i in 1..BANDS {
                 assert_eq!(b[i - 1].end, b[i].start, "hop {hop}");
             }

@@ -175,6 +175,22 @@ pub fn white_noise(len: usize, seed: u64) -> Vec<f64> {
     (0..len).map(|_| rng.gaussian()).collect()
 }
 
+/// `len` samples of brown noise: white noise through a leaky integrator (a pole at 0.995, so
+/// the power falls as 1/f² above about 13 Hz and is flat below), mean removed.
+pub fn brown_noise(len: usize, seed: u64) -> Vec<f64> {
+    let mut level = 0.0;
+    let mut noise: Vec<f64> = white_noise(len, seed)
+        .into_iter()
+        .map(|w| {
+            level = 0.995 * level + w;
+            level
+        })
+        .collect();
+    let mean = noise.iter().sum::<f64>() / len.max(1) as f64;
+    noise.iter_mut().for_each(|v| *v -= mean);
+    noise
+}
+
 /// `speech + g·noise` with g chosen so that Σ speech² / Σ (g·noise)² is exactly `snr_db`
 /// (the API's global SNR), both scaled down together if the peak would pass 0.95. The noise
 /// must be at least as long as the speech; it is cut to length.

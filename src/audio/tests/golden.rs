@@ -174,3 +174,36 @@ fn progressive_equals_the_record() {
         Ok(result)
     });
 }
+
+/// Rewrite the record from today's one-shot `analyze`, keeping its keys (fixtures and
+/// settings). Run it when the estimators change on purpose, then read the diff:
+/// `cargo test --lib record_the_golden_file -- --ignored`.
+#[test]
+#[ignore = "rewrites src/audio/testdata/analyze_golden.json"]
+fn record_the_golden_file() {
+    let a = analyzer();
+    let mut lines = Vec::new();
+    for case in cases() {
+        for (params, _) in &case.settings {
+            let (snr, speakers) = a
+                .analyze(&case.clip, *params, &never)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let number = |v: Option<f64>| v.map_or(Value::Null, |v| Value::from(format!("{v:?}")));
+            let entry = serde_json::json!({
+                "json": analysis_json(&snr, &speakers, &case.clip.info, *params).to_string(),
+                "snr_db": number(snr.snr_db),
+                "snr_active_db": number(snr.snr_active_db),
+                "speech_ratio": number(snr.speech_ratio),
+                "wada_snr_db": number(snr.wada_snr_db),
+                "method": snr.method,
+                "speakers": speakers.speakers,
+                "segments": speakers.segments,
+            });
+            let key = format!("{} {} {}", case.name, params.hop, params.threshold);
+            lines.push(format!("  {}: {}", Value::from(key), entry));
+        }
+    }
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/audio/testdata/analyze_golden.json");
+    std::fs::write(&path, format!("{{\n{}\n}}\n", lines.join(",\n"))).expect("write the record");
+}
