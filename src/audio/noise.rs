@@ -39,10 +39,18 @@
 //!
 //! # VAD
 //!
-//! A frame's speech-band SNR s (bands 250–4000 Hz, where speech lives and rumble and hiss do
-//! not) against their noise floor goes through a logistic, p = 1/(1 + exp(−(s − 3 dB)/1.5 dB)), a "probability" compared
-//! with `vad_threshold` the way TEN VAD's is. Then a hangover: gaps of ≤ 200 ms between speech
-//! are filled, and speech runs of ≤ 40 ms are dropped.
+//! A frame's speech SNR is that of its loudest speech band (250–500, 500–1000, 1000–2000 or
+//! 2000–4000 Hz: where speech lives, and rumble and hiss do not) over that band's noise. Speech
+//! is loud in one or two bands at a time, a vowel low and a fricative high, so the loudest band
+//! finds it where the four bands summed would dilute it with the others' noise. The SNR goes
+//! through a logistic, p = 1/(1 + exp(−(s − 5 dB)/1.5 dB)), a "probability" compared with
+//! `vad_threshold` the way TEN VAD's is: at 0.5 a frame becomes speech when a band is 5 dB
+//! above its noise. Once speech has started it goes on while a band stays 2 dB above (the SNR
+//! counts 3 dB more after a speech frame: hysteresis, so that speech fading towards the noise
+//! at the end of a word is not cut short). Then a hangover: gaps of ≤ 200 ms between speech
+//! are filled (the pauses between words: talking, as ITU-T P.56 counts it), and speech runs
+//! of ≤ 64 ms are dropped (a blip of noise in one band, which the loudest-band rule would
+//! otherwise let through in brown noise).
 
 use std::ops::Range;
 
@@ -62,8 +70,14 @@ const KDE_STEP_DB: f64 = 0.05;
 /// The noise mode must reach this fraction of the density maximum (smaller bumps are the
 /// histogram's own noise).
 const PEAK_REL: f64 = 0.1;
-/// Speech-band SNR at which the speech probability is one half, dB.
-const VAD_CENTER_DB: f64 = 3.0;
+/// The loudest speech band's SNR at which the speech probability is one half, dB.
+const VAD_CENTER_DB: f64 = 5.0;
+/// After a speech frame, a band this much quieter (dB) still counts as loud: speech starts
+/// clearly above the noise and may fade closer to it before it ends (hysteresis).
+const VAD_HOLD_DB: f64 = 3.0;
+/// The speech SNR of all four speech bands together at which the noise floor's first pass
+/// calls a frame speech, to find the pauses, dB.
+const PAUSE_SPEECH_DB: f64 = 3.0;
 /// Slope of the logistic, dB.
 const VAD_SLOPE_DB: f64 = 1.5;
 /// The speech bands: 250–500, 500–1000, 1000–2000 and 2000–4000 Hz.
@@ -76,7 +90,7 @@ const MIN_PAUSE_FRAMES: usize = 10;
 /// Hangover: non-speech gaps of at most this long, with speech on both sides, become speech.
 const GAP_FILL_MS: f64 = 200.0;
 /// Then speech runs of at most this long are dropped as blips.
-const MIN_RUN_MS: f64 = 40.0;
+const MIN_RUN_MS: f64 = 64.0;
 /// Floor added before every logarithm of an energy, so digital silence gives −300 dB, not −∞.
 const TINY: f64 = 1e-30;
 /// The noise floor is at least this fraction of the mean frame energy: caps the SNR at 100 dB.
@@ -111,7 +125,7 @@ pub(crate) fn noise_floor(
     let pass_ns = bands.len() as u64 * BANDS as u64;
     // Speech by the modes (a speech-band SNR above the logistic's centre), widened by the guard.
     let speech_noise = modes[VAD_BANDS].iter().sum::<f64>().max(TINY);
-    let threshold = 10f64.powf(VAD_CENTER_DB / 10.0);
+    let threshold = 10f64.powf(PAUSE_SPEECH_DB / 10.0);
     let speech: Vec<bool> = bands
         .iter()
         .map(|e| e[VAD_BANDS].iter().sum::<f64>() / speech_noise > threshold)
@@ -210,7 +224,7 @@ pub(crate) fn analyse_frames(
     let mean_energy = bands.iter().map(frame_energy).sum::<f64>() / bands.len() as f64;
     checkpoint.tick(pass_ns)?;
     let noise_total = noise_total(noise, mean_energy);
-    let vad = Vad::new(noise, threshold);
+    let mut vad = Vad::new(noise, threshold);
     let mut raw = Vec::with_capacity(bands.len());
     for e in bands {
         raw.push(vad.is_speech(e));
@@ -253,26 +267,38 @@ pub(crate) fn noise_total(noise: &[f64; BANDS], mean_energy: f64) -> f64 {
 
 /// The VAD's decision for one frame, before the hangover.
 pub(crate) struct Vad {
-    /// Noise power of the speech bands (250–4000 Hz).
-    speech_noise: f64,
+    /// Noise power of each speech band (250–500, 500–1000, 1000–2000, 2000–4000 Hz).
+    speech_noise: [f64; VAD_BANDS.end - VAD_BANDS.start],
     /// `vad_threshold`.
     threshold: f64,
+    /// The last frame's decision: speech goes on at a lower SNR than it starts.
+    speaking: bool,
 }
 
 impl Vad {
     pub(crate) fn new(noise: &[f64; BANDS], threshold: f64) -> Vad {
         Vad {
-            speech_noise: noise[VAD_BANDS].iter().sum::<f64>().max(TINY),
+            speech_noise: std::array::from_fn(|i| noise[VAD_BANDS.start + i].max(TINY)),
             threshold,
+            speaking: false,
         }
     }
 
-    /// The speech bands' SNR, through the logistic, above the threshold.
-    pub(crate) fn is_speech(&self, e: &BandEnergies) -> bool {
-        let band_snr_db =
-            10.0 * (e[VAD_BANDS].iter().sum::<f64>() / self.speech_noise + 1e-12).log10();
+    /// The speech probability of the loudest speech band over its noise, above the threshold;
+    /// after a speech frame the band may be [`VAD_HOLD_DB`] quieter.
+    pub(crate) fn is_speech(&mut self, e: &BandEnergies) -> bool {
+        let loudest = e[VAD_BANDS]
+            .iter()
+            .zip(&self.speech_noise)
+            .map(|(energy, noise)| energy / noise)
+            .fold(0.0, f64::max);
+        let mut band_snr_db = 10.0 * (loudest + 1e-12).log10();
+        if self.speaking {
+            band_snr_db += VAD_HOLD_DB;
+        }
         let p = 1.0 / (1.0 + (-(band_snr_db - VAD_CENTER_DB) / VAD_SLOPE_DB).exp());
-        p > self.threshold
+        self.speaking = p > self.threshold;
+        self.speaking
     }
 }
 
@@ -518,6 +544,27 @@ mod tests {
     }
 
     /// Gaps of ≤ `gap` between speech are filled; gaps at the edges are not; short runs go.
+    /// Speech starts 5 dB above a band's noise and goes on down to 2 dB; the loudest band
+    /// counts, not the four summed.
+    #[test]
+    fn the_vad_starts_high_and_holds_lower() {
+        let noise = [1.0; BANDS];
+        let mut vad = Vad::new(&noise, 0.5);
+        let frame = |db: f64| {
+            let mut e = [1.0; BANDS];
+            e[VAD_BANDS.start] = 10f64.powf(db / 10.0);
+            e
+        };
+        assert!(!vad.is_speech(&frame(4.0)), "4 dB does not start speech");
+        assert!(vad.is_speech(&frame(6.0)), "6 dB in one band does");
+        assert!(vad.is_speech(&frame(2.5)), "2.5 dB holds it");
+        assert!(!vad.is_speech(&frame(1.5)), "1.5 dB ends it");
+        assert!(
+            !vad.is_speech(&frame(2.5)),
+            "and 2.5 dB does not start it again"
+        );
+    }
+
     #[test]
     fn hangover() {
         let m = |s: &str| s.chars().map(|c| c == '#').collect::<Vec<_>>();
