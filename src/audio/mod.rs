@@ -3,10 +3,11 @@
 //!
 //! # Theory of operation
 //!
-//! Everything here is classical signal processing, ported number for number from a Python
-//! reference estimator (`reference_estimates.py`, kept outside this repository;
-//! `scripts/dataset/evaluate.py --reference` compares the two clip by clip). One request runs
-//! these stages, in this order:
+//! Everything here is classical signal processing. It began as a number-for-number port of a
+//! Python reference estimator (`reference_estimates.py`, kept outside this repository), which
+//! stays the baseline: `scripts/dataset/evaluate.py --reference` scores the two on the same
+//! clips. The noise floor, the VAD and the speaker constants have since moved past it
+//! (docs/AUDIO.md, "Accuracy, measured"). One request runs these stages, in this order:
 //!
 //! 1. **decode** (`wav.rs`): walk the RIFF chunks, convert the samples from the `data` chunk's
 //!    bytes in bulk, mix the channels to mono by their mean, subtract the mean (DC), measure the
@@ -14,11 +15,14 @@
 //!    8 kHz ([`MIN_SAMPLE_RATE`]) to 768 kHz are accepted, so the 16 kHz clip holds at most two
 //!    samples per byte of body;
 //! 2. **frames** (`spectrum.rs`): a short-time Fourier transform, window 2·hop, hop as asked,
-//!    summed into the six WebRTC VAD bands;
-//! 3. **noise floor** (`noise.rs`): per band, the lowest mode of the histogram of log energies —
-//!    an unbiased estimate of the noise power whatever its colour, as long as the clip pauses;
-//! 4. **SNR and VAD** (`noise.rs`): global SNR = (P̄ − N)/N; a frame is speech when its
-//!    speech-band SNR, mapped through a logistic, exceeds the threshold; then a hangover;
+//!    summed into seven bands: the WebRTC VAD's from 250 Hz up, and below 250 Hz the bins no
+//!    voice reaches, then the rest;
+//! 3. **noise floor** (`noise.rs`): per band, the lowest mode of the histogram of log energies
+//!    finds the pauses, and the noise is the mean of the pauses' energies (below any voice, of
+//!    every frame): unbiased whatever the noise colour, as long as the clip pauses;
+//! 4. **SNR and VAD** (`noise.rs`): global SNR = (P̄ − N)/N; a frame becomes speech when its
+//!    loudest speech band's SNR, mapped through a logistic, exceeds the threshold, and stays
+//!    speech a little below it; then a hangover;
 //! 5. **speakers** (`features.rs`, `speakers.rs`): MFCC and F0 every 10 ms, one embedding per
 //!    speech segment, average-linkage clustering with a fixed distance threshold.
 //!

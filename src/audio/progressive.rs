@@ -20,8 +20,9 @@
 //!
 //! # What "so far" means
 //!
-//! The noise floor is a histogram mode over every frame: it cannot be updated a frame at a
-//! time, and recomputing it after every window would cost O(windows²). So the estimate is
+//! The noise floor is a histogram mode (and a mean over the pauses it finds) over every
+//! frame: it cannot be updated a frame at a time, and recomputing it after every window would
+//! cost O(windows²). So the estimate is
 //! *refreshed* — the noise floor, SNR and VAD recomputed exactly over all the frames so far,
 //! by the same code as the final analysis — whenever the frames so far have grown by half since
 //! the last refresh (at 1, 2, 3, 5, 8, 12, 18 … seconds). Refreshes cost at most three times

@@ -1,7 +1,8 @@
-//! Every way of running the analysis gives the results recorded before the split and the
-//! progressive analysis existed (`testdata/analyze_golden.json`, made with the one-shot
-//! `snr` and `speakers` of that time): every number to the last bit, and the `/analyze` JSON
-//! byte for byte, on every fixture that decodes, at six hop and threshold settings.
+//! Every way of running the analysis gives the results of the record
+//! (`testdata/analyze_golden.json`, written by the one-pass `analyze`: first before the split
+//! and the progressive analysis existed, and again by [`record_the_golden_file`] each time the
+//! estimators changed on purpose): every number to the last bit, and the `/analyze` JSON byte
+//! for byte, on every fixture that decodes, at six hop and threshold settings.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
