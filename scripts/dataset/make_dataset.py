@@ -281,7 +281,7 @@ def speech_ratio_labels(s):
         E = np.sum((s[idx] * w) ** 2, axis=1)
         active = E >= E.max() * thr
         r_hop = float(np.mean(active))
-        r_bridged = float(np.mean(bridge(active, int(round(BRIDGE_S * SR / HOP)))))
+        r_bridged = float(np.mean(bridge(active, int(BRIDGE_S * SR / HOP))))
     n20 = len(s) // 320
     if n20 == 0 or not np.any(s):
         r_20 = 0.0
@@ -292,7 +292,8 @@ def speech_ratio_labels(s):
 
 
 def bridge(active, max_gap):
-    """active with every run of False shorter than max_gap frames, True on both sides, set True."""
+    """active with every run of at most max_gap False frames (12 at hop 256: 192 ms, the longest
+    run shorter than 0.2 s), True on both sides, set True."""
     out = active.copy()
     t, T = 0, len(active)
     while t < T:
@@ -300,7 +301,7 @@ def bridge(active, max_gap):
             end = t
             while end < T and not active[end]:
                 end += 1
-            if t > 0 and end < T and end - t < max_gap:
+            if t > 0 and end < T and end - t <= max_gap:
                 out[t:end] = True
             t = end
         else:

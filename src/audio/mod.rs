@@ -186,8 +186,9 @@ pub struct ClipInfo {
 pub struct VadParams {
     /// Frame hop in samples at 16 kHz (the STFT window is twice this). See [`HOP_RANGE`].
     pub hop: usize,
-    /// A frame is speech when its speech "probability" exceeds this, in [0, 1]. 0.5 means a
-    /// speech-band SNR above 3 dB.
+    /// A frame becomes speech when its speech "probability" exceeds this, in [0, 1]. 0.5 means
+    /// its loudest speech band 4 dB above the level that band's noise stays under in 9 pauses
+    /// out of 10 (`noise.rs` has the whole rule).
     pub threshold: f64,
 }
 

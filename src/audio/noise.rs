@@ -20,8 +20,10 @@
 //! modes is speech, and so is every frame within 64 ms of one (speech fades in and out below
 //! the threshold). Every band's noise is then the plain **mean of its energies over the other
 //! frames**, the pauses: an average of independent noise frames is unbiased for any number of
-//! degrees of freedom, and for the bands outside the speech bands it does not even depend on
-//! how the pauses were picked. A clip with fewer than 10 pause frames keeps the modes.
+//! degrees of freedom. For the bands outside the speech bands that holds whatever picked the
+//! pauses; in the speech bands the pauses are picked by the same energies, which leaves out
+//! their loudest noise frames and reads a little low (little at hop 256, whose speech bands
+//! have 8 bins or more). A clip with fewer than 10 pause frames keeps the modes.
 //!
 //! The band below any voice ([`super::spectrum::BELOW_SPEECH`]: the DC bin, for the default
 //! window) holds no speech, so its noise is the mean over every frame, speech or not, which
@@ -39,18 +41,21 @@
 //!
 //! # VAD
 //!
-//! A frame's speech SNR is that of its loudest speech band (250–500, 500–1000, 1000–2000 or
-//! 2000–4000 Hz: where speech lives, and rumble and hiss do not) over that band's noise. Speech
-//! is loud in one or two bands at a time, a vowel low and a fricative high, so the loudest band
-//! finds it where the four bands summed would dilute it with the others' noise. The SNR goes
-//! through a logistic, p = 1/(1 + exp(−(s − 5 dB)/1.5 dB)), a "probability" compared with
-//! `vad_threshold` the way TEN VAD's is: at 0.5 a frame becomes speech when a band is 5 dB
-//! above its noise. Once speech has started it goes on while a band stays 2 dB above (the SNR
-//! counts 3 dB more after a speech frame: hysteresis, so that speech fading towards the noise
-//! at the end of a word is not cut short). Then a hangover: gaps of ≤ 200 ms between speech
-//! are filled (the pauses between words: talking, as ITU-T P.56 counts it), and speech runs
-//! of ≤ 64 ms are dropped (a blip of noise in one band, which the loudest-band rule would
-//! otherwise let through in brown noise).
+//! A frame's speech level is that of its loudest speech band (250–500, 500–1000, 1000–2000 or
+//! 2000–4000 Hz: where speech lives, and rumble and hiss do not) over the level that band's
+//! noise stays under in 9 pauses out of 10 ([`NoiseFloor::loud`]). Speech is loud in one or two
+//! bands at a time, a vowel low and a fricative high, so the loudest band finds it where the
+//! four bands summed would dilute it with the others' noise; and the noise's 90th percentile
+//! rather than its mean, because a band of two or three FFT bins (at small hops) has noise that
+//! swings far above its mean. For the same reason, at hops under 256 the VAD judges the mean of
+//! the frames covering 16 ms. The level s goes through a logistic, p = 1/(1 + exp(−(s − 4 dB)
+//! / 1.5 dB)), a "probability" compared with `vad_threshold` the way TEN VAD's is: at 0.5 a
+//! frame becomes speech when a band is 4 dB above that level. Once speech has started it goes
+//! on while a band stays 0.5 dB above (the level counts 3.5 dB more after a speech frame:
+//! hysteresis, so that speech fading towards the noise at the end of a word is not cut short;
+//! never below 0.5 dB, whatever the threshold, or a low threshold's speech would never end).
+//! Then a hangover: gaps of ≤ 200 ms between speech are filled (the pauses between words:
+//! talking, as ITU-T P.56 counts it), and speech runs of ≤ 64 ms are dropped.
 
 use std::ops::Range;
 
@@ -70,11 +75,21 @@ const KDE_STEP_DB: f64 = 0.05;
 /// The noise mode must reach this fraction of the density maximum (smaller bumps are the
 /// histogram's own noise).
 const PEAK_REL: f64 = 0.1;
-/// The loudest speech band's SNR at which the speech probability is one half, dB.
-const VAD_CENTER_DB: f64 = 5.0;
+/// The loudest speech band's level over its noise's [`LOUD_QUANTILE`] at which the speech
+/// probability is one half, dB.
+const VAD_CENTER_DB: f64 = 4.0;
 /// After a speech frame, a band this much quieter (dB) still counts as loud: speech starts
 /// clearly above the noise and may fade closer to it before it ends (hysteresis).
-const VAD_HOLD_DB: f64 = 3.0;
+const VAD_HOLD_DB: f64 = 3.5;
+/// Speech holds on only while a band is at least this far (dB) above its noise's loud level.
+const VAD_HOLD_FLOOR_DB: f64 = 0.5;
+/// The VAD compares each speech band with the level its noise stays under in this fraction of
+/// the pauses, not with the noise's mean: a band of few FFT bins (at small hops) has noise
+/// that swings far above its mean, and would otherwise pass for speech.
+const LOUD_QUANTILE: f64 = 0.9;
+/// The VAD judges the mean of the frames covering at least this long (ms): one frame from hop
+/// 256 up, four at hop 80, whose bands of two or three FFT bins swing too far frame by frame.
+const VAD_SPAN_MS: f64 = 16.0;
 /// The speech SNR of all four speech bands together at which the noise floor's first pass
 /// calls a frame speech, to find the pauses, dB.
 const PAUSE_SPEECH_DB: f64 = 3.0;
@@ -104,6 +119,9 @@ pub(crate) struct FrameAnalysis {
     pub snr_db: f64,
     /// SNR over speech frames only, dB; `None` when no frame is speech.
     pub snr_active_db: Option<f64>,
+    /// The VAD's decision on the last frame, before the hangover: where a VAD continuing
+    /// after these frames starts from.
+    pub last_raw: bool,
 }
 
 impl FrameAnalysis {
@@ -113,51 +131,56 @@ impl FrameAnalysis {
     }
 }
 
+/// What the noise floor found: each band's noise power, and how loud each speech band's noise
+/// gets (the VAD's reference).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoiseFloor {
+    /// Mean noise power per band: what the SNR divides by.
+    pub power: [f64; BANDS],
+    /// Per band, the power the noise stays under in 9 frames out of 10 ([`LOUD_QUANTILE`]);
+    /// the mean where there are too few pauses to tell, and outside the speech bands.
+    pub loud: [f64; BANDS],
+}
+
 /// Noise power per band: the mean energy of the pauses, which the lowest modes of the bands'
-/// log-energy histograms find; below 50 Hz, the mean of every frame (see the module docs).
-/// Needs at least [`SMOOTH_FRAMES`] frames.
+/// log-energy histograms find; below any voice, the mean of every frame; and how loud each
+/// speech band's noise gets in the pauses (see the module docs). Needs at least
+/// [`SMOOTH_FRAMES`] frames.
 pub(crate) fn noise_floor(
     bands: &[BandEnergies],
     hop: usize,
     checkpoint: &mut Checkpoint<'_>,
-) -> Result<[f64; BANDS], AudioError> {
+) -> Result<NoiseFloor, AudioError> {
     let modes = mode_floor(bands, checkpoint)?;
-    let pass_ns = bands.len() as u64 * BANDS as u64;
-    // Speech by the modes (a speech-band SNR above the logistic's centre), widened by the guard.
-    let speech_noise = modes[VAD_BANDS].iter().sum::<f64>().max(TINY);
-    let threshold = 10f64.powf(PAUSE_SPEECH_DB / 10.0);
-    let speech: Vec<bool> = bands
-        .iter()
-        .map(|e| e[VAD_BANDS].iter().sum::<f64>() / speech_noise > threshold)
-        .collect();
-    checkpoint.tick(pass_ns)?;
     let frame_ms = 1000.0 * hop as f64 / 16000.0;
     let guard = (PAUSE_GUARD_MS / frame_ms).ceil() as usize;
-    let mut floor = modes;
+    let near = near_speech(bands, &modes, guard, checkpoint)?;
+    let mut power = modes;
     let mut sums = [0.0; BANDS];
     let mut pauses = 0usize;
-    let mut below_speech_in_speech = 0.0;
-    let mut last_speech: Option<usize> = None;
-    let next_speech = next_true(&speech);
-    for (t, e) in bands.iter().enumerate() {
-        if speech[t] {
-            last_speech = Some(t);
-        }
-        let near = last_speech.is_some_and(|s| t - s <= guard)
-            || next_speech[t].is_some_and(|s| s - t <= guard);
-        if near {
-            below_speech_in_speech += e[BELOW_SPEECH];
-        } else {
-            pauses += 1;
-            for (sum, energy) in sums.iter_mut().zip(e) {
-                *sum += energy;
+    let (mut below_all, mut below_in_speech) = (0.0, 0.0);
+    for (energies, near) in bands.chunks(TICK_FRAMES).zip(near.chunks(TICK_FRAMES)) {
+        for (e, &near) in energies.iter().zip(near) {
+            below_all += e[BELOW_SPEECH];
+            if near {
+                below_in_speech += e[BELOW_SPEECH];
+            } else {
+                pauses += 1;
+                for (sum, energy) in sums.iter_mut().zip(e) {
+                    *sum += energy;
+                }
             }
         }
+        checkpoint.tick(energies.len() as u64 * BANDS as u64)?;
     }
-    checkpoint.tick(pass_ns)?;
+    let mut loud = modes;
     if pauses >= MIN_PAUSE_FRAMES {
-        for (slot, sum) in floor.iter_mut().zip(sums) {
+        for (slot, sum) in power.iter_mut().zip(sums) {
             *slot = sum / pauses as f64;
+        }
+        loud = power;
+        for b in VAD_BANDS {
+            loud[b] = pause_quantile(bands, &near, b, power[b], checkpoint)?;
         }
     }
     // Below any voice the noise is measured over every frame, speech or not: twice the data
@@ -168,25 +191,87 @@ pub(crate) fn noise_floor(
     let speech_frames = bands.len() - pauses;
     let leaks = pauses >= MIN_PAUSE_FRAMES
         && speech_frames > 0
-        && below_speech_in_speech / speech_frames as f64 > 2.0 * floor[BELOW_SPEECH];
+        && below_in_speech / speech_frames as f64 > 2.0 * power[BELOW_SPEECH];
     if !leaks {
-        floor[BELOW_SPEECH] =
-            bands.iter().map(|e| e[BELOW_SPEECH]).sum::<f64>() / bands.len() as f64;
+        power[BELOW_SPEECH] = below_all / bands.len() as f64;
+        loud[BELOW_SPEECH] = power[BELOW_SPEECH];
     }
-    Ok(floor)
+    Ok(NoiseFloor { power, loud })
 }
 
-/// For each frame, the index of the first `true` at or after it.
-fn next_true(mask: &[bool]) -> Vec<Option<usize>> {
-    let mut next = vec![None; mask.len()];
-    let mut seen = None;
-    for t in (0..mask.len()).rev() {
-        if mask[t] {
-            seen = Some(t);
-        }
-        next[t] = seen;
+/// Frames at once between two ticks of the noise floor's passes.
+const TICK_FRAMES: usize = 4096;
+
+/// Which frames are speech or within `guard` frames of speech, by the modes: a speech-band SNR
+/// above [`PAUSE_SPEECH_DB`]. The others are the pauses.
+fn near_speech(
+    bands: &[BandEnergies],
+    modes: &[f64; BANDS],
+    guard: usize,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<Vec<bool>, AudioError> {
+    let speech_noise = modes[VAD_BANDS].iter().sum::<f64>().max(TINY);
+    let threshold = 10f64.powf(PAUSE_SPEECH_DB / 10.0);
+    let speech: Vec<bool> = bands
+        .iter()
+        .map(|e| e[VAD_BANDS].iter().sum::<f64>() / speech_noise > threshold)
+        .collect();
+    checkpoint.tick(bands.len() as u64 * 4)?;
+    // Within `guard` frames after a speech frame, then within `guard` frames before one.
+    let mut near = vec![false; speech.len()];
+    let mut since = usize::MAX;
+    for (t, &s) in speech.iter().enumerate() {
+        since = if s { 0 } else { since.saturating_add(1) };
+        near[t] = since <= guard;
     }
-    next
+    let mut until = usize::MAX;
+    for t in (0..speech.len()).rev() {
+        until = if speech[t] {
+            0
+        } else {
+            until.saturating_add(1)
+        };
+        near[t] |= until <= guard;
+    }
+    checkpoint.tick(bands.len() as u64 * 2)?;
+    Ok(near)
+}
+
+/// The power that band `b`'s energy stays under in [`LOUD_QUANTILE`] of the pause frames (not
+/// `near`), read from a histogram of its level relative to `mean` in [`KDE_STEP_DB`] bins
+/// (a fixed allocation, whatever the clip's length).
+fn pause_quantile(
+    bands: &[BandEnergies],
+    near: &[bool],
+    b: usize,
+    mean: f64,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<f64, AudioError> {
+    const SPAN_DB: f64 = 40.0;
+    let bins = (2.0 * SPAN_DB / KDE_STEP_DB) as usize + 1;
+    let mut histogram = vec![0usize; bins];
+    let mut count = 0usize;
+    for (energies, near) in bands.chunks(TICK_FRAMES).zip(near.chunks(TICK_FRAMES)) {
+        for (e, _) in energies.iter().zip(near).filter(|(_, &near)| !near) {
+            let db = 10.0 * ((e[b] + TINY) / mean.max(TINY)).log10();
+            let bin = ((db + SPAN_DB) / KDE_STEP_DB)
+                .round()
+                .clamp(0.0, (bins - 1) as f64);
+            histogram[bin as usize] += 1;
+            count += 1;
+        }
+        checkpoint.tick(energies.len() as u64 * LEVEL_NS)?;
+    }
+    let wanted = (LOUD_QUANTILE * count as f64).ceil() as usize;
+    let mut seen = 0;
+    for (bin, n) in histogram.iter().enumerate() {
+        seen += n;
+        if seen >= wanted.max(1) {
+            let db = bin as f64 * KDE_STEP_DB - SPAN_DB;
+            return Ok(mean * 10f64.powf(db / 10.0));
+        }
+    }
+    Ok(mean)
 }
 
 /// Each band's lowest mode of its smoothed log-energy histogram, as a power.
@@ -213,7 +298,7 @@ fn mode_floor(
 /// Global and active SNR, and the speech mask after the hangover.
 pub(crate) fn analyse_frames(
     bands: &[BandEnergies],
-    noise: &[f64; BANDS],
+    noise: &NoiseFloor,
     hop: usize,
     threshold: f64,
     checkpoint: &mut Checkpoint<'_>,
@@ -223,13 +308,14 @@ pub(crate) fn analyse_frames(
     let pass_ns = bands.len() as u64 * BANDS as u64;
     let mean_energy = bands.iter().map(frame_energy).sum::<f64>() / bands.len() as f64;
     checkpoint.tick(pass_ns)?;
-    let noise_total = noise_total(noise, mean_energy);
-    let mut vad = Vad::new(noise, threshold);
+    let noise_total = noise_total(&noise.power, mean_energy);
+    let mut vad = Vad::new(noise, threshold, hop);
     let mut raw = Vec::with_capacity(bands.len());
     for e in bands {
         raw.push(vad.is_speech(e));
         checkpoint.tick(LEVEL_NS)?;
     }
+    let last_raw = vad.speaking;
     let speech = Hangover::new(hop).apply(raw);
     checkpoint.tick(pass_ns)?;
 
@@ -247,6 +333,7 @@ pub(crate) fn analyse_frames(
         snr_db: ratio_db((mean_energy - noise_total) / noise_total),
         snr_active_db,
         speech,
+        last_raw,
     })
 }
 
@@ -267,37 +354,63 @@ pub(crate) fn noise_total(noise: &[f64; BANDS], mean_energy: f64) -> f64 {
 
 /// The VAD's decision for one frame, before the hangover.
 pub(crate) struct Vad {
-    /// Noise power of each speech band (250–500, 500–1000, 1000–2000, 2000–4000 Hz).
+    /// How loud each speech band's noise gets (250–500, 500–1000, 1000–2000, 2000–4000 Hz):
+    /// [`NoiseFloor::loud`].
     speech_noise: [f64; VAD_BANDS.end - VAD_BANDS.start],
     /// `vad_threshold`.
     threshold: f64,
     /// The last frame's decision: speech goes on at a lower SNR than it starts.
     speaking: bool,
+    /// The speech bands' energies of the last [`Vad::span`] frames: the VAD judges their mean.
+    recent: std::collections::VecDeque<[f64; VAD_BANDS.end - VAD_BANDS.start]>,
+    /// Frames in the mean: as many as cover [`VAD_SPAN_MS`] (one from hop 256 up).
+    span: usize,
 }
 
 impl Vad {
-    pub(crate) fn new(noise: &[f64; BANDS], threshold: f64) -> Vad {
+    pub(crate) fn new(noise: &NoiseFloor, threshold: f64, hop: usize) -> Vad {
+        let frame_ms = 1000.0 * hop as f64 / 16000.0;
+        let span = ((VAD_SPAN_MS / frame_ms).ceil() as usize).max(1);
         Vad {
-            speech_noise: std::array::from_fn(|i| noise[VAD_BANDS.start + i].max(TINY)),
+            speech_noise: std::array::from_fn(|i| noise.loud[VAD_BANDS.start + i].max(TINY)),
             threshold,
             speaking: false,
+            recent: std::collections::VecDeque::with_capacity(span),
+            span,
         }
+    }
+
+    /// This VAD, as if the frame before the next had been speech (`true`) or not.
+    pub(crate) fn speaking(mut self, speaking: bool) -> Vad {
+        self.speaking = speaking;
+        self
     }
 
     /// The speech probability of the loudest speech band over its noise, above the threshold;
     /// after a speech frame the band may be [`VAD_HOLD_DB`] quieter.
     pub(crate) fn is_speech(&mut self, e: &BandEnergies) -> bool {
-        let loudest = e[VAD_BANDS]
-            .iter()
-            .zip(&self.speech_noise)
-            .map(|(energy, noise)| energy / noise)
-            .fold(0.0, f64::max);
-        let mut band_snr_db = 10.0 * (loudest + 1e-12).log10();
-        if self.speaking {
-            band_snr_db += VAD_HOLD_DB;
+        if self.recent.len() == self.span {
+            self.recent.pop_front();
         }
-        let p = 1.0 / (1.0 + (-(band_snr_db - VAD_CENTER_DB) / VAD_SLOPE_DB).exp());
-        self.speaking = p > self.threshold;
+        self.recent
+            .push_back(std::array::from_fn(|i| e[VAD_BANDS.start + i]));
+        let frames = self.recent.len() as f64;
+        let loudest = (0..self.speech_noise.len())
+            .map(|i| {
+                let energy = self.recent.iter().map(|r| r[i]).sum::<f64>() / frames;
+                energy / self.speech_noise[i]
+            })
+            .fold(0.0, f64::max);
+        let level_db = 10.0 * (loudest + 1e-12).log10();
+        let judged_db = if self.speaking {
+            level_db + VAD_HOLD_DB
+        } else {
+            level_db
+        };
+        let p = 1.0 / (1.0 + (-(judged_db - VAD_CENTER_DB) / VAD_SLOPE_DB).exp());
+        // Speech holds on only above the noise's loud level, whatever the threshold: with a low
+        // one, the hold would otherwise reach into the noise, and speech would never end.
+        self.speaking = p > self.threshold && (!self.speaking || level_db > VAD_HOLD_FLOOR_DB);
         self.speaking
     }
 }
@@ -544,24 +657,27 @@ mod tests {
     }
 
     /// Gaps of ≤ `gap` between speech are filled; gaps at the edges are not; short runs go.
-    /// Speech starts 5 dB above a band's noise and goes on down to 2 dB; the loudest band
-    /// counts, not the four summed.
+    /// Speech starts 4 dB above the level a band's noise stays under in 9 pauses out of 10,
+    /// and goes on down to 0.5 dB; the loudest band counts, not the four summed.
     #[test]
     fn the_vad_starts_high_and_holds_lower() {
-        let noise = [1.0; BANDS];
-        let mut vad = Vad::new(&noise, 0.5);
+        let noise = NoiseFloor {
+            power: [1.0; BANDS],
+            loud: [1.0; BANDS],
+        };
+        let mut vad = Vad::new(&noise, 0.5, 256);
         let frame = |db: f64| {
             let mut e = [1.0; BANDS];
             e[VAD_BANDS.start] = 10f64.powf(db / 10.0);
             e
         };
-        assert!(!vad.is_speech(&frame(4.0)), "4 dB does not start speech");
-        assert!(vad.is_speech(&frame(6.0)), "6 dB in one band does");
-        assert!(vad.is_speech(&frame(2.5)), "2.5 dB holds it");
-        assert!(!vad.is_speech(&frame(1.5)), "1.5 dB ends it");
+        assert!(!vad.is_speech(&frame(3.5)), "3.5 dB does not start speech");
+        assert!(vad.is_speech(&frame(5.0)), "5 dB in one band does");
+        assert!(vad.is_speech(&frame(1.0)), "1 dB holds it");
+        assert!(!vad.is_speech(&frame(0.0)), "0 dB ends it");
         assert!(
-            !vad.is_speech(&frame(2.5)),
-            "and 2.5 dB does not start it again"
+            !vad.is_speech(&frame(1.0)),
+            "and 1 dB does not start it again"
         );
     }
 

@@ -48,9 +48,9 @@
 use super::checkpoint::{Checkpoint, F0_NS, LEVEL_NS, MFCC_NS, STEP_NS};
 use super::features::{frame_count, Cepstrum, Scratch, CEPS};
 use super::frames::{Frames, SpeechPlan};
-use super::noise::{self, Hangover, StreamingHangover, Vad};
+use super::noise::{self, Hangover, NoiseFloor, StreamingHangover, Vad};
 use super::speakers::{long_enough, stft_frame_of, FeatureSpan, SegmentPlan};
-use super::spectrum::{BandEnergies, BANDS};
+use super::spectrum::BandEnergies;
 use super::{
     clamp_hop, cluster, finite, Analyzer, AudioError, Clip, SnrReport, SpeakerReport, VadParams,
     SAMPLE_RATE,
@@ -164,7 +164,7 @@ struct Refresh {
     /// Frames it analysed.
     frames: usize,
     /// Its noise floor per band.
-    noise: [f64; BANDS],
+    noise: NoiseFloor,
     /// The VAD against that floor.
     vad: Vad,
     /// Its speech mask (after the hangover) over those frames.
@@ -211,7 +211,8 @@ impl Estimate {
                 self.refresh = Some(Refresh {
                     frames,
                     noise,
-                    vad: Vad::new(&noise, self.threshold),
+                    // The VAD goes on from the last frame's decision (its hysteresis).
+                    vad: Vad::new(&noise, self.threshold, self.hop).speaking(analysis.last_raw),
                     speech_frames: analysis.speech.iter().filter(|&&s| s).count(),
                     speech: analysis.speech,
                     since: StreamingHangover::new(Hangover::new(self.hop)),
@@ -225,7 +226,7 @@ impl Estimate {
             checkpoint.tick(LEVEL_NS)?;
         }
         let mean_energy = self.energy_sum / frames as f64;
-        let noise_total = noise::noise_total(&refresh.noise, mean_energy);
+        let noise_total = noise::noise_total(&refresh.noise.power, mean_energy);
         let snr_db = noise::ratio_db((mean_energy - noise_total) / noise_total);
         let speech = refresh.speech_frames + refresh.since.speech_frames();
         Ok((finite(snr_db), finite(speech as f64 / frames as f64)))

@@ -17,7 +17,7 @@
 //!
 //! Average linkage (UPGMA; Sokal & Michener 1958), Euclidean distances: start with one cluster
 //! per segment and merge the closest pair, the distance between clusters being the mean of all
-//! distances between their members, while that distance is at most 2.5. Merging A and B
+//! distances between their members, while that distance is at most 2.6. Merging A and B
 //! updates the distance to every other cluster C by the Lance–Williams formula
 //! d(A∪B, C) = (|A|·d(A, C) + |B|·d(B, C)) / (|A| + |B|), which is the same mean without
 //! recomputing it from the members. Cost O(n³) for n segments: a 10-minute clip of ordinary
@@ -461,7 +461,7 @@ mod tests {
         Segment { embedding, seconds }
     }
 
-    /// Two tight groups far apart are two speakers; within 2.5 they are one.
+    /// Two tight groups far apart are two speakers; within 2.6 they are one.
     #[test]
     fn clusters_by_distance() {
         let far = [
@@ -476,10 +476,11 @@ mod tests {
         assert_eq!(count(&[]), 0);
     }
 
-    /// A cluster with under 0.5 s of speech is not a speaker, but one is always reported.
+    /// A cluster with under 0.8 s of speech is not a speaker, but one is always reported.
     #[test]
     fn small_clusters_do_not_count() {
-        assert_eq!(count(&[segment(0.0, 2.0), segment(10.0, 0.3)]), 1);
+        assert_eq!(count(&[segment(0.0, 2.0), segment(10.0, 0.7)]), 1);
+        assert_eq!(count(&[segment(0.0, 2.0), segment(10.0, 0.9)]), 2);
         assert_eq!(count(&[segment(0.0, 0.3)]), 1);
     }
 

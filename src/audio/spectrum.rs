@@ -12,9 +12,11 @@
 //! in two: the bins that no voice reaches, then the rest. A bin of the Hann window hears
 //! everything within two bins of its centre (its main lobe), so the first band holds the bins
 //! whose main lobe ends at or below [`SPEECH_FREE_HZ`]: bin 0 alone for the default 512-point
-//! window, bins 0–6 for 2048 points, none for windows shorter than 256 points. The DC and Nyquist bins count half, as Parseval's theorem weighs them for a real
-//! signal's half spectrum (every other bin stands for itself and its mirror image), so that
-//! the bands add up to the frame's energy in the same proportions as its samples do.
+//! window, bins 0–6 for 2048 points, none for windows under 512 points (every hop below 256),
+//! where the DC bin stays in the second band. The DC and Nyquist bins count half, as
+//! Parseval's theorem weighs them for a real signal's half spectrum (every other bin stands for
+//! itself and its mirror image), so that the bands add up to the frame's energy in the same
+//! proportions as its samples do.
 //!
 //! Why a band below any voice: speech has nothing there (a voice's fundamental is above
 //! 60 Hz), but low-frequency noise can have much of its energy there (brown noise, rumble).

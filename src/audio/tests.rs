@@ -89,6 +89,33 @@ fn snr_of_speech_in_brown_noise() {
     }
 }
 
+/// Noise alone is no speech and no speaker, in white and in brown noise, at every hop from the
+/// smallest: with few FFT bins a band's noise swings far above its mean, and the VAD must not
+/// take those swings for speech.
+#[test]
+fn noise_alone_is_silence_at_every_hop() {
+    let a = analyzer();
+    let len = 6 * synth::RATE as usize;
+    for (colour, noise) in [
+        ("white", synth::white_noise(len, 41)),
+        ("brown", synth::brown_noise(len, 42)),
+    ] {
+        let peak = noise.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let scaled: Vec<f64> = noise.iter().map(|v| 0.3 * v / peak).collect();
+        let clip = clip(&a, &scaled);
+        for hop in [80, 88, 128, 160, 200, 256, 512, 1024] {
+            let params = VadParams {
+                hop,
+                threshold: 0.5,
+            };
+            let report = a.snr(&clip, params, &never).expect("not cancelled");
+            assert_eq!(report.speech_ratio, Some(0.0), "{colour} noise, hop {hop}");
+            let count = a.speakers(&clip, params, &never).expect("not cancelled");
+            assert_eq!(count.speakers, Some(0), "{colour} noise, hop {hop}");
+        }
+    }
+}
+
 /// Other hops measure the same SNR.
 #[test]
 fn snr_at_other_hops() {
