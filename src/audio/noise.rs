@@ -212,17 +212,24 @@ fn near_speech(
 ) -> Result<Vec<bool>, AudioError> {
     let speech_noise = modes[VAD_BANDS].iter().sum::<f64>().max(TINY);
     let threshold = 10f64.powf(PAUSE_SPEECH_DB / 10.0);
-    let speech: Vec<bool> = bands
-        .iter()
-        .map(|e| e[VAD_BANDS].iter().sum::<f64>() / speech_noise > threshold)
-        .collect();
-    checkpoint.tick(bands.len() as u64 * 4)?;
+    let mut speech = Vec::with_capacity(bands.len());
+    for block in bands.chunks(TICK_FRAMES) {
+        speech.extend(
+            block
+                .iter()
+                .map(|e| e[VAD_BANDS].iter().sum::<f64>() / speech_noise > threshold),
+        );
+        checkpoint.tick(block.len() as u64 * 4)?;
+    }
     // Within `guard` frames after a speech frame, then within `guard` frames before one.
     let mut near = vec![false; speech.len()];
     let mut since = usize::MAX;
     for (t, &s) in speech.iter().enumerate() {
         since = if s { 0 } else { since.saturating_add(1) };
         near[t] = since <= guard;
+        if t % TICK_FRAMES == 0 {
+            checkpoint.tick(TICK_FRAMES as u64)?;
+        }
     }
     let mut until = usize::MAX;
     for t in (0..speech.len()).rev() {
@@ -232,8 +239,10 @@ fn near_speech(
             until.saturating_add(1)
         };
         near[t] |= until <= guard;
+        if t % TICK_FRAMES == 0 {
+            checkpoint.tick(TICK_FRAMES as u64)?;
+        }
     }
-    checkpoint.tick(bands.len() as u64 * 2)?;
     Ok(near)
 }
 
