@@ -36,29 +36,12 @@ python3 "$SCRIPTS/make_clip.py" --seconds 5 --out "$SHORT" "$FIX/spk_k3_r0_clean
 MAX_BODY=$(($(stat -c %s "$CLIP") + 65536))
 T0=$EPOCHREALTIME
 
-# wait_log FILE TEXT SECONDS: wait until FILE has a line containing TEXT.
-wait_log() {
-  local _i
-  for _i in $(seq $(($3 * 20))); do
-    grep -qF "$2" "$1" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
-# start NAME WORKERS ARGS...: start_evloop, and with WORKERS > 1 wait for every process.
+# start NAME WORKERS ARGS...: start_evloop with --workers WORKERS (1: a single process). It
+# returns once the server says "ready on", which a supervisor says only when every process is.
 start() {
   local name=$1 workers=$2
   shift 2
-  if [ "$workers" -gt 1 ]; then
-    start_evloop "$name" - --workers "$workers" "$@"
-    if ! wait_log "$WORK/$name.log" "all $workers worker processes are ready" 30; then
-      echo "demo: evloop ($name): its $workers processes did not become ready" >&2
-      exit 1
-    fi
-  else
-    start_evloop "$name" - "$@"
-  fi
+  start_evloop "$name" - --workers "$workers" "$@"
 }
 
 # field KEY: KEY's value in the RESULT line in $R.

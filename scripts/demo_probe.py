@@ -21,7 +21,6 @@ errors=...`.
 """
 
 import argparse
-import math
 import re
 import socket
 import sys
@@ -29,13 +28,7 @@ import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts in the work tree
-from http_wire import get_request, parse_response
-
-
-def percentile(sorted_values, q):
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+from http_wire import get_request, parse_response, percentile
 
 
 class Client:

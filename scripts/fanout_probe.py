@@ -28,21 +28,13 @@ there is one) was answered 200 and every probe request counted was answered 200.
 import argparse
 import collections
 import json
-import math
 import selectors
 import socket
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts in the work tree
-from http_wire import get_request, parse_response
-
-
-def percentile(sorted_values, q):
-    """Nearest-rank percentile of an ascending list (q in 0..1); NaN when empty."""
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+from http_wire import get_request, parse_response, percentile
 
 
 class Conn:

@@ -6,6 +6,7 @@ is to build a GET request and to cut complete responses off the front of a recei
 servers under test answer with `Content-Length`, never chunked, to these requests.
 """
 
+import math
 import resource
 
 
@@ -62,3 +63,10 @@ def raise_nofile_limit(needed):
     if soft != resource.RLIM_INFINITY and soft < needed:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is below the {needed} sockets needed")
     return soft
+
+
+def percentile(sorted_values, q):
+    """Nearest-rank percentile of an ascending list (q in 0..1); NaN when empty."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]

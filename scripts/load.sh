@@ -454,22 +454,12 @@ children() {
   cat "/proc/$1/task/$1/children" 2>/dev/null || true
 }
 
-# start_workers NAME ARGS...: start_evloop, then, when ARGS hold --workers N above 1, wait until
-# the supervisor logs that all N processes are ready. Sets EV_PID (the supervisor, or the lone
+# start_workers NAME ARGS...: start_evloop, which returns once the server says "ready on" (a
+# supervisor says it only when all its processes are). Sets EV_PID (the supervisor, or the lone
 # server), EV_PORT, EV_URL and EV_PIDS (the supervisor and its processes, or the server).
 start_workers() {
-  local name=$1 n=1 prev='' arg
-  for arg in "$@"; do
-    if [ "$prev" = --workers ]; then n=$arg; fi
-    prev=$arg
-  done
   start_evloop "$@"
   EV_URL=http://$HOST:$EV_PORT
-  if [ "$n" -gt 1 ] && ! wait_for_line "$WORK/$name.log" "all $n worker processes are ready" 30; then
-    echo "load.sh: evloop ($name): its $n processes did not become ready:" >&2
-    tail -20 "$WORK/$name.log" >&2
-    exit 1
-  fi
   EV_PIDS="$EV_PID $(children "$EV_PID")"
   EV_PIDS=${EV_PIDS% }
 }
