@@ -23,6 +23,8 @@ set -euo pipefail
 NAME=demo.sh # read by common.sh, in its messages
 # shellcheck source=scripts/common.sh
 . "$(dirname "$0")/common.sh"
+# shellcheck source=scripts/fastapi_twin.sh
+. "$(dirname "$0")/fastapi_twin.sh"
 need curl python3
 
 CORES=$(nproc)
@@ -269,16 +271,13 @@ EOF
 
 # --- 4. the FastAPI twin -----------------------------------------------------------------------
 section "4. The same test on the FastAPI twin (benches/peers/fastapi/app.py, uvicorn, 1 worker)"
-VENV=${DEMO_VENV:-${CARGO_TARGET_DIR:-$ROOT/target}/demo-venv}
 FA_SKIP=
 if [ "${DEMO_FASTAPI:-1}" = 0 ]; then
   FA_SKIP="DEMO_FASTAPI=0"
-elif ! "$VENV/bin/python" -c 'import fastapi, uvicorn' 2>/dev/null; then
-  echo "  installing fastapi and uvicorn into $VENV (once)"
-  if ! { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q fastapi uvicorn; } >"$WORK/pip.log" 2>&1; then
-    FA_SKIP="could not install fastapi and uvicorn ($(tail -1 "$WORK/pip.log"))"
-  fi
+else
+  fastapi_venv
 fi
+VENV=${FA_VENV:-}
 if [ -z "$FA_SKIP" ]; then
   FA_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   spawn "$VENV/bin/python" -m uvicorn --app-dir "$ROOT/benches/peers/fastapi" app:app \

@@ -52,13 +52,13 @@
 #                                                        stalled 3 s: time taken, failed, split
 #   o. metrics on vs off: this build against 81afeea,   plaintext req/s and CPU us/request in
 #      the last revision before metrics                 alternating rounds (built once, cached)
-#   p. POST /speaker-count, --pool 1, 2, 4, 8            req/s against min(pool, cores) / one
-#                                                        job's time; /plaintext p99 meanwhile;
+#   p. POST /speaker-count, --pool 1, 2, 4, 8            req/s against --pool 1's req/s x
+#                                                        min(pool, cores); /plaintext p99 meanwhile;
 #                                                        /cpu?ms=5, a burn of wall time, beside
 #
 # In full mode a and c also run against the FastAPI twin (benches/peers/fastapi/app.py, uvicorn,
 # one worker) when fastapi and uvicorn can be installed into a venv (the one scripts/demo.sh
-# makes): a third column, req/s and server CPU per request.
+# makes, scripts/fastapi_twin.sh): its req/s and server CPU per request, in the note column.
 #
 # The report: every run also writes BENCHMARKS.md and its SVG plots (scripts/bench_report.py,
 # from the figures this script records in its scratch directory as it goes). A full run of every
@@ -653,28 +653,27 @@ fi
 # process: a third column in a and c, full mode only. Its venv is scripts/demo.sh's (DEMO_VENV),
 # so one install serves both. FA_SKIP says why it did not run; sets FA_PID, FA_URL and FA_T0.
 FA_PID='' FA_URL='' FA_SKIP=''
+# shellcheck source=scripts/fastapi_twin.sh
+. "$SCRIPTS/fastapi_twin.sh"
 start_fastapi() {
-  local venv=${DEMO_VENV:-${CARGO_TARGET_DIR:-$ROOT/target}/demo-venv} port _i
+  local port _i
   if [ "${LOAD_FASTAPI:-1}" = 0 ]; then
     FA_SKIP="LOAD_FASTAPI=0"
   elif [ "$MODE" != full ]; then
     FA_SKIP="only in full mode"
-  elif ! "$venv/bin/python" -c 'import fastapi, uvicorn' 2>/dev/null; then
-    echo "  installing fastapi and uvicorn into $venv (once)"
-    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q fastapi uvicorn; } >"$WORK/pip.log" 2>&1; then
-      FA_SKIP="fastapi and uvicorn could not be installed: $(tail -1 "$WORK/pip.log")"
-    fi
+  else
+    fastapi_venv
   fi
   [ -z "$FA_SKIP" ] || return 0
   FA_T0=$EPOCHREALTIME # the twin's time counts from here: a first install is not the run's
   port=$(free_port)
-  "$venv/bin/python" -m uvicorn --app-dir "$ROOT/benches/peers/fastapi" app:app --host "$HOST" \
+  "$FA_VENV/bin/python" -m uvicorn --app-dir "$ROOT/benches/peers/fastapi" app:app --host "$HOST" \
     --port "$port" --workers 1 --log-level warning >"$WORK/fastapi.out" 2>&1 &
   FA_PID=$!
   PIDS+=("$FA_PID")
   # The app calibrates its CPU job at import (a fraction of a second) before it listens.
   for _i in $(seq 200); do
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/plaintext")" = 200 ]; then
+    if [ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://$HOST:$port/plaintext")" = 200 ]; then
       FA_URL=http://$HOST:$port
       return 0
     fi
@@ -1717,7 +1716,7 @@ if want p; then
   section "p. POST /speaker-count of a 5 s WAV, wrk -t1 -c16 on --pool 1, 2, 4, 8 (a server each), $P_ROUNDS alternating rounds of ${P_S}s, /plaintext every 5 ms meanwhile; then /cpu?ms=5 for ${P_CPU_S}s each"
   P_T0=$EPOCHREALTIME
   P_CORES=$(nproc)
-  P_BAD=0
+  P_BAD=0 P_PROBE_BAD=0
   P_CLIP=$WORK/clip5s.wav
   python3 "$SCRIPTS/make_clip.py" --seconds 5 --out "$P_CLIP" \
     "$ROOT/tests/fixtures/audio/spk_k4_r0_clean.wav" "$ROOT/tests/fixtures/audio/spk_k2_r0_clean.wav"
@@ -1743,6 +1742,7 @@ if want p; then
       run_wrk "p-$size-$round" "${P_PID[$size]}" -t1 -c16 -d"${P_S}s" --timeout 10s -s "$SCRIPTS/post_wav.lua" \
         "${P_URL[$size]}/speaker-count" -- "$P_CLIP"
       wait_exit "$p_probe" 30
+      if [ "$EXIT_STATUS" != 0 ]; then P_PROBE_BAD=$((P_PROBE_BAD + 1)); fi
       P_BAD=$((P_BAD + W_NON2XX + W_ERRS))
       P_REQS[$size]=$((P_REQS[$size] + W_REQS)) P_TICKS[$size]=$((P_TICKS[$size] + W_TICKS))
       P_SECS_OF[$size]=$(calc "%.2f" "${P_SECS_OF[$size]} + $W_SECS" 1)
@@ -1778,6 +1778,9 @@ if want p; then
   datum p.one "$P_ONE"
   datum p.rounds "$P_ROUNDS"
   datum p.round_s "$P_S"
+  if [ "$P_PROBE_BAD" != 0 ]; then
+    CHECKS+=("WARN|p. /plaintext probe: every answer a 200|$P_PROBE_BAD probe runs lost requests or got other answers")
+  fi
   if [ "$P_BAD" != 0 ]; then
     CHECKS+=("WARN|p. every pool size: only 2xx, no socket errors|$P_BAD non-2xx or socket errors")
   fi
@@ -1820,8 +1823,9 @@ if [ -n "$LOGGED" ]; then
 fi
 
 # The report: the summary rows and the checks as they were printed, then bench_report.py. A full
-# run of every scenario replaces docs/BENCHMARKS.md and docs/bench/; anything less goes to
-# load-report/ under the build directory (LOAD_REPORT: wherever it says).
+# run of every scenario, with no failed check and nothing skipped (nginx, the FastAPI twin, o's
+# baseline), replaces docs/BENCHMARKS.md and docs/bench/; anything less goes to load-report/
+# under the build directory, and says why (LOAD_REPORT: wherever it says).
 datum meta.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$FA_URL" ]; then datum fastapi.secs "$FA_SECS"; fi
 if [ -n "${P_SECS:-}" ]; then datum p.secs "$P_SECS"; fi
@@ -1829,24 +1833,43 @@ for line in "${ROWS[@]}"; do datum row "$line"; done
 for line in "${CHECKS[@]}"; do datum check "$line"; done
 if [ -n "${LOAD_REPORT:-}" ]; then
   REPORT=$LOAD_REPORT
-elif [ "$ALL_SCENARIOS" = 1 ]; then
-  REPORT=$ROOT/docs
 else
-  REPORT=${CARGO_TARGET_DIR:-$ROOT/target}/load-report
+  NOT_DOCS=
+  if [ "$ALL_SCENARIOS" != 1 ]; then
+    NOT_DOCS="not every scenario ran"
+  elif [ "$FAILED" != 0 ]; then
+    NOT_DOCS="a check failed"
+  elif [ "$NG_OK" != 1 ]; then
+    NOT_DOCS="nginx did not run"
+  elif [ -n "$FA_SKIP" ]; then
+    NOT_DOCS="the FastAPI twin did not run"
+  elif [ -n "${O_SKIP:-}" ]; then
+    NOT_DOCS="o's baseline did not run"
+  fi
+  if [ -z "$NOT_DOCS" ]; then
+    REPORT=$ROOT/docs
+  else
+    REPORT=${CARGO_TARGET_DIR:-$ROOT/target}/load-report
+    [ "$ALL_SCENARIOS" != 1 ] || echo "(the report does not replace docs/: $NOT_DOCS)"
+  fi
 fi
 section "report"
 if python3 "$SCRIPTS/bench_report.py" --data "$DATA" --out "$REPORT" >"$WORK/report.txt" 2>&1 &&
   python3 - "$REPORT" <<'PY' >>"$WORK/report.txt" 2>&1; then
-# BENCHMARKS.md is there, not empty, and names each plot it embeds; every plot parses as XML.
-import os, re, sys
+# BENCHMARKS.md is there and not empty; every plot it embeds exists; there is at least one plot,
+# and every plot in bench/ parses as SVG.
+import glob, os, re, sys
 import xml.etree.ElementTree as ET
 out = sys.argv[1]
 md = open(os.path.join(out, "BENCHMARKS.md"), encoding="utf-8").read()
 assert md.strip(), "BENCHMARKS.md is empty"
-plots = re.findall(r"\]\((bench/[^)]+\.svg)\)", md)
-for rel in plots:
-    root = ET.parse(os.path.join(out, rel)).getroot()
-    assert root.tag.endswith("svg"), f"{rel}: root is {root.tag}"
+for rel in re.findall(r"\(bench/[^)]+\.svg\)", md):
+    assert os.path.exists(os.path.join(out, rel[1:-1])), f"{rel[1:-1]} is embedded but missing"
+plots = sorted(glob.glob(os.path.join(out, "bench", "*.svg")))
+assert plots, "no plot in bench/"
+for path in plots:
+    root = ET.parse(path).getroot()
+    assert root.tag.endswith("svg"), f"{path}: root is {root.tag}"
 print(f"checked: BENCHMARKS.md and {len(plots)} plots, each well-formed SVG")
 PY
   sed 's/^/  /' "$WORK/report.txt"
