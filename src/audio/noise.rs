@@ -55,7 +55,11 @@
 //! hysteresis, so that speech fading towards the noise at the end of a word is not cut short;
 //! never below 0.5 dB, whatever the threshold, or a low threshold's speech would never end).
 //! Then a hangover: gaps of ≤ 200 ms between speech are filled (the pauses between words:
-//! talking, as ITU-T P.56 counts it), and speech runs of ≤ 64 ms are dropped.
+//! talking, as ITU-T P.56 counts it), speech runs of ≤ 64 ms are dropped, and, in noise, each
+//! run is widened on both sides by 64 ms × (20 − SNR)/20 (none from 20 dB up, 64 ms from 0 dB
+//! down): the quiet ends of words sink under loud noise before the detector lets go of them
+//! ([`Hangover::new`]). The speech ratio counts the widened runs; the speaker analysis reads
+//! the runs before the widening ([`FrameAnalysis::core`]).
 
 use std::ops::Range;
 
@@ -106,6 +110,11 @@ const MIN_PAUSE_FRAMES: usize = 10;
 const GAP_FILL_MS: f64 = 200.0;
 /// Then speech runs of at most this long are dropped as blips.
 const MIN_RUN_MS: f64 = 64.0;
+/// Then each speech run is widened by up to this much on either side: the edges of words that
+/// the noise hides, all of it at 0 dB SNR and below (see [`Hangover::new`]).
+const EDGE_PAD_MS: f64 = 64.0;
+/// The SNR at and above which the edges are not widened at all, dB.
+const EDGE_PAD_SNR_DB: f64 = 20.0;
 /// Floor added before every logarithm of an energy, so digital silence gives −300 dB, not −∞.
 const TINY: f64 = 1e-30;
 /// The noise floor is at least this fraction of the mean frame energy: caps the SNR at 100 dB.
@@ -113,8 +122,12 @@ const NOISE_FLOOR_MIN_REL: f64 = 1e-10;
 
 /// What the frame analysis found.
 pub(crate) struct FrameAnalysis {
-    /// Per STFT frame: speech after the hangover.
+    /// Per STFT frame: speech after the hangover (talking time, what the speech ratio counts).
     pub speech: Vec<bool>,
+    /// Per STFT frame: speech after the hangover but before its widening, the frames the
+    /// voice was heard in. The speaker analysis reads these: a widened edge is mostly noise,
+    /// and says little of whose voice it is.
+    pub core: Vec<bool>,
     /// Global SNR, dB.
     pub snr_db: f64,
     /// SNR over speech frames only, dB; `None` when no frame is speech.
@@ -122,6 +135,8 @@ pub(crate) struct FrameAnalysis {
     /// The VAD's decision on the last frame, before the hangover: where a VAD continuing
     /// after these frames starts from.
     pub last_raw: bool,
+    /// The hangover the mask went through (its widening depends on the SNR).
+    pub hangover: Hangover,
 }
 
 impl FrameAnalysis {
@@ -318,6 +333,7 @@ pub(crate) fn analyse_frames(
     let mean_energy = bands.iter().map(frame_energy).sum::<f64>() / bands.len() as f64;
     checkpoint.tick(pass_ns)?;
     let noise_total = noise_total(&noise.power, mean_energy);
+    let snr_db = ratio_db((mean_energy - noise_total) / noise_total);
     let mut vad = Vad::new(noise, threshold, hop);
     let mut raw = Vec::with_capacity(bands.len());
     for e in bands {
@@ -325,7 +341,10 @@ pub(crate) fn analyse_frames(
         checkpoint.tick(LEVEL_NS)?;
     }
     let last_raw = vad.speaking;
-    let speech = Hangover::new(hop).apply(raw);
+    let hangover = Hangover::new(hop, snr_db);
+    let core = hangover.close(raw);
+    checkpoint.tick(pass_ns)?;
+    let speech = hangover.widen(core.clone());
     checkpoint.tick(pass_ns)?;
 
     let (speech_sum, speech_frames) = bands
@@ -339,10 +358,12 @@ pub(crate) fn analyse_frames(
     let snr_active_db = (speech_frames > 0)
         .then(|| ratio_db((speech_sum / speech_frames as f64 - noise_total) / noise_total));
     Ok(FrameAnalysis {
-        snr_db: ratio_db((mean_energy - noise_total) / noise_total),
+        snr_db,
         snr_active_db,
         speech,
+        core,
         last_raw,
+        hangover,
     })
 }
 
@@ -424,43 +445,76 @@ impl Vad {
     }
 }
 
-/// The hangover's two lengths, in frames of one hop.
+/// The hangover's lengths, in frames of one hop.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hangover {
     /// Non-speech gaps of at most this many frames, with speech on both sides, are filled.
     gap: usize,
     /// Then speech runs of at most this many frames are dropped.
     blip: usize,
+    /// Then every speech run is widened by this many frames on each side (as far as the clip
+    /// goes). Always under half of `gap`, so two widened runs never meet.
+    pad: usize,
 }
 
 impl Hangover {
-    pub(crate) fn new(hop: usize) -> Hangover {
+    /// The hangover at `hop` for a clip whose global SNR is `snr_db`.
+    ///
+    /// The widening grows as the SNR falls: 64 ms × (20 − SNR)/20, from nothing at 20 dB to
+    /// 64 ms at 0 dB and below. In noise, the quiet ends of words (a fading vowel, a soft
+    /// consonant) sink under the noise before the detector lets go of them, so in loud noise
+    /// the speech runs it finds are shorter than the talking; at 0 dB each run loses some
+    /// 60 ms at either end. Stretching the hangover as the SNR falls is what the AMR and
+    /// G.729 Annex B detectors do too (3GPP TS 26.094; ITU-T G.729 Annex B).
+    pub(crate) fn new(hop: usize, snr_db: f64) -> Hangover {
         let frame_ms = 1000.0 * hop as f64 / 16000.0;
+        let noisy = ((EDGE_PAD_SNR_DB - snr_db) / EDGE_PAD_SNR_DB).clamp(0.0, 1.0);
         Hangover {
             gap: floor_div(GAP_FILL_MS, frame_ms),
             blip: floor_div(MIN_RUN_MS, frame_ms),
+            pad: (EDGE_PAD_MS * noisy / frame_ms).floor() as usize,
         }
     }
 
-    /// The speech mask after the hangover.
+    /// The speech mask after the hangover, all three steps.
+    #[cfg(test)]
     pub(crate) fn apply(self, raw: Vec<bool>) -> Vec<bool> {
+        self.widen(self.close(raw))
+    }
+
+    /// The hangover's first two steps: gaps filled, blips dropped.
+    pub(crate) fn close(self, raw: Vec<bool>) -> Vec<bool> {
         close_open(raw, self.gap, self.blip)
+    }
+
+    /// The last step: every speech run of `core` widened by `pad` frames on each side.
+    pub(crate) fn widen(self, core: Vec<bool>) -> Vec<bool> {
+        let mut mask = core;
+        let len = mask.len();
+        for run in runs(&mask, true) {
+            mask[run.start.saturating_sub(self.pad)..(run.end + self.pad).min(len)].fill(true);
+        }
+        mask
     }
 }
 
 /// The hangover applied one frame at a time: [`Hangover::apply`] on a mask that grows.
 ///
 /// Only the end of the mask is ever in doubt: a speech run can still grow, or be joined to the
-/// next one across a short gap, and the non-speech frames after it can still be filled. Every
-/// frame before that is decided once and for all, and goes to `decided`. So the speech count of
-/// `apply(raw so far)` is `decided_speech` plus the open run if it is longer than a blip: O(1)
-/// per frame instead of a pass over the whole mask.
+/// next one across a short gap, the non-speech frames after it can still be filled, and the
+/// last few non-speech frames can still become the widened start of a run to come. Every
+/// frame before that is decided once and for all, and goes to `decided`. So the speech count
+/// of `apply(raw so far)` is `decided_speech` plus the open run, widened, if it is longer than
+/// a blip: O(1) per frame instead of a pass over the whole mask.
 pub(crate) struct StreamingHangover {
     hangover: Hangover,
     /// Decisions that can no longer change, for the first `decided.len()` frames.
     pub decided: Vec<bool>,
     /// Speech frames in `decided`.
     decided_speech: usize,
+    /// Non-speech frames just before the open run (or, with none open, the last ones), at
+    /// most `pad`: the run's widened start, if it is kept.
+    lead: usize,
     /// Length of the open speech run after gap filling (0: none).
     run: usize,
     /// Non-speech frames since the open run, not yet more than a fillable gap.
@@ -473,6 +527,7 @@ impl StreamingHangover {
             hangover,
             decided: Vec::new(),
             decided_speech: 0,
+            lead: 0,
             run: 0,
             gap: 0,
         }
@@ -480,11 +535,12 @@ impl StreamingHangover {
 
     /// Frames pushed so far.
     pub(crate) fn len(&self) -> usize {
-        self.decided.len() + self.run + self.gap
+        self.decided.len() + self.lead + self.run + self.gap
     }
 
     /// Append one frame's decision before the hangover.
     pub(crate) fn push(&mut self, speech: bool) {
+        let Hangover { gap, blip, pad } = self.hangover;
         match (speech, self.run) {
             // Speech after a run: the gap between them (if any) is short enough to fill.
             (true, 1..) => {
@@ -492,28 +548,43 @@ impl StreamingHangover {
                 self.gap = 0;
             }
             (true, 0) => self.run = 1,
-            // Non-speech with no run open: no speech before it to fill towards.
-            (false, 0) => self.decided.push(false),
+            // Non-speech with no run open: the last `pad` of these may yet lead into one.
+            (false, 0) => {
+                if self.lead == pad {
+                    self.decided.push(false);
+                } else {
+                    self.lead += 1;
+                }
+            }
             (false, _) => {
                 self.gap += 1;
-                if self.gap > self.hangover.gap {
-                    // Too long to fill: the run is over, and so is the gap.
-                    let keep = self.run > self.hangover.blip;
-                    self.decided.extend(std::iter::repeat_n(keep, self.run));
-                    self.decided.extend(std::iter::repeat_n(false, self.gap));
-                    self.decided_speech += if keep { self.run } else { 0 };
-                    (self.run, self.gap) = (0, 0);
+                if self.gap > gap {
+                    // Too long to fill: the run is over. Kept, it is widened on both sides
+                    // (gap > 2·pad, so the gap has room for both widenings); the gap's last
+                    // `pad` frames may lead into the next run.
+                    let keep = self.run > blip;
+                    let (before, after) = if keep { (self.lead, pad) } else { (0, 0) };
+                    let rest = self.gap - after - pad;
+                    self.decided
+                        .extend(std::iter::repeat_n(false, self.lead - before));
+                    self.decided
+                        .extend(std::iter::repeat_n(keep, before + self.run + after));
+                    self.decided.extend(std::iter::repeat_n(false, rest));
+                    self.decided_speech += if keep { before + self.run + after } else { 0 };
+                    (self.lead, self.run, self.gap) = (pad, 0, 0);
                 }
             }
         }
     }
 
     /// Speech frames in `Hangover::apply` of every frame pushed so far: the mask as if it
-    /// ended here (a trailing gap is not filled; the open run counts unless it is a blip).
+    /// ended here (a trailing gap is not filled, only widened into; the open run counts unless
+    /// it is a blip).
     pub(crate) fn speech_frames(&self) -> usize {
+        let Hangover { blip, pad, .. } = self.hangover;
         self.decided_speech
-            + if self.run > self.hangover.blip {
-                self.run
+            + if self.run > blip {
+                self.lead + self.run + self.gap.min(pad)
             } else {
                 0
             }
@@ -693,6 +764,23 @@ mod tests {
     #[test]
     fn hangover() {
         let m = |s: &str| s.chars().map(|c| c == '#').collect::<Vec<_>>();
+        // At hop 256 (16 ms frames): gaps of 12 frames filled, runs of 4 dropped, and runs
+        // widened by nothing at 20 dB, 2 frames (32 ms) at 10 dB, 4 (64 ms) at 0 dB and below.
+        let mask = m("....#####..............######..............##....");
+        assert_eq!(
+            Hangover::new(256, 25.0).apply(mask.clone()),
+            m("....#####..............######....................")
+        );
+        assert_eq!(
+            Hangover::new(256, 10.0).apply(mask.clone()),
+            m("..#########..........##########..................")
+        );
+        assert_eq!(
+            Hangover::new(256, -10.0).apply(mask.clone()),
+            m("#############......##############................")
+        );
+        // A run at the edge of the clip is widened only as far as the clip goes.
+        assert_eq!(Hangover::new(256, 0.0).apply(m("#####..")), m("#######"));
         assert_eq!(close_open(m("##..##"), 2, 1), m("######"));
         assert_eq!(close_open(m("..##..."), 2, 1), m("..##..."));
         assert_eq!(close_open(m("#...#....##"), 2, 1), m(".........##"));
@@ -712,8 +800,15 @@ mod tests {
             state ^= state << 17;
             state % n
         };
-        for hop in [80, 256, 1024] {
-            let hangover = Hangover::new(hop);
+        for (hop, snr_db) in [
+            (80, 30.0),
+            (80, 5.0),
+            (256, 30.0),
+            (256, 12.0),
+            (256, -3.0),
+            (1024, 0.0),
+        ] {
+            let hangover = Hangover::new(hop, snr_db);
             for _ in 0..50 {
                 let mut raw = Vec::new();
                 let mut speech = next(2) == 0;

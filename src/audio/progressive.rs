@@ -48,7 +48,7 @@
 use super::checkpoint::{Checkpoint, F0_NS, LEVEL_NS, MFCC_NS, STEP_NS};
 use super::features::{frame_count, Cepstrum, Scratch, CEPS};
 use super::frames::{Frames, SpeechPlan};
-use super::noise::{self, Hangover, NoiseFloor, StreamingHangover, Vad};
+use super::noise::{self, NoiseFloor, StreamingHangover, Vad};
 use super::speakers::{long_enough, stft_frame_of, FeatureSpan, SegmentPlan};
 use super::spectrum::BandEnergies;
 use super::{
@@ -167,9 +167,10 @@ struct Refresh {
     noise: NoiseFloor,
     /// The VAD against that floor.
     vad: Vad,
-    /// Its speech mask (after the hangover) over those frames.
+    /// Its speech mask before the widening (what the speaker analysis reads) over those
+    /// frames.
     speech: Vec<bool>,
-    /// Speech frames in `speech`.
+    /// Speech frames in its widened mask (what the speech ratio counts).
     speech_frames: usize,
     /// The frames since, judged against `noise`, with the hangover among them.
     since: StreamingHangover,
@@ -214,8 +215,8 @@ impl Estimate {
                     // The VAD goes on from the last frame's decision (its hysteresis).
                     vad: Vad::new(&noise, self.threshold, self.hop).speaking(analysis.last_raw),
                     speech_frames: analysis.speech.iter().filter(|&&s| s).count(),
-                    speech: analysis.speech,
-                    since: StreamingHangover::new(Hangover::new(self.hop)),
+                    speech: analysis.core,
+                    since: StreamingHangover::new(analysis.hangover),
                 });
                 return Ok(so_far);
             }
@@ -233,7 +234,10 @@ impl Estimate {
     }
 
     /// The estimate's verdict on STFT frame `s`, if it has one that can no longer change
-    /// until the next refresh.
+    /// until the next refresh: which features are worth computing ahead. Up to the refresh it
+    /// is the unwidened mask, as the final speaker analysis reads it; after it, the widened
+    /// one (a few frames at either end of a run more than the final analysis needs, at low
+    /// SNR: computed ahead for nothing, but never wrong).
     fn speech(&self, s: usize) -> Option<bool> {
         let refresh = self.refresh.as_ref()?;
         match s.checked_sub(refresh.frames) {

@@ -404,3 +404,27 @@ fn analyzer_is_send_and_sync() {
     shared::<Analyzer>();
     shared::<Clip>();
 }
+
+/// Loud noise does not shorten the talking: the same speech reads nearly the same speech
+/// ratio at 0 and 5 dB SNR as at 30 dB (within 0.04 here). The noise hides the quiet ends of
+/// words, so without the hangover's widening at low SNR the high voice read 0.14 lower at 0 dB.
+#[test]
+fn speech_ratio_holds_in_loud_noise() {
+    let a = analyzer();
+    for (voice, seed) in [(Voice::LOW, 21), (Voice::HIGH, 22)] {
+        let speech = synth::speech(voice, 8.0, seed);
+        let noise = synth::white_noise(speech.len(), seed + 100);
+        let ratio = |snr_db| {
+            let report = snr(&a, &clip(&a, &synth::mix_at_snr(&speech, &noise, snr_db)));
+            report.speech_ratio.unwrap_or(f64::NAN)
+        };
+        let clean = ratio(30.0);
+        for snr_db in [0.0, 5.0] {
+            let noisy = ratio(snr_db);
+            assert!(
+                (noisy - clean).abs() < 0.07,
+                "{snr_db} dB: speech ratio {noisy:.3}, at 30 dB {clean:.3}"
+            );
+        }
+    }
+}
