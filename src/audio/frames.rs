@@ -94,7 +94,7 @@ impl Frames {
             Frames::Analysed(frames) if frames.speech_ratio() <= 0.0 => none(Some(0)),
             Frames::Analysed(frames) => Ok(SpeechPlan::Segments(SegmentPlan::new(
                 len,
-                &frames.core,
+                &frames.phrases,
                 hop,
                 checkpoint,
             )?)),

@@ -22,9 +22,9 @@
 //!    every frame): unbiased whatever the noise colour, as long as the clip pauses;
 //! 4. **SNR and VAD** (`noise.rs`): global SNR = (P̄ − N)/N; a frame becomes speech when its
 //!    loudest speech band's SNR, mapped through a logistic, exceeds the threshold, and stays
-//!    speech a little below it; then a hangover;
+//!    speech a little below it; then a hangover, which in loud noise also widens each run;
 //! 5. **speakers** (`features.rs`, `speakers.rs`): MFCC and F0 every 10 ms, one embedding per
-//!    speech segment, average-linkage clustering with a fixed distance threshold.
+//!    speech segment, Ward clustering weighted by each segment's seconds of speech.
 //!
 //! Clips too short for a histogram (fewer than 20 frames) get the WADA-SNR estimate (`wada.rs`,
 //! Kim & Stern 2008) instead, and no speech ratio or speaker count.

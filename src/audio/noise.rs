@@ -58,8 +58,10 @@
 //! talking, as ITU-T P.56 counts it), speech runs of ≤ 64 ms are dropped, and, in noise, each
 //! run is widened on both sides by 64 ms × (20 − SNR)/20 (none from 20 dB up, 64 ms from 0 dB
 //! down): the quiet ends of words sink under loud noise before the detector lets go of them
-//! ([`Hangover::new`]). The speech ratio counts the widened runs; the speaker analysis reads
-//! the runs before the widening ([`FrameAnalysis::core`]).
+//! ([`Hangover::new`]). The speech ratio counts the widened runs. The speaker analysis reads
+//! the VAD's decisions with a shorter hangover, gaps of ≤ 112 ms filled and no widening
+//! ([`FrameAnalysis::phrases`]), so that two voices taking turns across a short pause fall
+//! in different runs.
 
 use std::ops::Range;
 
@@ -108,6 +110,8 @@ const PAUSE_GUARD_MS: f64 = 64.0;
 const MIN_PAUSE_FRAMES: usize = 10;
 /// Hangover: non-speech gaps of at most this long, with speech on both sides, become speech.
 const GAP_FILL_MS: f64 = 200.0;
+/// For the speaker analysis, only gaps of at most this long are filled.
+const PHRASE_GAP_MS: f64 = 112.0;
 /// Then speech runs of at most this long are dropped as blips.
 const MIN_RUN_MS: f64 = 64.0;
 /// Then each speech run is widened by up to this much on either side: the edges of words that
@@ -124,10 +128,11 @@ const NOISE_FLOOR_MIN_REL: f64 = 1e-10;
 pub(crate) struct FrameAnalysis {
     /// Per STFT frame: speech after the hangover (talking time, what the speech ratio counts).
     pub speech: Vec<bool>,
-    /// Per STFT frame: speech after the hangover but before its widening, the frames the
-    /// voice was heard in. The speaker analysis reads these: a widened edge is mostly noise,
-    /// and says little of whose voice it is.
-    pub core: Vec<bool>,
+    /// Per STFT frame: speech as the speaker analysis reads it, the VAD's decisions with only
+    /// the gaps of ≤ 112 ms filled (a pause inside a phrase), blips dropped, and not widened.
+    /// A turn change after a short pause still splits its runs, and a widened edge, mostly
+    /// noise, says little of whose voice it is.
+    pub phrases: Vec<bool>,
     /// Global SNR, dB.
     pub snr_db: f64,
     /// SNR over speech frames only, dB; `None` when no frame is speech.
@@ -342,9 +347,9 @@ pub(crate) fn analyse_frames(
     }
     let last_raw = vad.speaking;
     let hangover = Hangover::new(hop, snr_db);
-    let core = hangover.close(raw);
+    let phrases = hangover.phrases(raw.clone());
     checkpoint.tick(pass_ns)?;
-    let speech = hangover.widen(core.clone());
+    let speech = hangover.widen(hangover.close(raw));
     checkpoint.tick(pass_ns)?;
 
     let (speech_sum, speech_frames) = bands
@@ -361,7 +366,7 @@ pub(crate) fn analyse_frames(
         snr_db,
         snr_active_db,
         speech,
-        core,
+        phrases,
         last_raw,
         hangover,
     })
@@ -450,6 +455,8 @@ impl Vad {
 pub(crate) struct Hangover {
     /// Non-speech gaps of at most this many frames, with speech on both sides, are filled.
     gap: usize,
+    /// The gaps filled for the speaker analysis ([`FrameAnalysis::phrases`]), shorter.
+    phrase_gap: usize,
     /// Then speech runs of at most this many frames are dropped.
     blip: usize,
     /// Then every speech run is widened by this many frames on each side (as far as the clip
@@ -471,6 +478,7 @@ impl Hangover {
         let noisy = ((EDGE_PAD_SNR_DB - snr_db) / EDGE_PAD_SNR_DB).clamp(0.0, 1.0);
         Hangover {
             gap: floor_div(GAP_FILL_MS, frame_ms),
+            phrase_gap: floor_div(PHRASE_GAP_MS, frame_ms),
             blip: floor_div(MIN_RUN_MS, frame_ms),
             pad: (EDGE_PAD_MS * noisy / frame_ms).floor() as usize,
         }
@@ -487,9 +495,14 @@ impl Hangover {
         close_open(raw, self.gap, self.blip)
     }
 
-    /// The last step: every speech run of `core` widened by `pad` frames on each side.
-    pub(crate) fn widen(self, core: Vec<bool>) -> Vec<bool> {
-        let mut mask = core;
+    /// The speaker analysis' mask: the first two steps with the shorter gap.
+    pub(crate) fn phrases(self, raw: Vec<bool>) -> Vec<bool> {
+        close_open(raw, self.phrase_gap, self.blip)
+    }
+
+    /// The last step: every speech run of `closed` widened by `pad` frames on each side.
+    pub(crate) fn widen(self, closed: Vec<bool>) -> Vec<bool> {
+        let mut mask = closed;
         let len = mask.len();
         for run in runs(&mask, true) {
             mask[run.start.saturating_sub(self.pad)..(run.end + self.pad).min(len)].fill(true);
@@ -540,7 +553,7 @@ impl StreamingHangover {
 
     /// Append one frame's decision before the hangover.
     pub(crate) fn push(&mut self, speech: bool) {
-        let Hangover { gap, blip, pad } = self.hangover;
+        let Hangover { gap, blip, pad, .. } = self.hangover;
         match (speech, self.run) {
             // Speech after a run: the gap between them (if any) is short enough to fill.
             (true, 1..) => {
@@ -779,6 +792,15 @@ mod tests {
             Hangover::new(256, -10.0).apply(mask.clone()),
             m("#############......##############................")
         );
+        // The speaker analysis' mask fills only gaps of ≤ 112 ms (7 frames): a 128 ms pause
+        // between two runs keeps them apart there, though the talking goes on across it.
+        let mask = m("######........######......######");
+        let hangover = Hangover::new(256, 30.0);
+        assert_eq!(
+            hangover.phrases(mask.clone()),
+            m("######........##################")
+        );
+        assert_eq!(hangover.apply(mask), m("################################"));
         // A run at the edge of the clip is widened only as far as the clip goes.
         assert_eq!(Hangover::new(256, 0.0).apply(m("#####..")), m("#######"));
         assert_eq!(close_open(m("##..##"), 2, 1), m("######"));

@@ -167,8 +167,8 @@ struct Refresh {
     noise: NoiseFloor,
     /// The VAD against that floor.
     vad: Vad,
-    /// Its speech mask before the widening (what the speaker analysis reads) over those
-    /// frames.
+    /// Its speech mask as the speaker analysis reads it ([`noise::FrameAnalysis::phrases`])
+    /// over those frames.
     speech: Vec<bool>,
     /// Speech frames in its widened mask (what the speech ratio counts).
     speech_frames: usize,
@@ -215,7 +215,7 @@ impl Estimate {
                     // The VAD goes on from the last frame's decision (its hysteresis).
                     vad: Vad::new(&noise, self.threshold, self.hop).speaking(analysis.last_raw),
                     speech_frames: analysis.speech.iter().filter(|&&s| s).count(),
-                    speech: analysis.core,
+                    speech: analysis.phrases,
                     since: StreamingHangover::new(analysis.hangover),
                 });
                 return Ok(so_far);
@@ -235,9 +235,9 @@ impl Estimate {
 
     /// The estimate's verdict on STFT frame `s`, if it has one that can no longer change
     /// until the next refresh: which features are worth computing ahead. Up to the refresh it
-    /// is the unwidened mask, as the final speaker analysis reads it; after it, the widened
-    /// one (a few frames at either end of a run more than the final analysis needs, at low
-    /// SNR: computed ahead for nothing, but never wrong).
+    /// is the mask the speaker analysis reads; after it, the speech ratio's, whose longer
+    /// hangover and widening call a few more frames speech than the final speaker analysis
+    /// reads: features computed ahead for nothing, but never wrong.
     fn speech(&self, s: usize) -> Option<bool> {
         let refresh = self.refresh.as_ref()?;
         match s.checked_sub(refresh.frames) {

@@ -2,10 +2,12 @@
 //!
 //! # Segments and embeddings
 //!
-//! The VAD's speech runs, mapped onto the 10 ms feature frames, are the segments: runs shorter
-//! than 0.25 s are dropped (too little to say whose voice it is) and runs longer than 2 s are
-//! cut into equal pieces of at most 2 s (so one long turn does not outweigh the others, and a
-//! turn change without a pause still has a chance to show). Each segment becomes 39 numbers:
+//! The VAD's speech runs as the speaker analysis reads them (only the pauses of ≤ 112 ms
+//! inside a phrase filled, so that two voices taking turns across a short pause fall in
+//! different runs: [`super::noise::FrameAnalysis::phrases`]), mapped onto the 10 ms feature
+//! frames, are the segments: runs shorter than 0.25 s are dropped (too little to say whose
+//! voice it is) and runs longer than 1.5 s are cut into equal pieces of at most 1.5 s (so that
+//! a turn change without a pause still has a chance to show). Each segment becomes 39 numbers:
 //!
 //! - the mean and the standard deviation of each of c1 … c19, after each coefficient is
 //!   normalised by its mean and standard deviation over the clip's speech frames — the
@@ -15,15 +17,29 @@
 //!
 //! # Clustering
 //!
-//! Average linkage (UPGMA; Sokal & Michener 1958), Euclidean distances: start with one cluster
-//! per segment and merge the closest pair, the distance between clusters being the mean of all
-//! distances between their members, while that distance is at most 2.6. Merging A and B
-//! updates the distance to every other cluster C by the Lance–Williams formula
-//! d(A∪B, C) = (|A|·d(A, C) + |B|·d(B, C)) / (|A| + |B|), which is the same mean without
-//! recomputing it from the members. Cost O(n³) for n segments: a 10-minute clip of ordinary
-//! speech has a few hundred; for one of a thousand short blips the speaker analysis takes
-//! about 0.4 s, much of it clustering. Every scan polls the cancel check, so a cancelled
-//! analysis stops within a fraction of a millisecond even then.
+//! Ward's method (Ward 1963), each segment weighted by its seconds of speech: start with one
+//! cluster per segment and merge the pair whose merging costs least, while that cost is at
+//! most 6.75. The cost of merging clusters A and B, of weights w_A and w_B and weighted mean
+//! embeddings e_A and e_B, is w_A·w_B/(w_A + w_B)·|e_A − e_B|²: how much the weighted sum of
+//! squared distances to the clusters' centres grows.
+//!
+//! Why Ward rather than a distance threshold (the Python reference's average linkage, which
+//! stops at a mean distance of 2.5): a short segment's embedding is noisy, its MFCC means
+//! shifted by which sounds it happens to hold, so two segments of one voice can lie as far
+//! apart as two segments of two voices with the same pitch. A mean distance between clusters
+//! stays as noisy however much speech they hold. Ward's cost weighs the difference between
+//! two centres by the speech behind them: the centre of ten seconds of one voice moves much
+//! less with the sounds than that of one second, so as clusters grow, the cost of merging two
+//! voices grows with them while that of two halves of one voice does not. It is a test of
+//! whether two samples share a mean, with the speech as the sample size.
+//!
+//! Merging A and B updates the cost to every other cluster C by the Lance–Williams formula
+//! for Ward, Δ(A∪B, C) = ((w_A + w_C)·Δ(A, C) + (w_B + w_C)·Δ(B, C) − w_C·Δ(A, B)) / (w_A +
+//! w_B + w_C), exact for weighted centres, so nothing is recomputed from the members. Cost
+//! O(n³) for n segments: a 10-minute clip of ordinary speech has a few hundred; for one of a
+//! thousand short blips the speaker analysis takes about 0.4 s, much of it clustering. Every
+//! scan polls the cancel check, so a cancelled analysis stops within a fraction of a
+//! millisecond even then.
 //!
 //! # Who computes what
 //!
@@ -35,10 +51,10 @@
 //! A cluster counts as a speaker if its segments add up to at least 0.8 s; at least one
 //! speaker is reported when there is any segment at all.
 //!
-//! The constants (F0 weight 6, threshold 2.6, 0.8 s) were chosen on the dev set's tuning split
-//! (synthetic speech, disjoint voices; scripts/dataset/); on its set-aside split about 3 counts
-//! in 5 are exact on turn-taking speech with turns of 1 s or more, and about half with turns of
-//! one short phrase, nearly all within one (docs/AUDIO.md, "Accuracy, measured").
+//! The constants (112 ms, 1.5 s, F0 weight 6, cost 6.75, 0.8 s) were chosen on the dev set's
+//! tuning split (synthetic speech, disjoint voices; scripts/dataset/); on its set-aside split
+//! three counts in four are exact on clips of one to four voices, and every one within one
+//! (docs/AUDIO.md, "Accuracy, measured").
 
 use std::cmp::Ordering;
 use std::ops::Range;
@@ -51,13 +67,13 @@ use super::{AudioError, SAMPLE_RATE};
 /// Speech runs shorter than this are not segments, seconds.
 const SEG_MIN_S: f64 = 0.25;
 /// Longer runs are cut into equal pieces of at most this, seconds.
-const SEG_MAX_S: f64 = 2.0;
+const SEG_MAX_S: f64 = 1.5;
 /// Weight of log2(F0) (octaves) against the normalised MFCC statistics.
 const F0_WEIGHT: f64 = 6.0;
 /// Fewest voiced frames for a segment's own median F0.
 const MIN_VOICED_FRAMES: usize = 5;
-/// Average-linkage distance up to which clusters merge.
-const MERGE_DIST: f64 = 2.6;
+/// Ward cost up to which clusters merge.
+const MERGE_COST: f64 = 6.75;
 /// Least total speech for a cluster to count as a speaker, seconds.
 const MIN_SPEAKER_S: f64 = 0.8;
 /// Added to every standard deviation before dividing by it.
@@ -279,8 +295,8 @@ pub(crate) fn embed(
     Ok(segments)
 }
 
-/// Speakers among the segments: clusters of at least [`MIN_SPEAKER_S`] of speech after
-/// average-linkage merging up to [`MERGE_DIST`]; 0 without segments, else at least 1.
+/// Speakers among the segments: clusters of at least [`MIN_SPEAKER_S`] of speech after Ward
+/// merging up to [`MERGE_COST`]; 0 without segments, else at least 1.
 ///
 /// O(n³) for n segments, so the checkpoint is ticked inside every scan, once per row: a
 /// pathological clip of a thousand short segments stops within a fraction of a millisecond
@@ -293,72 +309,70 @@ pub(crate) fn count_speakers(
         return Ok(0);
     }
     let n = segments.len();
-    // dist[i][j]: average distance between clusters i and j (a cluster is named after its
-    // first segment). Starts as the distance between segments.
+    // cost[i][j]: what merging clusters i and j costs (a cluster is named after its first
+    // segment). Starts as the cost of merging two segments.
     // Filled a row at a time, the lower triangle copied from the rows above, so that each row
     // is first written (and its memory first touched) in its own turn between two ticks.
-    let mut dist: Vec<Vec<f64>> = Vec::with_capacity(n);
+    let mut cost: Vec<Vec<f64>> = Vec::with_capacity(n);
     for i in 0..n {
         let row = (0..n)
             .map(|j| match j.cmp(&i) {
-                Ordering::Less => dist[j][i],
+                Ordering::Less => cost[j][i],
                 Ordering::Equal => 0.0,
-                Ordering::Greater => euclidean(&segments[i].embedding, &segments[j].embedding),
+                Ordering::Greater => ward_cost(&segments[i], &segments[j]),
             })
             .collect();
-        dist.push(row);
+        cost.push(row);
         checkpoint.tick((n - i) as u64 * DISTANCE_NS + n as u64 * LINK_NS)?;
     }
-    let mut size = vec![1usize; n];
-    let mut cluster_of: Vec<usize> = (0..n).collect();
-    // Live clusters in the order the reference keeps them: a merge keeps the earlier one.
+    // Each cluster's weight: its seconds of speech.
+    let mut weight: Vec<f64> = segments.iter().map(|s| s.seconds).collect();
+    // Live clusters in segment order: a merge keeps the earlier one.
     let mut live: Vec<usize> = (0..n).collect();
     while live.len() > 1 {
-        // The closest pair; on a tie, the first in scan order.
+        // The cheapest pair; on a tie, the first in scan order.
         let mut best = (f64::INFINITY, 0, 0);
         for (ai, &a) in live.iter().enumerate() {
             for (bi, &b) in live.iter().enumerate().skip(ai + 1) {
-                if dist[a][b] < best.0 {
-                    best = (dist[a][b], ai, bi);
+                if cost[a][b] < best.0 {
+                    best = (cost[a][b], ai, bi);
                 }
             }
             checkpoint.tick((live.len() - ai) as u64 * LINK_NS)?;
         }
-        let (d, ai, bi) = best;
-        if d > MERGE_DIST {
+        let (merge_cost, ai, bi) = best;
+        if merge_cost > MERGE_COST {
             break;
         }
         let (a, b) = (live[ai], live[bi]);
-        let (na, nb) = (size[a] as f64, size[b] as f64);
+        let (wa, wb) = (weight[a], weight[b]);
         for &c in &live {
             if c != a && c != b {
-                let merged = (na * dist[a][c] + nb * dist[b][c]) / (na + nb);
-                dist[a][c] = merged;
-                dist[c][a] = merged;
+                let wc = weight[c];
+                let merged = ((wa + wc) * cost[a][c] + (wb + wc) * cost[b][c] - wc * merge_cost)
+                    / (wa + wb + wc);
+                cost[a][c] = merged;
+                cost[c][a] = merged;
             }
         }
-        size[a] += size[b];
-        for owner in cluster_of.iter_mut().filter(|o| **o == b) {
-            *owner = a;
-        }
+        weight[a] = wa + wb;
         live.remove(bi);
         checkpoint.tick((live.len() + n) as u64 * LINK_NS)?;
     }
-    let mut speakers = 0;
-    for &c in &live {
-        // Summed in segment order, as the reference sums them.
-        let total: f64 = segments
-            .iter()
-            .zip(&cluster_of)
-            .filter(|(_, &owner)| owner == c)
-            .map(|(s, _)| s.seconds)
-            .sum();
-        if total >= MIN_SPEAKER_S {
-            speakers += 1;
-        }
-        checkpoint.tick(n as u64 * LINK_NS)?;
-    }
+    let speakers = live.iter().filter(|&&c| weight[c] >= MIN_SPEAKER_S).count();
     Ok(speakers.max(1))
+}
+
+/// What merging two segments costs, Ward's criterion: how much the weighted sum of squared
+/// distances to the cluster centres grows, w₁·w₂/(w₁ + w₂)·|e₁ − e₂|², weights in seconds.
+fn ward_cost(a: &Segment, b: &Segment) -> f64 {
+    let squared: f64 = a
+        .embedding
+        .iter()
+        .zip(&b.embedding)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    a.seconds * b.seconds / (a.seconds + b.seconds) * squared
 }
 
 /// Normalise each coefficient by its mean and standard deviation over the speech frames
@@ -433,14 +447,6 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn euclidean(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -461,7 +467,7 @@ mod tests {
         Segment { embedding, seconds }
     }
 
-    /// Two tight groups far apart are two speakers; within 2.6 they are one.
+    /// Two tight groups far apart are two speakers; three segments a unit apart are one.
     #[test]
     fn clusters_by_distance() {
         let far = [
@@ -484,14 +490,29 @@ mod tests {
         assert_eq!(count(&[segment(0.0, 0.3)]), 1);
     }
 
-    /// Average linkage, not single linkage: a chain whose ends are far apart splits.
+    /// Ward's criterion weighs a difference by the speech behind it: two voices 3 apart are
+    /// one speaker on a second each (cost ½·9 = 4.5), two on four seconds each (2·9 = 18),
+    /// whether those seconds come as one segment or as four.
     #[test]
-    fn average_linkage() {
-        let chain: Vec<Segment> = (0..4).map(|i| segment(2.0 * i as f64, 1.0)).collect();
-        assert_eq!(count(&chain), 2);
+    fn more_speech_tells_voices_apart() {
+        assert_eq!(count(&[segment(0.0, 1.0), segment(3.0, 1.0)]), 1);
+        assert_eq!(count(&[segment(0.0, 4.0), segment(3.0, 4.0)]), 2);
+        let pieces: Vec<Segment> = (0..8)
+            .map(|i| segment(if i % 2 == 0 { 0.0 } else { 3.0 }, 1.0))
+            .collect();
+        assert_eq!(count(&pieces), 2);
     }
 
-    /// 4.5 s in 2 s pieces: three pieces at numpy.linspace's boundaries.
+    /// No chaining: segments a unit apart in a line 9 long are not one speaker because each
+    /// is close to the next (single linkage would merge them all); the line's two ends are
+    /// too far apart for one voice.
+    #[test]
+    fn a_chain_splits() {
+        let chain: Vec<Segment> = (0..10).map(|i| segment(i as f64, 1.0)).collect();
+        assert!(count(&chain) >= 2, "{}", count(&chain));
+    }
+
+    /// 4.5 s in pieces of at most 2 s: three pieces at numpy.linspace's boundaries.
     #[test]
     fn long_runs_are_split() {
         let pieces: Vec<_> = split(100..550, 3).collect();
