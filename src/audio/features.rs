@@ -5,7 +5,7 @@
 //! Mel-frequency cepstral coefficients (Davis & Mermelstein, IEEE Trans. ASSP 28(4), 1980), as
 //! the HTK book (Young et al., *The HTK Book*, §5.6) computes them:
 //!
-//! 1. pre-emphasis y[n] = x[n] − 0.97·x[n−1] (flattens speech's −6 dB/octave tilt);
+//! 1. pre-emphasis y\[n\] = x\[n\] − 0.97·x\[n−1\] (flattens speech's −6 dB/octave tilt);
 //! 2. a 25 ms (400-sample) frame under a symmetric Hamming window, centred in the 40 ms pitch
 //!    frame (samples 120…519 of it), zero-padded to a 512-point FFT, power spectrum;
 //! 3. 40 triangular filters equally spaced on the HTK mel scale, 2595·log10(1 + f/700), from
@@ -19,8 +19,8 @@
 //!
 //! Autocorrelation pitch (Rabiner, "On the use of autocorrelation analysis for pitch
 //! detection", IEEE Trans. ASSP 25(1), 1977): a 40 ms frame, mean removed, its autocorrelation
-//! r[k] by FFT (power spectrum, inverse FFT), the highest r[k] for lags 40…266 (400 down to
-//! 60 Hz). The frame is voiced when that peak, normalised by r[0] scaled to the overlap
+//! r\[k\] by FFT (power spectrum, inverse FFT), the highest r\[k\] for lags 40…266 (400 down to
+//! 60 Hz). The frame is voiced when that peak, normalised by r\[0\] scaled to the overlap
 //! (640 − k)/640, exceeds 0.6; F0 = 16000/k.
 //!
 //! The reference pads the 640 samples to 2048 points. 1024 is enough: circular wrap-around

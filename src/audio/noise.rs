@@ -57,8 +57,8 @@
 //! Then a hangover: gaps of ≤ 200 ms between speech are filled (the pauses between words:
 //! talking, as ITU-T P.56 counts it), speech runs of ≤ 64 ms are dropped, and, in noise, each
 //! run is widened on both sides by 64 ms × (20 − SNR)/20 (none from 20 dB up, 64 ms from 0 dB
-//! down): the quiet ends of words sink under loud noise before the detector lets go of them
-//! ([`Hangover::new`]). The speech ratio counts the widened runs. The speaker analysis reads
+//! down to −10 dB, none below, where the clip is noise): the quiet ends of words sink under
+//! loud noise before the detector lets go of them ([`Hangover::new`]). The speech ratio counts the widened runs. The speaker analysis reads
 //! the VAD's decisions with a shorter hangover, gaps of ≤ 112 ms filled and no widening
 //! ([`FrameAnalysis::phrases`]), so that two voices taking turns across a short pause fall
 //! in different runs.
@@ -119,6 +119,8 @@ const MIN_RUN_MS: f64 = 64.0;
 const EDGE_PAD_MS: f64 = 64.0;
 /// The SNR at and above which the edges are not widened at all, dB.
 const EDGE_PAD_SNR_DB: f64 = 20.0;
+/// Below this SNR there is no speech to widen (noise alone reads −17 to −30 dB), dB.
+const EDGE_PAD_FLOOR_DB: f64 = -10.0;
 /// Floor added before every logarithm of an energy, so digital silence gives −300 dB, not −∞.
 const TINY: f64 = 1e-30;
 /// The noise floor is at least this fraction of the mean frame energy: caps the SNR at 100 dB.
@@ -135,7 +137,7 @@ pub(crate) struct FrameAnalysis {
     pub phrases: Vec<bool>,
     /// Global SNR, dB.
     pub snr_db: f64,
-    /// SNR over speech frames only, dB; `None` when no frame is speech.
+    /// SNR over speech frames only (before the widening), dB; `None` when no frame is speech.
     pub snr_active_db: Option<f64>,
     /// The VAD's decision on the last frame, before the hangover: where a VAD continuing
     /// after these frames starts from.
@@ -349,12 +351,14 @@ pub(crate) fn analyse_frames(
     let hangover = Hangover::new(hop, snr_db);
     let phrases = hangover.phrases(raw.clone());
     checkpoint.tick(pass_ns)?;
-    let speech = hangover.widen(hangover.close(raw));
+    let closed = hangover.close(raw);
     checkpoint.tick(pass_ns)?;
 
+    // The active SNR is over the speech as heard, before the widening: a widened edge is
+    // mostly noise.
     let (speech_sum, speech_frames) = bands
         .iter()
-        .zip(&speech)
+        .zip(&closed)
         .filter(|(_, &s)| s)
         .fold((0.0, 0usize), |(sum, n), (e, _)| {
             (sum + frame_energy(e), n + 1)
@@ -362,6 +366,8 @@ pub(crate) fn analyse_frames(
     checkpoint.tick(pass_ns)?;
     let snr_active_db = (speech_frames > 0)
         .then(|| ratio_db((speech_sum / speech_frames as f64 - noise_total) / noise_total));
+    let speech = hangover.widen(closed);
+    checkpoint.tick(pass_ns)?;
     Ok(FrameAnalysis {
         snr_db,
         snr_active_db,
@@ -467,15 +473,25 @@ pub(crate) struct Hangover {
 impl Hangover {
     /// The hangover at `hop` for a clip whose global SNR is `snr_db`.
     ///
-    /// The widening grows as the SNR falls: 64 ms × (20 − SNR)/20, from nothing at 20 dB to
-    /// 64 ms at 0 dB and below. In noise, the quiet ends of words (a fading vowel, a soft
-    /// consonant) sink under the noise before the detector lets go of them, so in loud noise
-    /// the speech runs it finds are shorter than the talking; at 0 dB each run loses some
-    /// 60 ms at either end. Stretching the hangover as the SNR falls is what the AMR and
-    /// G.729 Annex B detectors do too (3GPP TS 26.094; ITU-T G.729 Annex B).
+    /// The widening grows as the SNR falls: 64 ms × (20 − SNR)/20, rounded down to whole
+    /// frames, from nothing at 20 dB to 64 ms at 0 dB and below (at hop 1024, 64 ms frames,
+    /// that is one frame at 0 dB and none above). In noise, the quiet ends of words (a fading
+    /// vowel, a soft consonant) sink under the noise before the detector lets go of them, and
+    /// their starts before it picks them up, so in loud noise the speech runs it finds are
+    /// shorter than the talking; at 0 dB each run loses some 60 ms at either end. AMR's VAD
+    /// option 2 lengthens its hangover as the SNR falls for the same reason (3GPP TS 26.073,
+    /// `vad2.c`: 8 frames at high SNR, 30 at low), though only at the end of a run.
+    ///
+    /// Below −10 dB there is no speech to widen: the clip is noise, and whatever runs the
+    /// detector finds (at a low `vad_threshold`) are the noise's own swings, which widening
+    /// would only double.
     pub(crate) fn new(hop: usize, snr_db: f64) -> Hangover {
         let frame_ms = 1000.0 * hop as f64 / 16000.0;
-        let noisy = ((EDGE_PAD_SNR_DB - snr_db) / EDGE_PAD_SNR_DB).clamp(0.0, 1.0);
+        let noisy = if snr_db < EDGE_PAD_FLOOR_DB {
+            0.0
+        } else {
+            ((EDGE_PAD_SNR_DB - snr_db) / EDGE_PAD_SNR_DB).clamp(0.0, 1.0)
+        };
         Hangover {
             gap: floor_div(GAP_FILL_MS, frame_ms),
             phrase_gap: floor_div(PHRASE_GAP_MS, frame_ms),
@@ -511,7 +527,8 @@ impl Hangover {
     }
 }
 
-/// The hangover applied one frame at a time: [`Hangover::apply`] on a mask that grows.
+/// The hangover applied one frame at a time: [`Hangover::close`] then [`Hangover::widen`] on
+/// a mask that grows.
 ///
 /// Only the end of the mask is ever in doubt: a speech run can still grow, or be joined to the
 /// next one across a short gap, the non-speech frames after it can still be filled, and the
@@ -778,7 +795,7 @@ mod tests {
     fn hangover() {
         let m = |s: &str| s.chars().map(|c| c == '#').collect::<Vec<_>>();
         // At hop 256 (16 ms frames): gaps of 12 frames filled, runs of 4 dropped, and runs
-        // widened by nothing at 20 dB, 2 frames (32 ms) at 10 dB, 4 (64 ms) at 0 dB and below.
+        // widened by nothing at 20 dB, 2 frames (32 ms) at 10 dB, 4 (64 ms) from 0 dB to -10 dB.
         let mask = m("....#####..............######..............##....");
         assert_eq!(
             Hangover::new(256, 25.0).apply(mask.clone()),
@@ -791,6 +808,11 @@ mod tests {
         assert_eq!(
             Hangover::new(256, -10.0).apply(mask.clone()),
             m("#############......##############................")
+        );
+        // Below −10 dB the clip is noise, and its runs are not widened.
+        assert_eq!(
+            Hangover::new(256, -20.0).apply(mask.clone()),
+            Hangover::new(256, 25.0).apply(mask.clone())
         );
         // The speaker analysis' mask fills only gaps of ≤ 112 ms (7 frames): a 128 ms pause
         // between two runs keeps them apart there, though the talking goes on across it.

@@ -12,7 +12,7 @@
 //! - prototype low-pass: `firwin(2·H + 1, 1/max(up, down), window = ('kaiser', 5.0))` with
 //!   H = 10·max(up, down) — a windowed sinc, cut off at the lower Nyquist rate, scaled to unit
 //!   DC gain, times `up` to make up for the zeros that upsampling inserts;
-//! - output m is y[m] = Σₙ x[n]·h[H + m·down − n·up], with x zero outside the clip: the filter
+//! - output m is y\[m\] = Σₙ x\[n\]·h\[H + m·down − n·up\], with x zero outside the clip: the filter
 //!   is centred on each output, so there is no delay, and there are ⌈N·up/down⌉ outputs.
 //!
 //! Only every `up`-th tap meets a real sample, so the taps are stored split by phase
@@ -154,7 +154,7 @@ impl Polyphase {
     }
 }
 
-/// Σ a[i]·b[i] with four running sums, so consecutive multiply-adds do not wait on each other.
+/// Σ a\[i\]·b\[i\] with four running sums, so consecutive multiply-adds do not wait on each other.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut sums = [0.0; 4];
     let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));

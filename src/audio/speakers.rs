@@ -512,7 +512,7 @@ mod tests {
         assert!(count(&chain) >= 2, "{}", count(&chain));
     }
 
-    /// 4.5 s in pieces of at most 2 s: three pieces at numpy.linspace's boundaries.
+    /// A run cut in three: the pieces end at numpy.linspace's (truncated) boundaries.
     #[test]
     fn long_runs_are_split() {
         let pieces: Vec<_> = split(100..550, 3).collect();
@@ -539,7 +539,7 @@ mod tests {
 
     /// A check that is true from the start stops the clustering of 2000 segments at once; one
     /// that turns true 600 ms in stops it within a few milliseconds. Uncancelled, these take
-    /// about 3 s in a release build (1300 of them, 0.4 s), so 600 ms in it is still merging.
+    /// about 2 s in a release build (1300 of them, 0.3 s), so 600 ms in it is still merging.
     /// The bounds leave wide slack for debug builds and busy machines.
     #[test]
     fn cancelled_clustering_stops_promptly() {

@@ -1,12 +1,12 @@
 //! The short-time spectrum, summed into seven sub-bands: the frames of the VAD and the SNR.
 //!
 //! Frame t covers samples tH … tH + L − 1 (hop H = `vad_hop_size`, window L = 2H), weighted by a
-//! periodic Hann window w[n] = 0.5 − 0.5·cos(2πn/L) (Harris, "On the use of windows for
+//! periodic Hann window w\[n\] = 0.5 − 0.5·cos(2πn/L) (Harris, "On the use of windows for
 //! harmonic analysis with the discrete Fourier transform", Proc. IEEE 66(1), 1978). With 50 %
 //! overlap the windows sum to a constant, so every sample counts equally. There are
 //! ⌊(N − L)/H⌋ + 1 frames; a partial frame at the end is dropped.
 //!
-//! The power |X[k]|² of bins k = 0 … L/2 is summed into seven bands: from 250 Hz up, the WebRTC
+//! The power |X\[k\]|² of bins k = 0 … L/2 is summed into seven bands: from 250 Hz up, the WebRTC
 //! VAD's (Google, `common_audio/vad/vad_filterbank.c`), with edges 250 | 500 | 1000 | 2000 |
 //! 4000 | 8000 Hz, each [lo, hi), the last including 8 kHz; below 250 Hz, its first band split
 //! in two: the bins that no voice reaches, then the rest. A bin of the Hann window hears

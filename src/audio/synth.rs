@@ -298,7 +298,7 @@ fn pulse_train(phase: f64, harmonics: f64) -> f64 {
     }
 }
 
-/// Klatt's two-pole resonator with unit gain at DC: y[n] = A·x[n] + B·y[n−1] + C·y[n−2].
+/// Klatt's two-pole resonator with unit gain at DC: y\[n\] = A·x\[n\] + B·y\[n−1\] + C·y\[n−2\].
 struct Resonator {
     a: f64,
     b: f64,
