@@ -58,10 +58,10 @@
 //! talking, as ITU-T P.56 counts it), speech runs of ≤ 64 ms are dropped, and, in noise, each
 //! run is widened on both sides by 64 ms × (20 − SNR)/20 (none from 20 dB up, 64 ms from 0 dB
 //! down to −10 dB, none below, where the clip is noise): the quiet ends of words sink under
-//! loud noise before the detector lets go of them ([`Hangover::new`]). The speech ratio counts the widened runs. The speaker analysis reads
-//! the VAD's decisions with a shorter hangover, gaps of ≤ 112 ms filled and no widening
-//! ([`FrameAnalysis::phrases`]), so that two voices taking turns across a short pause fall
-//! in different runs.
+//! loud noise before the detector lets go of them ([`Hangover::new`]). The speech ratio counts
+//! the widened runs. The speaker analysis reads the VAD's decisions with a shorter hangover,
+//! gaps of ≤ 112 ms filled and no widening ([`FrameAnalysis::phrases`]), so that two voices
+//! taking turns across a short pause fall in different runs.
 
 use std::ops::Range;
 
@@ -115,7 +115,7 @@ const PHRASE_GAP_MS: f64 = 112.0;
 /// Then speech runs of at most this long are dropped as blips.
 const MIN_RUN_MS: f64 = 64.0;
 /// Then each speech run is widened by up to this much on either side: the edges of words that
-/// the noise hides, all of it at 0 dB SNR and below (see [`Hangover::new`]).
+/// the noise hides, all of it from 0 dB SNR down to −10 dB (see [`Hangover::new`]).
 const EDGE_PAD_MS: f64 = 64.0;
 /// The SNR at and above which the edges are not widened at all, dB.
 const EDGE_PAD_SNR_DB: f64 = 20.0;
@@ -474,7 +474,7 @@ impl Hangover {
     /// The hangover at `hop` for a clip whose global SNR is `snr_db`.
     ///
     /// The widening grows as the SNR falls: 64 ms × (20 − SNR)/20, rounded down to whole
-    /// frames, from nothing at 20 dB to 64 ms at 0 dB and below (at hop 1024, 64 ms frames,
+    /// frames, from nothing at 20 dB to 64 ms from 0 dB down (at hop 1024, 64 ms frames,
     /// that is one frame at 0 dB and none above). In noise, the quiet ends of words (a fading
     /// vowel, a soft consonant) sink under the noise before the detector lets go of them, and
     /// their starts before it picks them up, so in loud noise the speech runs it finds are
