@@ -12,8 +12,8 @@
 //! - prototype low-pass: `firwin(2·H + 1, 1/max(up, down), window = ('kaiser', 5.0))` with
 //!   H = 10·max(up, down) — a windowed sinc, cut off at the lower Nyquist rate, scaled to unit
 //!   DC gain, times `up` to make up for the zeros that upsampling inserts;
-//! - output m is y\[m\] = Σₙ x\[n\]·h\[H + m·down − n·up\], with x zero outside the clip: the filter
-//!   is centred on each output, so there is no delay, and there are ⌈N·up/down⌉ outputs.
+//! - output m is y\[m\] = Σₙ x\[n\]·h\[H + m·down − n·up\], with x zero outside the clip: the
+//!   filter is centred on each output, so there is no delay, and there are ⌈N·up/down⌉ outputs.
 //!
 //! Only every `up`-th tap meets a real sample, so the taps are stored split by phase
 //! (p = index mod up); each output is then one short dot product over contiguous taps:
