@@ -199,7 +199,7 @@ def accuracy(who, res, labels):
         if key == "snr_db":
             noisy_spk = sorted(n for n in res if L[n]["set"] == "speakers" and L[n]["snr_db"] is not None)
             if noisy_spk:
-                rows.append(stat_row("speaker clips 15/20 dB",
+                rows.append(stat_row("speaker clips 10-20 dB",
                                      [(n, get(n, key), L[n]["snr_db"]) for n in noisy_spk], 2))
         table(hdr, rows, title)
 

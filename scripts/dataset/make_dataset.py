@@ -5,6 +5,7 @@
     python3 scripts/dataset/make_dataset.py --fixtures                 # tests/fixtures/audio/
     python3 scripts/dataset/make_dataset.py --out DIR --long-seconds 0 # without the 413 clip
     python3 scripts/dataset/make_dataset.py --out /tmp/evhold --split holdout  # set aside
+    python3 scripts/dataset/make_dataset.py --out /tmp/evpool --split pool     # 300 more
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
 The output is deterministic: the same command writes byte-identical files (espeak-ng is
@@ -32,7 +33,12 @@ What is generated (file-name prefix -> set):
 Splits (--split): "tune" (the default, and the committed fixtures) is what the estimators'
 constants are chosen on; "holdout" uses other voices, other sentences and other seeds, and is
 only reported on, so that its figures are not fitted to the clips they are measured on. The
-holdout split has no format or corrupt files (they test decoding, not speech).
+holdout split has no format or corrupt files (they test decoding, not speech). "pool" is a
+second set-aside split, for the speaker count only, large enough that one clip more or less
+right moves its figure by a third of a point: 300 turn-taking clips (75 per k = 1..4; three in
+ten with short turns), each voice drawn from a pool of 60 random voice/variant/pitch/speed
+settings that neither other split uses, saying sentences and phrases of its own, in the
+noise conditions of the spk_* clips (file prefixes pool_ and poolshort_).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -139,6 +145,36 @@ PHRASE_BASE = len(SENTENCES)
 SENTENCES += PHRASES + HOLDOUT_PHRASES
 TUNE_PHRASES = list(range(PHRASE_BASE, PHRASE_BASE + len(PHRASES)))
 HOLDOUT_PHRASE_IDX = list(range(PHRASE_BASE + len(PHRASES), len(SENTENCES)))
+# Sentences and phrases of the "pool" split (speaker counts on many random voices).
+POOL_SENTENCE_TEXT = [
+    "The bus was late because of the roadworks on the hill.",
+    "Can you hand me the blue folder on the desk?",
+    "We planted three apple trees behind the old shed.",
+    "The meeting has been moved to Friday afternoon.",
+    "I left my umbrella on the train again.",
+    "The children built a fort out of cardboard boxes.",
+    "Dinner will be ready in about twenty minutes.",
+    "He painted the kitchen a pale shade of green.",
+    "Our neighbours are away for the whole of August.",
+    "The cat sleeps on the warm side of the radiator.",
+    "Please remember to bring your passport tomorrow.",
+    "The river flooded the lower fields last spring.",
+    "She answered every question without looking at her notes.",
+    "A small boat drifted slowly past the harbour wall.",
+    "The shop on the corner sells the best bread in town.",
+    "Let me know if the parcel arrives before noon.",
+    "They played cards by candlelight during the storm.",
+    "The garden gate squeaks whenever the wind blows.",
+    "My brother fixed the bicycle with a piece of wire.",
+    "The clock in the hall is always five minutes fast.",
+]
+POOL_PHRASE_TEXT = ["Of course not.", "Fair enough.", "I doubt it.", "Down the hall.", "Not yet.",
+                    "Quite right.", "Hold on.", "Nice one.", "Thanks anyway.", "So do I.",
+                    "Why me?", "Understood."]
+POOL_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(POOL_SENTENCE_TEXT)))
+SENTENCES += POOL_SENTENCE_TEXT
+POOL_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(POOL_PHRASE_TEXT)))
+SENTENCES += POOL_PHRASE_TEXT
 
 # ----------------------------------------------------------------------------- voices
 # name -> espeak-ng voice+variant, pitch (-p, 0-99), speed (-s, words per minute)
@@ -173,6 +209,14 @@ HOLDOUT_SPEAKER_POOL = [
     ("en-gb-x-rp+f5", 90, 170),
     ("en-us-nyc+m4", 55, 152),
 ]
+# The "pool" split draws its voices from these (60 settings, seeded, none used by another split).
+POOL_LANGUAGES = ("en", "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
+                  "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+POOL_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt",
+                 "klatt2", "klatt3", "klatt4", "Alex", "adam", "linda", "john", "edward", "Andy", "Annie",
+                 "max", "paul", "robert", "steph", "Michael")
+POOL_VOICES = 60
+POOL_CLIPS = 300
 COLOURS = ("white", "pink", "brown")
 GRID_SNRS = (0, 5, 10, 20, 30)
 # speaker-clip replicates r0..r9: (noise colour or None, SNR dB)
@@ -197,6 +241,8 @@ class Split:
 
     @classmethod
     def use(cls, name):
+        if name == "pool":
+            cls.name, cls.sentences, cls.phrases, cls.seed_base = name, POOL_SENTENCES, POOL_PHRASES, 9000
         if name == "holdout":
             cls.name, cls.grid_voices, cls.speaker_pool = name, HOLDOUT_GRID_VOICES, HOLDOUT_SPEAKER_POOL
             cls.sentences, cls.short, cls.phrases, cls.seed_base = (HOLDOUT_SENTENCES, HOLDOUT_SHORT,
@@ -505,6 +551,50 @@ def short_turn_clips(render):
     return out
 
 
+def pool_voices():
+    """The pool split's 60 voice settings: language, variant, pitch 15-94 and speed 140-180
+    drawn at random (seeded), skipping any setting another split uses."""
+    rng = np.random.default_rng(Split.seed_base)
+    taken = set(SPEAKER_POOL + HOLDOUT_SPEAKER_POOL) | set(GRID_VOICES.values()) | set(HOLDOUT_GRID_VOICES.values())
+    out = []
+    while len(out) < POOL_VOICES:
+        v = ("%s+%s" % (POOL_LANGUAGES[rng.integers(len(POOL_LANGUAGES))], POOL_VARIANTS[rng.integers(len(POOL_VARIANTS))]),
+             int(rng.integers(15, 95)), int(rng.integers(140, 181)))
+        if v not in taken:
+            taken.add(v)
+            out.append(v)
+    return out
+
+
+def pool_clips(render):
+    """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices().
+    Three clips in ten take short turns (one phrase each, pauses of 0.1-0.3 s); the others take
+    turns of a sentence (pauses of 0.2-0.7 s). Noise as in SPK_CONDITIONS, drawn per clip."""
+    out = []
+    pool_v = pool_voices()
+    for i in range(POOL_CLIPS):
+        seed = Split.seed_base + 1 + i
+        rng = np.random.default_rng([seed, 1])
+        k = 1 + i % 4
+        voices = [pool_v[j] for j in rng.choice(len(pool_v), k, replace=False)]
+        short = rng.random() < 0.3
+        colour, snr = SPK_CONDITIONS[int(rng.integers(len(SPK_CONDITIONS)))]
+        nturns = max(4, 3 * k) if short else (3 if k == 1 else k + 2)
+        parts = []
+        for t in range(nturns):
+            lines = Split.phrases if short else Split.sentences
+            si = lines[int(rng.integers(len(lines)))]
+            pause = float(round(rng.uniform(0.1, 0.3) if short else rng.uniform(0.2, 0.7), 3)) if t < nturns - 1 else 0
+            parts.append((voices[t % k], si, t % k, pause))
+        s, turns = build_speech(render, parts, float(round(rng.uniform(0.2, 0.5), 3)),
+                                float(round(rng.uniform(0.2, 0.5), 3)))
+        name = "%s_k%d_%03d_%s.wav" % ("poolshort" if short else "pool", k, i,
+                                       "clean" if colour is None else "%s%02ddb" % (colour, snr))
+        out.append(speech_clip(name, "speakers_short" if short else "speakers", s, turns, voices, colour, snr,
+                               seed, {"text": [SENTENCES[p[1]] for p in parts], "short_turns": short}))
+    return out
+
+
 def special_clips():
     out = []
     for colour, seed in (("white", Split.seed_base + 401), ("brown", Split.seed_base + 402)):
@@ -656,9 +746,10 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
-    ap.add_argument("--split", choices=("tune", "holdout"), default="tune",
+    ap.add_argument("--split", choices=("tune", "holdout", "pool"), default="tune",
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
-                         "holdout: other voices, sentences and seeds, set aside to report on")
+                         "holdout: other voices, sentences and seeds, set aside to report on; "
+                         "pool: 300 speaker clips of 60 more voices, set aside to report on")
     ap.add_argument("--long-seconds", type=float, default=660.0,
                     help="duration of bad_too_long.wav in the full set (0 = skip; default 660)")
     args = ap.parse_args()
@@ -672,8 +763,11 @@ def main():
     Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
         render = Renderer(tmp)
-        clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        if not args.fixtures:
+        if args.split == "pool":
+            clips = pool_clips(render)
+        else:
+            clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
+        if not args.fixtures and args.split != "pool":
             clips += short_turn_clips(render)
         if args.split == "tune":  # formats and corrupt files test decoding, not the voices
             clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
