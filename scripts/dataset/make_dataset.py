@@ -35,10 +35,11 @@ constants are chosen on; "holdout" uses other voices, other sentences and other 
 only reported on, so that its figures are not fitted to the clips they are measured on. The
 holdout split has no format or corrupt files (they test decoding, not speech). "pool" is a
 second set-aside split, for the speaker count only, large enough that one clip more or less
-right moves its figure by a third of a point: 300 turn-taking clips (75 per k = 1..4; three in
-ten with short turns), each voice drawn from a pool of 60 random voice/variant/pitch/speed
-settings that neither other split uses, saying sentences and phrases of its own, in the
-noise conditions of the spk_* clips (file prefixes pool_ and poolshort_).
+right moves its figure by a third of a point: 300 turn-taking clips (75 per k = 1..4; each
+with short turns at odds of 3 in 10), each voice drawn from a pool of 60 random
+voice/variant/pitch/speed settings (none within 10 pitch steps of a setting of the same
+variant in any split), saying sentences and phrases of its own, in the noise conditions of
+the spk_* clips (file prefixes pool_ and poolshort_).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -216,6 +217,7 @@ POOL_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3
                  "klatt2", "klatt3", "klatt4", "Alex", "adam", "linda", "john", "edward", "Andy", "Annie",
                  "max", "paul", "robert", "steph", "Michael")
 POOL_VOICES = 60
+POOL_PITCH_APART = 10     # two settings of one variant differ by at least this much pitch (0-99)
 POOL_CLIPS = 300
 COLOURS = ("white", "pink", "brown")
 GRID_SNRS = (0, 5, 10, 20, 30)
@@ -229,8 +231,9 @@ BRIDGE_S = 0.2
 
 
 class Split:
-    """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it)
-    or "holdout" (set aside: only reported)."""
+    """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it),
+    "holdout" (set aside: only reported) or "pool" (set aside, speaker clips only: only
+    reported)."""
     name = "tune"
     grid_voices = GRID_VOICES
     speaker_pool = SPEAKER_POOL
@@ -553,22 +556,25 @@ def short_turn_clips(render):
 
 def pool_voices():
     """The pool split's 60 voice settings: language, variant, pitch 15-94 and speed 140-180
-    drawn at random (seeded), skipping any setting another split uses."""
+    drawn at random (seeded). A draw is skipped when a setting of any split (this one's
+    included) has the same variant at a pitch less than POOL_PITCH_APART away: the variant
+    sets the timbre, the language only the accent."""
     rng = np.random.default_rng(Split.seed_base)
-    taken = set(SPEAKER_POOL + HOLDOUT_SPEAKER_POOL) | set(GRID_VOICES.values()) | set(HOLDOUT_GRID_VOICES.values())
+    taken = SPEAKER_POOL + HOLDOUT_SPEAKER_POOL + list(GRID_VOICES.values()) + list(HOLDOUT_GRID_VOICES.values())
+    variant = lambda v: v[0].split("+")[1]
     out = []
     while len(out) < POOL_VOICES:
         v = ("%s+%s" % (POOL_LANGUAGES[rng.integers(len(POOL_LANGUAGES))], POOL_VARIANTS[rng.integers(len(POOL_VARIANTS))]),
              int(rng.integers(15, 95)), int(rng.integers(140, 181)))
-        if v not in taken:
-            taken.add(v)
+        if all(variant(t) != variant(v) or abs(t[1] - v[1]) >= POOL_PITCH_APART for t in taken):
+            taken.append(v)
             out.append(v)
     return out
 
 
 def pool_clips(render):
     """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices().
-    Three clips in ten take short turns (one phrase each, pauses of 0.1-0.3 s); the others take
+    Each clip takes short turns at odds of 3 in 10 (one phrase each, pauses of 0.1-0.3 s), or
     turns of a sentence (pauses of 0.2-0.7 s). Noise as in SPK_CONDITIONS, drawn per clip."""
     out = []
     pool_v = pool_voices()

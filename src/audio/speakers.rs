@@ -54,7 +54,7 @@
 //! The constants (112 ms, 1.5 s, F0 weight 6, cost 6.75, 0.8 s) were chosen on the dev set's
 //! tuning split (synthetic speech, disjoint voices; scripts/dataset/). On its two set-aside
 //! splits (56 and 300 clips of other voices) three counts in four are exact on clips of one to
-//! four voices, and 100 % and 98 % within one (docs/AUDIO.md, "Accuracy, measured").
+//! four voices, and 100 % and 99 % within one (docs/AUDIO.md, "Accuracy, measured").
 
 use std::cmp::Ordering;
 use std::ops::Range;
