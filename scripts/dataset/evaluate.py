@@ -138,6 +138,9 @@ def fmt(v, nd=2):
 
 
 def table(headers, rows, title=None):
+    """Print rows under headers, each column right-aligned if numeric; nothing if no rows."""
+    if not rows:
+        return
     if title:
         print("\n" + title)
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
@@ -190,18 +193,21 @@ def accuracy(who, res, labels):
 
     for key, title in (("snr_db", "global SNR snr_db vs label (dB), snr_grid 0-30 dB"),
                        ("wada_snr_db", "WADA-SNR wada_snr_db vs label (dB), same clips (comparison)")):
-        rows = [stat_row("all", [(n, get(n, key), L[n]["snr_db"]) for n in grid], 2)]
-        for c in ("white", "pink", "brown"):
-            rows.append(stat_row(c, [(n, get(n, key), L[n]["snr_db"]) for n in grid if L[n]["noise"] == c], 2))
-        for d in sorted({L[n]["snr_db"] for n in grid}):
-            rows.append(stat_row("%g dB" % d, [(n, get(n, key), L[n]["snr_db"]) for n in grid
-                                               if L[n]["snr_db"] == d], 2))
+        rows = []
+        if grid:  # a split without the grid (pool) skips these rows
+            rows.append(stat_row("all", [(n, get(n, key), L[n]["snr_db"]) for n in grid], 2))
+            for c in ("white", "pink", "brown"):
+                rows.append(stat_row(c, [(n, get(n, key), L[n]["snr_db"]) for n in grid if L[n]["noise"] == c], 2))
+            for d in sorted({L[n]["snr_db"] for n in grid}):
+                rows.append(stat_row("%g dB" % d, [(n, get(n, key), L[n]["snr_db"]) for n in grid
+                                                   if L[n]["snr_db"] == d], 2))
         if key == "snr_db":
             noisy_spk = sorted(n for n in res if L[n]["set"] == "speakers" and L[n]["snr_db"] is not None)
             if noisy_spk:
                 rows.append(stat_row("speaker clips 10-20 dB",
                                      [(n, get(n, key), L[n]["snr_db"]) for n in noisy_spk], 2))
-        table(hdr, rows, title)
+        if rows:
+            table(hdr, rows, title)
 
     sp = sorted(n for n in res if L[n]["set"] in SPEECH_SETS and L[n].get("speech_ratio") is not None)
     pairs = lambda names: [(n, get(n, "speech_ratio"), L[n]["speech_ratio"]) for n in names]
@@ -211,7 +217,8 @@ def accuracy(who, res, labels):
             stat_row("all, vs the 20 ms-frame label", [(n, get(n, "speech_ratio"), L[n]["speech_ratio_20ms"])
                                                        for n in sp if L[n].get("speech_ratio_20ms") is not None], 3)]
     for s in SPEECH_SETS:
-        rows.append(stat_row(s, pairs([n for n in sp if L[n]["set"] == s]), 3))
+        if any(L[n]["set"] == s for n in sp):
+            rows.append(stat_row(s, pairs([n for n in sp if L[n]["set"] == s]), 3))
     for d in sorted({L[n]["snr_db"] for n in grid}):
         rows.append(stat_row("snr_grid %g dB" % d, pairs([n for n in grid if L[n]["snr_db"] == d]), 3))
     table(hdr, rows, "speech_ratio vs label (talking time: the 40 dB rule, gaps under 0.2 s bridged)")
@@ -237,9 +244,10 @@ def accuracy(who, res, labels):
     single = sorted(n for n in res if L[n]["set"] in ("snr_grid", "clean"))
     ones = sum(1 for n in single if get(n, "speakers") == 1)
     others = sorted((n, get(n, "speakers")) for n in single if get(n, "speakers") != 1)
-    print("  single-voice clips (snr_grid + clean) counted as 1 speaker: %d / %d%s"
-          % (ones, len(single), ("   (others: %s)" % ", ".join("%s=%s" % (n, fmt(v)) for n, v in others))
-                                if others else ""))
+    if single:
+        print("  single-voice clips (snr_grid + clean) counted as 1 speaker: %d / %d%s"
+              % (ones, len(single), ("   (others: %s)" % ", ".join("%s=%s" % (n, fmt(v)) for n, v in others))
+                                    if others else ""))
 
     special = sorted(n for n in res if L[n]["set"] in ("noise_only", "silence"))
     rows = [[n, fmt(get(n, "status")), fmt(get(n, "snr_db")), fmt(get(n, "speech_ratio"), 3),
