@@ -210,7 +210,7 @@ HOLDOUT_SPEAKER_POOL = [
     ("en-gb-x-rp+f5", 90, 170),
     ("en-us-nyc+m4", 55, 152),
 ]
-# The "pool" split draws its voices from these (60 settings, seeded, none used by another split).
+# The "pool" split draws its 60 voice settings from these at random (seeded; see pool_voices()).
 POOL_LANGUAGES = ("en", "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
                   "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 POOL_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt",
