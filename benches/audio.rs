@@ -158,6 +158,14 @@ fn audio(c: &mut Criterion) {
     group.bench_function("snr", |b| {
         b.iter(|| analyzer.snr(black_box(&clip), params, &never))
     });
+    // The smallest hop: its VAD frames, and frames of hop 256 for the global SNR.
+    let smallest = VadParams {
+        hop: 80,
+        threshold: params.threshold,
+    };
+    group.bench_function("snr_hop_80", |b| {
+        b.iter(|| analyzer.snr(black_box(&clip), smallest, &never))
+    });
     group.bench_function("speakers", |b| {
         b.iter(|| analyzer.speakers(black_box(&clip), params, &never))
     });

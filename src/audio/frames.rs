@@ -3,10 +3,37 @@
 //! ends in [`Frames::from_bands`] on the clip's band energies, so they all agree.
 
 use super::checkpoint::Checkpoint;
-use super::noise::{self, FrameAnalysis};
+use super::noise::{self, FrameAnalysis, Level};
 use super::speakers::SegmentPlan;
 use super::spectrum::BandEnergies;
 use super::{finite, AudioError, Clip, SnrReport, SpeakerReport};
+
+/// The shortest hop the global SNR is measured at. Its 512-point window is the shortest with a
+/// bin that no voice reaches (`spectrum.rs`), which is where brown noise and rumble keep most of
+/// their energy, measured over every frame. A VAD at a finer hop still reads the SNR on frames
+/// of this hop, so that its `snr_db` in low-frequency noise is as good as the default's.
+pub(crate) const SNR_MIN_HOP: usize = 256;
+
+/// The hop whose frames give the global SNR at VAD hop `hop`, if it is not `hop` itself.
+pub(crate) fn snr_hop(hop: usize) -> Option<usize> {
+    (hop < SNR_MIN_HOP).then_some(SNR_MIN_HOP)
+}
+
+/// The clip's level on the frames of [`snr_hop`], if there are enough of them for a noise floor
+/// (a clip of 0.1 to 0.34 s at a small hop has enough frames for its VAD, not for these: then
+/// its own frames give the SNR, as they always did).
+pub(crate) fn snr_level(
+    snr_bands: Option<&[BandEnergies]>,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<Option<Level>, AudioError> {
+    match snr_bands {
+        Some(bands) if bands.len() >= noise::MIN_FRAMES => {
+            let floor = noise::noise_floor(bands, SNR_MIN_HOP, checkpoint)?;
+            Ok(Some(Level::of(bands, &floor, checkpoint)?))
+        }
+        _ => Ok(None),
+    }
+}
 
 /// What the frame analysis found; both reports start from it.
 pub(crate) enum Frames {
@@ -27,10 +54,13 @@ pub(crate) enum SpeechPlan {
 }
 
 impl Frames {
-    /// Stages 3–4 on the band energies of a clip that is not digital silence. Polls the
-    /// checkpoint between stages and inside them.
+    /// Stages 3–4 on the band energies of a clip that is not digital silence, at `hop`; at
+    /// hops under [`SNR_MIN_HOP`], `snr_bands` are the same clip's band energies at that hop
+    /// ([`snr_hop`]), which the global SNR is read from. Polls the checkpoint between stages
+    /// and inside them.
     pub(crate) fn from_bands(
         bands: &[BandEnergies],
+        snr_bands: Option<&[BandEnergies]>,
         hop: usize,
         threshold: f64,
         checkpoint: &mut Checkpoint<'_>,
@@ -39,9 +69,11 @@ impl Frames {
             return Ok(Frames::TooShort);
         }
         checkpoint.poll()?;
+        let level = snr_level(snr_bands, checkpoint)?;
+        checkpoint.poll()?;
         let floor = noise::noise_floor(bands, hop, checkpoint)?;
         checkpoint.poll()?;
-        let analysis = noise::analyse_frames(bands, &floor, hop, threshold, checkpoint)?;
+        let analysis = noise::analyse_frames(bands, &floor, level, hop, threshold, checkpoint)?;
         Ok(Frames::Analysed(analysis))
     }
 

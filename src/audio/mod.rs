@@ -16,7 +16,8 @@
 //!    samples per byte of body;
 //! 2. **frames** (`spectrum.rs`): a short-time Fourier transform, window 2·hop, hop as asked,
 //!    summed into seven bands: the WebRTC VAD's from 250 Hz up, and below 250 Hz the bins no
-//!    voice reaches, then the rest;
+//!    voice reaches, then the rest. A window under 512 points has no such bin, so at hops under
+//!    256 a second STFT at hop 256 gives the frames the global SNR is read from (`frames.rs`);
 //! 3. **noise floor** (`noise.rs`): per band, the lowest mode of the histogram of log energies
 //!    finds the pauses, and the noise is the mean of the pauses' energies (below any voice, of
 //!    every frame): unbiased whatever the noise colour, as long as the clip pauses;
@@ -377,8 +378,24 @@ impl Analyzer {
         let bands = self
             .stft_plan(hop)
             .band_energies(&clip.samples, checkpoint)?;
-        let frames = Frames::from_bands(&bands, hop, params.threshold, checkpoint)?;
+        let snr_bands = match frames::snr_hop(hop) {
+            Some(snr_hop) => Some(
+                self.stft_plan(snr_hop)
+                    .band_energies(&clip.samples, checkpoint)?,
+            ),
+            None => None,
+        };
+        let frames = Frames::from_bands(
+            &bands,
+            snr_bands.as_deref(),
+            hop,
+            params.threshold,
+            checkpoint,
+        )?;
         checkpoint.release(bands)?;
+        if let Some(snr_bands) = snr_bands {
+            checkpoint.release(snr_bands)?;
+        }
         Ok(frames)
     }
 

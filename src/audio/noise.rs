@@ -37,7 +37,9 @@
 //!
 //! With P̄ the mean frame energy over the clip, the global SNR is 10·log10((P̄ − N)/N): speech
 //! energy over noise energy, the quantity the API promises. −30 dB when P̄ is within 0.1 % of N;
-//! capped at 100 dB.
+//! capped at 100 dB. At hops under 256, whose windows have no band below the voices, P̄ and N
+//! are those of the same clip's frames at hop 256 ([`Level`], `frames.rs`); the VAD's finer
+//! frames still say which part is speech, for the speech ratio and the active SNR.
 //!
 //! # VAD
 //!
@@ -326,10 +328,53 @@ fn mode_floor(
     Ok(floor)
 }
 
+/// A clip's mean frame energy and the noise power per band under it, on the frames of one
+/// hop: what the global SNR compares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Level {
+    /// Mean energy of a frame, P̄.
+    pub mean_energy: f64,
+    /// Mean noise power per band ([`NoiseFloor::power`]).
+    pub power: [f64; BANDS],
+}
+
+impl Level {
+    /// The level of `bands`, whose noise floor is `floor`.
+    pub(crate) fn of(
+        bands: &[BandEnergies],
+        floor: &NoiseFloor,
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<Level, AudioError> {
+        let mean_energy = bands.iter().map(frame_energy).sum::<f64>() / bands.len() as f64;
+        checkpoint.tick(bands.len() as u64 * BANDS as u64)?;
+        Ok(Level {
+            mean_energy,
+            power: floor.power,
+        })
+    }
+
+    /// The noise's share of the mean frame energy, N ([`noise_total`]).
+    pub(crate) fn noise(&self) -> f64 {
+        noise_total(&self.power, self.mean_energy)
+    }
+
+    /// The global SNR, 10·log10((P̄ − N)/N), dB.
+    pub(crate) fn snr_db(&self) -> f64 {
+        let noise = self.noise();
+        ratio_db((self.mean_energy - noise) / noise)
+    }
+}
+
 /// Global and active SNR, and the speech mask after the hangover.
+///
+/// `snr_level` is where the SNRs are read when the frames' own noise floor is not the best
+/// measure of the noise (at hops under 256, whose windows have no band below the voices): the
+/// level of the same clip on frames of another hop. The active SNR then takes the speech
+/// frames' energy relative to the mean of these frames, and reads it against that level.
 pub(crate) fn analyse_frames(
     bands: &[BandEnergies],
     noise: &NoiseFloor,
+    snr_level: Option<Level>,
     hop: usize,
     threshold: f64,
     checkpoint: &mut Checkpoint<'_>,
@@ -337,10 +382,9 @@ pub(crate) fn analyse_frames(
     // A pass over the frames costs about a nanosecond a frame and a band; each is followed by
     // a tick, so that no run of passes goes unpolled on a long clip.
     let pass_ns = bands.len() as u64 * BANDS as u64;
-    let mean_energy = bands.iter().map(frame_energy).sum::<f64>() / bands.len() as f64;
-    checkpoint.tick(pass_ns)?;
-    let noise_total = noise_total(&noise.power, mean_energy);
-    let snr_db = ratio_db((mean_energy - noise_total) / noise_total);
+    let own = Level::of(bands, noise, checkpoint)?;
+    let level = snr_level.unwrap_or(own);
+    let snr_db = level.snr_db();
     let mut vad = Vad::new(noise, threshold, hop);
     let mut raw = Vec::with_capacity(bands.len());
     for e in bands {
@@ -364,8 +408,16 @@ pub(crate) fn analyse_frames(
             (sum + frame_energy(e), n + 1)
         });
     checkpoint.tick(pass_ns)?;
-    let snr_active_db = (speech_frames > 0)
-        .then(|| ratio_db((speech_sum / speech_frames as f64 - noise_total) / noise_total));
+    let snr_active_db = (speech_frames > 0).then(|| {
+        let speech_energy = speech_sum / speech_frames as f64;
+        // On another hop's level, the speech is as much louder than the clip's mean as here.
+        let speech_energy = match snr_level {
+            None => speech_energy,
+            Some(level) => level.mean_energy * (speech_energy / own.mean_energy),
+        };
+        let noise = level.noise();
+        ratio_db((speech_energy - noise) / noise)
+    });
     let speech = hangover.widen(closed);
     checkpoint.tick(pass_ns)?;
     Ok(FrameAnalysis {

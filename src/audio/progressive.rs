@@ -4,7 +4,8 @@
 //!
 //! # What a window does
 //!
-//! 1. the STFT frames the window completes are appended to the clip's band energies (each
+//! 1. the STFT frames the window completes are appended to the clip's band energies (at hops
+//!    under 256, those of the hop-256 STFT the global SNR is read from too; each
 //!    frame reads only its own samples, so at the end they are exactly the whole analysis's);
 //! 2. the estimate is updated (below), and the window's progress is reported;
 //! 3. the MFCCs and F0 of the feature frames the estimate already calls speech are computed
@@ -45,12 +46,14 @@
 //! refresh moves the estimate less; how far a mid-clip estimate is from the final value depends
 //! on the clip (a clip whose first seconds are all speech overestimates the noise at first).
 
+use std::sync::Arc;
+
 use super::checkpoint::{Checkpoint, F0_NS, LEVEL_NS, MFCC_NS, STEP_NS};
 use super::features::{frame_count, Cepstrum, Scratch, CEPS};
-use super::frames::{Frames, SpeechPlan};
-use super::noise::{self, NoiseFloor, StreamingHangover, Vad};
+use super::frames::{snr_hop, snr_level, Frames, SpeechPlan};
+use super::noise::{self, Level, NoiseFloor, StreamingHangover, Vad};
 use super::speakers::{long_enough, stft_frame_of, FeatureSpan, SegmentPlan};
-use super::spectrum::BandEnergies;
+use super::spectrum::{BandEnergies, StftBuffers, StftPlan, BANDS};
 use super::{
     clamp_hop, cluster, finite, Analyzer, AudioError, Clip, SnrReport, SpeakerReport, VadParams,
     SAMPLE_RATE,
@@ -90,9 +93,9 @@ impl Analyzer {
         let x = &clip.samples;
         let duration_s = clip.info.duration_s;
         let hop = clamp_hop(params.hop);
-        let stft = self.stft_plan(hop);
-        let mut buffers = stft.buffers();
-        let mut bands = Vec::with_capacity(stft.frame_count(x.len()));
+        let mut stft = Stft::new(self.stft_plan(hop), x.len());
+        // At hops under 256, the frames the global SNR is read from (see `frames.rs`).
+        let mut snr_stft = snr_hop(hop).map(|snr_hop| Stft::new(self.stft_plan(snr_hop), x.len()));
         let mut estimate = Estimate::new(hop, params.threshold);
         let mut cache = FeatureCache::new(self, frame_count(x.len()));
 
@@ -103,8 +106,12 @@ impl Analyzer {
             let (snr_db_so_far, speech_ratio_so_far) = if clip.silent {
                 (None, Some(0.0))
             } else {
-                stft.extend(&x[..end], &mut buffers, &mut bands, &mut checkpoint)?;
-                let so_far = estimate.update(&bands, &mut checkpoint)?;
+                stft.extend(&x[..end], &mut checkpoint)?;
+                if let Some(snr_stft) = &mut snr_stft {
+                    snr_stft.extend(&x[..end], &mut checkpoint)?;
+                }
+                let snr_bands = snr_stft.as_ref().map(|s| &s.bands[..]);
+                let so_far = estimate.update(&stft.bands, snr_bands, &mut checkpoint)?;
                 cache.read_ahead(&x[..end], &estimate, &mut checkpoint)?;
                 so_far
             };
@@ -121,10 +128,23 @@ impl Analyzer {
         let frames = if clip.silent {
             Frames::Silence
         } else {
-            stft.extend(x, &mut buffers, &mut bands, &mut checkpoint)?;
-            Frames::from_bands(&bands, hop, params.threshold, &mut checkpoint)?
+            stft.extend(x, &mut checkpoint)?;
+            if let Some(snr_stft) = &mut snr_stft {
+                snr_stft.extend(x, &mut checkpoint)?;
+            }
+            let snr_bands = snr_stft.as_ref().map(|s| &s.bands[..]);
+            Frames::from_bands(
+                &stft.bands,
+                snr_bands,
+                hop,
+                params.threshold,
+                &mut checkpoint,
+            )?
         };
-        checkpoint.release(bands)?;
+        checkpoint.release(stft.bands)?;
+        if let Some(snr_stft) = snr_stft {
+            checkpoint.release(snr_stft.bands)?;
+        }
         let snr = frames.snr_report(clip);
         let last = Progress {
             processed_s: duration_s,
@@ -147,24 +167,70 @@ impl Analyzer {
     }
 }
 
+/// One hop's STFT, extended window by window: its plan, FFT buffers and the band energies of
+/// the frames so far.
+struct Stft {
+    plan: Arc<StftPlan>,
+    buffers: StftBuffers,
+    bands: Vec<BandEnergies>,
+}
+
+impl Stft {
+    fn new(plan: Arc<StftPlan>, len: usize) -> Stft {
+        Stft {
+            buffers: plan.buffers(),
+            bands: Vec::with_capacity(plan.frame_count(len)),
+            plan,
+        }
+    }
+
+    /// Append the frames that `x`, the clip so far, completes.
+    fn extend(&mut self, x: &[f64], checkpoint: &mut Checkpoint<'_>) -> Result<(), AudioError> {
+        self.plan
+            .extend(x, &mut self.buffers, &mut self.bands, checkpoint)
+    }
+}
+
 /// The running estimate behind the "so far" values.
 struct Estimate {
     hop: usize,
     threshold: f64,
-    /// Energies of the frames so far, summed in frame order.
-    energy_sum: f64,
-    /// Frames in `energy_sum`.
-    summed: usize,
+    /// Mean energies of the frames so far, summed in frame order: the VAD's frames, and (at
+    /// hops under 256) the frames the SNR is read from.
+    energy: EnergySum,
+    snr_energy: EnergySum,
     /// The last exact analysis of the frames so far, and the frames judged since.
     refresh: Option<Refresh>,
+}
+
+/// Frame energies summed in frame order, as the frames arrive.
+#[derive(Default)]
+struct EnergySum {
+    sum: f64,
+    /// Frames in `sum`.
+    frames: usize,
+}
+
+impl EnergySum {
+    /// Take in the frames of `bands` not summed yet; their mean energy.
+    fn update(&mut self, bands: &[BandEnergies]) -> f64 {
+        for e in &bands[self.frames..] {
+            self.sum += noise::frame_energy(e);
+        }
+        self.frames = bands.len();
+        self.sum / self.frames as f64
+    }
 }
 
 /// An exact analysis of the first `frames` frames, and the frames judged against it since.
 struct Refresh {
     /// Frames it analysed.
     frames: usize,
-    /// Its noise floor per band.
+    /// Its noise floor per band, which the VAD compares with.
     noise: NoiseFloor,
+    /// At hops under 256, the noise power per band on the frames the SNR is read from; `None`
+    /// when the SNR was read from the VAD's own frames.
+    snr_noise: Option<[f64; BANDS]>,
     /// The VAD against that floor.
     vad: Vad,
     /// Its speech mask as the speaker analysis reads it ([`noise::FrameAnalysis::phrases`])
@@ -181,22 +247,22 @@ impl Estimate {
         Estimate {
             hop,
             threshold,
-            energy_sum: 0.0,
-            summed: 0,
+            energy: EnergySum::default(),
+            snr_energy: EnergySum::default(),
             refresh: None,
         }
     }
 
-    /// Take in the frames of `bands` not seen yet; the SNR and speech ratio so far.
+    /// Take in the frames of `bands` (and of `snr_bands`, at hops under 256) not seen yet; the
+    /// SNR and speech ratio so far.
     fn update(
         &mut self,
         bands: &[BandEnergies],
+        snr_bands: Option<&[BandEnergies]>,
         checkpoint: &mut Checkpoint<'_>,
     ) -> Result<(Option<f64>, Option<f64>), AudioError> {
-        for e in &bands[self.summed..] {
-            self.energy_sum += noise::frame_energy(e);
-        }
-        self.summed = bands.len();
+        let mean_energy = self.energy.update(bands);
+        let snr_mean_energy = snr_bands.map(|b| self.snr_energy.update(b));
         let frames = bands.len();
         if frames < noise::MIN_FRAMES {
             return Ok((None, None));
@@ -205,13 +271,21 @@ impl Estimate {
         let refresh = match self.refresh.take() {
             Some(refresh) if 2 * frames < 3 * refresh.frames => refresh,
             _ => {
+                let level = snr_level(snr_bands, checkpoint)?;
                 let noise = noise::noise_floor(bands, self.hop, checkpoint)?;
-                let analysis =
-                    noise::analyse_frames(bands, &noise, self.hop, self.threshold, checkpoint)?;
+                let analysis = noise::analyse_frames(
+                    bands,
+                    &noise,
+                    level,
+                    self.hop,
+                    self.threshold,
+                    checkpoint,
+                )?;
                 let so_far = (finite(analysis.snr_db), finite(analysis.speech_ratio()));
                 self.refresh = Some(Refresh {
                     frames,
                     noise,
+                    snr_noise: level.map(|level| level.power),
                     // The VAD goes on from the last frame's decision (its hysteresis).
                     vad: Vad::new(&noise, self.threshold, self.hop).speaking(analysis.last_raw),
                     speech_frames: analysis.speech.iter().filter(|&&s| s).count(),
@@ -226,9 +300,14 @@ impl Estimate {
             refresh.since.push(refresh.vad.is_speech(e));
             checkpoint.tick(LEVEL_NS)?;
         }
-        let mean_energy = self.energy_sum / frames as f64;
-        let noise_total = noise::noise_total(&refresh.noise.power, mean_energy);
-        let snr_db = noise::ratio_db((mean_energy - noise_total) / noise_total);
+        let level = match (refresh.snr_noise, snr_mean_energy) {
+            (Some(power), Some(mean_energy)) => Level { mean_energy, power },
+            _ => Level {
+                mean_energy,
+                power: refresh.noise.power,
+            },
+        };
+        let snr_db = level.snr_db();
         let speech = refresh.speech_frames + refresh.since.speech_frames();
         Ok((finite(snr_db), finite(speech as f64 / frames as f64)))
     }

@@ -52,14 +52,23 @@ fn one_event_per_second() {
     assert_eq!(result, a.analyze(&c, VadParams::default(), &never));
 }
 
-/// At a refresh (after 1, 2, 3, 5 and 8 s at hop 256) the estimates are exactly what
-/// `/snr-detect` says of the audio so far; between refreshes they are estimates, here within
-/// 0.5 dB and 0.05 of it; and the last event carries the final values.
+/// At a refresh (after 1, 2, 3, 5 and 8 s, at hop 256 and at hop 80, whose SNR is read from
+/// frames of hop 256) the estimates are exactly what `/snr-detect` says of the audio so far;
+/// between refreshes they are estimates, here within 0.5 dB and 0.05 of it; and the last event
+/// carries the final values.
 #[test]
 fn estimates_are_the_audio_so_far() {
+    for hop in [256, 80] {
+        estimates_at_hop(VadParams {
+            hop,
+            threshold: 0.5,
+        });
+    }
+}
+
+fn estimates_at_hop(params: VadParams) {
     let a = analyzer();
     let c = clip(&a, &noisy_speech(Voice::HIGH, 9.5, 10.0, 72));
-    let params = VadParams::default();
     let (events, result) = run(&a, &c, params);
     let Ok((snr, _)) = result else {
         panic!("{result:?}")
@@ -72,7 +81,7 @@ fn estimates_are_the_audio_so_far() {
         let got = (event.snr_db_so_far, event.speech_ratio_so_far);
         let want = (so_far.snr_db, so_far.speech_ratio);
         if [1, 2, 3, 5, 8].contains(&(w + 1)) {
-            assert_eq!(got, want, "after {} s", w + 1);
+            assert_eq!(got, want, "{params:?} after {} s", w + 1);
         } else {
             let (Some(snr_db), Some(ratio)) = got else {
                 panic!("{got:?}")
@@ -82,12 +91,12 @@ fn estimates_are_the_audio_so_far() {
             };
             assert!(
                 (snr_db - want_snr).abs() < 0.5,
-                "after {} s: {got:?} {want:?}",
+                "{params:?} after {} s: {got:?} {want:?}",
                 w + 1
             );
             assert!(
                 (ratio - want_ratio).abs() < 0.05,
-                "after {} s: {got:?} {want:?}",
+                "{params:?} after {} s: {got:?} {want:?}",
                 w + 1
             );
         }
