@@ -89,7 +89,7 @@ const HIGHEST_GIVEN: RawFd = 9;
 /// stays close-on-exec, as the standard library leaves them. The process is also sent SIGTERM
 /// if this thread ends (`PR_SET_PDEATHSIG`), so that a supervisor that dies, even by SIGKILL,
 /// takes its processes with it instead of leaving them serving unsupervised. Descriptors above
-/// [`HIGHEST_GIVEN`] that this process inherited without close-on-exec are not passed on.
+/// 9 (`HIGHEST_GIVEN`) that this process inherited without close-on-exec are not passed on.
 pub fn spawn_with_fds(command: &mut Command, fds: &[(RawFd, RawFd)]) -> io::Result<Child> {
     // Copies above every target number, close-on-exec, so that `dup2` below can never close
     // one source while placing another.

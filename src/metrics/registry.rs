@@ -367,8 +367,8 @@ impl ReactorMetrics {
     }
 
     /// Name these upstreams (the ones configured at start-up) in the `upstream` label of
-    /// `evloop_outbound_calls_total`; calls to any other address count as
-    /// [`OTHER_UPSTREAM`]. Resets the calls counted so far: call it before serving.
+    /// `evloop_outbound_calls_total`; calls to any other address count as `other`
+    /// (`OTHER_UPSTREAM`). Resets the calls counted so far: call it before serving.
     pub fn name_upstreams(&mut self, upstreams: &[SocketAddr]) {
         self.calls = calls_family(upstreams);
         self.upstreams = upstreams.to_vec();
