@@ -68,8 +68,13 @@ impl Frames {
         if bands.len() < noise::MIN_FRAMES {
             return Ok(Frames::TooShort);
         }
-        checkpoint.poll()?;
-        let level = snr_level(snr_bands, checkpoint)?;
+        let level = match snr_bands {
+            Some(snr_bands) => {
+                checkpoint.poll()?;
+                snr_level(Some(snr_bands), checkpoint)?
+            }
+            None => None,
+        };
         checkpoint.poll()?;
         let floor = noise::noise_floor(bands, hop, checkpoint)?;
         checkpoint.poll()?;

@@ -185,7 +185,8 @@ pub struct ClipInfo {
 /// The two knobs of the VAD, named after the service's `vad_hop_size` and `vad_threshold`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VadParams {
-    /// Frame hop in samples at 16 kHz (the STFT window is twice this). See [`HOP_RANGE`].
+    /// Frame hop in samples at 16 kHz (the STFT window is twice this). See [`HOP_RANGE`]. Under
+    /// 256 it is the VAD's hop, and the global SNR is read from frames of hop 256 (`frames.rs`).
     pub hop: usize,
     /// A frame becomes speech when its speech "probability" exceeds this, in [0, 1]. 0.5 means
     /// its loudest speech band 4 dB above the level that band's noise stays under in 9 pauses

@@ -38,8 +38,9 @@
 //! With P̄ the mean frame energy over the clip, the global SNR is 10·log10((P̄ − N)/N): speech
 //! energy over noise energy, the quantity the API promises. −30 dB when P̄ is within 0.1 % of N;
 //! capped at 100 dB. At hops under 256, whose windows have no band below the voices, P̄ and N
-//! are those of the same clip's frames at hop 256 ([`Level`], `frames.rs`); the VAD's finer
-//! frames still say which part is speech, for the speech ratio and the active SNR.
+//! are those of the same clip's frames at hop 256 ([`Level`], `frames.rs`; unless the clip is
+//! too short for 20 of them); the VAD's finer frames still say which part is speech, for the
+//! speech ratio and the active SNR, and the hangover's widening follows that global SNR.
 //!
 //! # VAD
 //!
@@ -408,13 +409,16 @@ pub(crate) fn analyse_frames(
             (sum + frame_energy(e), n + 1)
         });
     checkpoint.tick(pass_ns)?;
-    let snr_active_db = (speech_frames > 0).then(|| {
-        let speech_energy = speech_sum / speech_frames as f64;
-        // On another hop's level, the speech is as much louder than the clip's mean as here.
-        let speech_energy = match snr_level {
-            None => speech_energy,
-            Some(level) => level.mean_energy * (speech_energy / own.mean_energy),
-        };
+    let speech_energy = match (speech_frames, snr_level) {
+        (0, _) => None,
+        (n, None) => Some(speech_sum / n as f64),
+        // On another hop's level, the speech is as much louder than the clip's mean as here;
+        // if these frames hold nothing at all (a clip whose only sound falls outside them, in
+        // the last few samples), that says nothing.
+        (n, Some(level)) => (own.mean_energy > 0.0)
+            .then(|| level.mean_energy * (speech_sum / n as f64 / own.mean_energy)),
+    };
+    let snr_active_db = speech_energy.map(|speech_energy| {
         let noise = level.noise();
         ratio_db((speech_energy - noise) / noise)
     });

@@ -14,7 +14,8 @@
 //! whose main lobe ends at or below [`SPEECH_FREE_HZ`]: bin 0 alone for the default 512-point
 //! window, bins 0–6 for 2048 points, none for windows under 512 points (every hop below 256),
 //! where the DC bin stays in the second band. At those hops the global SNR is read from frames
-//! of hop 256 ([`super::frames::SNR_MIN_HOP`]), and these frames serve the VAD alone. The DC and Nyquist bins count half, as
+//! of hop 256 ([`super::frames::SNR_MIN_HOP`]) whenever the clip has enough of them, and these
+//! frames serve the VAD. The DC and Nyquist bins count half, as
 //! Parseval's theorem weighs them for a real signal's half spectrum (every other bin stands for
 //! itself and its mirror image), so that the bands add up to the frame's energy in the same
 //! proportions as its samples do.

@@ -111,12 +111,34 @@ fn snr_in_brown_noise_at_small_hops() {
                     (got - snr_db).abs() < 0.6,
                     "hop {hop}: {snr_db} dB read as {got}"
                 );
+                assert_eq!(report.snr_db, snr(&a, &c).snr_db, "hop {hop} against 256");
                 let active = report.snr_active_db.unwrap_or(f64::NAN);
                 assert!(
                     (got..got + 3.0).contains(&active),
                     "hop {hop}: active {active}, global {got}"
                 );
             }
+        }
+    }
+}
+
+/// A clip whose only sound lies in its last 16 samples, which the hop-80 frames do not reach
+/// and the last hop-256 frame does: at hop 80 the VAD's frames hold nothing, so there is no
+/// active SNR to read against the hop-256 level (it read −30 dB under a global 100 dB).
+#[test]
+fn sound_outside_the_vad_frames() {
+    let a = analyzer();
+    let mut samples = vec![0.0; 5376];
+    for (i, v) in samples[5360..].iter_mut().enumerate() {
+        *v = if i % 2 == 0 { 0.3 } else { -0.3 };
+    }
+    let c = clip(&a, &samples);
+    for threshold in [0.0, 0.5] {
+        let params = VadParams { hop: 80, threshold };
+        let report = a.snr(&c, params, &never).expect("not cancelled");
+        let global = report.snr_db.unwrap_or(f64::NAN);
+        if let Some(active) = report.snr_active_db {
+            assert!(active >= global, "active {active} under global {global}");
         }
     }
 }

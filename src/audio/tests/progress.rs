@@ -52,29 +52,67 @@ fn one_event_per_second() {
     assert_eq!(result, a.analyze(&c, VadParams::default(), &never));
 }
 
-/// At a refresh (after 1, 2, 3, 5 and 8 s, at hop 256 and at hop 80, whose SNR is read from
-/// frames of hop 256) the estimates are exactly what `/snr-detect` says of the audio so far;
-/// between refreshes they are estimates, here within 0.5 dB and 0.05 of it; and the last event
-/// carries the final values.
+/// At a refresh (after 1, 2, 3, 5 and 8 s, at hop 256 and at hop 80) the estimates are exactly
+/// what `/snr-detect` says of the audio so far; between refreshes they are estimates, here
+/// within 0.5 dB and 0.05 of it; and the last event carries the final values. In white and in
+/// brown noise.
 #[test]
 fn estimates_are_the_audio_so_far() {
-    for hop in [256, 80] {
-        estimates_at_hop(VadParams {
-            hop,
-            threshold: 0.5,
-        });
+    let a = analyzer();
+    let speech = synth::speech(Voice::HIGH, 9.5, 72);
+    for noise in [
+        synth::white_noise(speech.len(), 172),
+        synth::brown_noise(speech.len(), 173),
+    ] {
+        let c = clip(&a, &synth::mix_at_snr(&speech, &noise, 10.0));
+        for hop in [256, 80] {
+            estimates_at_hop(
+                &a,
+                &c,
+                VadParams {
+                    hop,
+                    threshold: 0.5,
+                },
+            );
+        }
     }
 }
 
-fn estimates_at_hop(params: VadParams) {
+/// At hop 80 the SNR so far is read from frames of hop 256, at a refresh and between refreshes
+/// alike: every estimate is the one at hop 256, to the last bit (in brown noise, the hop-80
+/// frames' own noise floor reads differently).
+#[test]
+fn small_hop_estimates_read_the_snr_at_hop_256() {
     let a = analyzer();
-    let c = clip(&a, &noisy_speech(Voice::HIGH, 9.5, 10.0, 72));
-    let (events, result) = run(&a, &c, params);
+    let speech = synth::speech(Voice::LOW, 9.5, 74);
+    let c = clip(
+        &a,
+        &synth::mix_at_snr(&speech, &synth::brown_noise(speech.len(), 174), 5.0),
+    );
+    let snr_so_far = |hop| {
+        let (events, _) = run(
+            &a,
+            &c,
+            VadParams {
+                hop,
+                threshold: 0.5,
+            },
+        );
+        events.iter().map(|e| e.snr_db_so_far).collect::<Vec<_>>()
+    };
+    let at_256 = snr_so_far(256);
+    assert_eq!(at_256.len(), 10);
+    assert!(at_256.iter().all(Option::is_some), "{at_256:?}");
+    assert_eq!(snr_so_far(80), at_256);
+}
+
+fn estimates_at_hop(a: &Analyzer, c: &Clip, params: VadParams) {
+    let (events, result) = run(a, c, params);
     let Ok((snr, _)) = result else {
         panic!("{result:?}")
     };
     for (w, event) in events.iter().enumerate().take(events.len() - 1) {
-        let so_far = match a.snr(&prefix(&c, (w + 1) * 16_000), params, &never) {
+        let so_far = match a.snr(&prefix(c, (w + 1) * 16_000), params, &never) {
             Ok(report) => report,
             Err(e) => panic!("{e}"),
         };
