@@ -315,6 +315,10 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
         drop(black_box(analyzer.decode(wav16, MAX_SECONDS, &never)))
     });
     let snr = median_cpu(RUNS, || drop(black_box(analyzer.snr(clip, params, &never))));
+    let smallest = VadParams { hop: 80, ..params };
+    let snr_hop_80 = median_cpu(RUNS, || {
+        drop(black_box(analyzer.snr(clip, smallest, &never)))
+    });
     let speakers = median_cpu(RUNS, || {
         drop(black_box(analyzer.speakers(clip, params, &never)))
     });
@@ -353,6 +357,7 @@ fn ratios(analyzer: &Analyzer, wav16: &[u8], clip: &Clip, params: VadParams) {
         ms(speakers),
         ms(one_pass)
     );
+    println!("  snr at hop 80 {:.2} ms", ms(snr_hop_80));
     println!(
         "  part 0 {:.2} ms, part 1 {:.2} ms; parallel pipeline (2 threads + finish): \
          critical path {:.2} ms, wall {:.2} ms median, {:.2} ms best",
