@@ -142,9 +142,10 @@ pub(crate) struct FrameAnalysis {
     pub snr_db: f64,
     /// SNR over speech frames only (before the widening), dB; `None` when no frame is speech.
     pub snr_active_db: Option<f64>,
-    /// The VAD's decision on the last frame, before the hangover: where a VAD continuing
-    /// after these frames starts from.
-    pub last_raw: bool,
+    /// The VAD after the last frame: its decision on it, before the hangover, and the frames
+    /// of its 16 ms mean. A VAD continuing after these frames goes on from it, and decides
+    /// the next frames as one pass over all of them would.
+    pub vad: Vad,
     /// The hangover the mask went through (its widening depends on the SNR).
     pub hangover: Hangover,
 }
@@ -392,7 +393,6 @@ pub(crate) fn analyse_frames(
         raw.push(vad.is_speech(e));
         checkpoint.tick(LEVEL_NS)?;
     }
-    let last_raw = vad.speaking;
     let hangover = Hangover::new(hop, snr_db);
     let phrases = hangover.phrases(raw.clone());
     checkpoint.tick(pass_ns)?;
@@ -429,7 +429,7 @@ pub(crate) fn analyse_frames(
         snr_active_db,
         speech,
         phrases,
-        last_raw,
+        vad,
         hangover,
     })
 }
@@ -475,12 +475,6 @@ impl Vad {
             recent: std::collections::VecDeque::with_capacity(span),
             span,
         }
-    }
-
-    /// This VAD, as if the frame before the next had been speech (`true`) or not.
-    pub(crate) fn speaking(mut self, speaking: bool) -> Vad {
-        self.speaking = speaking;
-        self
     }
 
     /// The speech probability of the loudest speech band over its noise, above the threshold;
@@ -926,6 +920,48 @@ mod tests {
                     assert_eq!(streaming.speech_frames(), want, "hop {hop}, frame {i}");
                     assert_eq!(streaming.decided[..], whole[..streaming.decided.len()]);
                 }
+            }
+        }
+    }
+
+    /// A VAD that goes on after an analysis of the first frames (as the progressive analysis'
+    /// does between refreshes) decides every later frame as one pass over all the frames does,
+    /// with the same noise floor, at hops whose VAD judges the mean of several frames (80, 128)
+    /// and of one (256): it carries over its last decision and the frames of its mean. Frames
+    /// of noise with bursts of random loudness, cut at every frame.
+    #[test]
+    fn the_vad_goes_on_where_the_analysis_stopped() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let checkpoint = &mut Checkpoint::new(&|| false);
+        for hop in [80, 128, 256] {
+            let bands: Vec<BandEnergies> = (0..300)
+                .map(|t| {
+                    // Noise of unit mean (exponential, as one FFT bin's power), and every
+                    // other stretch of 20 frames a burst up to 10 dB above it.
+                    let gain = if (t / 20) % 2 == 1 {
+                        10f64.powf(uniform())
+                    } else {
+                        1.0
+                    };
+                    std::array::from_fn(|_| -gain * (1.0 - uniform()).ln())
+                })
+                .collect();
+            let floor = noise_floor(&bands, hop, checkpoint).expect("never cancelled");
+            let mut vad = Vad::new(&floor, 0.5, hop);
+            let whole: Vec<bool> = bands.iter().map(|e| vad.is_speech(e)).collect();
+            assert!(whole.iter().any(|&s| s) && whole.iter().any(|&s| !s));
+            for cut in MIN_FRAMES..bands.len() {
+                let analysis = analyse_frames(&bands[..cut], &floor, None, hop, 0.5, checkpoint)
+                    .expect("never cancelled");
+                let mut vad = analysis.vad;
+                let rest: Vec<bool> = bands[cut..].iter().map(|e| vad.is_speech(e)).collect();
+                assert_eq!(rest[..], whole[cut..], "hop {hop}, cut at frame {cut}");
             }
         }
     }

@@ -35,8 +35,9 @@
 //! - **between refreshes**, `snr_db_so_far` compares the mean frame energy of *all* the frames
 //!   so far with the noise floor of the last refresh, and `speech_ratio_so_far` counts the
 //!   frames of the last refresh as it judged them, plus the frames since, judged one by one
-//!   against that noise floor with the hangover applied among them (`StreamingHangover`, O(1)
-//!   a frame);
+//!   against that noise floor by the refresh's VAD going on where it stopped (its last
+//!   decision and the frames of its 16 ms mean), with the hangover applied among them
+//!   (`StreamingHangover`, O(1) a frame);
 //! - **before the audio so far holds 20 STFT frames** (the minimum the noise floor needs:
 //!   0.34 s at hop 256, 1.3 s at hop 1024), both are `None`; for digital silence they are
 //!   `None` and 0, as the final report says;
@@ -286,8 +287,9 @@ impl Estimate {
                     frames,
                     noise,
                     snr_noise: level.map(|level| level.power),
-                    // The VAD goes on from the last frame's decision (its hysteresis).
-                    vad: Vad::new(&noise, self.threshold, self.hop).speaking(analysis.last_raw),
+                    // The VAD goes on where the analysis left it: its last decision (the
+                    // hysteresis) and the frames of its 16 ms mean.
+                    vad: analysis.vad,
                     speech_frames: analysis.speech.iter().filter(|&&s| s).count(),
                     speech: analysis.phrases,
                     since: StreamingHangover::new(analysis.hangover),
