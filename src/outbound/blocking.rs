@@ -113,8 +113,9 @@ fn send(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result<(), C
             // A write of nothing means the socket can take no more, ever.
             Ok(0) => return Err(CallError::Reset),
             Ok(n) => written += n,
-            // A signal arrived before anything was written: try again.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // A signal arrived before anything was written, or the socket's timeout passed:
+            // try again with what is left, if anything is (`time_left` above decides).
+            Err(err) if retry(&err) => {}
             Err(err) => return Err(io_error(err)),
         }
     }
@@ -151,11 +152,23 @@ fn receive(
                     Progress::Complete { response, .. } => return Ok(response),
                 }
             }
-            // A signal arrived before any byte did: read again.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // A signal arrived before any byte did, or the socket's timeout passed: read again
+            // with what is left, if anything is (`time_left` above decides).
+            Err(err) if retry(&err) => {}
             Err(err) => return Err(io_error(err)),
         }
     }
+}
+
+/// Whether a failed read or write is worth another try once the time left is checked: a
+/// signal interrupted it, or the socket's timeout passed. The timeout is the time left when it
+/// was set, but the deadline is what counts: the call gives up when [`time_left`] says the
+/// deadline has passed by the clock, never on the socket's word alone.
+fn retry(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// What is left until `deadline`, as a socket timeout; none left is the call's timeout. (A
@@ -172,8 +185,8 @@ fn time_left(deadline: Instant) -> Result<Duration, CallError> {
 /// The error for an I/O failure after the connection was made.
 fn io_error(err: io::Error) -> CallError {
     match err.kind() {
-        // A socket timeout passed. Linux reports it as EAGAIN (WouldBlock), other systems as
-        // ETIMEDOUT: either way the time left for the response ran out.
+        // A socket timeout (Linux reports it as EAGAIN, other systems as ETIMEDOUT); reads and
+        // writes retry it (`retry`) until the clock says the deadline passed.
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CallError::ResponseTimeout,
         // ConnectionReset, BrokenPipe (the upstream closed while we wrote), and anything else
         // the OS can say about a connection that no longer works.
