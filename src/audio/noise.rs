@@ -782,6 +782,30 @@ fn floor_div(a: f64, b: f64) -> usize {
     (a / b).floor() as usize
 }
 
+/// `len` frames of noise of unit mean per band (exponential, as one FFT bin's power), with
+/// every other stretch of 20 frames a burst up to 10 dB louder: frames for testing the VAD,
+/// from a fixed seed.
+#[cfg(test)]
+pub(crate) fn noise_with_bursts(len: usize) -> Vec<BandEnergies> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..len)
+        .map(|t| {
+            let gain = if (t / 20) % 2 == 1 {
+                10f64.powf(uniform())
+            } else {
+                1.0
+            };
+            std::array::from_fn(|_| -gain * (1.0 - uniform()).ln())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -931,27 +955,9 @@ mod tests {
     /// of noise with bursts of random loudness, cut at every frame.
     #[test]
     fn the_vad_goes_on_where_the_analysis_stopped() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
         let checkpoint = &mut Checkpoint::new(&|| false);
+        let bands = noise_with_bursts(300);
         for hop in [80, 128, 256] {
-            let bands: Vec<BandEnergies> = (0..300)
-                .map(|t| {
-                    // Noise of unit mean (exponential, as one FFT bin's power), and every
-                    // other stretch of 20 frames a burst up to 10 dB above it.
-                    let gain = if (t / 20) % 2 == 1 {
-                        10f64.powf(uniform())
-                    } else {
-                        1.0
-                    };
-                    std::array::from_fn(|_| -gain * (1.0 - uniform()).ln())
-                })
-                .collect();
             let floor = noise_floor(&bands, hop, checkpoint).expect("never cancelled");
             let mut vad = Vad::new(&floor, 0.5, hop);
             let whole: Vec<bool> = bands.iter().map(|e| vad.is_speech(e)).collect();

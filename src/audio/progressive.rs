@@ -227,7 +227,7 @@ impl EnergySum {
 struct Refresh {
     /// Frames it analysed.
     frames: usize,
-    /// Its noise floor per band, which the VAD compares with.
+    /// Its noise floor per band (the VAD below holds its own copy of what it compares with).
     noise: NoiseFloor,
     /// At hops under 256, the noise power per band on the frames the SNR is read from; `None`
     /// when the SNR was read from the VAD's own frames.
@@ -457,5 +457,54 @@ impl<'a> FeatureCache<'a> {
         self.f0[t] = self.analyzer.features.f0(x, t, &mut self.scratch);
         self.has_f0[t] = true;
         checkpoint.tick(F0_NS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::noise::noise_with_bursts;
+
+    /// Between refreshes the estimate judges each new frame as one pass of the VAD over all
+    /// the frames so far, with the last refresh's noise floor, would (at hop 80 its mean spans
+    /// four frames), and its hangover runs over those verdicts from the refresh on: frames
+    /// arriving a second (200 frames) at a time, refreshed at 1, 2, 3, 5, 8 and 12 s.
+    #[test]
+    fn between_refreshes_the_vad_is_one_pass() {
+        let hop = 80;
+        let checkpoint = &mut Checkpoint::new(&|| false);
+        let bands = noise_with_bursts(3000);
+        let mut estimate = Estimate::new(hop, 0.5);
+        let mut checked = 0;
+        for end in (200..=bands.len()).step_by(200) {
+            estimate
+                .update(&bands[..end], None, checkpoint)
+                .expect("never cancelled");
+            let Some(refresh) = &estimate.refresh else {
+                panic!("no refresh after {end} frames")
+            };
+            if refresh.frames == end {
+                continue;
+            }
+            let mut vad = Vad::new(&refresh.noise, 0.5, hop);
+            let raw: Vec<bool> = bands[..end].iter().map(|e| vad.is_speech(e)).collect();
+            let analysis = noise::analyse_frames(
+                &bands[..refresh.frames],
+                &refresh.noise,
+                None,
+                hop,
+                0.5,
+                checkpoint,
+            )
+            .expect("never cancelled");
+            let mut want = StreamingHangover::new(analysis.hangover);
+            for &r in &raw[refresh.frames..] {
+                want.push(r);
+            }
+            assert_eq!(refresh.since.decided, want.decided, "after {end} frames");
+            assert_eq!(refresh.since.speech_frames(), want.speech_frames());
+            checked += 1;
+        }
+        assert_eq!(checked, 9);
     }
 }

@@ -161,13 +161,14 @@ fn receive(
 }
 
 /// Whether a failed read or write is worth another try once the time left is checked: a
-/// signal interrupted it, or the socket's timeout passed. The timeout is the time left when it
-/// was set, but the deadline is what counts: the call gives up when [`time_left`] says the
-/// deadline has passed by the clock, never on the socket's word alone.
+/// signal interrupted it, or the socket's timeout passed (EAGAIN on Linux). The timeout is the
+/// time left when it was set, but the deadline is what counts: the call gives up when
+/// [`time_left`] says the deadline has passed by the clock, never on the socket's word alone.
+/// (ETIMEDOUT is not a socket timeout on Linux but TCP giving up on the connection: no retry.)
 fn retry(err: &io::Error) -> bool {
     matches!(
         err.kind(),
-        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
     )
 }
 
@@ -185,8 +186,9 @@ fn time_left(deadline: Instant) -> Result<Duration, CallError> {
 /// The error for an I/O failure after the connection was made.
 fn io_error(err: io::Error) -> CallError {
     match err.kind() {
-        // A socket timeout (Linux reports it as EAGAIN, other systems as ETIMEDOUT); reads and
-        // writes retry it (`retry`) until the clock says the deadline passed.
+        // A timeout: reads and writes retry a socket timeout (`retry`) until the clock says
+        // the deadline passed, so what arrives here is TCP giving up (ETIMEDOUT), or a timeout
+        // where nothing retries.
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CallError::ResponseTimeout,
         // ConnectionReset, BrokenPipe (the upstream closed while we wrote), and anything else
         // the OS can say about a connection that no longer works.
