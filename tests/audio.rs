@@ -358,15 +358,26 @@ fn low_sample_rates_are_refused_at_once() {
 /// A client that leaves while its upload decodes frees the only worker within half a second:
 /// the decode polls its job's cancel flag, as the analyses do. The upload is the costliest a
 /// 16 MiB body allows per byte (8-bit mono at 44.1 kHz, 360 s, resampled): decoding it takes
-/// about 0.35 s of CPU in a release build and seconds in this debug one, so one second after
-/// it was sent the decode is still running. The cancellation is counted.
+/// about 0.35 s of CPU in a release build and seconds in a debug one. The client leaves as soon
+/// as `/metrics` shows the worker busy, so the decode is still running in either build. The
+/// cancellation is counted.
 #[test]
 fn a_client_that_leaves_mid_decode_frees_the_worker() {
     let mut server = spawn_binary(&["--pool", "1"]);
     let body = wav_8bit_mono(44_100, 44_100 * 360);
     let mut uploader = Client::connect(server.addr());
     uploader.send(post("/snr-detect", &body));
-    std::thread::sleep(Duration::from_secs(1));
+    let mut scraper = Client::connect(server.addr());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !scraper
+        .request(get("/metrics"))
+        .text()
+        .lines()
+        .any(|line| line == "evloop_pool_busy_workers 1")
+    {
+        assert!(Instant::now() < deadline, "the decode never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let took = leave_and_time_next_job(server.addr(), uploader);
     assert!(
         took < Duration::from_millis(500),
