@@ -23,16 +23,15 @@ pub(crate) fn snr_hop(hop: usize) -> Option<usize> {
 /// (a clip of 0.1 to 0.34 s at a small hop has enough frames for its VAD, not for these: then
 /// its own frames give the SNR, as they always did).
 pub(crate) fn snr_level(
-    snr_bands: Option<&[BandEnergies]>,
+    snr_bands: &[BandEnergies],
     checkpoint: &mut Checkpoint<'_>,
 ) -> Result<Option<Level>, AudioError> {
-    match snr_bands {
-        Some(bands) if bands.len() >= noise::MIN_FRAMES => {
-            let floor = noise::noise_floor(bands, SNR_MIN_HOP, checkpoint)?;
-            Ok(Some(Level::of(bands, &floor, checkpoint)?))
-        }
-        _ => Ok(None),
+    if snr_bands.len() < noise::MIN_FRAMES {
+        return Ok(None);
     }
+    checkpoint.poll()?;
+    let floor = noise::noise_floor(snr_bands, SNR_MIN_HOP, checkpoint)?;
+    Ok(Some(Level::of(snr_bands, &floor, checkpoint)?))
 }
 
 /// What the frame analysis found; both reports start from it.
@@ -69,10 +68,7 @@ impl Frames {
             return Ok(Frames::TooShort);
         }
         let level = match snr_bands {
-            Some(snr_bands) => {
-                checkpoint.poll()?;
-                snr_level(Some(snr_bands), checkpoint)?
-            }
+            Some(snr_bands) => snr_level(snr_bands, checkpoint)?,
             None => None,
         };
         checkpoint.poll()?;

@@ -272,7 +272,10 @@ impl Estimate {
         let refresh = match self.refresh.take() {
             Some(refresh) if 2 * frames < 3 * refresh.frames => refresh,
             _ => {
-                let level = snr_level(snr_bands, checkpoint)?;
+                let level = match snr_bands {
+                    Some(snr_bands) => snr_level(snr_bands, checkpoint)?,
+                    None => None,
+                };
                 let noise = noise::noise_floor(bands, self.hop, checkpoint)?;
                 let analysis = noise::analyse_frames(
                     bands,
