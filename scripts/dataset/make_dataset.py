@@ -6,6 +6,8 @@
     python3 scripts/dataset/make_dataset.py --out DIR --long-seconds 0 # without the 413 clip
     python3 scripts/dataset/make_dataset.py --out /tmp/evhold --split holdout  # set aside
     python3 scripts/dataset/make_dataset.py --out /tmp/evpool --split pool     # 300 more
+    python3 scripts/dataset/make_dataset.py --out /tmp/evunseen --split unseen # unseen variants
+    python3 scripts/dataset/make_dataset.py --out /tmp/evlearn --split learn   # to learn from
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
 The output is deterministic: the same command writes byte-identical files (espeak-ng is
@@ -39,7 +41,13 @@ right moves its figure by a third of a point: 300 turn-taking clips (75 per k = 
 with short turns at odds of 3 in 10), each voice drawn from a pool of 60 random
 voice/variant/pitch/speed settings (none within 10 pitch steps of a setting of the same
 variant in any split), saying sentences and phrases of its own, in the noise conditions of
-the spk_* clips (file prefixes pool_ and poolshort_).
+the spk_* clips (file prefixes pool_ and poolshort_). "learn" is what the speaker count's
+projection is learned from (scripts/dataset/learn_projection.py), never measured on: 2000 clips
+made as the pool's, from 300 settings of its own (each at least 10 pitch steps from a setting
+of the same variant in every other split, 3 from each other), saying the tune split's
+sentences and phrases (file prefixes learn_ and learnshort_). "unseen" is set aside too: 300
+clips made as the pool's, saying the pool's sentences and phrases, in voices of 42 espeak-ng
+variants that no other split uses (file prefixes unseen_ and unseenshort_).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -219,6 +227,16 @@ POOL_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3
 POOL_VOICES = 60
 POOL_PITCH_APART = 10     # two settings of one variant differ by at least this much pitch (0-99)
 POOL_CLIPS = 300
+# The "learn" split: the same kind of clips, many more voices (see drawn_voices()).
+LEARN_VOICES = 300
+LEARN_PITCH_APART = 3     # among the learn split's own settings; POOL_PITCH_APART from the others'
+LEARN_CLIPS = 2000
+# The "unseen" split's voices are drawn from variants that no other split draws from.
+UNSEEN_VARIANTS = ("Alicia", "Andrea", "Denis", "Diogo", "Gene", "Henrique", "Hugo", "Jacky", "Lee", "Marco",
+                   "Mario", "Mike", "Nguyen", "anika", "antonio", "aunty", "belinda", "benjamin", "boris",
+                   "caleb", "david", "ed", "grandma", "grandpa", "gustave", "iven", "kaukovalta", "klatt5",
+                   "klatt6", "marcelo", "michel", "miguel", "norbert", "pablo", "pedro", "quincy", "rob",
+                   "sandro", "shelby", "travis", "victor", "zac")
 COLOURS = ("white", "pink", "brown")
 GRID_SNRS = (0, 5, 10, 20, 30)
 # speaker-clip replicates r0..r9: (noise colour or None, SNR dB)
@@ -232,8 +250,9 @@ BRIDGE_S = 0.2
 
 class Split:
     """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it),
-    "holdout" (set aside: only reported) or "pool" (set aside, speaker clips only: only
-    reported)."""
+    "holdout" (set aside: only reported), "pool" and "unseen" (set aside, speaker clips only:
+    only reported) or "learn" (speaker clips to learn the speaker projection from; never
+    measured on)."""
     name = "tune"
     grid_voices = GRID_VOICES
     speaker_pool = SPEAKER_POOL
@@ -246,6 +265,10 @@ class Split:
     def use(cls, name):
         if name == "pool":
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, POOL_SENTENCES, POOL_PHRASES, 9000
+        if name == "learn":
+            cls.name, cls.seed_base = name, 40000
+        if name == "unseen":
+            cls.name, cls.sentences, cls.phrases, cls.seed_base = name, POOL_SENTENCES, POOL_PHRASES, 60000
         if name == "holdout":
             cls.name, cls.grid_voices, cls.speaker_pool = name, HOLDOUT_GRID_VOICES, HOLDOUT_SPEAKER_POOL
             cls.sentences, cls.short, cls.phrases, cls.seed_base = (HOLDOUT_SENTENCES, HOLDOUT_SHORT,
@@ -555,30 +578,46 @@ def short_turn_clips(render):
 
 
 def pool_voices():
-    """The pool split's 60 voice settings: language, variant, pitch 15-94 and speed 140-180
-    drawn at random (seeded). A draw is skipped when a setting of any split (this one's
-    included) has the same variant at a pitch less than POOL_PITCH_APART away: the variant
-    sets the timbre, the language only the accent."""
-    rng = np.random.default_rng(Split.seed_base)
-    taken = SPEAKER_POOL + HOLDOUT_SPEAKER_POOL + list(GRID_VOICES.values()) + list(HOLDOUT_GRID_VOICES.values())
+    """The pool split's 60 voice settings (see drawn_voices())."""
+    return drawn_voices(9000, POOL_VOICES, [], POOL_PITCH_APART)
+
+
+def drawn_voices(seed, count, protected, apart, variants=POOL_VARIANTS):
+    """`count` voice settings: language, variant (one of `variants`), pitch 15-94 and speed
+    140-180 drawn at random (seeded). A draw is skipped when a setting of the tune or holdout split, or one of
+    `protected`, has the same variant at a pitch less than POOL_PITCH_APART away, or one drawn
+    before it here less than `apart`: the variant sets the timbre, the language only the
+    accent."""
+    rng = np.random.default_rng(seed)
+    taken = protected + SPEAKER_POOL + HOLDOUT_SPEAKER_POOL + list(GRID_VOICES.values()) + list(HOLDOUT_GRID_VOICES.values())
+    others = len(taken)
     variant = lambda v: v[0].split("+")[1]
     out = []
-    while len(out) < POOL_VOICES:
-        v = ("%s+%s" % (POOL_LANGUAGES[rng.integers(len(POOL_LANGUAGES))], POOL_VARIANTS[rng.integers(len(POOL_VARIANTS))]),
+    while len(out) < count:
+        v = ("%s+%s" % (POOL_LANGUAGES[rng.integers(len(POOL_LANGUAGES))], variants[rng.integers(len(variants))]),
              int(rng.integers(15, 95)), int(rng.integers(140, 181)))
-        if all(variant(t) != variant(v) or abs(t[1] - v[1]) >= POOL_PITCH_APART for t in taken):
+        if all(variant(t) != variant(v) or abs(t[1] - v[1]) >= (POOL_PITCH_APART if i < others else apart)
+               for i, t in enumerate(taken)):
             taken.append(v)
             out.append(v)
     return out
 
 
 def pool_clips(render):
-    """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices().
-    Each clip takes short turns at odds of 3 in 10 (one phrase each, pauses of 0.1-0.3 s), or
-    turns of a sentence (pauses of 0.2-0.7 s). Noise as in SPK_CONDITIONS, drawn per clip."""
+    """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices()
+    (the learn split: 2000, and the unseen split 300, with voices of their own). Each clip takes short turns at odds of 3 in 10
+    (one phrase each, pauses of 0.1-0.3 s), or turns of a sentence (pauses of 0.2-0.7 s). Noise
+    as in SPK_CONDITIONS, drawn per clip."""
     out = []
-    pool_v = pool_voices()
-    for i in range(POOL_CLIPS):
+    if Split.name == "learn":
+        pool_v = drawn_voices(Split.seed_base, LEARN_VOICES, pool_voices(), LEARN_PITCH_APART)
+        clips = LEARN_CLIPS
+    elif Split.name == "unseen":
+        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, UNSEEN_VARIANTS)
+        clips = POOL_CLIPS
+    else:
+        pool_v, clips = pool_voices(), POOL_CLIPS
+    for i in range(clips):
         seed = Split.seed_base + 1 + i
         rng = np.random.default_rng([seed, 1])
         k = 1 + i % 4
@@ -594,7 +633,7 @@ def pool_clips(render):
             parts.append((voices[t % k], si, t % k, pause))
         s, turns = build_speech(render, parts, float(round(rng.uniform(0.2, 0.5), 3)),
                                 float(round(rng.uniform(0.2, 0.5), 3)))
-        name = "%s_k%d_%03d_%s.wav" % ("poolshort" if short else "pool", k, i,
+        name = "%s%s_k%d_%03d_%s.wav" % (Split.name, "short" if short else "", k, i,
                                        "clean" if colour is None else "%s%02ddb" % (colour, snr))
         out.append(speech_clip(name, "speakers_short" if short else "speakers", s, turns, voices, colour, snr,
                                seed, {"text": [SENTENCES[p[1]] for p in parts], "short_turns": short}))
@@ -752,10 +791,14 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
-    ap.add_argument("--split", choices=("tune", "holdout", "pool"), default="tune",
+    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "learn"), default="tune",
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
                          "holdout: other voices, sentences and seeds, set aside to report on; "
-                         "pool: 300 speaker clips of 60 more voices, set aside to report on")
+                         "pool: 300 speaker clips of 60 more voices, set aside to report on; "
+                         "unseen: 300 speaker clips of 60 voices of variants no other split uses, "
+                         "set aside to report on; "
+                         "learn: 2000 speaker clips of 300 more voices, to learn the speaker "
+                         "projection from")
     ap.add_argument("--long-seconds", type=float, default=660.0,
                     help="duration of bad_too_long.wav in the full set (0 = skip; default 660)")
     args = ap.parse_args()
@@ -769,11 +812,11 @@ def main():
     Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
         render = Renderer(tmp)
-        if args.split == "pool":
+        if args.split in ("pool", "unseen", "learn"):
             clips = pool_clips(render)
         else:
             clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        if not args.fixtures and args.split != "pool":
+        if not args.fixtures and args.split not in ("pool", "unseen", "learn"):
             clips += short_turn_clips(render)
         if args.split == "tune":  # formats and corrupt files test decoding, not the voices
             clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
