@@ -24,8 +24,10 @@
 //! 4. **SNR and VAD** (`noise.rs`): global SNR = (P̄ − N)/N; a frame becomes speech when its
 //!    loudest speech band's SNR, mapped through a logistic, exceeds the threshold, and stays
 //!    speech a little below it; then a hangover, which in loud noise also widens each run;
-//! 5. **speakers** (`features.rs`, `speakers.rs`): MFCC and F0 every 10 ms, one embedding per
-//!    speech segment, Ward clustering weighted by each segment's seconds of speech.
+//! 5. **speakers** (`features.rs`, `speakers.rs`, `projection.rs`): MFCC and F0 every 10 ms,
+//!    one embedding per speech segment (MFCC statistics through a projection learned from
+//!    generated voices, and the pitch), consecutive pieces of one run joined, Ward clustering
+//!    weighted by each segment's seconds of speech.
 //!
 //! Clips too short for a histogram (fewer than 20 frames) get the WADA-SNR estimate (`wada.rs`,
 //! Kim & Stern 2008) instead, and no speech ratio or speaker count.
@@ -83,6 +85,7 @@ mod frames;
 mod json;
 mod noise;
 mod progressive;
+mod projection;
 mod resample;
 mod speakers;
 mod spectrum;
@@ -497,10 +500,12 @@ fn cluster(
     checkpoint.release(features.cepstra)?;
     checkpoint.release(features.f0)?;
     checkpoint.poll()?;
-    let speakers = speakers::count_speakers(&segments, checkpoint)?.min(MAX_SPEAKERS);
+    let pieces = segments.len();
+    let joined = speakers::join_runs(plan, segments, checkpoint)?;
+    let speakers = speakers::count_speakers(&joined, checkpoint)?.min(MAX_SPEAKERS);
     Ok(SpeakerReport {
         speakers: Some(speakers),
-        segments: segments.len(),
+        segments: pieces,
     })
 }
 
