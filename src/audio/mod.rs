@@ -229,7 +229,8 @@ pub struct SpeakerReport {
     /// Distinct voices, at most [`MAX_SPEAKERS`]; 0 when nothing is speech, `None` for a clip
     /// too short to analyse.
     pub speakers: Option<usize>,
-    /// Speech segments (≥ 0.25 s, split into pieces of ≤ 2 s) that were clustered.
+    /// Speech segments: the runs of speech of ≥ 0.25 s, cut into pieces of ≤ 1.5 s (counted
+    /// before consecutive pieces of one run are joined for the clustering).
     pub segments: usize,
 }
 
