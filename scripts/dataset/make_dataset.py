@@ -7,6 +7,7 @@
     python3 scripts/dataset/make_dataset.py --out /tmp/evhold --split holdout  # set aside
     python3 scripts/dataset/make_dataset.py --out /tmp/evpool --split pool     # 300 more
     python3 scripts/dataset/make_dataset.py --out /tmp/evunseen --split unseen # unseen variants
+    python3 scripts/dataset/make_dataset.py --out /tmp/evcheck --split check   # checked last
     python3 scripts/dataset/make_dataset.py --out /tmp/evlearn --split learn   # to learn from
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
@@ -47,7 +48,12 @@ made as the pool's, from 300 settings of its own (each at least 10 pitch steps f
 of the same variant in every other split, 3 from each other), saying the tune split's
 sentences and phrases (file prefixes learn_ and learnshort_). "unseen" is set aside too: 300
 clips made as the pool's, saying the pool's sentences and phrases, in voices of 42 espeak-ng
-variants that no other split uses (file prefixes unseen_ and unseenshort_).
+variants that no other split uses (file prefixes unseen_ and unseenshort_). "check" is the
+last split set aside: 300 clips made as the pool's, saying sentences and phrases no other split
+says, in 60 voices of the unseen split's variants (the projection has heard none of them; the
+learn split leaves no room for new settings of the others), each at least 10 pitch steps from
+every setting of the same variant in every other split (file prefixes check_ and
+checkshort_).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -184,6 +190,36 @@ POOL_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(POOL_SENTENCE_T
 SENTENCES += POOL_SENTENCE_TEXT
 POOL_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(POOL_PHRASE_TEXT)))
 SENTENCES += POOL_PHRASE_TEXT
+# Sentences and phrases of the "check" split, which no other split says.
+CHECK_SENTENCE_TEXT = [
+    "The postman whistled the same tune every single morning.",
+    "Could you turn the heating down a little?",
+    "A flock of geese flew low over the frozen lake.",
+    "The recipe calls for butter, but oil will do.",
+    "We missed the last train and had to walk home.",
+    "The old lighthouse has been turned into a small hotel.",
+    "Please write your name at the top of every page.",
+    "The market stalls were packed away before the rain came.",
+    "Grandma still sends a card on every birthday.",
+    "The football rolled under the parked van.",
+    "He forgot the tickets on the kitchen table.",
+    "Thunder rattled the windows all night long.",
+    "The new bridge opens to traffic next week.",
+    "Someone has eaten the last slice of cake.",
+    "The violin lessons start again in September.",
+    "Wait for the green light before you cross.",
+    "The hotel breakfast ends at ten sharp.",
+    "A fox ran across the lawn at midnight.",
+    "My phone battery died halfway through the call.",
+    "The soup needs a little more pepper.",
+]
+CHECK_PHRASE_TEXT = ["Absolutely.", "Not quite.", "I hope so.", "Up the stairs.", "Any moment.",
+                     "Very well.", "One sec.", "Great stuff.", "No worries.", "Me neither.",
+                     "Since when?", "Noted."]
+CHECK_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(CHECK_SENTENCE_TEXT)))
+SENTENCES += CHECK_SENTENCE_TEXT
+CHECK_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(CHECK_PHRASE_TEXT)))
+SENTENCES += CHECK_PHRASE_TEXT
 
 # ----------------------------------------------------------------------------- voices
 # name -> espeak-ng voice+variant, pitch (-p, 0-99), speed (-s, words per minute)
@@ -250,8 +286,8 @@ BRIDGE_S = 0.2
 
 class Split:
     """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it),
-    "holdout" (set aside: only reported), "pool" and "unseen" (set aside, speaker clips only:
-    only reported) or "learn" (speaker clips to learn the speaker projection from; never
+    "holdout" (set aside: only reported), "pool", "unseen" and "check" (set aside, speaker
+    clips only: only reported) or "learn" (speaker clips to learn the speaker projection from; never
     measured on)."""
     name = "tune"
     grid_voices = GRID_VOICES
@@ -269,6 +305,8 @@ class Split:
             cls.name, cls.seed_base = name, 40000
         if name == "unseen":
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, POOL_SENTENCES, POOL_PHRASES, 60000
+        if name == "check":
+            cls.name, cls.sentences, cls.phrases, cls.seed_base = name, CHECK_SENTENCES, CHECK_PHRASES, 70000
         if name == "holdout":
             cls.name, cls.grid_voices, cls.speaker_pool = name, HOLDOUT_GRID_VOICES, HOLDOUT_SPEAKER_POOL
             cls.sentences, cls.short, cls.phrases, cls.seed_base = (HOLDOUT_SENTENCES, HOLDOUT_SHORT,
@@ -582,6 +620,16 @@ def pool_voices():
     return drawn_voices(9000, POOL_VOICES, [], POOL_PITCH_APART)
 
 
+def learn_voices():
+    """The learn split's 300 voice settings."""
+    return drawn_voices(40000, LEARN_VOICES, pool_voices(), LEARN_PITCH_APART)
+
+
+def unseen_voices():
+    """The unseen split's 60 voice settings, of variants no other split draws from."""
+    return drawn_voices(60000, POOL_VOICES, [], POOL_PITCH_APART, UNSEEN_VARIANTS)
+
+
 def drawn_voices(seed, count, protected, apart, variants=POOL_VARIANTS):
     """`count` voice settings: language, variant (one of `variants`), pitch 15-94 and speed
     140-180 drawn at random (seeded). A draw is skipped when a setting of the tune or holdout split, or one of
@@ -605,15 +653,19 @@ def drawn_voices(seed, count, protected, apart, variants=POOL_VARIANTS):
 
 def pool_clips(render):
     """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices()
-    (the learn split: 2000, and the unseen split 300, with voices of their own). Each clip takes short turns at odds of 3 in 10
+    (the learn split: 2000, and the unseen and check splits 300, with voices of their own). Each clip takes short turns at odds of 3 in 10
     (one phrase each, pauses of 0.1-0.3 s), or turns of a sentence (pauses of 0.2-0.7 s). Noise
     as in SPK_CONDITIONS, drawn per clip."""
     out = []
     if Split.name == "learn":
-        pool_v = drawn_voices(Split.seed_base, LEARN_VOICES, pool_voices(), LEARN_PITCH_APART)
+        pool_v = learn_voices()
         clips = LEARN_CLIPS
     elif Split.name == "unseen":
-        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, UNSEEN_VARIANTS)
+        pool_v = unseen_voices()
+        clips = POOL_CLIPS
+    elif Split.name == "check":
+        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, unseen_voices(), POOL_PITCH_APART,
+                              UNSEEN_VARIANTS)
         clips = POOL_CLIPS
     else:
         pool_v, clips = pool_voices(), POOL_CLIPS
@@ -791,12 +843,14 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
-    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "learn"), default="tune",
+    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "learn"), default="tune",
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
                          "holdout: other voices, sentences and seeds, set aside to report on; "
                          "pool: 300 speaker clips of 60 more voices, set aside to report on; "
                          "unseen: 300 speaker clips of 60 voices of variants no other split uses, "
                          "set aside to report on; "
+                         "check: 300 speaker clips of 60 more voices of the unseen split's variants, "
+                         "in sentences no other split says, set aside to report on; "
                          "learn: 2000 speaker clips of 300 more voices, to learn the speaker "
                          "projection from")
     ap.add_argument("--long-seconds", type=float, default=660.0,
@@ -812,11 +866,11 @@ def main():
     Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
         render = Renderer(tmp)
-        if args.split in ("pool", "unseen", "learn"):
+        if args.split in ("pool", "unseen", "check", "learn"):
             clips = pool_clips(render)
         else:
             clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        if not args.fixtures and args.split not in ("pool", "unseen", "learn"):
+        if not args.fixtures and args.split not in ("pool", "unseen", "check", "learn"):
             clips += short_turn_clips(render)
         if args.split == "tune":  # formats and corrupt files test decoding, not the voices
             clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
