@@ -1,33 +1,44 @@
 #!/usr/bin/env python3
-"""Learn the speaker count's projection and write it to src/audio/projection.rs.
+"""Learn the speaker count's constants and write them to src/audio/projection.rs.
 
     python3 scripts/dataset/make_dataset.py --out /tmp/evlearn --split learn   # 2000 clips
     python3 scripts/dataset/learn_projection.py /tmp/evlearn                    # writes the file
 
-The speaker count embeds each speech segment as 38 numbers: the mean and the standard
-deviation of each of the MFCCs c1..c19 over the segment, after each coefficient is normalised
-over the clip's speech (src/audio/speakers.rs). Those 38 numbers move with what is said as
-much as with who says it. This script finds the directions in which they tell voices apart
-best: linear discriminant analysis (Fisher 1936; the generalised eigenproblem S_b v = l S_w v)
-over the segments of the learn split, whose 2000 clips have 300 voices of their own and whose
-labels say who speaks when.
+The speaker count embeds each speech segment as 342 numbers (src/audio/speakers.rs and
+sounds.rs), from its MFCCs c1..c19, each normalised over the clip's speech:
+
+- the mean and the standard deviation of each coefficient over the segment (38);
+- per class of speech sound k, the shift of the segment's frames of that class from the
+  class's mean: (F_k - N_k mu_k) / (N_k + RELEVANCE) / sigma_k * sqrt(w_k), with N_k the
+  frames' posterior mass of class k and F_k their posterior-weighted sum (16 x 19 = 304).
+
+Those numbers move with what is said as much as with who says it; the shifts, which compare a
+voice with the average voice sound by sound, move less. This script learns, from the learn
+split (2000 clips of 300 voices of its own, whose labels say who speaks when):
+
+1. the classes of speech sound: a Gaussian mixture of SOUNDS components with diagonal
+   covariances, fitted by EM to UBM_FRAMES normalised frames drawn at random from the
+   segments (a "universal background model", Reynolds, Quatieri and Dunn 2000);
+2. the directions in which the 342 numbers tell voices apart best: linear discriminant
+   analysis (Fisher 1936; the generalised eigenproblem S_b v = l S_w v) over the segments.
 
 - S_w, within a voice: per clip and voice, the spread of that voice's segments around their
   mean, each segment weighted by its seconds (as Ward's clustering weighs them), pooled over
-  every clip and divided by the segments less one per voice.
+  every clip and divided by the segments less one per voice: the spread of a one-second
+  segment.
 - S_b, between voices: per clip of two voices or more, the spread of the voices' means around
   the clip's mean, each weighted by its seconds, averaged over those clips.
 - S_w is shrunk 30 % of the way towards the identity times its mean variance (SHRINK), so
   that directions in which the learn split happens to vary little are not blown up.
 - The DIMS directions with the largest ratio l are kept, each scaled to unit variance under
-  the shrunk S_w and then by the root of S_w's mean variance (the mean of its diagonal). Under
-  S_w itself their variances are then 0.64-1.04 times that mean, and the total over the 20
-  directions is 45 % of the total over the 38 numbers: the merge cost is chosen anew for them.
+  the shrunk S_w: a projected value has a spread of about 1 within one voice over one second
+  of speech, which is the scale the merge cost in speakers.rs is set in.
 
 The segments are the labelled turns (trimmed speech, so no pauses), cut as the server cuts its
 speech runs: pieces of at most 1.5 s, none under 0.25 s. The MFCCs are computed here exactly as
 src/audio/features.rs computes them (the arithmetic of the Python reference), and normalised
-over the frames of those segments. Deterministic: the same clips give the same file.
+over the frames of those segments. Deterministic (seeded draws, fixed rounds of EM): the same
+clips give the same file, byte for byte, with the same numpy.
 """
 import argparse
 import json
@@ -40,12 +51,18 @@ import numpy as np
 
 DIMS = 20                 # directions kept
 SHRINK = 0.3              # share of S_w replaced by its mean variance times the identity
+SOUNDS = 16               # sound classes in the background model
+RELEVANCE = 4.0           # frames of a class for its shift to count half
+UBM_FRAMES = 200000       # frames the background model is fitted to
+ITERATIONS = 25           # rounds of EM
+VARIANCE_FLOOR = 0.01     # least variance of a class (the frames' own is 1)
 SEG_MIN_FRAMES = 25       # pieces under 0.25 s are not segments (speakers.rs SEG_MIN_S)
 SEG_MAX_S = 1.5           # runs are cut into pieces of at most this (speakers.rs SEG_MAX_S)
 FRAME_HOP = 160           # 10 ms feature frames ...
 PITCH_LEN = 640           # ... of 40 ms, the MFCC's 25 ms (400 samples) centred in them
 MFCC_OFFSET, MFCC_LEN, NFFT = 120, 400, 512
 CEPS = 19
+STATS = 2 * CEPS + SOUNDS * CEPS
 SR = 16000
 
 
@@ -105,10 +122,10 @@ def pieces_of(turns, frames):
     return out
 
 
-def scatter(clip_dir):
+def learn_clips(clip_dir):
+    """Per speaker clip of the learn split: its normalised MFCCs and its pieces."""
     labels = json.load(open(os.path.join(clip_dir, "labels.json")))["clips"]
-    sw, sb = np.zeros((2 * CEPS, 2 * CEPS)), np.zeros((2 * CEPS, 2 * CEPS))
-    dof, clips_between, segments = 0, 0, 0
+    out = []
     for name in sorted(labels):
         lab = labels[name]
         if lab.get("set") not in ("speakers", "speakers_short"):
@@ -120,8 +137,57 @@ def scatter(clip_dir):
         speech = np.zeros(len(c), bool)
         for a, b, _ in pieces:
             speech[a:b] = True
-        c = (c - c[speech].mean(0)) / (c[speech].std(0) + 1e-6)
-        emb = np.array([np.concatenate([c[a:b].mean(0), c[a:b].std(0)]) for a, b, _ in pieces])
+        out.append(((c - c[speech].mean(0)) / (c[speech].std(0) + 1e-6), speech, pieces))
+    if not out:
+        sys.exit("learn_projection.py: no speaker clips in %s" % clip_dir)
+    return out
+
+
+def log_posteriors(x, weights, means, variances):
+    """log P(sound k | frame) for each frame of x (rows) and each sound class k (columns)."""
+    ll = (-0.5 * (((x[:, None, :] - means[None]) ** 2) / variances[None]).sum(-1)
+          - 0.5 * np.log(variances).sum(-1)[None] + np.log(weights)[None])
+    top = ll.max(1, keepdims=True)
+    return ll - (top + np.log(np.exp(ll - top).sum(1, keepdims=True)))
+
+
+def background(clips):
+    """The classes of speech sound: a Gaussian mixture of SOUNDS components with diagonal
+    covariances over the normalised MFCCs, fitted by EM (ITERATIONS rounds) to UBM_FRAMES
+    frames drawn at random from the learn split's segments, started from SOUNDS of those
+    frames with the frames' own variance. Seeded: the same clips give the same model."""
+    frames = np.concatenate([c[speech] for c, speech, _ in clips])
+    x = frames[np.random.default_rng(1).choice(len(frames), UBM_FRAMES, replace=False)]
+    means = x[np.random.default_rng(0).choice(len(x), SOUNDS, replace=False)].copy()
+    variances = np.ones((SOUNDS, CEPS)) * x.var(0)
+    weights = np.ones(SOUNDS) / SOUNDS
+    for _ in range(ITERATIONS):
+        g = np.exp(log_posteriors(x, weights, means, variances))
+        n = g.sum(0) + 1e-9
+        means = (g.T @ x) / n[:, None]
+        variances = np.maximum((g.T @ (x * x)) / n[:, None] - means ** 2, VARIANCE_FLOOR)
+        weights = n / n.sum()
+    return weights, means, variances
+
+
+def statistics(c, ubm):
+    """A segment's STATS numbers, as speakers.rs computes them: the mean and the standard
+    deviation of each coefficient, then per sound class k the shift of the segment's frames of
+    that class from the class mean, (F_k - N_k mu_k) / (N_k + RELEVANCE) / sigma_k * sqrt(w_k),
+    with N_k the frames' posterior mass of class k and F_k their posterior-weighted sum."""
+    weights, means, variances = ubm
+    g = np.exp(log_posteriors(c, weights, means, variances))
+    n, f = g.sum(0), g.T @ c
+    shift = (f - n[:, None] * means) / (n + RELEVANCE)[:, None] / np.sqrt(variances)
+    shift *= np.sqrt(weights)[:, None]
+    return np.concatenate([c.mean(0), c.std(0), shift.ravel()])
+
+
+def scatter(clips, ubm):
+    sw, sb = np.zeros((STATS, STATS)), np.zeros((STATS, STATS))
+    dof, clips_between, segments = 0, 0, 0
+    for c, _, pieces in clips:
+        emb = np.array([statistics(c[a:b], ubm) for a, b, _ in pieces])
         sec = np.array([(b - a) / 100 for a, b, _ in pieces])
         who = np.array([s for _, _, s in pieces])
         centre = np.average(emb, axis=0, weights=sec)
@@ -136,7 +202,7 @@ def scatter(clip_dir):
         clips_between += len(set(who)) > 1
         segments += len(pieces)
     if dof <= 0 or clips_between == 0:
-        sys.exit("learn_projection.py: no speaker clips in %s" % clip_dir)
+        sys.exit("learn_projection.py: too few voices in the learn split")
     return sw / dof, sb / clips_between, segments
 
 
@@ -148,29 +214,41 @@ def projection(sw, sb):
     w_inv_sqrt = evecs @ np.diag(evals ** -0.5) @ evecs.T
     ratio, u = np.linalg.eigh(w_inv_sqrt @ sb @ w_inv_sqrt)
     order = np.argsort(ratio)[::-1][:DIMS]
-    v = w_inv_sqrt @ u[:, order] * math.sqrt(mean_var)
+    v = w_inv_sqrt @ u[:, order]
     # Each direction's sign fixed (largest entry positive) so that the file is deterministic.
     v *= np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(DIMS)])
     return v.T, ratio[order]
 
 
-def rust(p, ratio, segments):
-    rows = "\n".join(
-        "    [\n" + "".join("       " + "".join(" %r," % float(x) for x in row[i:i + 3]) + "\n"
-                           for i in range(0, len(row), 3)) + "    ],"
-        for row in p)
-    ratios = ", ".join("%.1f" % r for r in ratio)
-    ratio_lines, line = [], "//!"
-    for word in ratios.split(" "):
+def table(rows, indent):
+    """Rust array rows, four numbers a line, each exactly as numpy computed it."""
+    out = []
+    for row in rows:
+        lines = "".join(indent + "   " + "".join(" %r," % float(x) for x in row[i:i + 4]) + "\n"
+                        for i in range(0, len(row), 4))
+        out.append(indent + "[\n" + lines + indent + "],")
+    return "\n".join(out)
+
+
+def wrapped(text, prefix="//!"):
+    lines, line = [], prefix
+    for word in text.split(" "):
         if len(line) + 1 + len(word) > 100:
-            ratio_lines.append(line)
-            line = "//!"
+            lines.append(line)
+            line = prefix
         line += " " + word
-    ratio_lines.append(line)
-    return """//! The speaker count's projection: the 38 numbers of a segment's MFCC statistics (19 means,
-//! 19 standard deviations) onto the {dims} directions that tell voices apart best, learned by
-//! linear discriminant analysis from the dev set's `learn` split ({segments} labelled segments of
-//! 300 voices that no other split uses).
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def rust(p, ratio, segments, ubm):
+    weights, means, variances = ubm
+    return """//! The speaker count's learned constants: a model of the classes of speech sound (a Gaussian
+//! mixture of {sounds} components over the normalised MFCCs) and the projection of a segment's
+//! {stats} statistics (19 MFCC means, 19 standard deviations, and per sound class the shift of
+//! the segment's frames from the class mean, 19 each) onto the {dims} directions that tell voices
+//! apart best, learned by linear discriminant analysis. Both come from the dev set's `learn`
+//! split ({segments} labelled segments of 300 voices that no other split uses).
 //!
 //! Generated by `scripts/dataset/learn_projection.py` (which says how); do not edit. To
 //! regenerate:
@@ -184,15 +262,50 @@ def rust(p, ratio, segments):
 //! direction, largest first:
 {ratio_lines}
 
+use super::features::CEPS;
+
+/// Sound classes in the model.
+pub(crate) const SOUNDS: usize = {sounds};
+
+/// How many frames of a class a segment needs for its shift to count half: the shift of a
+/// class is its frames' mean offset times N / (N + RELEVANCE) for N frames' worth of it.
+pub(crate) const RELEVANCE: f64 = {relevance!r};
+
+/// Statistics per segment: the MFCC means and standard deviations, then a shift per class.
+pub(crate) const STATS: usize = 2 * CEPS + SOUNDS * CEPS;
+
 /// Directions kept.
 pub(crate) const PROJECTED: usize = {dims};
 
-/// Row `j` is direction `j`: projected value `j` = Σᵢ `PROJECTION[j][i]` · statistic `i`.
+/// Each class's share of the frames.
 #[rustfmt::skip]
-pub(crate) const PROJECTION: [[f64; 38]; PROJECTED] = [
+pub(crate) const SOUND_WEIGHTS: [f64; SOUNDS] = [
+{weights}
+];
+
+/// Each class's mean of the normalised c1..c19.
+#[rustfmt::skip]
+pub(crate) const SOUND_MEANS: [[f64; CEPS]; SOUNDS] = [
+{means}
+];
+
+/// Each class's variance of the normalised c1..c19.
+#[rustfmt::skip]
+pub(crate) const SOUND_VARIANCES: [[f64; CEPS]; SOUNDS] = [
+{variances}
+];
+
+/// Row `j` is direction `j`: projected value `j` = Σᵢ `PROJECTION[j][i]` · statistic `i`. Each
+/// direction has unit variance within one voice over a second of speech (under the learn
+/// split's within-voice scatter as the script shrinks it).
+#[rustfmt::skip]
+pub(crate) static PROJECTION: [[f64; STATS]; PROJECTED] = [
 {rows}
 ];
-""".format(dims=len(p), segments=segments, ratio_lines="\n".join(ratio_lines), rows=rows)
+""".format(sounds=SOUNDS, stats=STATS, dims=len(p), segments=segments, relevance=RELEVANCE,
+           ratio_lines=wrapped(", ".join("%.1f" % r for r in ratio)),
+           weights=table([weights], "")[2:-3].rstrip(),
+           means=table(means, "    "), variances=table(variances, "    "), rows=table(p, "    "))
 
 
 def main():
@@ -201,10 +314,12 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("--out", default=os.path.join(root, "src", "audio", "projection.rs"))
     args = ap.parse_args()
-    sw, sb, segments = scatter(args.clips)
+    clips = learn_clips(args.clips)
+    ubm = background(clips)
+    sw, sb, segments = scatter(clips, ubm)
     p, ratio = projection(sw, sb)
     with open(args.out, "w") as f:
-        f.write(rust(p, ratio, segments))
+        f.write(rust(p, ratio, segments, ubm))
     print("wrote %s: %d directions from %d segments; ratios %s" % (
         args.out, len(p), segments, " ".join("%.3f" % r for r in ratio)))
 

@@ -50,6 +50,9 @@ pub(crate) const KERNEL_NS: u64 = 150;
 pub(crate) const MFCC_NS: u64 = 2_300;
 /// Estimated cost of one feature frame's F0 (two 1024-point FFTs, peak search).
 pub(crate) const F0_NS: u64 = 3_800;
+/// Estimated cost of one feature frame's share among the sound classes and its sums (16
+/// classes of 19 coefficients, 16 `exp`).
+pub(crate) const SOUND_NS: u64 = 600;
 /// Estimated cost of one Euclidean distance between two 21-value embeddings (measured when
 /// they had 39 values: an overestimate now, so the clustering polls a little more often).
 pub(crate) const DISTANCE_NS: u64 = 30;

@@ -87,6 +87,7 @@ mod noise;
 mod progressive;
 mod projection;
 mod resample;
+mod sounds;
 mod speakers;
 mod spectrum;
 mod split;

@@ -81,7 +81,8 @@ use std::ops::Range;
 use super::checkpoint::{Checkpoint, COPY_NS, DISTANCE_NS, F0_NS, LINK_NS, MFCC_NS, STEP_NS};
 use super::features::{frame_count, Cepstrum, FrameFeatures, CEPS, FRAMES_PER_SECOND, FRAME_HOP};
 use super::noise::runs;
-use super::projection::{PROJECTED, PROJECTION};
+use super::projection::{PROJECTED, PROJECTION, STATS};
+use super::sounds::SoundModel;
 use super::{AudioError, SAMPLE_RATE};
 
 /// Speech runs shorter than this are not segments, seconds.
@@ -89,11 +90,11 @@ const SEG_MIN_S: f64 = 0.25;
 /// Longer runs are cut into equal pieces of at most this, seconds.
 const SEG_MAX_S: f64 = 1.5;
 /// Weight of log2(F0) (octaves) against the projected MFCC statistics.
-const F0_WEIGHT: f64 = 6.0;
+const F0_WEIGHT: f64 = 30.0;
 /// Fewest voiced frames for a segment's own median F0.
 const MIN_VOICED_FRAMES: usize = 5;
 /// Ward cost up to which clusters merge.
-const MERGE_COST: f64 = 4.5;
+const MERGE_COST: f64 = 120.0;
 /// Ward cost up to which a piece joins the piece before it in the same run, before the
 /// clustering: twice [`MERGE_COST`], since the two are one voice unless the voice changed
 /// without a pause (chosen on the tune split: 6 to 10 score alike there, 4.5 a clip less).
@@ -103,8 +104,9 @@ const MIN_SPEAKER_S: f64 = 0.8;
 /// Added to every standard deviation before dividing by it.
 const SD_FLOOR: f64 = 1e-6;
 
-/// MFCC statistics per segment: 19 means, 19 standard deviations.
-const STATS_LEN: usize = 2 * CEPS;
+/// The plain MFCC statistics at the head of a segment's [`STATS`]: 19 means, 19 standard
+/// deviations. The shifts per sound class follow.
+const MOMENTS: usize = 2 * CEPS;
 /// Numbers per embedding: the statistics projected onto [`PROJECTED`] directions, then the
 /// pitch.
 const EMBEDDING_LEN: usize = PROJECTED + 1;
@@ -296,6 +298,7 @@ pub(crate) fn embed(
 ) -> Result<Vec<Segment>, AudioError> {
     normalise(&mut features.cepstra, &plan.is_speech, checkpoint)?;
     let (cepstra, f0) = (&features.cepstra, &features.f0);
+    let sounds = SoundModel::new();
     let mut pitch: Vec<Option<f64>> = Vec::with_capacity(plan.pieces.len());
     let mut segments = Vec::with_capacity(plan.pieces.len());
     for piece in &plan.pieces {
@@ -307,13 +310,18 @@ pub(crate) fn embed(
         pitch.push((voiced.len() >= MIN_VOICED_FRAMES).then(|| median(&mut voiced).log2()));
         let rows = &cepstra[piece.clone()];
         let n = rows.len() as f64;
-        let mut stats = [0.0; STATS_LEN];
+        let mut stats = [0.0; STATS];
         for c in 0..CEPS {
             let mean = rows.iter().map(|r| r[c]).sum::<f64>() / n;
             let var = rows.iter().map(|r| (r[c] - mean).powi(2)).sum::<f64>() / n;
             stats[c] = mean;
             stats[CEPS + c] = var.sqrt();
         }
+        checkpoint.tick((rows.len() * MOMENTS) as u64 * LINK_NS)?;
+        let shifts = (&mut stats[MOMENTS..])
+            .try_into()
+            .expect("STATS is MOMENTS plus a shift per class and coefficient");
+        sounds.shifts(rows, shifts, checkpoint)?;
         let mut embedding = [0.0; EMBEDDING_LEN];
         for (value, direction) in embedding.iter_mut().zip(&PROJECTION) {
             *value = direction.iter().zip(&stats).map(|(d, s)| d * s).sum();
@@ -322,7 +330,7 @@ pub(crate) fn embed(
             embedding,
             seconds: piece.end as f64 / FRAMES_PER_SECOND - piece.start as f64 / FRAMES_PER_SECOND,
         });
-        checkpoint.tick((piece.len() * STATS_LEN + PROJECTED * STATS_LEN) as u64 * LINK_NS)?;
+        checkpoint.tick((PROJECTED * STATS) as u64 * LINK_NS)?;
     }
 
     // Segments without a pitch of their own take the median over those with one.
@@ -540,23 +548,30 @@ mod tests {
         }
     }
 
+    /// The tests place segments in units of √[`MERGE_COST`]: two segments of one second
+    /// each, `d` such units apart, cost ½·d²·[`MERGE_COST`] to merge, so they merge when
+    /// d ≤ √2.
+    fn units(d: f64) -> f64 {
+        d * MERGE_COST.sqrt()
+    }
+
     fn segment(at: f64, seconds: f64) -> Segment {
         let mut embedding = [0.0; EMBEDDING_LEN];
-        embedding[0] = at;
+        embedding[0] = units(at);
         Segment { embedding, seconds }
     }
 
-    /// Two tight groups far apart are two speakers; three segments a unit apart are one.
+    /// Two tight groups far apart are two speakers; three segments half a unit apart are one.
     #[test]
     fn clusters_by_distance() {
         let far = [
             segment(0.0, 1.0),
-            segment(0.5, 1.0),
-            segment(10.0, 1.0),
-            segment(10.4, 1.0),
+            segment(0.2, 1.0),
+            segment(5.0, 1.0),
+            segment(5.2, 1.0),
         ];
         assert_eq!(count(&far), 2);
-        let near = [segment(0.0, 1.0), segment(1.0, 1.0), segment(2.0, 1.0)];
+        let near = [segment(0.0, 1.0), segment(0.5, 1.0), segment(1.0, 1.0)];
         assert_eq!(count(&near), 1);
         assert_eq!(count(&[]), 0);
     }
@@ -569,15 +584,15 @@ mod tests {
         assert_eq!(count(&[segment(0.0, 0.3)]), 1);
     }
 
-    /// Ward's criterion weighs a difference by the speech behind it: two voices 2.5 apart are
-    /// one speaker on a second each (cost ½·6.25 = 3.1), two on four seconds each
-    /// (2·6.25 = 12.5), whether those seconds come as one segment or as four.
+    /// Ward's criterion weighs a difference by the speech behind it: two voices 1.2 units
+    /// apart are one speaker on a second each (cost ½·1.44 = 0.72 merge costs), two on four
+    /// seconds each (2·1.44 = 2.9), whether those seconds come as one segment or as four.
     #[test]
     fn more_speech_tells_voices_apart() {
-        assert_eq!(count(&[segment(0.0, 1.0), segment(2.5, 1.0)]), 1);
-        assert_eq!(count(&[segment(0.0, 4.0), segment(2.5, 4.0)]), 2);
+        assert_eq!(count(&[segment(0.0, 1.0), segment(1.2, 1.0)]), 1);
+        assert_eq!(count(&[segment(0.0, 4.0), segment(1.2, 4.0)]), 2);
         let pieces: Vec<Segment> = (0..8)
-            .map(|i| segment(if i % 2 == 0 { 0.0 } else { 2.5 }, 1.0))
+            .map(|i| segment(if i % 2 == 0 { 0.0 } else { 1.2 }, 1.0))
             .collect();
         assert_eq!(count(&pieces), 2);
     }
@@ -607,17 +622,20 @@ mod tests {
             &[0..150, 150..250, 400..500],
             vec![segment(0.0, 1.5), segment(1.0, 1.0), segment(0.4, 1.0)],
         );
-        let summary: Vec<(f64, f64)> = out.iter().map(|s| (s.embedding[0], s.seconds)).collect();
+        let summary: Vec<(f64, f64)> = out
+            .iter()
+            .map(|s| ((s.embedding[0] / units(1.0) * 1e9).round() / 1e9, s.seconds))
+            .collect();
         assert_eq!(summary, vec![(0.4, 2.5), (0.4, 1.0)]);
     }
 
-    /// Pieces of one run that differ by more than the join allows (cost 0.75·36 = 27 > 9) stay
-    /// apart: a change of voice without a pause is still counted.
+    /// Pieces of one run that differ by more than the join allows (cost 0.75·4 = 3 merge
+    /// costs, over 2) stay apart: a change of voice without a pause is still counted.
     #[test]
     fn a_change_of_voice_inside_a_run_is_kept_apart() {
         let out = joined(
             &[0..150, 150..300],
-            vec![segment(0.0, 1.5), segment(6.0, 1.5)],
+            vec![segment(0.0, 1.5), segment(2.0, 1.5)],
         );
         assert_eq!(out.len(), 2);
         assert_eq!(count(&out), 2);
@@ -625,14 +643,14 @@ mod tests {
 
     /// A voice heard in one run whose two halves sound different (the sounds differ) is one
     /// voice: alone, each half is too far from the other and from a second voice to merge with
-    /// either (costs 8.7, 7.4 and 7.4, over 4.5), so the pieces count three speakers; joined
-    /// (cost 8.7, under 9), the turn is 3 s at (1.8, 0), and two.
+    /// either (costs 1.92, 1.64 and 1.64 merge costs, over 1), so the pieces count three
+    /// speakers; joined (cost 1.92, under 2), the turn is 3 s at (0.85, 0), and two.
     #[test]
     fn a_run_is_one_voice() {
         let other = |at: f64| segment(at, 1.5);
         let half = |y: f64| {
-            let mut s = segment(1.8, 1.5);
-            s.embedding[1] = y;
+            let mut s = segment(0.85, 1.5);
+            s.embedding[1] = units(y);
             s
         };
         let pieces = [0..150, 200..350, 400..550, 600..750, 800..950, 950..1100];
@@ -642,20 +660,20 @@ mod tests {
                 other(0.0),
                 other(0.0),
                 other(0.0),
-                half(1.7),
-                half(-1.7),
+                half(0.8),
+                half(-0.8),
             ]
         };
         assert_eq!(count(&segments()), 3);
         assert_eq!(count(&joined(&pieces, segments())), 2);
     }
 
-    /// No chaining: segments a unit apart in a line 9 long are not one speaker because each
-    /// is close to the next (single linkage would merge them all); the line's two ends are
-    /// too far apart for one voice.
+    /// No chaining: segments half a unit apart in a line 4.5 long are not one speaker because
+    /// each is close to the next (single linkage would merge them all); the line's two ends
+    /// are too far apart for one voice.
     #[test]
     fn a_chain_splits() {
-        let chain: Vec<Segment> = (0..10).map(|i| segment(i as f64, 1.0)).collect();
+        let chain: Vec<Segment> = (0..10).map(|i| segment(0.5 * i as f64, 1.0)).collect();
         assert!(count(&chain) >= 2, "{}", count(&chain));
     }
 

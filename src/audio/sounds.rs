@@ -1,0 +1,170 @@
+//! How a segment's voice says each class of speech sound.
+//!
+//! A segment's MFCC means mix its voice with what it says: a second of speech holds a few
+//! vowels and consonants, and the means move with which ones. Comparing two segments sound by
+//! sound takes most of that out. A background model of speech sounds (`projection.rs`: a
+//! mixture of 16 Gaussians over the normalised c1..c19, learned once from 300 generated voices)
+//! shares each frame among the sound classes by how likely the class makes it (its posterior,
+//! γₖ, summing to 1 over the classes). A segment's *shift* for class k is then how far its
+//! frames of that class lie from the class's mean, per coefficient in units of the class's
+//! spread:
+//!
+//! shiftₖ = (Fₖ − Nₖ·μₖ) / (Nₖ + r) / σₖ · √wₖ, with Nₖ = Σ γₖ and Fₖ = Σ γₖ·x over the frames,
+//!
+//! which is the offset of the frames' mean from μₖ, shrunk towards 0 by Nₖ / (Nₖ + r) when the
+//! segment holds little of the class (r = 4 frames' worth), and weighted by the class's share
+//! of speech wₖ. This is the adaptation of a background model's means to a speaker (Reynolds,
+//! Quatieri and Dunn 2000), and the 16 × 19 shifts are the "GMM supervector" of classical
+//! speaker recognition (Campbell, Sturim and Reynolds 2006); the projection keeps 20 numbers of
+//! them and of the plain means and deviations.
+
+use super::checkpoint::{Checkpoint, SOUND_NS};
+use super::features::{Cepstrum, CEPS};
+use super::projection::{RELEVANCE, SOUNDS, SOUND_MEANS, SOUND_VARIANCES, SOUND_WEIGHTS};
+use super::AudioError;
+
+/// The background model, in the form the per-frame arithmetic wants.
+pub(crate) struct SoundModel {
+    /// Each class's mean.
+    means: [[f64; CEPS]; SOUNDS],
+    /// −½ / variance, per class and coefficient.
+    neg_half_precision: [[f64; CEPS]; SOUNDS],
+    /// ln wₖ − ½·Σ ln σ²: the log-likelihood of a frame at the class's mean, up to a constant
+    /// shared by every class.
+    log_peak: [f64; SOUNDS],
+    /// √wₖ / σ, per class and coefficient.
+    scale: [[f64; CEPS]; SOUNDS],
+}
+
+impl SoundModel {
+    pub(crate) fn new() -> SoundModel {
+        let mut model = SoundModel {
+            means: SOUND_MEANS,
+            neg_half_precision: [[0.0; CEPS]; SOUNDS],
+            log_peak: [0.0; SOUNDS],
+            scale: [[0.0; CEPS]; SOUNDS],
+        };
+        for k in 0..SOUNDS {
+            let variances = &SOUND_VARIANCES[k];
+            model.log_peak[k] =
+                SOUND_WEIGHTS[k].ln() - 0.5 * variances.iter().map(|v| v.ln()).sum::<f64>();
+            for (d, variance) in variances.iter().enumerate() {
+                model.neg_half_precision[k][d] = -0.5 / variance;
+                model.scale[k][d] = SOUND_WEIGHTS[k].sqrt() / variance.sqrt();
+            }
+        }
+        model
+    }
+
+    /// The shifts of the segment whose normalised MFCCs are `frames`, class after class, 19
+    /// each, into `shifts`.
+    pub(crate) fn shifts(
+        &self,
+        frames: &[Cepstrum],
+        shifts: &mut [f64; SOUNDS * CEPS],
+        checkpoint: &mut Checkpoint<'_>,
+    ) -> Result<(), AudioError> {
+        let mut mass = [0.0; SOUNDS];
+        let mut sums = [[0.0; CEPS]; SOUNDS];
+        let mut posterior = [0.0; SOUNDS];
+        for x in frames {
+            self.posteriors(x, &mut posterior);
+            for k in 0..SOUNDS {
+                mass[k] += posterior[k];
+                for (sum, v) in sums[k].iter_mut().zip(x) {
+                    *sum += posterior[k] * v;
+                }
+            }
+            checkpoint.tick(SOUND_NS)?;
+        }
+        for k in 0..SOUNDS {
+            let shrink = mass[k] + RELEVANCE;
+            for d in 0..CEPS {
+                shifts[k * CEPS + d] =
+                    (sums[k][d] - mass[k] * self.means[k][d]) / shrink * self.scale[k][d];
+            }
+        }
+        Ok(())
+    }
+
+    /// γₖ of frame `x` for every class k, into `posterior`: the classes' likelihoods
+    /// normalised to sum to 1, computed from their logarithms less the largest, so that no
+    /// frame, however far from every class, underflows to 0/0.
+    fn posteriors(&self, x: &Cepstrum, posterior: &mut [f64; SOUNDS]) {
+        for (k, log) in posterior.iter_mut().enumerate() {
+            let mut distance = 0.0;
+            for ((v, m), p) in x
+                .iter()
+                .zip(&self.means[k])
+                .zip(&self.neg_half_precision[k])
+            {
+                distance += (v - m) * (v - m) * p;
+            }
+            *log = self.log_peak[k] + distance;
+        }
+        let top = posterior.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut total = 0.0;
+        for p in posterior.iter_mut() {
+            *p = (*p - top).exp();
+            total += *p;
+        }
+        for p in posterior.iter_mut() {
+            *p /= total;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shifts(frames: &[Cepstrum]) -> [f64; SOUNDS * CEPS] {
+        let mut out = [f64::NAN; SOUNDS * CEPS];
+        match SoundModel::new().shifts(frames, &mut out, &mut Checkpoint::new(&|| false)) {
+            Ok(()) => out,
+            Err(e) => panic!("never cancelled, yet {e}"),
+        }
+    }
+
+    /// Every frame's posteriors are a distribution over the classes, even for a frame far
+    /// from all of them, and a frame at a class's mean belongs mostly to that class.
+    #[test]
+    fn posteriors_are_a_distribution() {
+        let model = SoundModel::new();
+        let mut posterior = [0.0; SOUNDS];
+        for x in [[0.0; CEPS], [1e3; CEPS], [-40.0; CEPS], SOUND_MEANS[3]] {
+            model.posteriors(&x, &mut posterior);
+            let total: f64 = posterior.iter().sum();
+            assert!((total - 1.0).abs() < 1e-12, "{total}");
+            assert!(posterior.iter().all(|p| p.is_finite() && *p >= 0.0));
+        }
+        model.posteriors(&SOUND_MEANS[3], &mut posterior);
+        let best = (0..SOUNDS).max_by(|&a, &b| posterior[a].total_cmp(&posterior[b]));
+        assert_eq!(best, Some(3), "{posterior:?}");
+    }
+
+    /// No frames, no shift. A segment whose frames all sit at a class's mean does not shift
+    /// that class, whatever share of them the class takes; one whose frames sit a little
+    /// higher in c1 shifts it that way, in c1 alone, and more the more frames there are (the
+    /// shrinking by N / (N + r) lets go).
+    #[test]
+    fn shifts_follow_the_voice() {
+        assert!(shifts(&[]).iter().all(|&s| s == 0.0));
+        for (k, mean) in SOUND_MEANS.iter().enumerate() {
+            let at = |frames: usize, raise: f64| {
+                let mut frame = *mean;
+                frame[0] += raise;
+                shifts(&vec![frame; frames])
+            };
+            let own = k * CEPS..(k + 1) * CEPS;
+            assert!(
+                at(20, 0.0)[own.clone()].iter().all(|&s| s.abs() < 1e-12),
+                "{k}"
+            );
+            let (few, many) = (at(20, 0.1), at(40, 0.1));
+            assert!(few[own.start] > 0.0, "{k}: {}", few[own.start]);
+            assert!(many[own.start] > few[own.start], "{k}");
+            assert!(few[own.start + 1..own.end].iter().all(|&s| s.abs() < 1e-12));
+        }
+    }
+}
