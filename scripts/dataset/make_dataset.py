@@ -48,9 +48,9 @@ made as the pool's, from 300 settings of its own (each at least 10 pitch steps f
 of the same variant in every other split, 3 from each other), saying the tune split's
 sentences and phrases (file prefixes learn_ and learnshort_). "unseen" is set aside too: 300
 clips made as the pool's, saying the pool's sentences and phrases, in voices of 42 espeak-ng
-variants that no other split uses (file prefixes unseen_ and unseenshort_). "check" is the
-last split set aside: 300 clips made as the pool's, saying sentences and phrases no other split
-says, in 60 voices of the unseen split's variants (the projection has heard none of them; the
+variants that no other split but check uses (file prefixes unseen_ and unseenshort_). "check"
+is the last split set aside: 300 clips made as the pool's, saying sentences and phrases no
+other split says, in 60 voices of the unseen split's variants (the projection has heard none of them; the
 learn split leaves no room for new settings of the others), each at least 10 pitch steps from
 every setting of the same variant in every other split (file prefixes check_ and
 checkshort_).
@@ -267,7 +267,7 @@ POOL_CLIPS = 300
 LEARN_VOICES = 300
 LEARN_PITCH_APART = 3     # among the learn split's own settings; POOL_PITCH_APART from the others'
 LEARN_CLIPS = 2000
-# The "unseen" split's voices are drawn from variants that no other split draws from.
+# The "unseen" split's voices are drawn from variants that no other split but "check" draws from.
 UNSEEN_VARIANTS = ("Alicia", "Andrea", "Denis", "Diogo", "Gene", "Henrique", "Hugo", "Jacky", "Lee", "Marco",
                    "Mario", "Mike", "Nguyen", "anika", "antonio", "aunty", "belinda", "benjamin", "boris",
                    "caleb", "david", "ed", "grandma", "grandpa", "gustave", "iven", "kaukovalta", "klatt5",
@@ -626,7 +626,7 @@ def learn_voices():
 
 
 def unseen_voices():
-    """The unseen split's 60 voice settings, of variants no other split draws from."""
+    """The unseen split's 60 voice settings, of variants only it and the check split draw from."""
     return drawn_voices(60000, POOL_VOICES, [], POOL_PITCH_APART, UNSEEN_VARIANTS)
 
 
@@ -847,7 +847,7 @@ def main():
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
                          "holdout: other voices, sentences and seeds, set aside to report on; "
                          "pool: 300 speaker clips of 60 more voices, set aside to report on; "
-                         "unseen: 300 speaker clips of 60 voices of variants no other split uses, "
+                         "unseen: 300 speaker clips of 60 voices of variants no other split but check uses, "
                          "set aside to report on; "
                          "check: 300 speaker clips of 60 more voices of the unseen split's variants, "
                          "in sentences no other split says, set aside to report on; "

@@ -22,16 +22,16 @@
 //! costs milliseconds), and freeing a large one makes the kernel unmap every page, so buffers
 //! of a megabyte or more are freed a step at a time ([`Checkpoint::release`]).
 //!
-//! `cargo bench --bench audio -- ratios` and `-- long` measure the CPU time spent between two
-//! polls (release build, a two-core virtual machine; `docs/AUDIO.md` has the tables). The
-//! longest gap of a run is 0.07–0.13 ms on a 10 s clip; on 600 s clips of speech and of 1000
-//! short blips, in every analysis and in `finish`, 0.10–0.20 ms in the median of five runs and
-//! at most 0.31 ms (0.84 ms once, while other work kept the machine busy); in the decode of the
-//! costliest 16 MiB uploads, 0.08–0.29 ms in the median run and at most 0.55 ms. In those long
-//! runs 99 % of the gaps are under 0.04–0.11 ms, and the longest fall in loops whose gaps
-//! average 0.02–0.06 ms: a slow page fault or an interrupt of the virtual machine, not a
-//! stretch of work left unpolled. What the caller does after the last poll is not counted:
-//! freeing a clip of 600 s at 16 kHz (77 MB), when the job ends, takes it 4–5 ms.
+//! `cargo bench --bench audio -- ratios` and `-- long` measure the CPU time spent between two polls
+//! (release build, a two-core virtual machine; `docs/AUDIO.md` has the tables). The longest gap of
+//! a run is 0.06–0.16 ms on a 10 s clip; on 600 s clips of speech and of 1000 short blips, in every
+//! analysis and in `finish`, 0.10–0.21 ms in the median of five runs and at most 0.37 ms (0.69 and
+//! 0.84 ms once each, while other work kept the machine busy); in the decode of the costliest 16
+//! MiB uploads, 0.08–0.29 ms in the median run and at most 0.55 ms. In those long runs 99 % of the
+//! gaps are under 0.04–0.11 ms, and the longest fall in loops whose gaps average 0.02–0.06 ms: a
+//! slow page fault or an interrupt of the virtual machine, not a stretch of work left unpolled.
+//! What the caller does after the last poll is not counted: freeing a clip of 600 s at 16 kHz (77
+//! MB), when the job ends, takes it 4–5 ms.
 
 use super::AudioError;
 
@@ -51,8 +51,8 @@ pub(crate) const MFCC_NS: u64 = 2_300;
 /// Estimated cost of one feature frame's F0 (two 1024-point FFTs, peak search).
 pub(crate) const F0_NS: u64 = 3_800;
 /// Estimated cost of one feature frame's share among the sound classes and its sums (16
-/// classes of 19 coefficients, 16 `exp`).
-pub(crate) const SOUND_NS: u64 = 600;
+/// classes of 19 coefficients, 16 `exp`): measured at 0.26 µs warm, 0.40 µs cold.
+pub(crate) const SOUND_NS: u64 = 400;
 /// Estimated cost of one Euclidean distance between two 21-value embeddings (measured when
 /// they had 39 values: an overestimate now, so the clustering polls a little more often).
 pub(crate) const DISTANCE_NS: u64 = 30;

@@ -89,7 +89,9 @@ impl SoundModel {
 
     /// γₖ of frame `x` for every class k, into `posterior`: the classes' likelihoods
     /// normalised to sum to 1, computed from their logarithms less the largest, so that no
-    /// frame, however far from every class, underflows to 0/0.
+    /// frame far from every class underflows to 0/0. (A normalised speech frame stays within
+    /// about √(speech frames) of 0, a few hundred at most; a frame so far out that every
+    /// logarithm is −∞, or one holding a NaN, is shared equally.)
     fn posteriors(&self, x: &Cepstrum, posterior: &mut [f64; SOUNDS]) {
         for (k, log) in posterior.iter_mut().enumerate() {
             let mut distance = 0.0;
@@ -103,6 +105,10 @@ impl SoundModel {
             *log = self.log_peak[k] + distance;
         }
         let top = posterior.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !top.is_finite() {
+            posterior.fill(1.0 / SOUNDS as f64);
+            return;
+        }
         let mut total = 0.0;
         for p in posterior.iter_mut() {
             *p = (*p - top).exp();
@@ -132,7 +138,14 @@ mod tests {
     fn posteriors_are_a_distribution() {
         let model = SoundModel::new();
         let mut posterior = [0.0; SOUNDS];
-        for x in [[0.0; CEPS], [1e3; CEPS], [-40.0; CEPS], SOUND_MEANS[3]] {
+        for x in [
+            [0.0; CEPS],
+            [1e3; CEPS],
+            [-40.0; CEPS],
+            SOUND_MEANS[3],
+            [1e160; CEPS],
+            [f64::NAN; CEPS],
+        ] {
             model.posteriors(&x, &mut posterior);
             let total: f64 = posterior.iter().sum();
             assert!((total - 1.0).abs() < 1e-12, "{total}");
@@ -141,6 +154,39 @@ mod tests {
         model.posteriors(&SOUND_MEANS[3], &mut posterior);
         let best = (0..SOUNDS).max_by(|&a, &b| posterior[a].total_cmp(&posterior[b]));
         assert_eq!(best, Some(3), "{posterior:?}");
+    }
+
+    /// The posteriors are those `learn_projection.py` computes with the committed model, for
+    /// the frame x[d] = 1.3·sin(1.1d) + 0.4 (its `log_posteriors`, exponentiated).
+    #[test]
+    fn posteriors_are_the_learners() {
+        let x: Cepstrum = std::array::from_fn(|d| 1.3 * (1.1 * d as f64).sin() + 0.4);
+        let expected = [
+            1.4860926591865524e-13,
+            1.2178564777577894e-07,
+            0.0011295544553916073,
+            1.4501401075690552e-05,
+            1.0179396987581801e-16,
+            2.5244973780696283e-11,
+            0.006627661126264259,
+            2.941526821380495e-05,
+            4.893146187465099e-22,
+            0.028439960327495552,
+            0.1284988163748667,
+            7.313860246696466e-08,
+            0.010070928593382544,
+            0.8251647799180558,
+            7.82966510283091e-06,
+            1.6357920506755312e-05,
+        ];
+        let mut posterior = [0.0; SOUNDS];
+        SoundModel::new().posteriors(&x, &mut posterior);
+        for (k, (got, want)) in posterior.iter().zip(expected).enumerate() {
+            assert!(
+                (got - want).abs() <= 1e-12 * want.max(1e-3),
+                "{k}: {got} for {want}"
+            );
+        }
     }
 
     /// No frames, no shift. A segment whose frames all sit at a class's mean does not shift
