@@ -57,13 +57,12 @@ impl SoundModel {
     }
 
     /// The shifts of the segment whose normalised MFCCs are `frames`, class after class, 19
-    /// each, into `shifts`.
+    /// each.
     pub(crate) fn shifts(
         &self,
         frames: &[Cepstrum],
-        shifts: &mut [f64; SOUNDS * CEPS],
         checkpoint: &mut Checkpoint<'_>,
-    ) -> Result<(), AudioError> {
+    ) -> Result<[f64; SOUNDS * CEPS], AudioError> {
         let mut mass = [0.0; SOUNDS];
         let mut sums = [[0.0; CEPS]; SOUNDS];
         let mut posterior = [0.0; SOUNDS];
@@ -77,6 +76,7 @@ impl SoundModel {
             }
             checkpoint.tick(SOUND_NS)?;
         }
+        let mut shifts = [0.0; SOUNDS * CEPS];
         for k in 0..SOUNDS {
             let shrink = mass[k] + RELEVANCE;
             for d in 0..CEPS {
@@ -84,7 +84,7 @@ impl SoundModel {
                     (sums[k][d] - mass[k] * self.means[k][d]) / shrink * self.scale[k][d];
             }
         }
-        Ok(())
+        Ok(shifts)
     }
 
     /// γₖ of frame `x` for every class k, into `posterior`: the classes' likelihoods
@@ -125,9 +125,8 @@ mod tests {
     use super::*;
 
     fn shifts(frames: &[Cepstrum]) -> [f64; SOUNDS * CEPS] {
-        let mut out = [f64::NAN; SOUNDS * CEPS];
-        match SoundModel::new().shifts(frames, &mut out, &mut Checkpoint::new(&|| false)) {
-            Ok(()) => out,
+        match SoundModel::new().shifts(frames, &mut Checkpoint::new(&|| false)) {
+            Ok(out) => out,
             Err(e) => panic!("never cancelled, yet {e}"),
         }
     }

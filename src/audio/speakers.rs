@@ -356,11 +356,7 @@ fn statistics(
         stats[CEPS + c] = var.sqrt();
     }
     checkpoint.tick((rows.len() * MOMENTS) as u64 * LINK_NS)?;
-    let (_, shifts) = stats.split_at_mut(MOMENTS);
-    let shifts = shifts
-        .try_into()
-        .expect("STATS is MOMENTS plus a shift per class and coefficient");
-    sounds.shifts(rows, shifts, checkpoint)?;
+    stats[MOMENTS..].copy_from_slice(&sounds.shifts(rows, checkpoint)?);
     Ok(stats)
 }
 
