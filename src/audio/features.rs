@@ -19,9 +19,24 @@
 //!
 //! Autocorrelation pitch (Rabiner, "On the use of autocorrelation analysis for pitch
 //! detection", IEEE Trans. ASSP 25(1), 1977): a 40 ms frame, mean removed, its autocorrelation
-//! r\[k\] by FFT (power spectrum, inverse FFT), the highest r\[k\] for lags 40…266 (400 down to
-//! 60 Hz). The frame is voiced when that peak, normalised by r\[0\] scaled to the overlap
-//! (640 − k)/640, exceeds 0.6; F0 = 16000/k.
+//! r\[k\] by FFT (power spectrum, inverse FFT), read per product: ρ(k) = r\[k\] / (r\[0\] ·
+//! (640 − k)/640), since r\[k\] sums only 640 − k products. The candidates are the peaks of ρ
+//! (a lag whose ρ is at least its left neighbour's and above its right one's) at lags 40…266
+//! (400 down to 60 Hz); of those within 5 % of the highest, the shortest lag is the period. The
+//! frame is voiced when its ρ exceeds 0.6; F0 = 16000/k. A voice above 400 Hz (its period
+//! under lag 40) has its first peak in the range at twice its period: when half the chosen lag,
+//! to within one, falls below lag 40 and is a peak as high, the frame is above the range and
+//! reads unvoiced rather than an octave low.
+//!
+//! Why not the highest raw r\[k\], as the Python reference takes: r\[k\] shrinks with the lag
+//! by (640 − k)/640 whatever the signal, so a low voice's period (lag 200 for 80 Hz: a third
+//! off) loses to any short lag nearly as periodic. A first formant with a narrow bandwidth is
+//! one: a voice of 80 Hz through a 400 Hz resonance read 400 Hz in every frame, and low voices
+//! in the dev set had pieces read at five times their pitch, enough to count them as two
+//! speakers. Per product, a period and its multiples score alike on a steady tone (ρ(2T) is
+//! about ρ(T)), hence the shortest lag within 5 % of the best: the period, not a multiple of
+//! it. Only peaks count, so that a ρ still falling at lag 40 (rumble, whose correlation decays
+//! slowly from lag 0) is not a candidate at all.
 //!
 //! The reference pads the 640 samples to 2048 points. 1024 is enough: circular wrap-around
 //! only reaches lags ≥ 1024 − 639 = 385, beyond every lag read here, so the values are the same
@@ -67,6 +82,8 @@ const MIN_LAG: usize = 40;
 const MAX_LAG: usize = 267;
 /// Normalised autocorrelation peak above which a frame is voiced.
 const VOICING_THRESHOLD: f64 = 0.6;
+/// A peak within this share of the highest is a candidate period: the shortest such wins.
+const PEAK_SHARE: f64 = 0.95;
 
 /// MFCCs c1 … c19 of one frame.
 pub(crate) type Cepstrum = [f64; CEPS];
@@ -215,22 +232,35 @@ impl FrameFeatures {
         {
             return 0.0;
         }
-        // realfft's inverse is unnormalised; numpy's irfft divides by the length (a power of
-        // two, so multiplying by its inverse is exact).
-        let r = |k: usize| s.autocorrelation[k] * (1.0 / PITCH_FFT as f64);
-        let (mut lag, mut peak) = (MIN_LAG, r(MIN_LAG));
-        for k in MIN_LAG + 1..MAX_LAG {
-            if r(k) > peak {
-                (lag, peak) = (k, r(k));
-            }
+        // The per-product correlation ρ(k) = r[k] / (r[0] · (640 − k)/640), up to one past
+        // the lags searched (realfft's inverse is unnormalised: the scale cancels, but for
+        // the floor that keeps a silent frame's 0/0 at 0).
+        let r0 = s.autocorrelation[0];
+        let mut rho = [0.0; MAX_LAG + 1];
+        for (k, (rho, r)) in rho.iter_mut().zip(&s.autocorrelation).enumerate() {
+            let products = (PITCH_LEN - k) as f64 / PITCH_LEN as f64;
+            *rho = r / (r0 * products + 1e-20);
         }
-        // r[k] sums only 640 − k products: compare with r[0] scaled the same way.
-        let normalised = peak / (r(0) * (PITCH_LEN - lag) as f64 / PITCH_LEN as f64 + 1e-20);
-        if normalised > VOICING_THRESHOLD {
-            f64::from(SAMPLE_RATE) / lag as f64
-        } else {
-            0.0
+        let is_peak = |k: usize| rho[k] >= rho[k - 1] && rho[k] > rho[k + 1];
+        let best = (MIN_LAG..MAX_LAG)
+            .filter(|&k| is_peak(k))
+            .map(|k| rho[k])
+            .fold(f64::NEG_INFINITY, f64::max);
+        if best <= VOICING_THRESHOLD {
+            return 0.0;
         }
+        let candidate = |k: usize| is_peak(k) && rho[k] >= PEAK_SHARE * best;
+        let Some(lag) = (MIN_LAG..MAX_LAG).find(|&k| candidate(k)) else {
+            return 0.0;
+        };
+        // A voice above 400 Hz has its period below the range, and its first peak inside the
+        // range at twice that: if half the lag, within one, is a peak as high, the pitch lies
+        // above the range (unvoiced here), not an octave below the voice.
+        let halves = (lag / 2).saturating_sub(1).max(2)..MIN_LAG.min(lag.div_ceil(2) + 2);
+        if rho[lag] <= VOICING_THRESHOLD || halves.into_iter().any(candidate) {
+            return 0.0;
+        }
+        f64::from(SAMPLE_RATE) / lag as f64
     }
 }
 
@@ -299,6 +329,73 @@ mod tests {
             .collect();
         let f0 = f.f0(&x, 3, &mut f.scratch());
         assert!((f0 - 16000.0 / 107.0).abs() < 1e-9, "{f0}");
+    }
+
+    /// Pure tones are read at their period (to a lag: 3.2 periods of 80 Hz read lag 201), not
+    /// a multiple of it (per product, a steady tone correlates as well at two periods as at
+    /// one); tones above the range are unvoiced, not read an octave or two low.
+    #[test]
+    fn tones_are_read_at_their_period() {
+        let f = features();
+        for hz in [80.0, 100.0, 150.0, 200.0, 390.0] {
+            let x: Vec<f64> = (0..2000)
+                .map(|n| (2.0 * std::f64::consts::PI * hz * n as f64 / 16000.0).sin())
+                .collect();
+            let f0 = f.f0(&x, 3, &mut f.scratch());
+            assert!(
+                (16000.0 / f0 - 16000.0 / hz).abs() < 1.001,
+                "{hz} Hz read {f0}"
+            );
+        }
+        for hz in [405.0, 420.0, 450.0, 600.0, 700.0] {
+            let x: Vec<f64> = (0..2000)
+                .map(|n| (2.0 * std::f64::consts::PI * hz * n as f64 / 16000.0).sin())
+                .collect();
+            assert_eq!(f.f0(&x, 3, &mut f.scratch()), 0.0, "{hz} Hz");
+        }
+    }
+
+    /// An 80 Hz pulse train through a narrow resonance at 400 Hz (a low voice saying a vowel
+    /// whose first formant is sharp) is voiced at 80 Hz in every frame, not at the formant: the
+    /// raw autocorrelation at lag 40 beats lag 200, which sums 27 % fewer products.
+    #[test]
+    fn a_low_voice_is_not_read_at_its_formant() {
+        let f = features();
+        let (r, theta) = (
+            (-std::f64::consts::PI * 40.0 / 16000.0).exp(),
+            2.0 * std::f64::consts::PI * 400.0 / 16000.0,
+        );
+        let mut x = vec![0.0; 4000];
+        for n in 0..x.len() {
+            let pulse = if n % 200 == 0 { 1.0 } else { 0.0 };
+            let y1 = if n >= 1 { x[n - 1] } else { 0.0 };
+            let y2 = if n >= 2 { x[n - 2] } else { 0.0 };
+            x[n] = pulse + 2.0 * r * theta.cos() * y1 - r * r * y2;
+        }
+        for t in 5..15 {
+            let f0 = f.f0(&x, t, &mut f.scratch());
+            assert_eq!(f0, 80.0, "frame {t}");
+        }
+    }
+
+    /// Brown noise (a random walk: correlated over many samples, but without a period) has no
+    /// pitch either.
+    #[test]
+    fn rumble_is_unvoiced() {
+        let f = features();
+        let white = crate::audio::synth::white_noise(4000, 5);
+        let mut level = 0.0;
+        let x: Vec<f64> = white
+            .iter()
+            .map(|w| {
+                level = 0.995 * level + w;
+                level
+            })
+            .collect();
+        let voiced = (0..15)
+            .filter(|&t| f.f0(&x, t, &mut f.scratch()) > 0.0)
+            .count();
+        assert_eq!(voiced, 0);
     }
 
     /// White noise has no pitch.
