@@ -7,7 +7,8 @@
     python3 scripts/dataset/make_dataset.py --out /tmp/evhold --split holdout  # set aside
     python3 scripts/dataset/make_dataset.py --out /tmp/evpool --split pool     # 300 more
     python3 scripts/dataset/make_dataset.py --out /tmp/evunseen --split unseen # unseen variants
-    python3 scripts/dataset/make_dataset.py --out /tmp/evcheck --split check   # checked last
+    python3 scripts/dataset/make_dataset.py --out /tmp/evcheck --split check   # checked once
+    python3 scripts/dataset/make_dataset.py --out /tmp/evblind --split blind   # checked once, later
     python3 scripts/dataset/make_dataset.py --out /tmp/evlearn --split learn   # to learn from
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
@@ -49,11 +50,17 @@ of the same variant in every other split, 3 from each other), saying the tune sp
 sentences and phrases (file prefixes learn_ and learnshort_). "unseen" is set aside too: 300
 clips made as the pool's, saying the pool's sentences and phrases, in voices of 42 espeak-ng
 variants that no other split but check uses (file prefixes unseen_ and unseenshort_). "check"
-is the last split set aside: 300 clips made as the pool's, saying sentences and phrases no
+is set aside too: 300 clips made as the pool's, saying sentences and phrases no
 other split says, in 60 voices of the unseen split's variants (the projection has heard none of them; the
 learn split leaves no room for new settings of the others), each at least 10 pitch steps from
 every setting of the same variant in every other split (file prefixes check_ and
-checkshort_).
+checkshort_). "blind" was made after check, for the next change of the speaker count, and
+measured once after it: 300 clips made as the pool's, saying sentences and phrases no other
+split says, in 60 voices of 30 espeak-ng variants of its own, whose pitch ranges and formants
+are drawn at random in ranges close to those of espeak-ng's male and female variants (of the
+variants no split used, most are whispering, robotic or effect voices or share their formants
+with one another split draws from; see blind_variants()) (file prefixes blind_ and
+blindshort_).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -91,6 +98,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -220,6 +228,37 @@ CHECK_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(CHECK_SENTENCE
 SENTENCES += CHECK_SENTENCE_TEXT
 CHECK_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(CHECK_PHRASE_TEXT)))
 SENTENCES += CHECK_PHRASE_TEXT
+# Sentences and phrases of the "blind" split, which no other split says.
+BLIND_SENTENCE_TEXT = [
+    "The baker opens his shop before the sun comes up.",
+    "Could you pass me the blue folder on the shelf?",
+    "Our neighbours painted their front door bright yellow.",
+    "The museum is closed on the first Monday of the month.",
+    "She keeps a spare key under the flower pot.",
+    "The river burst its banks after three days of rain.",
+    "Remember to water the tomatoes while I am away.",
+    "The children built a snowman with a carrot nose.",
+    "His flight was delayed by nearly four hours.",
+    "The library fines were doubled last spring.",
+    "A squirrel buried acorns all along the fence.",
+    "The orchestra tuned up while the hall filled.",
+    "We painted the garden shed a dark shade of green.",
+    "The lift is out of order, so take the stairs.",
+    "My brother collects old maps of the coast.",
+    "The tide goes out far enough to walk to the island.",
+    "The dinner guests arrived an hour early.",
+    "The kettle clicked off just as the phone rang.",
+    "Her bicycle had a flat tyre again this morning.",
+    "The farmer sold his apples at the Sunday market.",
+]
+BLIND_PHRASE_TEXT = ["Certainly.", "Hardly ever.", "I suppose so.", "Round the corner.", "Right away.",
+                     "All good.", "Just a tick.", "Well done.", "No matter.", "Likewise.",
+                     "Says who?", "Fair point."]
+BLIND_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(BLIND_SENTENCE_TEXT)))
+SENTENCES += BLIND_SENTENCE_TEXT
+BLIND_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(BLIND_PHRASE_TEXT)))
+SENTENCES += BLIND_PHRASE_TEXT
+assert len(set(SENTENCES)) == len(SENTENCES), "a sentence is said by two splits"
 
 # ----------------------------------------------------------------------------- voices
 # name -> espeak-ng voice+variant, pitch (-p, 0-99), speed (-s, words per minute)
@@ -273,6 +312,13 @@ UNSEEN_VARIANTS = ("Alicia", "Andrea", "Denis", "Diogo", "Gene", "Henrique", "Hu
                    "caleb", "david", "ed", "grandma", "grandpa", "gustave", "iven", "kaukovalta", "klatt5",
                    "klatt6", "marcelo", "michel", "miguel", "norbert", "pablo", "pedro", "quincy", "rob",
                    "sandro", "shelby", "travis", "victor", "zac")
+# The "blind" split's voices are variants of its own. Of espeak-ng's variants no split draws from,
+# most are whispering, robotic or effect voices or share their formants with one that is drawn
+# (RicishayMax with max, edward2 with edward, Gene2 with Gene, iven2-4 with iven, steph3 with steph),
+# so blind_variants() writes BLIND_VARIANT_COUNT new ones, their pitch range and formants drawn at
+# random (seeded) in ranges close to those of espeak-ng's male and female variants, into a copy of
+# espeak-ng's data.
+BLIND_VARIANT_COUNT = 30
 COLOURS = ("white", "pink", "brown")
 GRID_SNRS = (0, 5, 10, 20, 30)
 # speaker-clip replicates r0..r9: (noise colour or None, SNR dB)
@@ -286,7 +332,7 @@ BRIDGE_S = 0.2
 
 class Split:
     """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it),
-    "holdout" (set aside: only reported), "pool", "unseen" and "check" (set aside, speaker
+    "holdout" (set aside: only reported), "pool", "unseen", "check" and "blind" (set aside, speaker
     clips only: only reported) or "learn" (speaker clips to learn the speaker projection from; never
     measured on)."""
     name = "tune"
@@ -307,6 +353,8 @@ class Split:
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, POOL_SENTENCES, POOL_PHRASES, 60000
         if name == "check":
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, CHECK_SENTENCES, CHECK_PHRASES, 70000
+        if name == "blind":
+            cls.name, cls.sentences, cls.phrases, cls.seed_base = name, BLIND_SENTENCES, BLIND_PHRASES, 80000
         if name == "holdout":
             cls.name, cls.grid_voices, cls.speaker_pool = name, HOLDOUT_GRID_VOICES, HOLDOUT_SPEAKER_POOL
             cls.sentences, cls.short, cls.phrases, cls.seed_base = (HOLDOUT_SENTENCES, HOLDOUT_SHORT,
@@ -342,9 +390,10 @@ class Renderer:
     """espeak-ng -> sox (16 kHz mono float, 30 Hz high-pass) -> trimmed float64 array.
     Results are cached per (voice, pitch, speed, sentence)."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, espeak_path=None):
         self.tmp = tmp
         self.cache = {}
+        self.path = [] if espeak_path is None else ["--path=%s" % espeak_path]
 
     def __call__(self, voice, sentence_idx):
         key = (voice, sentence_idx)
@@ -352,7 +401,7 @@ class Renderer:
             return self.cache[key]
         v, p, s = voice
         raw = os.path.join(self.tmp, "u.wav")
-        run(["espeak-ng", "-v", v, "-p", str(p), "-s", str(s), "-w", raw, SENTENCES[sentence_idx]])
+        run(["espeak-ng"] + self.path + ["-v", v, "-p", str(p), "-s", str(s), "-w", raw, SENTENCES[sentence_idx]])
         pcm = run(["sox", "-R", "-D", raw, "-t", "raw", "-e", "floating-point", "-b", "32",
                    "-r", str(SR), "-c", "1", "-", "highpass", "30"])
         x = np.frombuffer(pcm, "<f4").astype(np.float64)
@@ -630,6 +679,59 @@ def unseen_voices():
     return drawn_voices(60000, POOL_VOICES, [], POOL_PITCH_APART, UNSEEN_VARIANTS)
 
 
+def blind_variants():
+    """The blind split's espeak-ng variant files, name -> text: BLIND_VARIANT_COUNT voices, half
+    male, half female, each with a pitch range (the men's lowest 70-95 Hz and highest 30-45 Hz
+    above it, the women's 130-160 Hz and 50-80 Hz above it), flutter 0-8, roughness 0-5 and nine
+    formant scalings in per cent of espeak-ng's defaults (frequency 90-110 for the men, 100-130
+    for the women's first six and 100-115 for the rest; height 75-105; bandwidth 90-120 for the
+    men, 120-160 for the women) drawn at random (seeded), in ranges close to those of
+    espeak-ng's own m1-m8 and f1-f5."""
+    rng = np.random.default_rng(80999)
+    out = {}
+    for i in range(BLIND_VARIANT_COUNT):
+        female = i % 2 == 1
+        low = int(rng.integers(130, 161)) if female else int(rng.integers(70, 96))
+        high = low + (int(rng.integers(50, 81)) if female else int(rng.integers(30, 46)))
+        lines = ["language variant", "name blind%02d" % (i + 1), "gender %s" % ("female" if female else "male"),
+                 "pitch %d %d" % (low, high), "flutter %d" % rng.integers(0, 9),
+                 "roughness %d" % rng.integers(0, 6)]
+        for f in range(9):
+            if female:
+                freq = int(rng.integers(100, 131)) if f <= 5 else int(rng.integers(100, 116))
+                width = int(rng.integers(120, 161))
+            else:
+                freq, width = int(rng.integers(90, 111)), int(rng.integers(90, 121))
+            lines.append("formant %d %d %d %d" % (f, freq, int(rng.integers(75, 106)), width))
+        out["blind%02d" % (i + 1)] = "\n".join(lines) + "\n"
+    return out
+
+
+def espeak_data_with(variants, tmp):
+    """A copy of espeak-ng's data directory under `tmp` with `variants` (name -> text) added;
+    returns the --path to give espeak-ng."""
+    version = run(["espeak-ng", "--version"]).decode()
+    source = version.split("Data at:")[1].strip()
+    root = os.path.join(tmp, "espeak")
+    shutil.copytree(source, os.path.join(root, "espeak-ng-data"))
+    for name, text in variants.items():
+        with open(os.path.join(root, "espeak-ng-data", "voices", "!v", name), "w") as f:
+            f.write(text)
+    # espeak-ng speaks in its default voice, without a word, when it cannot find a variant: make
+    # sure each of these changes the sound.
+    say = lambda voice: run(["espeak-ng", "--path=%s" % root, "-v", voice, "--stdout", "Hello there."])
+    default = say("en")
+    for name in variants:
+        if say("en+" + name) == default:
+            sys.exit("make_dataset.py: espeak-ng did not take the variant %s" % name)
+    return root
+
+
+def check_voices():
+    """The check split's 60 voice settings: more of the unseen split's variants."""
+    return drawn_voices(70000, POOL_VOICES, unseen_voices(), POOL_PITCH_APART, UNSEEN_VARIANTS)
+
+
 def drawn_voices(seed, count, protected, apart, variants=POOL_VARIANTS):
     """`count` voice settings: language, variant (one of `variants`), pitch 15-94 and speed
     140-180 drawn at random (seeded). A draw is skipped when a setting of the tune or holdout split, or one of
@@ -653,7 +755,8 @@ def drawn_voices(seed, count, protected, apart, variants=POOL_VARIANTS):
 
 def pool_clips(render):
     """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices()
-    (the learn split: 2000, and the unseen and check splits 300, with voices of their own). Each clip takes short turns at odds of 3 in 10
+    (the learn split: 2000, and the unseen, check and blind splits 300, with voices of their own). Each clip
+    takes short turns at odds of 3 in 10
     (one phrase each, pauses of 0.1-0.3 s), or turns of a sentence (pauses of 0.2-0.7 s). Noise
     as in SPK_CONDITIONS, drawn per clip."""
     out = []
@@ -664,8 +767,10 @@ def pool_clips(render):
         pool_v = unseen_voices()
         clips = POOL_CLIPS
     elif Split.name == "check":
-        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, unseen_voices(), POOL_PITCH_APART,
-                              UNSEEN_VARIANTS)
+        pool_v = check_voices()
+        clips = POOL_CLIPS
+    elif Split.name == "blind":
+        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(blind_variants()))
         clips = POOL_CLIPS
     else:
         pool_v, clips = pool_voices(), POOL_CLIPS
@@ -843,7 +948,7 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
-    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "learn"), default="tune",
+    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "blind", "learn"), default="tune",
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
                          "holdout: other voices, sentences and seeds, set aside to report on; "
                          "pool: 300 speaker clips of 60 more voices, set aside to report on; "
@@ -851,6 +956,8 @@ def main():
                          "set aside to report on; "
                          "check: 300 speaker clips of 60 more voices of the unseen split's variants, "
                          "in sentences no other split says, set aside to report on; "
+                         "blind: 300 speaker clips of 60 voices of 30 espeak-ng variants of its own, in "
+                         "sentences no other split says, set aside to report on; "
                          "learn: 2000 speaker clips of 300 more voices, to learn the speaker "
                          "projection from")
     ap.add_argument("--long-seconds", type=float, default=660.0,
@@ -865,12 +972,12 @@ def main():
         ap.error("--fixtures are made from the tune split")
     Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
-        render = Renderer(tmp)
-        if args.split in ("pool", "unseen", "check", "learn"):
+        render = Renderer(tmp, espeak_data_with(blind_variants(), tmp) if args.split == "blind" else None)
+        if args.split in ("pool", "unseen", "check", "blind", "learn"):
             clips = pool_clips(render)
         else:
             clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        if not args.fixtures and args.split not in ("pool", "unseen", "check", "learn"):
+        if not args.fixtures and args.split not in ("pool", "unseen", "check", "blind", "learn"):
             clips += short_turn_clips(render)
         if args.split == "tune":  # formats and corrupt files test decoding, not the voices
             clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
