@@ -9,6 +9,7 @@
     python3 scripts/dataset/make_dataset.py --out /tmp/evunseen --split unseen # unseen variants
     python3 scripts/dataset/make_dataset.py --out /tmp/evcheck --split check   # checked once
     python3 scripts/dataset/make_dataset.py --out /tmp/evblind --split blind   # checked once, later
+    python3 scripts/dataset/make_dataset.py --out /tmp/evsealed --split sealed # checked once, later still
     python3 scripts/dataset/make_dataset.py --out /tmp/evlearn --split learn   # to learn from
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
@@ -60,7 +61,9 @@ split says, in 60 voices of 30 espeak-ng variants of its own, whose pitch ranges
 are drawn at random in ranges close to those of espeak-ng's male and female variants (of the
 variants no split used, most are whispering, robotic or effect voices or share their formants
 with one another split draws from; see blind_variants()) (file prefixes blind_ and
-blindshort_).
+blindshort_). "sealed" was made after blind, for the change after it, and measured once: made
+as blind, from other seeds, saying sentences and phrases no other split says, in 60 voices of 30
+variants of its own drawn as blind's (file prefixes sealed_ and sealedshort_).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -258,6 +261,35 @@ BLIND_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(BLIND_SENTENCE
 SENTENCES += BLIND_SENTENCE_TEXT
 BLIND_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(BLIND_PHRASE_TEXT)))
 SENTENCES += BLIND_PHRASE_TEXT
+# Sentences and phrases of the "sealed" split, which no other split says.
+SEALED_SENTENCE_TEXT = [
+    "The postman whistled the same tune every morning.",
+    "Please leave your muddy boots by the back door.",
+    "The old clock in the hall gains a minute a day.",
+    "We watched the fishing boats come into the harbour.",
+    "The recipe calls for two cups of brown sugar.",
+    "A gust of wind blew the umbrella inside out.",
+    "The carpenter measured the window frame twice.",
+    "Their puppy chewed through the garden hose.",
+    "The evening train was packed with tired commuters.",
+    "I found a ten pound note in my winter coat.",
+    "The bridge will be closed for repairs next week.",
+    "She learned to juggle during the long holidays.",
+    "The soup needs a pinch more salt and pepper.",
+    "Thunder rolled across the valley all afternoon.",
+    "The candles flickered when the window opened.",
+    "Grandfather tells the same joke at every dinner.",
+    "The parcel was left with the neighbour across the road.",
+    "A heron stood perfectly still at the edge of the pond.",
+    "The choir practises in the church hall on Thursdays.",
+    "Someone left the gate open and the goats escaped.",
+]
+SEALED_PHRASE_TEXT = ["Not a chance.", "Good grief.", "Off you go.", "Hold that thought.", "By all means.", "Too right.",
+                      "Any moment now.", "Nearly there.", "Go ahead.", "Spot on.", "Who knows?", "Fancy that."]
+SEALED_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(SEALED_SENTENCE_TEXT)))
+SENTENCES += SEALED_SENTENCE_TEXT
+SEALED_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(SEALED_PHRASE_TEXT)))
+SENTENCES += SEALED_PHRASE_TEXT
 assert len(set(SENTENCES)) == len(SENTENCES), "a sentence is said by two splits"
 
 # ----------------------------------------------------------------------------- voices
@@ -332,8 +364,8 @@ BRIDGE_S = 0.2
 
 class Split:
     """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it),
-    "holdout" (set aside: only reported), "pool", "unseen", "check" and "blind" (set aside, speaker
-    clips only: only reported) or "learn" (speaker clips to learn the speaker projection from; never
+    "holdout" (set aside: only reported), "pool", "unseen", "check", "blind" and "sealed" (set
+    aside, speaker clips only: only reported) or "learn" (speaker clips to learn the speaker projection from; never
     measured on)."""
     name = "tune"
     grid_voices = GRID_VOICES
@@ -355,6 +387,8 @@ class Split:
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, CHECK_SENTENCES, CHECK_PHRASES, 70000
         if name == "blind":
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, BLIND_SENTENCES, BLIND_PHRASES, 80000
+        if name == "sealed":
+            cls.name, cls.sentences, cls.phrases, cls.seed_base = name, SEALED_SENTENCES, SEALED_PHRASES, 90000
         if name == "holdout":
             cls.name, cls.grid_voices, cls.speaker_pool = name, HOLDOUT_GRID_VOICES, HOLDOUT_SPEAKER_POOL
             cls.sentences, cls.short, cls.phrases, cls.seed_base = (HOLDOUT_SENTENCES, HOLDOUT_SHORT,
@@ -679,21 +713,22 @@ def unseen_voices():
     return drawn_voices(60000, POOL_VOICES, [], POOL_PITCH_APART, UNSEEN_VARIANTS)
 
 
-def blind_variants():
-    """The blind split's espeak-ng variant files, name -> text: BLIND_VARIANT_COUNT voices, half
+def blind_variants(prefix="blind", seed=80999):
+    """The blind split's espeak-ng variant files (with prefix "sealed" and seed 90999, the sealed
+    split's), name -> text: BLIND_VARIANT_COUNT voices, half
     male, half female, each with a pitch range (the men's lowest 70-95 Hz and highest 30-45 Hz
     above it, the women's 130-160 Hz and 50-80 Hz above it), flutter 0-8, roughness 0-5 and nine
     formant scalings in per cent of espeak-ng's defaults (frequency 90-110 for the men, 100-130
     for the women's first six and 100-115 for the rest; height 75-105; bandwidth 90-120 for the
     men, 120-160 for the women) drawn at random (seeded), in ranges close to those of
     espeak-ng's own m1-m8 and f1-f5."""
-    rng = np.random.default_rng(80999)
+    rng = np.random.default_rng(seed)
     out = {}
     for i in range(BLIND_VARIANT_COUNT):
         female = i % 2 == 1
         low = int(rng.integers(130, 161)) if female else int(rng.integers(70, 96))
         high = low + (int(rng.integers(50, 81)) if female else int(rng.integers(30, 46)))
-        lines = ["language variant", "name blind%02d" % (i + 1), "gender %s" % ("female" if female else "male"),
+        lines = ["language variant", "name %s%02d" % (prefix, i + 1), "gender %s" % ("female" if female else "male"),
                  "pitch %d %d" % (low, high), "flutter %d" % rng.integers(0, 9),
                  "roughness %d" % rng.integers(0, 6)]
         for f in range(9):
@@ -703,8 +738,13 @@ def blind_variants():
             else:
                 freq, width = int(rng.integers(90, 111)), int(rng.integers(90, 121))
             lines.append("formant %d %d %d %d" % (f, freq, int(rng.integers(75, 106)), width))
-        out["blind%02d" % (i + 1)] = "\n".join(lines) + "\n"
+        out["%s%02d" % (prefix, i + 1)] = "\n".join(lines) + "\n"
     return out
+
+
+def sealed_variants():
+    """The sealed split's espeak-ng variant files: drawn as the blind split's, from another seed."""
+    return blind_variants("sealed", 90999)
 
 
 def espeak_data_with(variants, tmp):
@@ -771,6 +811,9 @@ def pool_clips(render):
         clips = POOL_CLIPS
     elif Split.name == "blind":
         pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(blind_variants()))
+        clips = POOL_CLIPS
+    elif Split.name == "sealed":
+        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(sealed_variants()))
         clips = POOL_CLIPS
     else:
         pool_v, clips = pool_voices(), POOL_CLIPS
@@ -948,7 +991,7 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
-    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "blind", "learn"), default="tune",
+    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "blind", "sealed", "learn"), default="tune",
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
                          "holdout: other voices, sentences and seeds, set aside to report on; "
                          "pool: 300 speaker clips of 60 more voices, set aside to report on; "
@@ -958,6 +1001,7 @@ def main():
                          "in sentences no other split says, set aside to report on; "
                          "blind: 300 speaker clips of 60 voices of 30 espeak-ng variants of its own, in "
                          "sentences no other split says, set aside to report on; "
+                         "sealed: made as blind, from other seeds, variants and sentences; "
                          "learn: 2000 speaker clips of 300 more voices, to learn the speaker "
                          "projection from")
     ap.add_argument("--long-seconds", type=float, default=660.0,
@@ -972,12 +1016,13 @@ def main():
         ap.error("--fixtures are made from the tune split")
     Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
-        render = Renderer(tmp, espeak_data_with(blind_variants(), tmp) if args.split == "blind" else None)
-        if args.split in ("pool", "unseen", "check", "blind", "learn"):
+        variants = {"blind": blind_variants, "sealed": sealed_variants}.get(args.split)
+        render = Renderer(tmp, espeak_data_with(variants(), tmp) if variants else None)
+        if args.split in ("pool", "unseen", "check", "blind", "sealed", "learn"):
             clips = pool_clips(render)
         else:
             clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        if not args.fixtures and args.split not in ("pool", "unseen", "check", "blind", "learn"):
+        if not args.fixtures and args.split not in ("pool", "unseen", "check", "blind", "sealed", "learn"):
             clips += short_turn_clips(render)
         if args.split == "tune":  # formats and corrupt files test decoding, not the voices
             clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
