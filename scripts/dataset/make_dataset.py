@@ -795,7 +795,7 @@ def drawn_voices(seed, count, protected, apart, variants=POOL_VARIANTS):
 
 def pool_clips(render):
     """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices()
-    (the learn split: 2000, and the unseen, check and blind splits 300, with voices of their own). Each clip
+    (the learn split: 2000, and the unseen, check, blind and sealed splits 300, with voices of their own). Each clip
     takes short turns at odds of 3 in 10
     (one phrase each, pauses of 0.1-0.3 s), or turns of a sentence (pauses of 0.2-0.7 s). Noise
     as in SPK_CONDITIONS, drawn per clip."""

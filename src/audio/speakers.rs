@@ -85,9 +85,10 @@
 //! sixth split made for that choice and measured once afterwards (300 clips of voices of
 //! espeak-ng variants of its own, saying sentences no other split says), 90 % of the counts are
 //! exact on clips of one to four voices and 99 % within one (3 of 300 off by two, all with short
-//! turns; the previous version: 89 % and 98 %); on a seventh, made the same way later and
-//! measured once with nothing chosen on it, 87 % and 99 % (3 off by two, again short turns)
-//! (docs/AUDIO.md, "Accuracy, measured").
+//! turns; the previous version: 89 % and 98 %); on a seventh, made the same way later, which
+//! none of these constants were chosen on (it decided only that a change to them was not
+//! kept), 87 % and 99 % (3 off by two, again short turns) (docs/AUDIO.md, "Accuracy,
+//! measured").
 
 use std::cmp::Ordering;
 use std::ops::Range;
