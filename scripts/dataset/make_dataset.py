@@ -171,6 +171,15 @@ PHRASE_BASE = len(SENTENCES)
 SENTENCES += PHRASES + HOLDOUT_PHRASES
 TUNE_PHRASES = list(range(PHRASE_BASE, PHRASE_BASE + len(PHRASES)))
 HOLDOUT_PHRASE_IDX = list(range(PHRASE_BASE + len(PHRASES), len(SENTENCES)))
+
+
+def said(lines):
+    """Append `lines` to SENTENCES; their indices there."""
+    start = len(SENTENCES)
+    SENTENCES.extend(lines)
+    return list(range(start, len(SENTENCES)))
+
+
 # Sentences and phrases of the "pool" split (speaker counts on many random voices).
 POOL_SENTENCE_TEXT = [
     "The bus was late because of the roadworks on the hill.",
@@ -197,10 +206,8 @@ POOL_SENTENCE_TEXT = [
 POOL_PHRASE_TEXT = ["Of course not.", "Fair enough.", "I doubt it.", "Down the hall.", "Not yet.",
                     "Quite right.", "Hold on.", "Nice one.", "Thanks anyway.", "So do I.",
                     "Why me?", "Understood."]
-POOL_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(POOL_SENTENCE_TEXT)))
-SENTENCES += POOL_SENTENCE_TEXT
-POOL_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(POOL_PHRASE_TEXT)))
-SENTENCES += POOL_PHRASE_TEXT
+POOL_SENTENCES = said(POOL_SENTENCE_TEXT)
+POOL_PHRASES = said(POOL_PHRASE_TEXT)
 # Sentences and phrases of the "check" split, which no other split says.
 CHECK_SENTENCE_TEXT = [
     "The postman whistled the same tune every single morning.",
@@ -227,10 +234,8 @@ CHECK_SENTENCE_TEXT = [
 CHECK_PHRASE_TEXT = ["Absolutely.", "Not quite.", "I hope so.", "Up the stairs.", "Any moment.",
                      "Very well.", "One sec.", "Great stuff.", "No worries.", "Me neither.",
                      "Since when?", "Noted."]
-CHECK_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(CHECK_SENTENCE_TEXT)))
-SENTENCES += CHECK_SENTENCE_TEXT
-CHECK_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(CHECK_PHRASE_TEXT)))
-SENTENCES += CHECK_PHRASE_TEXT
+CHECK_SENTENCES = said(CHECK_SENTENCE_TEXT)
+CHECK_PHRASES = said(CHECK_PHRASE_TEXT)
 # Sentences and phrases of the "blind" split, which no other split says.
 BLIND_SENTENCE_TEXT = [
     "The baker opens his shop before the sun comes up.",
@@ -257,10 +262,8 @@ BLIND_SENTENCE_TEXT = [
 BLIND_PHRASE_TEXT = ["Certainly.", "Hardly ever.", "I suppose so.", "Round the corner.", "Right away.",
                      "All good.", "Just a tick.", "Well done.", "No matter.", "Likewise.",
                      "Says who?", "Fair point."]
-BLIND_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(BLIND_SENTENCE_TEXT)))
-SENTENCES += BLIND_SENTENCE_TEXT
-BLIND_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(BLIND_PHRASE_TEXT)))
-SENTENCES += BLIND_PHRASE_TEXT
+BLIND_SENTENCES = said(BLIND_SENTENCE_TEXT)
+BLIND_PHRASES = said(BLIND_PHRASE_TEXT)
 # Sentences and phrases of the "sealed" split, which no other split says.
 SEALED_SENTENCE_TEXT = [
     "The postman whistled the same tune every morning.",
@@ -286,10 +289,8 @@ SEALED_SENTENCE_TEXT = [
 ]
 SEALED_PHRASE_TEXT = ["Not a chance.", "Good grief.", "Off you go.", "Hold that thought.", "By all means.", "Too right.",
                       "Any moment now.", "Nearly there.", "Go ahead.", "Spot on.", "Who knows?", "Fancy that."]
-SEALED_SENTENCES = list(range(len(SENTENCES), len(SENTENCES) + len(SEALED_SENTENCE_TEXT)))
-SENTENCES += SEALED_SENTENCE_TEXT
-SEALED_PHRASES = list(range(len(SENTENCES), len(SENTENCES) + len(SEALED_PHRASE_TEXT)))
-SENTENCES += SEALED_PHRASE_TEXT
+SEALED_SENTENCES = said(SEALED_SENTENCE_TEXT)
+SEALED_PHRASES = said(SEALED_PHRASE_TEXT)
 assert len(set(SENTENCES)) == len(SENTENCES), "a sentence is said by two splits"
 
 # ----------------------------------------------------------------------------- voices
