@@ -421,22 +421,44 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw).stdout
 
 
+def espeak_voice(name):
+    """The -v argument that speaks the voice `name` ("language+variant"). espeak-ng (1.51)
+    drops a variant given after "en-gb" and speaks plain en-gb; "en" is the same British English
+    voice (the same bytes without a variant) and takes it. So an en-gb voice is spelled "en"."""
+    language, plus, variant = name.partition("+")
+    return "en" + plus + variant if language == "en-gb" else name
+
+
 class Renderer:
     """espeak-ng -> sox (16 kHz mono float, 30 Hz high-pass) -> trimmed float64 array.
-    Results are cached per (voice, pitch, speed, sentence)."""
+    Results are cached per (voice, pitch, speed, sentence). Before a voice first speaks, it is
+    checked to sound different from its language without the variant: espeak-ng falls back to
+    the language's own voice, without a word, when it does not take a variant."""
 
     def __init__(self, tmp, espeak_path=None):
         self.tmp = tmp
         self.cache = {}
+        self.checked = set()
         self.path = [] if espeak_path is None else ["--path=%s" % espeak_path]
+
+    def check(self, name):
+        if name in self.checked:
+            return
+        language, _, variant = name.partition("+")
+        say = lambda v: run(["espeak-ng"] + self.path + ["-v", v, "--stdout", "Hello there."])
+        if variant and say(espeak_voice(name)) == say(language):
+            sys.exit("make_dataset.py: espeak-ng speaks %s as plain %s: the variant is not taken" % (name, language))
+        self.checked.add(name)
 
     def __call__(self, voice, sentence_idx):
         key = (voice, sentence_idx)
         if key in self.cache:
             return self.cache[key]
         v, p, s = voice
+        self.check(v)
         raw = os.path.join(self.tmp, "u.wav")
-        run(["espeak-ng"] + self.path + ["-v", v, "-p", str(p), "-s", str(s), "-w", raw, SENTENCES[sentence_idx]])
+        run(["espeak-ng"] + self.path + ["-v", espeak_voice(v), "-p", str(p), "-s", str(s), "-w", raw,
+             SENTENCES[sentence_idx]])
         pcm = run(["sox", "-R", "-D", raw, "-t", "raw", "-e", "floating-point", "-b", "32",
                    "-r", str(SR), "-c", "1", "-", "highpass", "30"])
         x = np.frombuffer(pcm, "<f4").astype(np.float64)
