@@ -38,7 +38,7 @@
 //! First, each piece joins the piece before it when they are consecutive pieces of one run and
 //! joining them costs at most 220 ([`join_runs`]): a run is one voice unless the voice changed
 //! without a pause, and joined, its seconds count together. The cost test keeps only clear
-//! changes of voice inside a run apart: 52 of the 104 on the tune, holdout, pool, unseen and
+//! changes of voice inside a run apart: 50 of the 103 on the tune, holdout, pool, unseen and
 //! check splits.
 //!
 //! Then Ward's method (Ward 1963), each segment weighted by its seconds of speech: start with
@@ -82,13 +82,12 @@
 //! speech, disjoint voices; scripts/dataset/); the F0 weight (30) with the sound classes on
 //! four of its splits together, and the pitch's trust rule, the join cost (220) and the merge
 //! cost (110) on five (1012 clips: 90 % of their counts exact, all but two within one). On a
-//! sixth split made for that choice and measured once afterwards (300 clips of voices of
-//! espeak-ng variants of its own, saying sentences no other split says), 90 % of the counts are
-//! exact on clips of one to four voices and 99 % within one (3 of 300 off by two, all with short
-//! turns; the previous version: 89 % and 98 %); on a seventh, made the same way later, which
-//! none of these constants were chosen on (it decided only that a change to them was not
-//! kept), 87 % and 99 % (3 off by two, again short turns) (docs/AUDIO.md, "Accuracy,
-//! measured").
+//! sixth split made for that choice (300 clips of voices of espeak-ng variants of its own,
+//! saying sentences no other split says), 89 % of the counts are exact on clips of one to four
+//! voices and 99 % within one (4 of 300 off by two, all with short turns); on a seventh, made the
+//! same way later, which none of these constants were chosen on (it decided only that a change
+//! to them was not kept), 88 % and all but one within one (docs/AUDIO.md, "Accuracy,
+//! measured", on the data set as it is now made).
 
 use std::cmp::Ordering;
 use std::ops::Range;
@@ -470,7 +469,7 @@ fn statistics(
 /// turn of three seconds is then as hard to merge into another as its three seconds make it,
 /// where its two pieces of a second and a half could each go into another voice's cluster
 /// first. The cost test keeps a clear change of voice inside a run apart, not every one: on
-/// the tune, holdout, pool, unseen and check splits' speaker clips, 52 of the 104 piece
+/// the tune, holdout, pool, unseen and check splits' speaker clips, 50 of the 103 piece
 /// boundaries where the voice changes inside a run (the first step of classical diarisation systems, "linear
 /// clustering", is the same trade).
 pub(crate) fn join_runs(
