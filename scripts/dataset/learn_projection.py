@@ -38,7 +38,9 @@ The segments are the labelled turns (trimmed speech, so no pauses), cut as the s
 speech runs: pieces of at most 1.5 s, none under 0.25 s. The MFCCs are computed here exactly as
 src/audio/features.rs computes them (the arithmetic of the Python reference), and normalised
 over the frames of those segments. Deterministic (seeded draws, fixed rounds of EM): the same
-clips give the same file, byte for byte, with the same numpy.
+clips give the same file, byte for byte, with the same numpy and the same BLAS (numpy's
+linear algebra sums in the library's order: with OpenBLAS instead of the reference BLAS, the
+last digits of some constants differ, at about one part in 10^13).
 """
 import argparse
 import json

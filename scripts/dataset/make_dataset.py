@@ -432,8 +432,9 @@ def espeak_voice(name):
 class Renderer:
     """espeak-ng -> sox (16 kHz mono float, 30 Hz high-pass) -> trimmed float64 array.
     Results are cached per (voice, pitch, speed, sentence). Before a voice first speaks, it is
-    checked to sound different from its language without the variant: espeak-ng falls back to
-    the language's own voice, without a word, when it does not take a variant."""
+    checked to sound different from its language without the variant (espeak-ng falls back to
+    the language's own voice, without a word, when it does not take a variant), and, when
+    espeak_voice() spells its language another way, that the two sound the same."""
 
     def __init__(self, tmp, espeak_path=None):
         self.tmp = tmp
@@ -448,6 +449,10 @@ class Renderer:
         say = lambda v: run(["espeak-ng"] + self.path + ["-v", v, "--stdout", "Hello there."])
         if variant and say(espeak_voice(name)) == say(language):
             sys.exit("make_dataset.py: espeak-ng speaks %s as plain %s: the variant is not taken" % (name, language))
+        spoken = espeak_voice(language)
+        if spoken != language and say(spoken) != say(language):
+            sys.exit("make_dataset.py: espeak-ng's %s is no longer %s: %s cannot be spelled %s" % (
+                spoken, language, name, espeak_voice(name)))
         self.checked.add(name)
 
     def __call__(self, voice, sentence_idx):
