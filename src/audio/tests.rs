@@ -491,13 +491,7 @@ fn speech_ratio_holds_in_loud_noise() {
 #[test]
 fn false_alarms_in_noise_are_not_widened() {
     let a = analyzer();
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/audio/noise_only_white.wav");
-    let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let clip = match a.decode(&body, 600.0, &never) {
-        Ok(clip) => clip,
-        Err(e) => panic!("the fixture did not decode: {e}"),
-    };
+    let clip = fixture(&a, "noise_only_white.wav");
     let params = VadParams {
         hop: 256,
         threshold: 0.2,
@@ -515,16 +509,21 @@ fn false_alarms_in_noise_are_not_widened() {
     );
 }
 
-/// The median F0, in Hz, of the voiced frames of the committed fixture `name`.
-fn fixture_pitch(a: &Analyzer, name: &str) -> f64 {
+/// The committed fixture `name` (in `tests/fixtures/audio/`), decoded.
+fn fixture(a: &Analyzer, name: &str) -> Clip {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/audio")
         .join(name);
     let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let clip = match a.decode(&body, 600.0, &never) {
+    match a.decode(&body, 600.0, &never) {
         Ok(clip) => clip,
         Err(e) => panic!("{name} did not decode: {e}"),
-    };
+    }
+}
+
+/// The median F0, in Hz, of the voiced frames of the committed fixture `name`.
+fn fixture_pitch(a: &Analyzer, name: &str) -> f64 {
+    let clip = fixture(a, name);
     let mut scratch = a.features.scratch();
     let mut voiced: Vec<f64> = (0..features::frame_count(clip.samples.len()))
         .map(|t| a.features.f0(&clip.samples, t, &mut scratch))
