@@ -10,6 +10,7 @@
     python3 scripts/dataset/make_dataset.py --out /tmp/evcheck --split check   # checked once
     python3 scripts/dataset/make_dataset.py --out /tmp/evblind --split blind   # checked once, later
     python3 scripts/dataset/make_dataset.py --out /tmp/evsealed --split sealed # checked once, later still
+    python3 scripts/dataset/make_dataset.py --out /tmp/evvault --split vault   # checked once, last
     python3 scripts/dataset/make_dataset.py --out /tmp/evlearn --split learn   # to learn from
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
@@ -63,7 +64,9 @@ variants no split used, most are whispering, robotic or effect voices or share t
 with one another split draws from; see blind_variants()) (file prefixes blind_ and
 blindshort_). "sealed" was made after blind, for the change after it, and measured once: made
 as blind, from other seeds, saying sentences and phrases no other split says, in 60 voices of 30
-variants of its own drawn as blind's (file prefixes sealed_ and sealedshort_).
+variants of its own drawn as blind's (file prefixes sealed_ and sealedshort_). "vault" was made
+after sealed, for the change after that, and measured once: made as sealed, from seeds, variants,
+sentences and phrases of its own (file prefixes vault_ and vaultshort_).
 
 Speech: espeak-ng renders each sentence (22.05 kHz); sox converts it to 16 kHz mono 32-bit
 float with a 30 Hz high-pass (espeak output carries DC); numpy trims everything quieter than
@@ -291,6 +294,33 @@ SEALED_PHRASE_TEXT = ["Not a chance.", "Good grief.", "Off you go.", "Hold that 
                       "Any moment now.", "Nearly there.", "Go ahead.", "Spot on.", "Who knows?", "Fancy that."]
 SEALED_SENTENCES = said(SEALED_SENTENCE_TEXT)
 SEALED_PHRASES = said(SEALED_PHRASE_TEXT)
+# Sentences and phrases of the "vault" split, which no other split says.
+VAULT_SENTENCE_TEXT = [
+    "The lighthouse keeper painted the railings white.",
+    "Our neighbours are building a shed at the bottom of the garden.",
+    "The library fines were waived for the summer.",
+    "He dropped the keys down a drain outside the bank.",
+    "The conductor waited for the late audience to find their seats.",
+    "A fox crossed the lane just ahead of our headlights.",
+    "The bakery sells out of bread before nine o'clock.",
+    "Mother keeps the spare buttons in an old biscuit tin.",
+    "The plumber could not come until the following Tuesday.",
+    "Snow had drifted against the door during the night.",
+    "The museum opened a new room for the dinosaur bones.",
+    "Two swans glided slowly under the stone bridge.",
+    "The printer jammed halfway through the report.",
+    "We shared a pot of tea in the station waiting room.",
+    "The hikers reached the summit just before the fog rolled in.",
+    "Her handwriting was too small to read without glasses.",
+    "The ferry was cancelled because of the strong wind.",
+    "A robin built its nest in the old watering can.",
+    "The students painted a mural on the playground wall.",
+    "The radio played old songs late into the evening.",
+]
+VAULT_PHRASE_TEXT = ["Mind the step.", "Quite so.", "Back in a minute.", "Give it time.", "Over here.", "Steady on.",
+                     "Hang about.", "Suits me.", "Cheers.", "More or less.", "How odd.", "Point taken."]
+VAULT_SENTENCES = said(VAULT_SENTENCE_TEXT)
+VAULT_PHRASES = said(VAULT_PHRASE_TEXT)
 assert len(set(SENTENCES)) == len(SENTENCES), "a sentence is said by two splits"
 
 # ----------------------------------------------------------------------------- voices
@@ -365,8 +395,8 @@ BRIDGE_S = 0.2
 
 class Split:
     """Which voices, sentences and seeds a split uses: "tune" (the constants are chosen on it),
-    "holdout" (set aside: only reported), "pool", "unseen", "check", "blind" and "sealed" (set
-    aside, speaker clips only: only reported) or "learn" (speaker clips to learn the speaker projection from; never
+    "holdout" (set aside: only reported), "pool", "unseen", "check", "blind", "sealed" and "vault"
+    (set aside, speaker clips only: only reported) or "learn" (speaker clips to learn the speaker projection from; never
     measured on)."""
     name = "tune"
     grid_voices = GRID_VOICES
@@ -390,6 +420,8 @@ class Split:
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, BLIND_SENTENCES, BLIND_PHRASES, 80000
         if name == "sealed":
             cls.name, cls.sentences, cls.phrases, cls.seed_base = name, SEALED_SENTENCES, SEALED_PHRASES, 90000
+        if name == "vault":
+            cls.name, cls.sentences, cls.phrases, cls.seed_base = name, VAULT_SENTENCES, VAULT_PHRASES, 100000
         if name == "holdout":
             cls.name, cls.grid_voices, cls.speaker_pool = name, HOLDOUT_GRID_VOICES, HOLDOUT_SPEAKER_POOL
             cls.sentences, cls.short, cls.phrases, cls.seed_base = (HOLDOUT_SENTENCES, HOLDOUT_SHORT,
@@ -749,7 +781,7 @@ def unseen_voices():
 
 def blind_variants(prefix="blind", seed=80999):
     """The blind split's espeak-ng variant files (with prefix "sealed" and seed 90999, the sealed
-    split's), name -> text: BLIND_VARIANT_COUNT voices, half
+    split's; with "vault" and 100999, the vault split's), name -> text: BLIND_VARIANT_COUNT voices, half
     male, half female, each with a pitch range (the men's lowest 70-95 Hz and highest 30-45 Hz
     above it, the women's 130-160 Hz and 50-80 Hz above it), flutter 0-8, roughness 0-5 and nine
     formant scalings in per cent of espeak-ng's defaults (frequency 90-110 for the men, 100-130
@@ -779,6 +811,11 @@ def blind_variants(prefix="blind", seed=80999):
 def sealed_variants():
     """The sealed split's espeak-ng variant files: drawn as the blind split's, from another seed."""
     return blind_variants("sealed", 90999)
+
+
+def vault_variants():
+    """The vault split's espeak-ng variant files: drawn as the blind split's, from another seed."""
+    return blind_variants("vault", 100999)
 
 
 def espeak_data_with(variants, tmp):
@@ -823,7 +860,7 @@ def drawn_voices(seed, count, protected, apart, variants=POOL_VARIANTS):
 
 def pool_clips(render):
     """The pool split: 300 turn-taking clips, k = 1..4 in turn, voices drawn from pool_voices()
-    (the learn split: 2000, and the unseen, check, blind and sealed splits 300, with voices of their own). Each clip
+    (the learn split: 2000, and the unseen, check, blind, sealed and vault splits 300, with voices of their own). Each clip
     takes short turns at odds of 3 in 10
     (one phrase each, pauses of 0.1-0.3 s), or turns of a sentence (pauses of 0.2-0.7 s). Noise
     as in SPK_CONDITIONS, drawn per clip."""
@@ -842,6 +879,9 @@ def pool_clips(render):
         clips = POOL_CLIPS
     elif Split.name == "sealed":
         pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(sealed_variants()))
+        clips = POOL_CLIPS
+    elif Split.name == "vault":
+        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(vault_variants()))
         clips = POOL_CLIPS
     else:
         pool_v, clips = pool_voices(), POOL_CLIPS
@@ -1019,7 +1059,7 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
-    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "blind", "sealed", "learn"), default="tune",
+    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "blind", "sealed", "vault", "learn"), default="tune",
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
                          "holdout: other voices, sentences and seeds, set aside to report on; "
                          "pool: 300 speaker clips of 60 more voices, set aside to report on; "
@@ -1030,6 +1070,7 @@ def main():
                          "blind: 300 speaker clips of 60 voices of 30 espeak-ng variants of its own, in "
                          "sentences no other split says, set aside to report on; "
                          "sealed: made as blind, from other seeds, variants and sentences; "
+                         "vault: made as sealed, from seeds, variants and sentences of its own; "
                          "learn: 2000 speaker clips of 300 more voices, to learn the speaker "
                          "projection from")
     ap.add_argument("--long-seconds", type=float, default=660.0,
@@ -1044,13 +1085,13 @@ def main():
         ap.error("--fixtures are made from the tune split")
     Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {"blind": blind_variants, "sealed": sealed_variants}.get(args.split)
+        variants = {"blind": blind_variants, "sealed": sealed_variants, "vault": vault_variants}.get(args.split)
         render = Renderer(tmp, espeak_data_with(variants(), tmp) if variants else None)
-        if args.split in ("pool", "unseen", "check", "blind", "sealed", "learn"):
+        if args.split in ("pool", "unseen", "check", "blind", "sealed", "vault", "learn"):
             clips = pool_clips(render)
         else:
             clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        if not args.fixtures and args.split not in ("pool", "unseen", "check", "blind", "sealed", "learn"):
+        if not args.fixtures and args.split not in ("pool", "unseen", "check", "blind", "sealed", "vault", "learn"):
             clips += short_turn_clips(render)
         if args.split == "tune":  # formats and corrupt files test decoding, not the voices
             clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)
