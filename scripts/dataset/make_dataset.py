@@ -10,7 +10,7 @@
     python3 scripts/dataset/make_dataset.py --out /tmp/evcheck --split check   # checked once
     python3 scripts/dataset/make_dataset.py --out /tmp/evblind --split blind   # checked once, later
     python3 scripts/dataset/make_dataset.py --out /tmp/evsealed --split sealed # checked once, later still
-    python3 scripts/dataset/make_dataset.py --out /tmp/evvault --split vault   # checked once, last
+    python3 scripts/dataset/make_dataset.py --out /tmp/evvault --split vault   # checked once, after sealed
     python3 scripts/dataset/make_dataset.py --out /tmp/evlearn --split learn   # to learn from
 
 Needs python3 + numpy, espeak-ng and sox (Debian: apt-get install -y espeak-ng sox).
