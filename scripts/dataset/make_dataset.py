@@ -780,8 +780,8 @@ def unseen_voices():
 
 
 def blind_variants(prefix="blind", seed=80999):
-    """The blind split's espeak-ng variant files (with prefix "sealed" and seed 90999, the sealed
-    split's; with "vault" and 100999, the vault split's), name -> text: BLIND_VARIANT_COUNT voices, half
+    """The blind split's espeak-ng variant files (with another split's name and seed, that split's:
+    split_variants()), name -> text: BLIND_VARIANT_COUNT voices, half
     male, half female, each with a pitch range (the men's lowest 70-95 Hz and highest 30-45 Hz
     above it, the women's 130-160 Hz and 50-80 Hz above it), flutter 0-8, roughness 0-5 and nine
     formant scalings in per cent of espeak-ng's defaults (frequency 90-110 for the men, 100-130
@@ -808,14 +808,14 @@ def blind_variants(prefix="blind", seed=80999):
     return out
 
 
-def sealed_variants():
-    """The sealed split's espeak-ng variant files: drawn as the blind split's, from another seed."""
-    return blind_variants("sealed", 90999)
+# The splits whose voices are of espeak-ng variants of their own, and the seed each draws them from.
+VARIANT_SEEDS = {"blind": 80999, "sealed": 90999, "vault": 100999}
 
 
-def vault_variants():
-    """The vault split's espeak-ng variant files: drawn as the blind split's, from another seed."""
-    return blind_variants("vault", 100999)
+def split_variants(name):
+    """The espeak-ng variant files of split `name` (one of VARIANT_SEEDS), named after it: drawn as
+    the blind split's, from its own seed."""
+    return blind_variants(name, VARIANT_SEEDS[name])
 
 
 def espeak_data_with(variants, tmp):
@@ -874,14 +874,8 @@ def pool_clips(render):
     elif Split.name == "check":
         pool_v = check_voices()
         clips = POOL_CLIPS
-    elif Split.name == "blind":
-        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(blind_variants()))
-        clips = POOL_CLIPS
-    elif Split.name == "sealed":
-        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(sealed_variants()))
-        clips = POOL_CLIPS
-    elif Split.name == "vault":
-        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(vault_variants()))
+    elif Split.name in VARIANT_SEEDS:
+        pool_v = drawn_voices(Split.seed_base, POOL_VOICES, [], POOL_PITCH_APART, tuple(split_variants(Split.name)))
         clips = POOL_CLIPS
     else:
         pool_v, clips = pool_voices(), POOL_CLIPS
@@ -1052,6 +1046,10 @@ FIXTURE_NAMES = [
 ]
 
 
+# The splits of speaker clips only (pool_clips()): no grid, clean, format or corrupt files.
+SPEAKER_SPLITS = ("pool", "unseen", "check", "blind", "sealed", "vault", "learn")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1059,7 +1057,7 @@ def main():
     g.add_argument("--out", help="write the full dev set into this directory")
     g.add_argument("--fixtures", action="store_true",
                    help="write the small committed subset into tests/fixtures/audio/")
-    ap.add_argument("--split", choices=("tune", "holdout", "pool", "unseen", "check", "blind", "sealed", "vault", "learn"), default="tune",
+    ap.add_argument("--split", choices=("tune", "holdout") + SPEAKER_SPLITS, default="tune",
                     help="tune: the voices, sentences and seeds the constants are chosen on (default); "
                          "holdout: other voices, sentences and seeds, set aside to report on; "
                          "pool: 300 speaker clips of 60 more voices, set aside to report on; "
@@ -1085,13 +1083,13 @@ def main():
         ap.error("--fixtures are made from the tune split")
     Split.use(args.split)
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {"blind": blind_variants, "sealed": sealed_variants, "vault": vault_variants}.get(args.split)
-        render = Renderer(tmp, espeak_data_with(variants(), tmp) if variants else None)
-        if args.split in ("pool", "unseen", "check", "blind", "sealed", "vault", "learn"):
+        variants = split_variants(args.split) if args.split in VARIANT_SEEDS else None
+        render = Renderer(tmp, espeak_data_with(variants, tmp) if variants else None)
+        if args.split in SPEAKER_SPLITS:
             clips = pool_clips(render)
         else:
             clips = grid_clips(render) + clean_clips(render) + speaker_clips(render) + special_clips()
-        if not args.fixtures and args.split not in ("pool", "unseen", "check", "blind", "sealed", "vault", "learn"):
+        if not args.fixtures and args.split not in SPEAKER_SPLITS:
             clips += short_turn_clips(render)
         if args.split == "tune":  # formats and corrupt files test decoding, not the voices
             clips += format_and_corrupt(render, tmp, 0 if args.fixtures else args.long_seconds)

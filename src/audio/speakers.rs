@@ -123,7 +123,7 @@ const JOIN_COST: f64 = 2.0 * MERGE_COST;
 /// uncounted: on six splits (1312 clips), 0.3 to 0.6 s all counted 1310 or 1311 within one
 /// where 0.8 s counted 1305, and 1179 or 1180 exact where it counted 1178; the price is a few
 /// more stray clusters counted (docs/AUDIO.md, "Least speech for a speaker").
-const MIN_SPEAKER_S: f64 = 0.5;
+const MIN_SPEAKER_S: f64 = 2.0 * SEG_MIN_S;
 /// Added to every standard deviation before dividing by it.
 const SD_FLOOR: f64 = 1e-6;
 
